@@ -1,0 +1,3 @@
+"""syncd: two-way message sync between an app and messaging platforms."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,208 @@
+"""The ``syncd`` command line.
+
+``syncd run`` starts the daemon; ``syncd demo`` runs the whole two-way sync against the
+built-in simulators; ``resync``, ``status`` and ``integrations`` talk to a running daemon's
+HTTP API (``--api``, default ``http://localhost:$SYNCD_HTTP_PORT``) with ``$SYNCD_ADMIN_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import httpx
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    token = args.token or os.environ.get("SYNCD_ADMIN_TOKEN")
+    if not token:
+        raise SystemExit("error: set SYNCD_ADMIN_TOKEN or pass --token")
+    return httpx.Client(base_url=args.api, headers={"authorization": f"Bearer {token}"}, timeout=30)
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"error: cannot reach syncd at {client.base_url}: {type(exc).__name__}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": {"code": "bad_answer", "message": response.text[:200]}}
+    if response.status_code >= 400:
+        error = body.get("error", {})
+        details = error.get("details")
+        extra = f" {json.dumps(details)}" if details else ""
+        raise SystemExit(f"error: {response.status_code} {error.get('code')}: {error.get('message')}{extra}")
+    return body
+
+
+def _status_table(statuses: list[dict[str, Any]]) -> str:
+    rows = [("chat", "phase", "pages", "fetched", "new", "updated", "deleted", "error")]
+    for s in statuses:
+        c = s.get("counts", {})
+        rows.append((s.get("externalChatId") or ("(integration)" if s.get("chatId") is None else s["chatId"]),
+                     s["phase"], str(c.get("pages", 0)), str(c.get("fetched", 0)), str(c.get("inserted", 0)),
+                     str(c.get("updated", 0)), str(c.get("deleted", 0)), (s.get("lastError") or "")[:60]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _wait(client: httpx.Client, integration_id: str, timeout_s: float) -> int:
+    """Show progress until no chat is pending/importing; 1 if something ended in error."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        statuses = _call(client, "GET", f"/integrations/{integration_id}/status")["status"]
+        chats = [s for s in statuses if s.get("chatId")]
+        done = sum(1 for s in chats if s["phase"] in ("done", "error", "cancelled"))
+        fetched = sum(s.get("counts", {}).get("fetched", 0) for s in chats)
+        sys.stderr.write(f"\r  {done}/{len(chats)} chats, {fetched} messages read ")
+        sys.stderr.flush()
+        busy = any(s["phase"] in ("pending", "importing") for s in statuses)
+        if not busy or time.monotonic() > deadline:
+            sys.stderr.write("\n")
+            print(_status_table(statuses))
+            return 1 if any(s["phase"] == "error" for s in statuses) or busy else 0
+        time.sleep(1)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from syncd.config import load_settings
+    from syncd.daemon import ConfigError, serve
+
+    overrides = {k: v for k, v in {"http_host": args.host, "http_port": args.port,
+                                   "mongodb_uri": args.mongodb_uri, "log_level": args.log_level}.items() if v}
+    try:
+        settings = load_settings(**overrides)
+        asyncio.run(serve(settings))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from syncd.demo import run_demo
+
+    return asyncio.run(run_demo(messages=args.messages, verbose=args.verbose))
+
+
+def cmd_resync(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        body: dict[str, Any] = {"full": args.full}
+        if args.chat:
+            body["chatIds"] = args.chat
+        answer = _call(client, "POST", f"/integrations/{args.integration_id}/resync", json=body)
+        print(f"resync queued for {len(answer['resync']['chatIds'])} chats (full={args.full})")
+        return _wait(client, args.integration_id, args.timeout) if args.wait else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        answer = _call(client, "GET", f"/integrations/{args.integration_id}/status")
+        integration = answer["integration"]
+        print(f"{integration['platform']} integration {integration['id']} ({integration['status']})")
+        print(_status_table(answer["status"]))
+        inbox = answer.get("inbox") or {}
+        if inbox:
+            print("inbox: " + ", ".join(f"{k}={v}" for k, v in sorted(inbox.items())))
+        return 0
+
+
+def cmd_integrations(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "list":
+            params = {k: v for k, v in {"customerId": args.customer, "platform": args.platform}.items() if v}
+            for i in _call(client, "GET", "/integrations", params=params)["integrations"]:
+                print(f"{i['id']}  {i['platform']:<8} {i['customerId']:<20} {i['status']:<8} {i.get('name') or ''}")
+        elif args.action == "show":
+            print(json.dumps(_call(client, "GET", f"/integrations/{args.id}")["integration"], indent=2))
+        elif args.action == "delete":
+            _call(client, "DELETE", f"/integrations/{args.id}")
+            print(f"deleted {args.id}")
+        elif args.action == "create":
+            try:
+                credentials = json.loads(args.credentials)
+                settings = json.loads(args.settings) if args.settings else None
+            except ValueError as exc:
+                raise SystemExit(f"error: --credentials/--settings must be JSON: {exc}") from None
+            body = {"platform": args.platform, "customerId": args.customer, "name": args.name,
+                    "credentials": credentials, "settings": settings}
+            integration = _call(client, "POST", "/integrations", json=body)["integration"]
+            print(f"created {integration['id']}; webhook URL: {integration['webhookUrl']}")
+            if args.wait:
+                return _wait(client, integration["id"], args.timeout)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    port = os.environ.get("SYNCD_HTTP_PORT", "8080")
+    root = argparse.ArgumentParser(prog="syncd", description="Two-way message sync daemon.")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon (configured by SYNCD_* environment variables)")
+    run.add_argument("--host", help="overrides SYNCD_HTTP_HOST")
+    run.add_argument("--port", type=int, help="overrides SYNCD_HTTP_PORT")
+    run.add_argument("--mongodb-uri", help="overrides SYNCD_MONGODB_URI")
+    run.add_argument("--log-level", help="overrides SYNCD_LOG_LEVEL")
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="two-way sync against the built-in simulators (no MongoDB needed)")
+    demo.add_argument("--messages", type=int, default=300, help="history messages to seed (default 300)")
+    demo.add_argument("--verbose", action="store_true", help="show the daemon's logs")
+    demo.set_defaults(func=cmd_demo)
+
+    def client_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--api", default=f"http://localhost:{port}", help="syncd base URL")
+        p.add_argument("--token", help="admin token (default $SYNCD_ADMIN_TOKEN)")
+
+    resync = sub.add_parser("resync", help="re-read an integration's history (or some chats)")
+    resync.add_argument("integration_id")
+    resync.add_argument("--chat", action="append", help="our chat id (repeatable); default: every imported chat")
+    resync.add_argument("--full", action="store_true", help="also mark messages gone at the platform as deleted")
+    resync.add_argument("--wait", action="store_true", help="show progress until it finishes")
+    resync.add_argument("--timeout", type=float, default=3600)
+    client_args(resync)
+    resync.set_defaults(func=cmd_resync)
+
+    status = sub.add_parser("status", help="an integration's sync status")
+    status.add_argument("integration_id")
+    client_args(status)
+    status.set_defaults(func=cmd_status)
+
+    integrations = sub.add_parser("integrations", help="list, show, create or delete integrations")
+    isub = integrations.add_subparsers(dest="action", required=True)
+    lst = isub.add_parser("list")
+    lst.add_argument("--customer")
+    lst.add_argument("--platform")
+    for name in ("show", "delete"):
+        p = isub.add_parser(name)
+        p.add_argument("id")
+    create = isub.add_parser("create")
+    create.add_argument("--platform", required=True)
+    create.add_argument("--customer", required=True)
+    create.add_argument("--name")
+    create.add_argument("--credentials", required=True, help="JSON object")
+    create.add_argument("--settings", help="JSON object")
+    create.add_argument("--wait", action="store_true", help="show import progress until it finishes")
+    create.add_argument("--timeout", type=float, default=3600)
+    for p in (lst, create, *[isub.choices[n] for n in ("show", "delete")]):
+        client_args(p)
+    integrations.set_defaults(func=cmd_integrations)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

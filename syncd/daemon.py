@@ -1,0 +1,125 @@
+"""The composition root: wires settings, store, mappings, connectors, engine, API and the
+poll scheduler, and runs them until SIGTERM.
+
+Only this module and the CLI open MongoDB, configure logging or start the scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import httpx
+import structlog
+import uvicorn
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from fastapi import FastAPI
+
+from syncd.api import create_app
+from syncd.config import Settings
+from syncd.engine.connectors import Connectors
+from syncd.engine.context import EngineContext
+from syncd.engine.engine import Engine
+from syncd.logs import configure_logging
+from syncd.mapping import load_mappings
+from syncd.store import Store
+
+log = structlog.get_logger(__name__)
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; the message says which variable to set."""
+
+
+@dataclass
+class Daemon:
+    settings: Settings
+    store: Store
+    engine: Engine
+    app: FastAPI
+    scheduler: AsyncIOScheduler | None = None
+
+    async def start(self, *, schedule: bool = True) -> None:
+        """Start workers, resume unfinished imports, and (unless told not to) schedule polls."""
+        self.engine.start()
+        await self.engine.resume()
+        if schedule:
+            self.scheduler = AsyncIOScheduler(timezone="UTC")
+            interval = self.settings.poll_interval_s
+            self.scheduler.add_job(self.reconcile, "interval", seconds=interval, id="reconcile",
+                                   max_instances=1, coalesce=True)
+            self.scheduler.start()
+            await self.reconcile()
+
+    async def reconcile(self) -> None:
+        """Keep one poll job per active integration, and resume imports that stalled."""
+        if self.scheduler is None:
+            return
+        active = {i.id for i in await self.store.list_integrations(status="active")}
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith("poll:") and job.id[5:] not in active:
+                job.remove()
+        for integration_id in active:
+            if self.scheduler.get_job(f"poll:{integration_id}") is None:
+                self.scheduler.add_job(
+                    self.engine.poll, "interval", args=[integration_id], id=f"poll:{integration_id}",
+                    seconds=self.settings.poll_interval_s, max_instances=1, coalesce=True,
+                )
+        await self.engine.resume()
+
+    async def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        await self.engine.stop()
+        await self.store.close()
+
+
+def _secret_key(settings: Settings) -> str:
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value()
+    if settings.mongodb_uri.startswith("mongomock://"):
+        # The in-memory store dies with the process, so a process key loses nothing.
+        return secrets.token_urlsafe(32)
+    raise ConfigError("SYNCD_SECRET_KEY is required with a real MongoDB: it encrypts stored credentials")
+
+
+async def build(
+    settings: Settings,
+    *,
+    transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+    callback_transport: httpx.AsyncBaseTransport | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] | None = None,
+    store: Store | None = None,
+) -> Daemon:
+    """Everything wired and indexes created, nothing running yet."""
+    mappings = load_mappings()
+    if store is None:
+        store = await Store.connect(settings.mongodb_uri, secret_key=_secret_key(settings))
+    await store.ensure_indexes()
+    connectors = Connectors(settings, mappings, transports=transports, sleep=sleep, clock=clock)
+    ctx = EngineContext(settings=settings, store=store, connectors=connectors)
+    engine = Engine(ctx, callback_transport=callback_transport)
+    return Daemon(settings=settings, store=store, engine=engine, app=create_app(engine))
+
+
+async def serve(settings: Settings, **kwargs: Any) -> None:
+    """``syncd run``: the daemon until SIGTERM/SIGINT, then a graceful stop."""
+    configure_logging(settings.log_level, settings.log_format)
+    daemon = await build(settings, **kwargs)
+    server = uvicorn.Server(uvicorn.Config(
+        daemon.app, host=settings.http_host, port=settings.http_port, log_config=None,
+        access_log=False, lifespan="off", timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
+    ))
+    await daemon.start()
+    log.info("syncd started", host=settings.http_host, port=settings.http_port,
+             store="in-memory" if settings.mongodb_uri.startswith("mongomock://") else "mongodb")
+    try:
+        # uvicorn turns SIGTERM/SIGINT into a graceful HTTP shutdown and returns.
+        await server.serve()
+    finally:
+        log.info("syncd stopping")
+        await daemon.stop()
+        log.info("syncd stopped")

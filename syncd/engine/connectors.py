@@ -1,0 +1,98 @@
+"""Builds and caches one connector (and so one HTTP client) per integration."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable
+
+import httpx
+from pydantic import BaseModel
+
+from syncd.config import Settings
+from syncd.mapping import Mapping
+from syncd.models import Integration
+from syncd.providers import PLATFORMS, connector_class
+from syncd.providers.base import Connector, ConnectorContext
+from syncd.providers.http import RetryPolicy
+
+
+class UnknownPlatform(KeyError):
+    pass
+
+
+class Connectors:
+    """The connector of each integration, built on first use with its stored credentials.
+
+    ``transports`` lets tests and the demo route a platform's HTTP to an in-process
+    simulator; ``sleep`` replaces ``asyncio.sleep`` in retry waits.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        mappings: dict[str, Mapping],
+        *,
+        transports: dict[str, httpx.AsyncBaseTransport] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] | None = None,
+    ):
+        self.settings = settings
+        self.mappings = mappings
+        self.transports = transports or {}
+        self.policy = RetryPolicy(
+            max_retries=settings.http_max_retries, base_s=settings.retry_base_s,
+            max_s=settings.retry_max_s, sleep=sleep,
+        )
+        self.clock = clock
+        self._cache: dict[str, Connector] = {}
+
+    def platforms(self) -> list[str]:
+        return sorted(p for p in PLATFORMS if p in self.mappings)
+
+    def connector_class(self, platform: str) -> type[Connector]:
+        if platform not in self.mappings or platform not in PLATFORMS:
+            raise UnknownPlatform(platform)
+        return connector_class(platform)
+
+    def validate_credentials(self, platform: str, credentials: dict[str, Any]) -> BaseModel:
+        """Raises ``UnknownPlatform`` or pydantic's ``ValidationError``."""
+        return self.connector_class(platform).Credentials.model_validate(credentials)
+
+    def build(
+        self,
+        integration: Integration,
+        credentials: dict[str, Any],
+        on_credentials: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> Connector:
+        cls = self.connector_class(integration.platform)
+        creds = cls.Credentials.model_validate(credentials)
+        http = cls.make_http(
+            self.settings.base_url(integration.platform), creds, policy=self.policy,
+            timeout_s=self.settings.http_timeout_s, transport=self.transports.get(integration.platform),
+        )
+        ctx = ConnectorContext(
+            http=http,
+            mapping=self.mappings[integration.platform],
+            webhook_url=self.settings.webhook_url(integration.platform, integration.id),
+            webhook_max_skew_s=self.settings.webhook_max_skew_s,
+            on_credentials=on_credentials,
+        )
+        if self.clock is not None:
+            ctx.clock = self.clock
+        return cls(creds, integration.settings, ctx)
+
+    def cached(self, integration_id: str) -> Connector | None:
+        return self._cache.get(integration_id)
+
+    def remember(self, integration_id: str, connector: Connector) -> Connector:
+        self._cache[integration_id] = connector
+        return connector
+
+    async def forget(self, integration_id: str) -> None:
+        connector = self._cache.pop(integration_id, None)
+        if connector is not None:
+            await connector.close()
+
+    async def close(self) -> None:
+        for integration_id in list(self._cache):
+            await self.forget(integration_id)

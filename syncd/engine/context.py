@@ -1,0 +1,53 @@
+"""What every engine part shares: the settings, the store, the connectors, the lease owner,
+a clock, and the stop signal that graceful shutdown sets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from syncd.config import Settings
+from syncd.engine.connectors import Connectors
+from syncd.models import Integration
+from syncd.providers.base import Connector
+from syncd.store import Store
+
+
+def default_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class EngineContext:
+    settings: Settings
+    store: Store
+    connectors: Connectors
+    owner: str = field(default_factory=default_owner)
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def backoff(self, attempt: int, retry_after: float | None = None) -> datetime:
+        """When to try again after ``attempt`` failures (Retry-After wins when longer)."""
+        delay = min(self.settings.retry_max_s, self.settings.retry_base_s * (2 ** max(0, attempt - 1)))
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        return self.now() + timedelta(seconds=delay)
+
+
+async def connector_for(ctx: EngineContext, integration: Integration) -> Connector:
+    """The integration's cached connector, built from its stored credentials on first use."""
+    connector = ctx.connectors.cached(integration.id)
+    if connector is not None:
+        return connector
+
+    async def save(credentials: dict) -> None:
+        await ctx.store.set_credentials(integration.id, credentials)
+
+    credentials = await ctx.store.get_credentials(integration.id)
+    built = ctx.connectors.build(integration, credentials, on_credentials=save)
+    return ctx.connectors.remember(integration.id, built)

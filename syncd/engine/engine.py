@@ -1,0 +1,203 @@
+"""``Engine``: the sync engine's one face to the API, the CLI and the daemon.
+
+It composes the importer, poller, inbox, exporter and outbox over one ``EngineContext`` and
+owns the integration lifecycle (create, delete, import chats, resync). It starts no scheduler
+and opens no database: the daemon hands it a store and drives ``resume``/``poll`` on schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import structlog
+from pydantic import ValidationError
+
+from syncd.engine.connectors import UnknownPlatform
+from syncd.engine.context import EngineContext, connector_for
+from syncd.engine.exporter import Exporter
+from syncd.engine.importer import Importer, chat_data
+from syncd.engine.inbox import Inbox
+from syncd.engine.notifier import CallbackSender
+from syncd.engine.outbox import Outbox
+from syncd.engine.poller import Poller, PollBusy
+from syncd.models import Chat, Integration, UserPlatform
+from syncd.providers.base import ChatData
+from syncd.providers.errors import AuthError, ProviderError
+
+log = structlog.get_logger(__name__)
+
+
+class IntegrationError(Exception):
+    """A request about integrations that cannot be done; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None):
+        super().__init__(message)
+        self.status, self.code, self.details = status, code, details
+
+
+class Engine:
+    def __init__(self, ctx: EngineContext, *, callback_transport: httpx.AsyncBaseTransport | None = None):
+        self.ctx = ctx
+        self.store = ctx.store
+        self.importer = Importer(ctx)
+        self.poller = Poller(ctx, self.importer)
+        self.inbox = Inbox(ctx, self.poller)
+        self.exporter = Exporter(ctx)
+        self.callbacks = CallbackSender(ctx, transport=callback_transport)
+        self.outbox = Outbox(ctx, self.exporter, self.callbacks)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the inbox and outbox workers (the daemon schedules polls and resumes)."""
+        self.inbox.worker.start()
+        self.outbox.events.start()
+        if self.ctx.settings.app_callback_url:
+            self.outbox.notify.start()
+
+    @property
+    def workers_running(self) -> bool:
+        return self.inbox.worker.running and self.outbox.events.running
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop taking work, let work in hand finish (or checkpoint) within the grace period,
+        release every lease, close connectors."""
+        grace = self.ctx.settings.shutdown_grace_s if grace_s is None else grace_s
+        self.ctx.stopping.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        for worker in (self.inbox.worker, self.outbox.events, self.outbox.notify):
+            await worker.stop(max(0.0, deadline - loop.time()))
+        try:
+            await asyncio.wait_for(self.importer.wait(), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            await self.importer.cancel()
+        await self.store.release_all(self.ctx.owner)
+        await self.callbacks.aclose()
+        await self.ctx.connectors.close()
+
+    async def resume(self) -> None:
+        """Continue every unfinished import (after a restart, a crash, a failed page, or a
+        replica that died holding the lease)."""
+        for integration in await self.store.list_integrations(status="active"):
+            if await self.importer.has_work(integration.id):
+                self.importer.kick(integration.id)
+
+    async def poll(self, integration_id: str) -> None:
+        try:
+            await self.poller.poll(integration_id)
+        except PollBusy:
+            pass
+        except ProviderError as exc:
+            log.warning("poll failed", integration_id=integration_id, error=str(exc))
+
+    # -- integrations ------------------------------------------------------------------------
+    async def create_integration(
+        self, *, platform: str, customer_id: str, name: str | None,
+        credentials: dict[str, Any], settings: dict[str, Any] | None,
+    ) -> Integration:
+        try:
+            self.ctx.connectors.validate_credentials(platform, credentials)
+        except UnknownPlatform:
+            raise IntegrationError(
+                422, "unknown_platform",
+                f"unknown platform {platform!r}; supported: {', '.join(self.ctx.connectors.platforms())}",
+            ) from None
+        except ValidationError as exc:
+            details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+            raise IntegrationError(422, "invalid_credentials", f"credentials for {platform} are invalid", details) from None
+        settings = settings or {}
+        chats = settings.get("importChats")
+        if chats is not None and (not isinstance(chats, list) or not all(isinstance(c, str) and c for c in chats)):
+            raise IntegrationError(422, "invalid_settings", "settings.importChats must be a list of chat ids")
+        integration = Integration(customer_id=customer_id, platform=platform, name=name or platform, settings=settings)
+        connector = self.ctx.connectors.build(integration, credentials)
+        try:
+            identities = await connector.identify()
+        except AuthError as exc:
+            raise IntegrationError(422, "credentials_rejected", f"{platform} rejected the credentials: {exc}") from None
+        except ProviderError as exc:
+            raise IntegrationError(503, "platform_unavailable", f"{platform} could not be reached: {exc}") from None
+        finally:
+            await connector.close()
+        await self.store.insert_integration(integration, credentials)
+        for identity in identities:
+            await self.store.upsert_user_platform(UserPlatform(
+                customer_id=customer_id, platform=platform, integration_id=integration.id,
+                external_user_id=identity.external_user_id, external_email=identity.external_email,
+                display_name=identity.display_name, is_self=identity.is_self,
+            ))
+        await self.store.repoint_chats(customer_id, platform, integration.id)
+        await self.importer.plan_initial(integration)
+        self.importer.kick(integration.id)
+        log.info("integration created", integration_id=integration.id, platform=platform, customer_id=customer_id)
+        return integration
+
+    async def get_integration(self, integration_id: str) -> Integration:
+        integration = await self.store.get_integration(integration_id)
+        if integration is None or integration.status == "deleted":
+            raise IntegrationError(404, "not_found", f"no integration {integration_id!r}")
+        return integration
+
+    async def delete_integration(self, integration_id: str) -> None:
+        await self.get_integration(integration_id)
+        await self.store.update_integration(integration_id, status="deleted")
+        task = self.importer._tasks.get(integration_id)
+        if task is not None:
+            task.cancel()
+        await self.ctx.connectors.forget(integration_id)
+
+    async def update_credentials(self, integration_id: str, credentials: dict[str, Any]) -> Integration:
+        """New credentials (e.g. after a failed refresh) bring an integration back to active."""
+        integration = await self.get_integration(integration_id)
+        try:
+            self.ctx.connectors.validate_credentials(integration.platform, credentials)
+        except ValidationError as exc:
+            details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+            raise IntegrationError(422, "invalid_credentials", "credentials are invalid", details) from None
+        await self.ctx.connectors.forget(integration_id)
+        await self.store.set_credentials(integration_id, credentials)
+        updated = await self.store.update_integration(integration_id, status="active", status_reason=None)
+        self.importer.kick(integration_id)
+        return updated
+
+    async def available_chats(self, integration_id: str) -> list[ChatData]:
+        integration = await self._active(integration_id)
+        connector = await connector_for(self.ctx, integration)
+        try:
+            return await connector.list_chats()
+        except ProviderError as exc:
+            raise IntegrationError(503, "platform_unavailable", f"listing chats failed: {exc}") from None
+
+    async def import_chats(self, integration_id: str, external_chat_ids: list[str]) -> list[Chat]:
+        integration = await self._active(integration_id)
+        available = {c.external_chat_id: c for c in await self.available_chats(integration_id)}
+        missing = [c for c in external_chat_ids if c not in available]
+        if missing:
+            raise IntegrationError(404, "unknown_chat", f"the platform has no chats {missing} for this account")
+        chats = await self.importer.plan_chats(integration, [available[c] for c in external_chat_ids])
+        self.importer.kick(integration.id)
+        return chats
+
+    async def resync(self, integration_id: str, chat_ids: list[str] | None = None, full: bool = False) -> list[Chat]:
+        integration = await self._active(integration_id)
+        chats = [c for c in await self.store.list_chats(integration_id=integration_id) if c.imported]
+        if chat_ids is not None:
+            by_id = {c.id: c for c in await self.store.list_chats(integration_id=integration_id)}
+            unknown = [c for c in chat_ids if c not in by_id]
+            if unknown:
+                raise IntegrationError(404, "unknown_chat", f"no chats {unknown} in this integration")
+            chats = [by_id[c] for c in chat_ids]
+        planned = await self.importer.plan_chats(integration, [chat_data(c) for c in chats], full=full)
+        self.importer.kick(integration.id)
+        return planned
+
+    async def _active(self, integration_id: str) -> Integration:
+        integration = await self.get_integration(integration_id)
+        if integration.status != "active":
+            raise IntegrationError(
+                409, "integration_not_active",
+                f"integration is {integration.status}: {integration.status_reason or 'no reason recorded'}",
+            )
+        return integration

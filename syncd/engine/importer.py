@@ -1,0 +1,205 @@
+"""Paged import of chat history, checkpointed after every stored page.
+
+The work list is durable: each chat to import has a ``sync_status`` document (phase
+``pending``/``importing``, its page ``cursor``). Whoever holds the integration's import lease
+drains that list, so a crash, a restart or another replica resumes where the import stopped,
+re-fetching at most the page that was in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from syncd import metrics
+from syncd.engine.context import EngineContext, connector_for
+from syncd.engine.ingest import ingest
+from syncd.engine.leases import hold
+from syncd.mapping import MappingError
+from syncd.models import Chat, Integration, SyncStatus
+from syncd.providers.base import ChatData, Connector, MessageData
+from syncd.providers.errors import AuthError, CursorExpired, ProviderError
+
+log = structlog.get_logger(__name__)
+
+ACTIVE_PHASES = ("pending", "importing", "error")
+
+
+def chat_data(chat: Chat) -> ChatData:
+    return ChatData(
+        external_chat_id=chat.external_chat_id, name=chat.name, kind=chat.kind,
+        participants=chat.participants, last_message_at=chat.last_message_at,
+    )
+
+
+class Importer:
+    def __init__(self, ctx: EngineContext):
+        self.ctx = ctx
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+
+    # -- planning --------------------------------------------------------------------------
+    async def plan_initial(self, integration: Integration) -> None:
+        """Mark the integration for a first import of every readable (or selected) chat."""
+        await self.ctx.store.save_sync_status(SyncStatus(integration_id=integration.id, phase="pending"))
+
+    async def plan_chats(
+        self, integration: Integration, chats: list[ChatData], *, full: bool = False, keep_existing: bool = False
+    ) -> list[Chat]:
+        """Queue ``chats`` for import (a resync when they were imported before).
+
+        ``keep_existing`` leaves chats that already have an import status alone, so a
+        resumed discovery keeps the page cursors of the chats it had already queued."""
+        planned = []
+        for data in chats:
+            chat = await self.ctx.store.upsert_chat(
+                integration.customer_id, integration.id, integration.platform, data, imported=True
+            )
+            previous = await self.ctx.store.get_sync_status(integration.id, chat.id)
+            if previous is not None and keep_existing:
+                continue
+            status = SyncStatus(
+                integration_id=integration.id, chat_id=chat.id, external_chat_id=chat.external_chat_id,
+                phase="pending", full=full, started_at=self.ctx.now(),
+            )
+            if previous is not None:
+                status.id = previous.id
+            await self.ctx.store.save_sync_status(status)
+            planned.append(chat)
+        return planned
+
+    # -- running ---------------------------------------------------------------------------
+    def kick(self, integration_id: str) -> asyncio.Task[Any]:
+        """Drain the integration's import work in the background (once per process)."""
+        task = self._tasks.get(integration_id)
+        if task is None or task.done():
+            task = asyncio.create_task(self.drain(integration_id), name=f"import:{integration_id}")
+            self._tasks[integration_id] = task
+        return task
+
+    async def wait(self) -> None:
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def cancel(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def has_work(self, integration_id: str) -> bool:
+        return any(s.phase in ACTIVE_PHASES for s in await self.ctx.store.list_sync_status(integration_id))
+
+    async def drain(self, integration_id: str) -> bool:
+        """Run every pending import of the integration under its lease. False if another
+        owner holds the lease (it will do the work) or the engine is stopping."""
+        async with hold(self.ctx, f"import:{integration_id}") as held:
+            if not held:
+                return False
+            integration = await self.ctx.store.get_integration(integration_id)
+            if integration is None or integration.status != "active":
+                return False
+            structlog.contextvars.bind_contextvars(integration_id=integration.id, platform=integration.platform)
+            connector = await connector_for(self.ctx, integration)
+            try:
+                await self._discover(integration, connector)
+                for status in await self.ctx.store.list_sync_status(integration_id):
+                    if self.ctx.stopping.is_set():
+                        return False
+                    if status.chat_id is not None and status.phase in ACTIVE_PHASES:
+                        await self._import_chat(integration, connector, status)
+            except AuthError as exc:
+                await self.ctx.store.update_integration(integration.id, status="error", status_reason=str(exc))
+                log.warning("import stopped: credentials rejected", error=str(exc))
+                return False
+            return not self.ctx.stopping.is_set()
+
+    async def _discover(self, integration: Integration, connector: Connector) -> None:
+        """First import: set the poll mark, list chats, queue each; resumable until done."""
+        top = await self.ctx.store.get_sync_status(integration.id)
+        if top is None or top.phase not in ACTIVE_PHASES:
+            return
+        update = self.ctx.store.update_sync_status
+        await update(integration.id, None, phase="importing", started_at=top.started_at or self.ctx.now())
+        try:
+            if top.high_watermark is None:
+                # Taken before reading history, so nothing that happens during the import
+                # is missed by the first poll.
+                mark = (await connector.poll(None, [], 0)).state
+                await update(integration.id, None, high_watermark=mark)
+            chats = await connector.list_chats()
+            wanted = integration.settings.get("importChats")
+            if wanted is not None:
+                chats = [c for c in chats if c.external_chat_id in set(wanted)]
+            await self.plan_chats(integration, chats, keep_existing=True)
+            await update(integration.id, None, phase="done", finished_at=self.ctx.now(), last_error=None)
+        except (ProviderError, MappingError) as exc:
+            if isinstance(exc, AuthError):
+                raise
+            await update(integration.id, None, phase="error", last_error=str(exc))
+            log.warning("chat listing failed", error=str(exc))
+
+    async def _import_chat(self, integration: Integration, connector: Connector, status: SyncStatus) -> None:
+        chat = await self.ctx.store.get_chat(status.chat_id)
+        if chat is None:
+            status.phase, status.last_error = "cancelled", "chat was deleted"
+            await self.ctx.store.save_sync_status(status)
+            return
+        log_ = log.bind(chat_id=chat.id, external_chat_id=chat.external_chat_id)
+        # A full resync compares everything it read with what is stored, so it always
+        # starts from the first page.
+        seen: set[str] | None = set() if status.full else None
+        cursor = None if status.full else status.cursor
+        status.phase, status.last_error = "importing", None
+        status.started_at = status.started_at or self.ctx.now()
+        known = {chat.external_chat_id: chat}
+        try:
+            while True:
+                if self.ctx.stopping.is_set():
+                    return
+                with metrics.IMPORT_PAGE_SECONDS.labels(integration.platform).time():
+                    page = await connector.fetch_history_page(chat_data(chat), cursor)
+                result = await ingest(self.ctx, integration, page.messages, source="import", known_chats=known)
+                if seen is not None:
+                    seen.update(m.external_message_id for m in page.messages if m.deleted_at is None)
+                counts = status.counts
+                counts.pages += 1
+                counts.fetched += len(page.messages)
+                counts.inserted += result.inserted
+                counts.updated += result.updated
+                counts.unchanged += result.unchanged
+                counts.deleted += result.deleted
+                cursor = page.next_cursor
+                status.cursor, status.updated_at = cursor, self.ctx.now()
+                if cursor is None:
+                    break
+                await self.ctx.store.save_sync_status(status)
+            if seen is not None:
+                gone = await self.ctx.store.live_external_ids(chat.id) - seen
+                if gone:
+                    # Tombstones go through the one ingest path, so the app hears of them.
+                    now = self.ctx.now()
+                    tombstones = [
+                        MessageData(external_chat_id=chat.external_chat_id, external_message_id=ext, deleted_at=now)
+                        for ext in sorted(gone)
+                    ]
+                    result = await ingest(self.ctx, integration, tombstones, source="resync", known_chats=known)
+                    status.counts.deleted += result.deleted
+            status.phase, status.finished_at, status.full = "done", self.ctx.now(), False
+            await self.ctx.store.upsert_chat(
+                integration.customer_id, integration.id, integration.platform,
+                chat_data(chat), imported=True,
+            )
+            log_.info("chat imported", pages=status.counts.pages, messages=status.counts.fetched)
+        except CursorExpired as exc:
+            status.phase, status.cursor, status.last_error = "pending", None, str(exc)
+        except AuthError:
+            status.phase, status.last_error = "error", "credentials rejected"
+            raise
+        except (ProviderError, MappingError) as exc:
+            status.phase, status.last_error = "error", str(exc)
+            log_.warning("chat import failed; will retry", error=str(exc))
+        finally:
+            status.updated_at = self.ctx.now()
+            await self.ctx.store.save_sync_status(status)

@@ -1,0 +1,145 @@
+"""The one ingest path: map -> dedupe -> upsert -> notify.
+
+Webhooks, polls, imports and resyncs all end here with universal ``MessageData`` (already
+mapped by the connector through its mapping file). This module attaches them to their chats,
+decides direction from ``user_platforms``, writes them through the store's merge rules in one
+bulk call, and queues the app callbacks for what really changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import structlog
+
+from syncd import metrics
+from syncd.engine.context import EngineContext
+from syncd.engine.notifier import queue_callbacks
+from syncd.models import Chat, Integration, Message
+from syncd.providers.base import ChatData, MessageData
+from syncd.store import WriteResult
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class IngestResult:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    chats: dict[str, Chat] = field(default_factory=dict)
+
+    def add(self, other: "IngestResult") -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+        self.skipped += other.skipped
+
+
+async def ingest(
+    ctx: EngineContext,
+    integration: Integration,
+    messages: list[MessageData],
+    chats: list[ChatData] | None = None,
+    *,
+    source: str,
+    known_chats: dict[str, Chat] | None = None,
+) -> IngestResult:
+    """Store ``messages`` (and ``chats``) for ``integration``; returns what changed.
+
+    When the integration restricts its chats (``settings.importChats``), messages of chats
+    that are not imported are skipped: the customer chose not to sync them.
+    """
+    store = ctx.store
+    result = IngestResult()
+    by_id: dict[str, Chat] = dict(known_chats or {})
+    restricted = integration.settings.get("importChats") is not None
+
+    for data in chats or []:
+        existing = by_id.get(data.external_chat_id) or await store.find_chat(
+            integration.customer_id, integration.platform, data.external_chat_id
+        )
+        if restricted and (existing is None or not existing.imported):
+            continue
+        by_id[data.external_chat_id] = await store.upsert_chat(
+            integration.customer_id, integration.id, integration.platform, data,
+            imported=None if restricted else True,
+        )
+
+    self_ids, self_emails = await store.self_identities(integration.customer_id, integration.platform)
+    rows: list[Message] = []
+    for data in messages:
+        chat = by_id.get(data.external_chat_id)
+        if chat is None:
+            chat = await store.find_chat(integration.customer_id, integration.platform, data.external_chat_id)
+            if chat is None and not restricted:
+                chat = await store.upsert_chat(
+                    integration.customer_id, integration.id, integration.platform,
+                    ChatData(external_chat_id=data.external_chat_id), imported=True,
+                )
+            if chat is not None:
+                by_id[data.external_chat_id] = chat
+        if chat is None or (restricted and not chat.imported):
+            result.skipped += 1
+            continue
+        rows.append(_row(integration, chat, data, self_ids, self_emails))
+
+    written: WriteResult = await store.upsert_messages(rows) if rows else WriteResult(0, 0, 0, 0, [])
+    result.inserted, result.updated = written.inserted, written.updated
+    result.unchanged, result.deleted = written.unchanged, written.deleted
+    result.chats = by_id
+    for kind, count in (("created", written.inserted), ("updated", written.updated),
+                        ("unchanged", written.unchanged), ("deleted", written.deleted)):
+        if count:
+            metrics.INGESTED.labels(integration.platform, source, kind).inc(count)
+    await _touch_chats(ctx, integration, rows, by_id)
+    await queue_callbacks(ctx, integration, written.changed)
+    if rows:
+        log.debug("ingested", source=source, platform=integration.platform, integration_id=integration.id,
+                  inserted=written.inserted, updated=written.updated, unchanged=written.unchanged,
+                  deleted=written.deleted)
+    return result
+
+
+def _row(integration: Integration, chat: Chat, data: MessageData, self_ids: set[str], self_emails: set[str]) -> Message:
+    sender = data.sender
+    outbound = data.from_self or (sender.external_user_id is not None and sender.external_user_id in self_ids) or (
+        sender.email is not None and sender.email.lower() in self_emails
+    )
+    return Message(
+        customer_id=integration.customer_id,
+        integration_id=integration.id,
+        platform=integration.platform,
+        chat_id=chat.id,
+        external_chat_id=data.external_chat_id,
+        external_message_id=data.external_message_id,
+        external_thread_id=data.external_thread_id,
+        sender=sender,
+        direction="outbound" if outbound else "inbound",
+        text=data.text,
+        html=data.html,
+        subject=data.subject,
+        attachments=data.attachments or [],
+        sent_at=data.sent_at,
+        edited_at=data.edited_at,
+        deleted_at=data.deleted_at,
+        delivery_state=data.delivery_state,
+        extra=data.extra,
+    )
+
+
+async def _touch_chats(ctx: EngineContext, integration: Integration, rows: list[Message], chats: dict[str, Chat]) -> None:
+    latest: dict[str, Message] = {}
+    for row in rows:
+        if row.sent_at and (row.external_chat_id not in latest or row.sent_at > latest[row.external_chat_id].sent_at):
+            latest[row.external_chat_id] = row
+    for external_chat_id, row in latest.items():
+        chat = chats[external_chat_id]
+        if chat.last_message_at is None or row.sent_at > chat.last_message_at:
+            chats[external_chat_id] = await ctx.store.upsert_chat(
+                integration.customer_id, integration.id, integration.platform,
+                ChatData(external_chat_id=external_chat_id, last_message_at=row.sent_at),
+            )

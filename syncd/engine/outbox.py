@@ -1,0 +1,67 @@
+"""The outbox workers: app events to platforms, and callbacks to the app.
+
+Each claimed item is handled once; a retryable failure is rescheduled with exponential
+backoff (a platform's Retry-After wins when longer); a permanent failure, or one that keeps
+failing past ``SYNCD_OUTBOX_MAX_ATTEMPTS``, is dead-lettered with its error kept. Callbacks are
+retried until the app acknowledges them (their backoff is capped, never dead-lettered).
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from syncd import metrics
+from syncd.engine.context import EngineContext
+from syncd.engine.exporter import Exporter
+from syncd.engine.notifier import CALLBACK, CallbackSender
+from syncd.engine.workers import Worker
+from syncd.models import OutboxItem
+from syncd.providers.errors import AuthError, PermanentError, RateLimited, RetryableError
+
+log = structlog.get_logger(__name__)
+
+
+class Outbox:
+    def __init__(self, ctx: EngineContext, exporter: Exporter, callbacks: CallbackSender):
+        self.ctx = ctx
+        self.exporter = exporter
+        self.callbacks = callbacks
+        self.events = Worker(ctx, "outbox", self.export_once)
+        self.notify = Worker(ctx, "callbacks", self.callback_once)
+
+    async def export_once(self) -> bool:
+        item = await self.ctx.store.outbox_claim(self.ctx.now(), self.ctx.settings.lease_ttl_s, exclude_types=[CALLBACK])
+        if item is None:
+            return False
+        await self._handle(item, self.exporter.deliver, dead_letter=True)
+        return True
+
+    async def callback_once(self) -> bool:
+        item = await self.ctx.store.outbox_claim(self.ctx.now(), self.ctx.settings.lease_ttl_s, types=[CALLBACK])
+        if item is None:
+            return False
+        await self._handle(item, self.callbacks.deliver, dead_letter=False)
+        return True
+
+    async def _handle(self, item: OutboxItem, deliver, *, dead_letter: bool) -> None:
+        bound = log.bind(outbox_id=item.id, type=item.type, customer_id=item.customer_id, attempts=item.attempts)
+        try:
+            result = await deliver(item)
+        except Exception as exc:  # noqa: BLE001 - every failure is classified and kept
+            error = f"{type(exc).__name__}: {exc}"
+            permanent = isinstance(exc, PermanentError) or not isinstance(exc, (RetryableError, AuthError))
+            if dead_letter and (permanent or item.attempts >= self.ctx.settings.outbox_max_attempts):
+                await self.ctx.store.outbox_dead(item.id, error)
+                await self.exporter.failed(item, error)
+                metrics.OUTBOX_EVENTS.labels(item.type, "dead").inc()
+                bound.error("outbox item dead-lettered", error=error)
+                return
+            if isinstance(exc, AuthError) and item.integration_id:
+                await self.ctx.store.update_integration(item.integration_id, status="error", status_reason=str(exc))
+            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            await self.ctx.store.outbox_retry(item.id, error, self.ctx.backoff(item.attempts, retry_after))
+            metrics.OUTBOX_EVENTS.labels(item.type, "retried").inc()
+            bound.warning("outbox delivery failed; will retry", error=error)
+            return
+        await self.ctx.store.outbox_done(item.id, result)
+        metrics.OUTBOX_EVENTS.labels(item.type, "sent").inc()

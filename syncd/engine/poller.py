@@ -1,0 +1,72 @@
+"""Polling: the fallback for missed webhooks and for platforms without them.
+
+Each integration's poll reads everything since its high-water mark (kept in the
+integration-level ``sync_status``), with a look-back window so recent edits are seen, under
+a lease so two replicas never poll the same integration at once.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from syncd.engine.context import EngineContext, connector_for
+from syncd.engine.importer import Importer, chat_data
+from syncd.engine.ingest import IngestResult, ingest
+from syncd.engine.leases import hold
+from syncd.models import SyncStatus
+from syncd.providers.errors import AuthError, CursorExpired
+
+log = structlog.get_logger(__name__)
+
+
+class PollBusy(Exception):
+    """Another owner is polling this integration right now."""
+
+
+class Poller:
+    def __init__(self, ctx: EngineContext, importer: Importer):
+        self.ctx = ctx
+        self.importer = importer
+
+    async def poll(self, integration_id: str) -> IngestResult | None:
+        """Poll once. ``None`` when there is nothing to poll (inactive, import not started).
+        Raises ``PollBusy`` when another owner holds the poll lease."""
+        async with hold(self.ctx, f"poll:{integration_id}") as held:
+            if not held:
+                raise PollBusy(integration_id)
+            integration = await self.ctx.store.get_integration(integration_id)
+            if integration is None or integration.status != "active":
+                return None
+            top = await self.ctx.store.get_sync_status(integration_id)
+            if top is None or top.high_watermark is None:
+                return None  # the import sets the first mark
+            connector = await connector_for(self.ctx, integration)
+            chats = [c for c in await self.ctx.store.list_chats(integration_id=integration_id) if c.imported]
+            try:
+                polled = await connector.poll(top.high_watermark, [chat_data(c) for c in chats],
+                                              self.ctx.settings.poll_lookback_s)
+            except CursorExpired as exc:
+                log.warning("poll mark expired; resyncing", integration_id=integration_id, error=str(exc))
+                await self.restart(integration_id)
+                return IngestResult()
+            except AuthError as exc:
+                await self.ctx.store.update_integration(integration_id, status="error", status_reason=str(exc))
+                raise
+            result = await ingest(self.ctx, integration, polled.changes.messages, polled.changes.chats,
+                                  source="poll", known_chats={c.external_chat_id: c for c in chats})
+            # Only the mark is written: the importer owns the other fields of this document.
+            await self.ctx.store.update_sync_status(integration_id, None, high_watermark=polled.state)
+            if polled.changes.resync_requested:
+                await self.restart(integration_id)
+            return result
+
+    async def restart(self, integration_id: str) -> None:
+        """The platform can no longer say what changed since our mark: take a new mark and
+        re-read every imported chat in full (idempotent; marks what is gone as deleted)."""
+        integration = await self.ctx.store.get_integration(integration_id)
+        connector = await connector_for(self.ctx, integration)
+        chats = [c for c in await self.ctx.store.list_chats(integration_id=integration_id) if c.imported]
+        mark = (await connector.poll(None, [chat_data(c) for c in chats], 0)).state
+        await self.ctx.store.update_sync_status(integration_id, None, high_watermark=mark)
+        await self.importer.plan_chats(integration, [chat_data(c) for c in chats], full=True)
+        self.importer.kick(integration_id)

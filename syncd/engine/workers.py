@@ -1,0 +1,62 @@
+"""A claim-process loop shared by the inbox and outbox workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Awaitable, Callable
+
+import structlog
+
+from syncd.engine.context import EngineContext
+
+log = structlog.get_logger(__name__)
+
+
+class Worker:
+    """Runs ``step`` (claim and handle one item; True if it found one) until stopped.
+
+    Sleeps ``worker_poll_s`` when idle unless ``wake()`` is called (a new item arrived).
+    """
+
+    def __init__(self, ctx: EngineContext, name: str, step: Callable[[], Awaitable[bool]]):
+        self.ctx = ctx
+        self.name = name
+        self.step = step
+        self._wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run(), name=self.name)
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def _run(self) -> None:
+        while not self.ctx.stopping.is_set():
+            try:
+                busy = await self.step()
+            except Exception:  # a bug in one item must not stop the loop
+                log.exception("worker step failed", worker=self.name)
+                busy = False
+            if not busy:
+                self._wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.ctx.settings.worker_poll_s)
+
+    async def stop(self, grace_s: float) -> None:
+        """Let the item in hand finish within ``grace_s``, then cancel."""
+        if self.task is None:
+            return
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), grace_s)
+        except (asyncio.TimeoutError, asyncio.CancelledError):
+            self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task

@@ -1,0 +1,372 @@
+"""Declarative platform mappings: the schema of ``mappings/<platform>.yaml``, its loader, and
+the field transforms.
+
+A mapping file says how a platform's chat, message and user payloads become the universal
+model, and how an outgoing universal message becomes the platform's request body. It is
+validated at load time against a pydantic schema *and* against the universal model's fields,
+so a wrong file fails at start with the file, the field and what is wrong::
+
+    platform: slack
+    message:
+      externalMessageId: {template: "{ctx.channel}:{ts}", required: true}
+      sentAt: {path: ts, transform: slack_ts}
+    send:
+      channel: {path: externalChatId}
+
+Rule keys: exactly one of ``path`` (a dotted path, or a list tried in order; ``ctx.`` reads
+the context the connector passes), ``template`` (``{path}`` placeholders; no value if any is
+missing), ``const``, ``cases``; then optional ``transform`` (one name or a list, applied in
+order), ``default`` and ``required``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from syncd.providers.base import ChatData, MessageData, OutgoingMessage, UserData
+
+# --------------------------------------------------------------------------------------
+# transforms
+
+
+def _slack_ts(value: Any) -> datetime:
+    return datetime.fromtimestamp(float(value), tz=timezone.utc)
+
+
+def _epoch_ms(value: Any) -> datetime:
+    return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+
+
+def _iso8601(value: Any) -> datetime:
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _rfc2822(value: Any) -> datetime:
+    parsed = email.utils.parsedate_to_datetime(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _email_address(value: Any) -> str | None:
+    address = email.utils.parseaddr(str(value))[1]
+    return address.lower() or None
+
+
+def _email_name(value: Any) -> str | None:
+    return email.utils.parseaddr(str(value))[0] or None
+
+
+def _email_list(value: Any) -> list[str]:
+    values = value if isinstance(value, list) else [value]
+    return [a.lower() for _, a in email.utils.getaddresses([str(v) for v in values]) if a]
+
+
+def _first(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else None
+    return value
+
+
+TRANSFORMS: dict[str, Callable[[Any], Any]] = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": bool,
+    "present": lambda v: v is not None,
+    "lower": lambda v: str(v).lower(),
+    "strip": lambda v: str(v).strip(),
+    "slack_ts": _slack_ts,
+    "epoch_s": lambda v: datetime.fromtimestamp(float(v), tz=timezone.utc),
+    "epoch_ms": _epoch_ms,
+    "iso8601": _iso8601,
+    "rfc2822_date": _rfc2822,
+    "email_address": _email_address,
+    "email_name": _email_name,
+    "email_list": _email_list,
+    "first": _first,
+    "nonempty": lambda v: v if v not in ("", [], {}) else None,
+}
+
+# --------------------------------------------------------------------------------------
+# schema
+
+
+class Case(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    when: str
+    equals: Any = None
+    value: Any
+
+
+class Rule(BaseModel):
+    """How one target field gets its value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | list[str] | None = None
+    template: str | None = None
+    const: Any = None
+    cases: list[Case] | None = None
+    transform: str | list[str] | None = None
+    default: Any = None
+    required: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Rule":
+        given = [k for k in ("path", "template", "const", "cases") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of path, template, const, cases (got {given or 'none'})")
+        for name in self.transforms:
+            if name not in TRANSFORMS:
+                raise ValueError(f"unknown transform {name!r}; known: {', '.join(sorted(TRANSFORMS))}")
+        return self
+
+    @property
+    def transforms(self) -> list[str]:
+        if self.transform is None:
+            return []
+        return [self.transform] if isinstance(self.transform, str) else list(self.transform)
+
+
+Section = dict[str, Rule]
+
+
+class MappingFile(BaseModel):
+    """The whole file. Universal sections are checked against the model's field names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    message: Section = Field(default_factory=dict)
+    chat: Section = Field(default_factory=dict)
+    user: Section = Field(default_factory=dict)
+    send: Section = Field(default_factory=dict)
+    edit: Section = Field(default_factory=dict)
+    delete: Section = Field(default_factory=dict)
+    #: Free-form sections a connector reads by name (e.g. ``webhook.deliveryId``).
+    extras: dict[str, Section] = Field(default_factory=dict)
+
+
+UNIVERSAL: dict[str, type[BaseModel]] = {"message": MessageData, "chat": ChatData, "user": UserData}
+OUTGOING_SOURCES = set(OutgoingMessage(chat=ChatData(external_chat_id="x")).as_source())
+
+
+class MappingError(Exception):
+    """A mapping file that cannot be used, or a payload a mapping cannot handle."""
+
+    def __init__(self, file: str, field: str, problem: str):
+        super().__init__(f"{file}: {field}: {problem}")
+        self.file, self.field, self.problem = file, field, problem
+
+
+def _model_fields(model: type[BaseModel]) -> dict[str, Any]:
+    """camelCase alias -> field info, for validating dotted targets."""
+    return {(info.alias or name): info for name, info in model.model_fields.items()}
+
+
+def _check_target(model: type[BaseModel], target: str) -> str | None:
+    head, _, rest = target.partition(".")
+    fields = _model_fields(model)
+    if head not in fields:
+        return f"unknown field {head!r}; {model.__name__} has: {', '.join(sorted(fields))}"
+    if not rest:
+        return None
+    annotation = fields[head].annotation
+    if head == "extra":
+        return None
+    nested = next(
+        (a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type) and issubclass(a, BaseModel)),
+        None,
+    )
+    if nested is None:
+        return f"{head!r} has no sub-fields"
+    return _check_target(nested, rest)
+
+
+# --------------------------------------------------------------------------------------
+# evaluation
+
+_MISSING = object()
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+
+def _lookup(source: dict[str, Any], ctx: dict[str, Any], path: str) -> Any:
+    node: Any = ctx if path.startswith("ctx.") else source
+    for part in (path[4:] if path.startswith("ctx.") else path).split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit():
+            node = node[int(part)] if int(part) < len(node) else None
+        else:
+            return None
+        if node is None:
+            return None
+    return node
+
+
+def _evaluate(rule: Rule, source: dict[str, Any], ctx: dict[str, Any]) -> Any:
+    value: Any = None
+    if rule.path is not None:
+        for path in [rule.path] if isinstance(rule.path, str) else rule.path:
+            value = _lookup(source, ctx, path)
+            if value is not None:
+                break
+    elif rule.template is not None:
+        parts = {}
+        for name in _PLACEHOLDER.findall(rule.template):
+            found = _lookup(source, ctx, name)
+            if found is None:
+                parts = None
+                break
+            parts[name] = found
+        value = None if parts is None else _PLACEHOLDER.sub(lambda m: str(parts[m.group(1)]), rule.template)
+    elif rule.const is not None:
+        value = rule.const
+    elif rule.cases is not None:
+        for case in rule.cases:
+            got = _lookup(source, ctx, case.when)
+            if (case.equals is None and got) or (case.equals is not None and got == case.equals):
+                value = case.value
+                break
+    if value is not None:
+        for name in rule.transforms:
+            value = TRANSFORMS[name](value)
+            if value is None:
+                break
+    return rule.default if value is None else value
+
+
+def _assign(out: dict[str, Any], target: str, value: Any) -> None:
+    *parents, leaf = target.split(".")
+    node = out
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+class Mapping:
+    """A loaded, validated mapping file."""
+
+    def __init__(self, spec: MappingFile, file: str):
+        self.spec = spec
+        self.file = file
+        self.platform = spec.platform
+
+    def _apply(self, name: str, section: Section, source: dict[str, Any], ctx: dict[str, Any] | None) -> dict[str, Any]:
+        if not isinstance(source, dict):
+            raise MappingError(self.file, name, f"expected an object, got {type(source).__name__}")
+        ctx = ctx or {}
+        out: dict[str, Any] = {}
+        for target, rule in section.items():
+            try:
+                value = _evaluate(rule, source, ctx)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise MappingError(self.file, f"{name}.{target}", f"cannot convert value: {exc}") from None
+            if value is None:
+                if rule.required:
+                    raise MappingError(self.file, f"{name}.{target}", "required value is missing in the payload")
+                continue
+            _assign(out, target, value)
+        return out
+
+    def _universal(self, name: str, model: type[BaseModel], raw: dict[str, Any], ctx: dict[str, Any] | None) -> Any:
+        data = self._apply(name, getattr(self.spec, name), raw, ctx)
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise MappingError(self.file, f"{name}.{where}", first["msg"]) from None
+
+    def message(self, raw: dict[str, Any], ctx: dict[str, Any] | None = None) -> MessageData:
+        return self._universal("message", MessageData, raw, ctx)
+
+    def chat(self, raw: dict[str, Any], ctx: dict[str, Any] | None = None) -> ChatData:
+        return self._universal("chat", ChatData, raw, ctx)
+
+    def user(self, raw: dict[str, Any], ctx: dict[str, Any] | None = None) -> UserData:
+        return self._universal("user", UserData, raw, ctx)
+
+    def outgoing(self, kind: Literal["send", "edit", "delete"], out: OutgoingMessage) -> dict[str, Any]:
+        return self._apply(kind, getattr(self.spec, kind), out.as_source(), None)
+
+    def section(self, name: str, raw: dict[str, Any], ctx: dict[str, Any] | None = None) -> dict[str, Any]:
+        if name not in self.spec.extras:
+            raise MappingError(self.file, name, "no such section in the mapping file")
+        return self._apply(name, self.spec.extras[name], raw, ctx)
+
+
+def _validate(spec: MappingFile, file: str) -> None:
+    for name, model in UNIVERSAL.items():
+        for target in getattr(spec, name):
+            problem = _check_target(model, target)
+            if problem:
+                raise MappingError(file, f"{name}.{target}", problem)
+    for name in ("send", "edit", "delete"):
+        for target, rule in getattr(spec, name).items():
+            paths = [rule.path] if isinstance(rule.path, str) else (rule.path or [])
+            paths += _PLACEHOLDER.findall(rule.template or "")
+            for path in paths:
+                head = path.split(".")[0]
+                if head not in OUTGOING_SOURCES:
+                    raise MappingError(
+                        file, f"{name}.{target}",
+                        f"unknown source {head!r}; outgoing messages have: {', '.join(sorted(OUTGOING_SOURCES))}",
+                    )
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    """Load and validate one mapping file; ``MappingError`` names the file, field and problem."""
+    file = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MappingError(file, "-", f"cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise MappingError(file, "-", f"not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise MappingError(file, "-", "the file must be a mapping of sections")
+    known = set(MappingFile.model_fields) - {"extras"}
+    raw = {**{k: v for k, v in raw.items() if k in known}, "extras": {k: v for k, v in raw.items() if k not in known}}
+    try:
+        spec = MappingFile.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = [str(p) for p in first["loc"] if p != "extras"]
+        raise MappingError(file, ".".join(loc) or "-", first["msg"]) from None
+    _validate(spec, file)
+    return Mapping(spec, file)
+
+
+def mappings_dir() -> Path:
+    """Where the mapping files are: ``$SYNCD_MAPPINGS_DIR``, the checkout, or the install."""
+    env = os.environ.get("SYNCD_MAPPINGS_DIR")
+    if env:
+        return Path(env)
+    checkout = Path(__file__).resolve().parent.parent / "mappings"
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "syncd" / "mappings"
+
+
+def load_mappings(directory: str | Path | None = None, platforms: list[str] | None = None) -> dict[str, Mapping]:
+    """Load every ``<platform>.yaml`` (or just ``platforms``); fails on the first bad file."""
+    root = Path(directory) if directory else mappings_dir()
+    out: dict[str, Mapping] = {}
+    names = platforms or sorted(p.stem for p in root.glob("*.yaml"))
+    for name in names:
+        mapping = load_mapping(root / f"{name}.yaml")
+        if mapping.platform != name:
+            raise MappingError(str(root / f"{name}.yaml"), "platform", f"says {mapping.platform!r}, file is named {name!r}")
+        out[name] = mapping
+    return out

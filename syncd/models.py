@@ -1,0 +1,231 @@
+"""The universal model: what every platform is mapped onto, stored in MongoDB.
+
+Documents are camelCase in MongoDB and in the API (``model_dump(by_alias=True)``);
+Python attributes are snake_case. Timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+ChatKind = Literal["channel", "dm", "group", "email_thread"]
+Direction = Literal["inbound", "outbound"]
+Origin = Literal["platform", "app"]
+DeliveryState = Literal["pending", "sent", "delivered", "read", "failed"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """MongoDB hands back naive datetimes (UTC); make every timestamp aware."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+class Doc(BaseModel):
+    """Base of every stored document: camelCase aliases, aware UTC datetimes."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _aware(cls, value: Any) -> Any:
+        if isinstance(value, datetime):
+            return as_utc(value)
+        return value
+
+    def doc(self) -> dict[str, Any]:
+        """The camelCase dict stored in MongoDB and served by the API."""
+        return self.model_dump(by_alias=True, mode="python")
+
+
+class Sender(Doc):
+    external_user_id: str | None = None
+    email: str | None = None
+    name: str | None = None
+
+
+class Attachment(Doc):
+    name: str | None = None
+    mime_type: str | None = None
+    size: int | None = None
+    url: str | None = None
+    external_id: str | None = None
+
+
+class Integration(Doc):
+    id: str = Field(default_factory=new_id)
+    customer_id: str
+    platform: str
+    name: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    status: Literal["active", "error", "disabled", "deleted"] = "active"
+    status_reason: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Chat(Doc):
+    id: str = Field(default_factory=new_id)
+    customer_id: str
+    integration_id: str
+    platform: str
+    external_chat_id: str
+    name: str | None = None
+    kind: ChatKind = "channel"
+    participants: list[str] = Field(default_factory=list)
+    imported: bool = False
+    last_message_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Message(Doc):
+    id: str = Field(default_factory=new_id)
+    customer_id: str
+    integration_id: str
+    platform: str
+    chat_id: str | None = None
+    external_chat_id: str
+    external_message_id: str | None = None
+    external_thread_id: str | None = None
+    sender: Sender = Field(default_factory=Sender)
+    direction: Direction = "inbound"
+    text: str | None = None
+    html: str | None = None
+    subject: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    sent_at: datetime | None = None
+    edited_at: datetime | None = None
+    deleted_at: datetime | None = None
+    origin: Origin = "platform"
+    app_message_id: str | None = None
+    delivery_state: DeliveryState | None = None
+    #: Platform metadata the mappings keep for later sends (e.g. the RFC Message-ID of an email).
+    extra: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class UserPlatform(Doc):
+    id: str = Field(default_factory=new_id)
+    customer_id: str
+    platform: str
+    integration_id: str | None = None
+    external_user_id: str
+    external_email: str | None = None
+    display_name: str | None = None
+    is_self: bool = False
+
+
+class SyncCounts(Doc):
+    fetched: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    pages: int = 0
+
+
+class SyncStatus(Doc):
+    id: str = Field(default_factory=new_id)
+    integration_id: str
+    chat_id: str | None = None
+    external_chat_id: str | None = None
+    phase: Literal["pending", "importing", "done", "error", "cancelled"] = "pending"
+    cursor: str | None = None
+    high_watermark: Any = None
+    #: A full resync re-reads from the first page and marks what the platform no longer has.
+    full: bool = False
+    counts: SyncCounts = Field(default_factory=SyncCounts)
+    last_error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class InboxItem(Doc):
+    id: str = Field(default_factory=new_id)
+    integration_id: str
+    platform: str
+    delivery_id: str
+    received_at: datetime = Field(default_factory=utcnow)
+    body: str
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, str] = Field(default_factory=dict)
+    status: Literal["pending", "done", "failed"] = "pending"
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    lease_until: datetime | None = None
+    error: str | None = None
+
+
+class OutboxItem(Doc):
+    id: str = Field(default_factory=new_id)
+    customer_id: str
+    idempotency_key: str
+    type: str
+    payload: dict[str, Any]
+    integration_id: str | None = None
+    status: Literal["queued", "sending", "sent", "dead"] = "queued"
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    lease_until: datetime | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AppMessage(BaseModel):
+    """The ``message`` of an app change event."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    id: str | None = Field(default=None, min_length=1, max_length=512)
+    text: str | None = None
+    html: str | None = None
+    subject: str | None = None
+    external_message_id: str | None = None
+    external_thread_id: str | None = None
+
+
+class AppEvent(BaseModel):
+    """A change event posted by the app to ``POST /events`` (DESIGN §4)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    id: str = Field(min_length=1, max_length=512)
+    type: Literal["message.created", "message.updated", "message.deleted"]
+    customer_id: str = Field(min_length=1, max_length=512)
+    platform: str = Field(min_length=1, max_length=64)
+    chat_id: str | None = None
+    external_chat_id: str | None = None
+    message: AppMessage
+
+    @model_validator(mode="after")
+    def _complete(self) -> "AppEvent":
+        m = self.message
+        if self.type == "message.created":
+            if not (self.chat_id or self.external_chat_id):
+                raise ValueError("message.created needs chatId or externalChatId")
+            if not (m.text or m.html):
+                raise ValueError("message.created needs message.text or message.html")
+        elif not (m.id or m.external_message_id):
+            raise ValueError(f"{self.type} needs message.id (the app's id) or message.externalMessageId")
+        if self.type == "message.updated" and not (m.text or m.html):
+            raise ValueError("message.updated needs message.text or message.html")
+        return self

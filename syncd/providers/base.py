@@ -1,0 +1,264 @@
+"""The connector interface every platform implements, and the universal data it returns.
+
+A connector owns transport: auth, endpoints, pagination, signatures, rate limits. Shape is
+owned by the platform's mapping file (``mappings/<platform>.yaml``): a connector hands raw
+platform dicts to ``self.mapping`` and returns the universal ``MessageData``/``ChatData``/
+``UserData`` it gets back. Connectors never touch the store or the engine.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from syncd.models import Attachment, ChatKind, DeliveryState, Sender
+
+if TYPE_CHECKING:
+    from syncd.mapping import Mapping
+    from syncd.providers.http import ProviderHttp
+
+
+class Universal(BaseModel):
+    """Base of the data a mapping produces (snake_case attributes, camelCase aliases)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class MessageData(Universal):
+    """One message as the platform describes it. ``None`` means "not said", never "erase"."""
+
+    external_chat_id: str
+    external_message_id: str
+    external_thread_id: str | None = None
+    sender: Sender = Field(default_factory=Sender)
+    text: str | None = None
+    html: str | None = None
+    subject: str | None = None
+    attachments: list[Attachment] | None = None
+    sent_at: datetime | None = None
+    edited_at: datetime | None = None
+    #: Set on a deletion (tombstone); a delete event may carry nothing but the ids and this.
+    deleted_at: datetime | None = None
+    delivery_state: DeliveryState | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+    #: The platform flags this message as sent by the connected account itself (bot echo).
+    from_self: bool = False
+
+
+class ChatData(Universal):
+    external_chat_id: str
+    name: str | None = None
+    #: ``None`` = not said (stored chats default to ``channel``).
+    kind: ChatKind | None = None
+    participants: list[str] = Field(default_factory=list)
+    last_message_at: datetime | None = None
+
+
+class UserData(Universal):
+    external_user_id: str
+    external_email: str | None = None
+    display_name: str | None = None
+    is_self: bool = False
+
+
+@dataclass
+class HistoryPage:
+    """One page of a chat's history; ``next_cursor`` is ``None`` on the last page."""
+
+    messages: list[MessageData]
+    next_cursor: str | None = None
+
+
+@dataclass
+class OutgoingMessage:
+    """What the app asked to send, edit or delete, with the context a platform needs.
+
+    ``chat`` is the stored chat (name, kind, participants); ``reply_to`` is the latest stored
+    message of the chat (email replies need its ``extra`` headers and subject).
+    """
+
+    chat: ChatData
+    text: str | None = None
+    html: str | None = None
+    subject: str | None = None
+    external_message_id: str | None = None
+    external_thread_id: str | None = None
+    app_message_id: str | None = None
+    reply_to: MessageData | None = None
+
+    @property
+    def external_chat_id(self) -> str:
+        return self.chat.external_chat_id
+
+    def as_source(self) -> dict[str, Any]:
+        """The dict that ``send``/``edit``/``delete`` mapping rules read from."""
+        return {
+            "externalChatId": self.chat.external_chat_id,
+            "chat": self.chat.model_dump(by_alias=True),
+            "text": self.text,
+            "html": self.html,
+            "subject": self.subject,
+            "externalMessageId": self.external_message_id,
+            "externalThreadId": self.external_thread_id,
+            "appMessageId": self.app_message_id,
+            "replyTo": self.reply_to.model_dump(by_alias=True) if self.reply_to else None,
+        }
+
+
+@dataclass
+class SendResult:
+    external_message_id: str
+    sent_at: datetime | None = None
+    external_thread_id: str | None = None
+    #: Metadata to keep on the stored message (mapped like ``MessageData.extra``).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WebhookRequest:
+    """A webhook delivery exactly as received: raw bytes, lower-cased header names."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class WebhookAnswer:
+    """What the HTTP endpoint answers the platform."""
+
+    status_code: int = 200
+    body: str | bytes | dict[str, Any] | None = None
+    media_type: str = "application/json"
+
+
+@dataclass
+class WebhookAccepted:
+    """A verified delivery. ``delivery_id`` ``None`` means nothing to store (a handshake)."""
+
+    delivery_id: str | None
+    answer: WebhookAnswer = field(default_factory=lambda: WebhookAnswer(200, {"ok": True}))
+
+
+@dataclass
+class Changes:
+    """What a webhook delivery or a poll says changed at the platform.
+
+    ``poll_requested`` asks the engine to run a poll now (e.g. a Gmail push only carries a
+    historyId); ``resync_requested`` asks for a full resync (a missed-events notice, an expired
+    history mark).
+    """
+
+    messages: list[MessageData] = field(default_factory=list)
+    chats: list[ChatData] = field(default_factory=list)
+    poll_requested: bool = False
+    resync_requested: bool = False
+
+
+@dataclass
+class PollResult:
+    changes: Changes
+    #: The new high-water mark to store and hand back on the next poll (JSON-serialisable).
+    state: Any = None
+
+
+@dataclass
+class ConnectorContext:
+    """What the engine hands a connector: its HTTP client, mapping and a few settings."""
+
+    http: "ProviderHttp"
+    mapping: "Mapping"
+    webhook_url: str
+    webhook_max_skew_s: int = 300
+    clock: Callable[[], float] = time.time
+    #: Called with the full new credentials when a connector refreshes a token, so they are
+    #: stored (encrypted) and survive a restart.
+    on_credentials: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+
+
+class Connector(abc.ABC):
+    """One platform. Subclasses set ``platform`` and ``Credentials`` and implement the methods.
+
+    ``credentials`` are already validated against ``Credentials`` by the caller; ``settings``
+    are the integration's settings (e.g. ``importChats``).
+    """
+
+    platform: ClassVar[str]
+    #: pydantic model of the credentials this platform needs; validated on integration create.
+    Credentials: ClassVar[type[BaseModel]]
+    #: Capabilities shown in the README matrix and used to refuse impossible app events.
+    can_edit: ClassVar[bool] = True
+    can_delete: ClassVar[bool] = True
+    has_history: ClassVar[bool] = True
+
+    def __init__(self, credentials: BaseModel, settings: dict[str, Any], ctx: ConnectorContext):
+        self.credentials = credentials
+        self.settings = settings
+        self.ctx = ctx
+
+    @property
+    def http(self) -> "ProviderHttp":
+        return self.ctx.http
+
+    @property
+    def mapping(self) -> "Mapping":
+        return self.ctx.mapping
+
+    # -- identity and chats -------------------------------------------------------------
+    @abc.abstractmethod
+    async def identify(self) -> list[UserData]:
+        """The connected account's own identities (``is_self=True``); checks the credentials."""
+
+    @abc.abstractmethod
+    async def list_chats(self) -> list[ChatData]:
+        """Every chat the account can read, with real names, following all pages."""
+
+    @abc.abstractmethod
+    async def fetch_history_page(self, chat: ChatData, cursor: str | None) -> HistoryPage:
+        """One page of ``chat``'s history from ``cursor`` (``None`` = the first page)."""
+
+    # -- export ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def send(self, message: OutgoingMessage) -> SendResult: ...
+
+    async def edit(self, message: OutgoingMessage) -> SendResult:
+        from syncd.providers.errors import PermanentError
+
+        raise PermanentError(f"{self.platform} does not support editing messages")
+
+    async def delete(self, message: OutgoingMessage) -> None:
+        from syncd.providers.errors import PermanentError
+
+        raise PermanentError(f"{self.platform} does not support deleting messages")
+
+    # -- webhooks -------------------------------------------------------------------------
+    @abc.abstractmethod
+    def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
+        """Verify a delivery (raise ``SignatureError``) or answer a handshake. No I/O."""
+
+    @abc.abstractmethod
+    async def parse_webhook(self, request: WebhookRequest) -> Changes:
+        """Turn a stored, verified delivery into changes (runs later, in the inbox worker)."""
+
+    # -- polling --------------------------------------------------------------------------
+    @abc.abstractmethod
+    async def poll(self, state: Any, chats: list[ChatData], lookback_s: float) -> PollResult:
+        """Everything changed since ``state`` (``None`` = start from now), re-reading
+        ``lookback_s`` seconds before the mark so recent edits are seen."""
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+def body_digest(body: bytes) -> str:
+    """A stable delivery id for platforms whose deliveries carry none."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()

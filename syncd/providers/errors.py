@@ -1,0 +1,57 @@
+"""What can go wrong talking to a platform, by exception type; the engine decides retries.
+
+    ProviderError                 anything a platform call can fail with
+    ├── RetryableError            worth trying again later
+    │   ├── RateLimited           429 or an in-body throttling code; ``retry_after`` seconds
+    │   └── TransientError        5xx, timeouts, connection resets
+    ├── PermanentError            the request itself is wrong (4xx, ``ok: false``); no retry
+    │   └── CursorExpired         a saved cursor/high-water mark is no longer valid: resync
+    └── AuthError                 credentials rejected or expired; the integration needs attention
+    SignatureError                a webhook failed verification (answered with 401)
+
+Messages never contain credentials: connectors build them from status codes and the
+platform's error code only.
+"""
+
+from __future__ import annotations
+
+
+class ProviderError(Exception):
+    """A platform call failed."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class RetryableError(ProviderError):
+    retryable = True
+
+
+class RateLimited(RetryableError):
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw):
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class TransientError(RetryableError):
+    pass
+
+
+class PermanentError(ProviderError):
+    pass
+
+
+class CursorExpired(PermanentError):
+    pass
+
+
+class AuthError(ProviderError):
+    pass
+
+
+class SignatureError(Exception):
+    """A webhook delivery whose signature, token or timestamp does not verify."""

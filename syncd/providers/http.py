@@ -1,0 +1,194 @@
+"""The shared HTTP layer of every connector: one httpx client per integration, a retry and
+rate-limit policy, and a paginator guard.
+
+A connector passes a ``classify`` hook that turns a platform's answer into an exception from
+``errors.py`` (e.g. Slack's HTTP 200 with ``ok: false``); this module retries what is
+retryable (429 waited out for its Retry-After, 5xx and network faults with exponential
+backoff), a bounded number of times, and re-raises the last error when the budget is spent so
+the engine can reschedule the work instead of dropping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from typing import Any, Awaitable, Callable
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+
+from syncd.providers.errors import (
+    AuthError,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    RetryableError,
+    TransientError,
+)
+
+Classifier = Callable[[httpx.Response], None]
+#: Called before each request to add auth (e.g. a bearer token refreshed on expiry).
+Authenticator = Callable[[httpx.Request], Awaitable[None]]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def default_classify(response: httpx.Response) -> None:
+    """Status-code classification shared by REST platforms."""
+    status = response.status_code
+    if status < 400:
+        return
+    if status == 429:
+        raise RateLimited(
+            "rate limited (429)",
+            status=status,
+            retry_after=parse_retry_after(response.headers.get("retry-after")),
+        )
+    if status == 401:
+        raise AuthError("credentials rejected (401)", status=status)
+    if status >= 500 or status == 408:
+        raise TransientError(f"server error ({status})", status=status)
+    raise PermanentError(f"request failed ({status})", status=status)
+
+
+class RetryPolicy:
+    """How many times and how long to wait; shared by every connector of one daemon."""
+
+    def __init__(
+        self,
+        max_retries: int = 5,
+        base_s: float = 0.5,
+        max_s: float = 60.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
+        self.max_retries = max_retries
+        self.base_s = base_s
+        self.max_s = max_s
+        self.sleep = sleep
+
+    def wait_for(self, error: BaseException, attempt: int) -> float:
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            # The platform said how long; waiting less only earns another 429.
+            return min(error.retry_after, self.max_s)
+        backoff = min(self.max_s, self.base_s * (2 ** (attempt - 1)))
+        return backoff * (0.5 + random.random() / 2)
+
+
+class ProviderHttp:
+    """An httpx client bound to one platform root, with retries and error classification.
+
+    Error messages name the method and the path template only: URLs can carry tokens
+    (Telegram puts the bot token in the path), so they never reach logs or exceptions.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        classify: Classifier = default_classify,
+        authenticate: Authenticator | None = None,
+        policy: RetryPolicy | None = None,
+        timeout_s: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.classify = classify
+        self.authenticate = authenticate
+        self.policy = policy or RetryPolicy()
+        self.client = httpx.AsyncClient(
+            timeout=timeout_s,
+            transport=transport,
+            headers={"user-agent": "syncd", **(headers or {})},
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+        )
+        self.calls = 0
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        label: str | None = None,
+        classify: Classifier | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send ``method path`` (relative to the base URL, or absolute) with retries.
+
+        ``label`` names the call in errors instead of the path (use it when the path holds a
+        secret). Raises a ``ProviderError`` once retries are spent or the error is permanent.
+        """
+        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+        name = label or f"{method} {path.split('?')[0]}"
+        check = classify or self.classify
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.max_retries + 1),
+            retry=retry_if_exception(lambda e: isinstance(e, RetryableError)),
+            wait=lambda rs: self.policy.wait_for(rs.outcome.exception(), rs.attempt_number),
+            sleep=self.policy.sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._once(method, url, name, check, kwargs)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(
+        self, method: str, url: str, name: str, check: Classifier, kwargs: dict[str, Any]
+    ) -> httpx.Response:
+        request = self.client.build_request(method, url, **kwargs)
+        if self.authenticate is not None:
+            await self.authenticate(request)
+        self.calls += 1
+        try:
+            response = await self.client.send(request)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"{name}: timed out") from _scrub(exc)
+        except httpx.TransportError as exc:
+            raise TransientError(f"{name}: connection failed ({type(exc).__name__})") from _scrub(exc)
+        try:
+            check(response)
+        except ProviderError as exc:
+            exc.args = (f"{name}: {exc.args[0]}",)
+            raise
+        return response
+
+
+def _scrub(exc: Exception) -> None:
+    """Drop the chained httpx error: its message and request carry the full URL."""
+    return None
+
+
+class Pages:
+    """Guards a pagination loop: refuses a token that repeats, so a buggy API cannot loop."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.seen: set[str] = set()
+
+    def advance(self, token: str | None) -> str | None:
+        if not token:
+            return None
+        if token in self.seen:
+            raise PermanentError(f"{self.name}: pagination token repeated; stopping")
+        self.seen.add(token)
+        return token

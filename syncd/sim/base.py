@@ -1,0 +1,145 @@
+"""What every simulator shares: fault injection and a way to serve one over real HTTP.
+
+A simulator asks ``Faults.check(endpoint)`` at the start of every API call and, when it gets a
+``Fault`` back, answers in its platform's own error format (Slack: 429 + ``Retry-After`` with
+``{"ok": false, "error": "ratelimited"}``; Gmail: 429/5xx with a Google error body). Faults
+come from a standing ``FaultPlan`` (every Nth call, or a probability, per endpoint) or are
+scripted one by one with ``fail_next`` so a test can say exactly which call fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FaultKind = Literal["rate_limit", "server_error"]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected failure: the simulator renders it in its platform's format."""
+
+    kind: FaultKind
+    status: int
+    retry_after_s: int | None = None
+
+
+@dataclass
+class FaultPlan:
+    """Standing faults. ``0`` disables a knob; ``endpoints`` ``None`` means every endpoint."""
+
+    rate_limit_every: int = 0
+    rate_limit_probability: float = 0.0
+    retry_after_s: int = 1
+    server_error_every: int = 0
+    server_error_probability: float = 0.0
+    server_error_status: int = 503
+    latency_s: float = 0.0
+    endpoints: frozenset[str] | None = None
+
+
+@dataclass
+class Faults:
+    """Decides, per call, whether an endpoint fails; counts calls per endpoint."""
+
+    plan: FaultPlan = field(default_factory=FaultPlan)
+    seed: int = 0
+    calls: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+        self._scripted: dict[str, deque[Fault]] = {}
+
+    def fail_next(
+        self,
+        endpoint: str,
+        kind: FaultKind = "rate_limit",
+        *,
+        times: int = 1,
+        retry_after_s: int = 1,
+        status: int | None = None,
+    ) -> None:
+        """Make the next ``times`` calls of ``endpoint`` fail (before the standing plan)."""
+        if kind == "rate_limit":
+            fault = Fault("rate_limit", status or 429, retry_after_s)
+        else:
+            fault = Fault("server_error", status or 503)
+        self._scripted.setdefault(endpoint, deque()).extend([fault] * times)
+
+    def reset(self) -> None:
+        self.plan = FaultPlan()
+        self._scripted.clear()
+        self.calls.clear()
+
+    async def check(self, endpoint: str) -> Fault | None:
+        """Count a call of ``endpoint``, apply latency, and say whether it must fail."""
+        self.calls[endpoint] += 1
+        plan = self.plan
+        applies = plan.endpoints is None or endpoint in plan.endpoints
+        if applies and plan.latency_s > 0:
+            await asyncio.sleep(plan.latency_s)
+        scripted = self._scripted.get(endpoint)
+        if scripted:
+            return scripted.popleft()
+        if not applies:
+            return None
+        n = self.calls[endpoint]
+        if (plan.rate_limit_every and n % plan.rate_limit_every == 0) or (
+            plan.rate_limit_probability and self._random.random() < plan.rate_limit_probability
+        ):
+            return Fault("rate_limit", 429, plan.retry_after_s)
+        if (plan.server_error_every and n % plan.server_error_every == 0) or (
+            plan.server_error_probability and self._random.random() < plan.server_error_probability
+        ):
+            return Fault("server_error", plan.server_error_status)
+        return None
+
+
+class ServerThread:
+    """Serves an ASGI app with uvicorn on 127.0.0.1 in a background thread.
+
+    For clients that need a real socket (official SDKs with their own HTTP stacks)::
+
+        with ServerThread(sim) as server:
+            WebClient(base_url=server.url + "/api/")
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1"):
+        import uvicorn
+
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Binding port 0 here, and handing uvicorn the socket, avoids a free-port race.
+        self._sock.bind((host, 0))
+        self.url = f"http://{host}:{self._sock.getsockname()[1]}"
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    def start(self, timeout_s: float = 10.0) -> "ServerThread":
+        self._thread.start()
+        waited = 0.0
+        while not self._server.started:
+            if not self._thread.is_alive() or waited > timeout_s:
+                raise RuntimeError("simulator server did not start")
+            threading.Event().wait(0.01)
+            waited += 0.01
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+    def __enter__(self) -> "ServerThread":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

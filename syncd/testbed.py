@@ -1,0 +1,189 @@
+"""An in-process syncd wired to the platform simulators and a fake app: the demo and the
+end-to-end tests drive exactly what an operator runs, through the HTTP API only.
+
+Nothing here opens a port: the daemon's API, the simulators and the app's callback endpoint
+are ASGI apps reached through ``httpx.ASGITransport``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from syncd.config import Settings
+from syncd.daemon import Daemon, build
+from syncd.sim.gmail import GmailSimulator
+from syncd.sim.slack import SlackSimulator
+
+BASE = "http://syncd.test"
+ADMIN_TOKEN = "testbed-admin-token"
+APP_SECRET = "testbed-app-secret"
+GMAIL_PUSH_TOKEN = "testbed-push-token"
+
+
+@dataclass
+class FakeApp:
+    """The app's callback endpoint: verifies the signature and records what arrived."""
+
+    secret: str
+    received: list[dict[str, Any]] = field(default_factory=list)
+    rejected: int = 0
+    fail_next: int = 0
+
+    def asgi(self) -> Starlette:
+        async def callback(request: Request) -> JSONResponse:
+            body = await request.body()
+            expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(request.headers.get("x-syncd-signature", ""), expected):
+                self.rejected += 1
+                return JSONResponse({"error": "bad signature"}, status_code=401)
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                return JSONResponse({"error": "try later"}, status_code=503)
+            self.received.append(json.loads(body))
+            return JSONResponse({"ok": True})
+
+        return Starlette(routes=[Route("/callbacks", callback, methods=["POST"])])
+
+
+async def _no_wait(_: float) -> None:
+    await asyncio.sleep(0)
+
+
+class Testbed:
+    def __init__(self, daemon: Daemon, slack: SlackSimulator, gmail: GmailSimulator, app: FakeApp):
+        self.daemon = daemon
+        self.slack = slack
+        self.gmail = gmail
+        self.app = app
+        self.api = httpx.AsyncClient(transport=httpx.ASGITransport(daemon.app), base_url=BASE,
+                                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+
+    @classmethod
+    async def start(cls, *, callbacks: bool = True, fast_retries: bool = True, **overrides: Any) -> "Testbed":
+        app = FakeApp(APP_SECRET)
+        settings = Settings(**{
+            "mongodb_uri": "mongomock://",
+            "admin_token": ADMIN_TOKEN,
+            "app_webhook_secret": APP_SECRET,
+            "app_callback_url": f"{BASE}/callbacks" if callbacks else None,
+            "public_url": BASE,
+            "poll_interval_s": 3600,
+            "retry_base_s": 0.01 if fast_retries else 1.0,
+            "retry_max_s": 0.05 if fast_retries else 300.0,
+            "worker_poll_s": 0.02,
+            "shutdown_grace_s": 5,
+            **overrides,
+        })
+        slack, gmail = SlackSimulator(), GmailSimulator()
+        daemon = await build(
+            settings,
+            transports={"slack": httpx.ASGITransport(slack), "gmail": httpx.ASGITransport(gmail)},
+            callback_transport=httpx.ASGITransport(app.asgi()),
+            sleep=_no_wait if fast_retries else asyncio.sleep,
+        )
+        await daemon.start(schedule=False)
+        return cls(daemon, slack, gmail, app)
+
+    async def stop(self) -> None:
+        await self.api.aclose()
+        await self.daemon.stop()
+
+    @property
+    def engine(self):  # noqa: ANN201 - the engine, for tests that poll or resume directly
+        return self.daemon.engine
+
+    # -- integrations ---------------------------------------------------------------------
+    async def create(self, platform: str, credentials: dict[str, Any], *, customer: str = "cust-1",
+                     settings: dict[str, Any] | None = None, wait: bool = True) -> dict[str, Any]:
+        body = {"platform": platform, "customerId": customer, "credentials": credentials}
+        if settings is not None:
+            body["settings"] = settings
+        response = await self.api.post("/integrations", json=body)
+        if response.status_code != 201:
+            raise AssertionError(f"create {platform}: {response.status_code} {response.text}")
+        integration = response.json()["integration"]
+        if wait:
+            await self.wait_imported(integration["id"])
+        return integration
+
+    async def create_slack(self, **kw: Any) -> dict[str, Any]:
+        return await self.create("slack", {"botToken": next(iter(self.slack.valid_tokens)),
+                                           "signingSecret": self.slack.signing_secret}, **kw)
+
+    async def create_gmail(self, **kw: Any) -> dict[str, Any]:
+        token = next(t for t, a in self.gmail.tokens.items() if a == self.gmail.address)
+        return await self.create("gmail", {"accessToken": token, "emailAddress": self.gmail.address,
+                                           "pushToken": GMAIL_PUSH_TOKEN}, **kw)
+
+    async def wait_imported(self, integration_id: str, timeout_s: float = 60) -> list[dict[str, Any]]:
+        """Until no import work is left; returns the status documents."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            response = await self.api.get(f"/integrations/{integration_id}/status")
+            statuses = response.json()["status"]
+            if statuses and not any(s["phase"] in ("pending", "importing") for s in statuses):
+                return statuses
+            if loop.time() > deadline:
+                raise TimeoutError(f"import of {integration_id} did not finish: {statuses}")
+            await asyncio.sleep(0.02)
+
+    # -- platform traffic -----------------------------------------------------------------
+    def webhook_url(self, integration: dict[str, Any]) -> str:
+        return integration["webhookUrl"].replace(BASE, "")
+
+    async def deliver_slack(self, integration: dict[str, Any], delivery: Any) -> httpx.Response:
+        return await self.api.post(self.webhook_url(integration), content=delivery.body, headers=delivery.headers)
+
+    async def push_gmail(self, integration: dict[str, Any], token: str = GMAIL_PUSH_TOKEN) -> httpx.Response:
+        body, headers = self.gmail.push_notification()
+        return await self.api.post(f"{self.webhook_url(integration)}?token={token}", content=body, headers=headers)
+
+    # -- app traffic -----------------------------------------------------------------------
+    async def post_event(self, event: dict[str, Any] | bytes, *, secret: str = APP_SECRET) -> httpx.Response:
+        body = event if isinstance(event, bytes) else json.dumps(event).encode()
+        signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return await self.api.post("/events", content=body,
+                                   headers={"content-type": "application/json", "x-syncd-signature": signature})
+
+    async def settle(self, timeout_s: float = 30) -> None:
+        """Until the inbox and outbox hold nothing due (imports included)."""
+        store = self.daemon.store
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            await self.daemon.engine.importer.wait()
+            inbox = await store.inbox_counts()
+            outbox = await store.outbox_counts()
+            if not inbox.get("pending") and not outbox.get("queued") and not outbox.get("sending"):
+                return
+            if loop.time() > deadline:
+                raise TimeoutError(f"not settled: inbox {inbox}, outbox {outbox}")
+            await asyncio.sleep(0.02)
+
+    async def messages(self, chat_id: str) -> list[dict[str, Any]]:
+        """Every stored message of a chat, through the API's cursor paging."""
+        out, cursor = [], None
+        while True:
+            params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+            page = (await self.api.get(f"/chats/{chat_id}/messages", params=params)).json()
+            out += page["messages"]
+            cursor = page["nextCursor"]
+            if not cursor:
+                return out
+
+    async def chats(self, integration: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """externalChatId -> chat."""
+        response = await self.api.get("/chats", params={"integrationId": integration["id"]})
+        return {c["externalChatId"]: c for c in response.json()["chats"]}
