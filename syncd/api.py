@@ -12,7 +12,8 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -67,19 +68,31 @@ class BodyLimit:
                 await self._answer(send, 413, "too_large", f"body over {self.max_bytes} bytes")
                 return
         seen = 0
-        started = False
+        started = too_large = answered = False
+
+        async def answer_413() -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                await self._answer(send, 413, "too_large", f"body over {self.max_bytes} bytes")
 
         async def limited() -> dict:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    too_large = True
                     raise BodyLimit.TooLarge()
             return message
 
         async def tracking(message: dict) -> None:
             nonlocal started
+            if too_large and not started:
+                # FastAPI turns any failure while parsing a body into its own 400; the client
+                # must hear why the body was refused.
+                await answer_413()
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -88,7 +101,7 @@ class BodyLimit:
             await self.app(scope, limited, tracking)
         except BodyLimit.TooLarge:
             if not started:
-                await self._answer(send, 413, "too_large", f"body over {self.max_bytes} bytes")
+                await answer_413()
 
     @staticmethod
     async def _answer(send: Any, status: int, code: str, message: str) -> None:
@@ -134,6 +147,12 @@ class UserPlatformIn(_In):
     is_self: bool = False
 
 
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``("body", "credentials", "botToken")`` -> ``credentials.botToken``; the body itself is ``body``."""
+    inner = [str(p) for p in loc[1:]] if loc and loc[0] == "body" else [str(p) for p in loc]
+    return ".".join(inner) or "body"
+
+
 def _view(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(by_alias=True, mode="json")
 
@@ -154,11 +173,18 @@ def create_app(engine: Engine) -> FastAPI:
         return JSONResponse(error_body(exc.code, str(exc), exc.details), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if errors and errors[0].get("type") == "json_invalid":
             return JSONResponse(error_body("bad_request", "body is not valid JSON"), status_code=400)
-        details = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]} for e in errors]
+        if "json" not in request.headers.get("content-type", "") and any(
+                tuple(e["loc"]) == ("body",) and e.get("type") != "missing" for e in errors):
+            # FastAPI reads a body as JSON only when it says so (``curl -d`` says it is a form).
+            return JSONResponse(error_body("bad_request", "send the body as JSON with "
+                                           "Content-Type: application/json"), status_code=400)
+        if any(e.get("type") == "missing" and tuple(e["loc"]) == ("body",) for e in errors):
+            return JSONResponse(error_body("bad_request", "a JSON body is required"), status_code=400)
+        details = [{"field": _field(e["loc"]), "problem": e["msg"]} for e in errors]
         return JSONResponse(error_body("invalid", "request is invalid", details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -253,9 +279,7 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.get("/integrations/{integration_id}/status", tags=["integrations"], dependencies=[Depends(admin)])
     async def status(integration_id: str) -> dict[str, Any]:
-        integration = await store.get_integration(integration_id)
-        if integration is None:
-            raise ApiError(404, "not_found", f"no integration {integration_id!r}")
+        integration = await engine.get_integration(integration_id)
         statuses = await store.list_sync_status(integration_id)
         failed = await store.list_inbox(status="failed", integration_id=integration_id, limit=20)
         return {
@@ -310,7 +334,6 @@ def create_app(engine: Engine) -> FastAPI:
         return {"userPlatforms": [_view(u) for u in found]}
 
     # -- provider webhooks ----------------------------------------------------------------------
-    @app.api_route("/webhooks/{platform}/{integration_id}", methods=["GET", "POST"], tags=["webhooks"])
     async def webhook(platform: str, integration_id: str, request: Request) -> Response:
         integration = await store.get_integration(integration_id)
         if integration is None or integration.platform != platform or integration.status == "deleted":
@@ -329,8 +352,18 @@ def create_app(engine: Engine) -> FastAPI:
             return JSONResponse(answer.body, status_code=answer.status_code)
         return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type)
 
+    # One handler, two routes: a single GET+POST route gives both operations the same OpenAPI id.
+    for method in ("GET", "POST"):
+        app.add_api_route("/webhooks/{platform}/{integration_id}", webhook, methods=[method], tags=["webhooks"],
+                          operation_id=f"webhook_{method.lower()}", summary=f"Provider webhook ({method})")
+
     # -- app events -----------------------------------------------------------------------------
-    @app.post("/events", status_code=202, tags=["events"])
+    # The body is read raw (the signature covers its bytes), so its schema is declared by hand.
+    event_schema = AppEvent.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    event_defs = event_schema.pop("$defs", {})
+
+    @app.post("/events", status_code=202, tags=["events"], openapi_extra={"requestBody": {
+        "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AppEvent"}}}}})
     async def events(request: Request) -> JSONResponse:
         secret = settings.app_webhook_secret
         if secret is None:
@@ -348,7 +381,7 @@ def create_app(engine: Engine) -> FastAPI:
         try:
             event = AppEvent.model_validate(raw)
         except ValidationError as exc:
-            details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+            details = [{"field": _field(e["loc"]), "problem": e["msg"]} for e in exc.errors()]
             raise ApiError(422, "invalid", "event is invalid", details) from None
         try:
             item, _ = await engine.exporter.accept(event)
@@ -356,6 +389,21 @@ def create_app(engine: Engine) -> FastAPI:
             raise ApiError(exc.status, exc.code, str(exc)) from None
         engine.outbox.events.wake()
         status_word = {"sending": "queued"}.get(item.status, item.status)
-        return JSONResponse({"eventId": event.id, "status": status_word}, status_code=202)
+        answer: dict[str, Any] = {"eventId": event.id, "status": status_word}
+        # A repeated id answers with what became of the first post.
+        if item.status == "sent" and item.result is not None:
+            answer["result"] = item.result
+        elif item.status == "dead" and item.error:
+            answer["error"] = item.error
+        return JSONResponse(answer, status_code=202)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update({**event_defs, "AppEvent": event_schema})
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

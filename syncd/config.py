@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     mongodb_uri: str = "mongodb://localhost:27017/syncd"
     http_host: str = "0.0.0.0"
     http_port: int = 8080
-    public_url: str = "http://localhost:8080"
+    #: Base of the webhook URLs handed to platforms; unset = platforms cannot reach us (local
+    #: runs), so connectors that can poll instead do (Telegram).
+    public_url: str | None = None
     admin_token: SecretStr | None = None
     app_webhook_secret: SecretStr | None = None
     app_callback_url: str | None = None
@@ -64,7 +66,8 @@ class Settings(BaseSettings):
         return DEFAULT_BASE_URLS.get(platform, "").rstrip("/")
 
     def webhook_url(self, platform: str, integration_id: str) -> str:
-        return f"{self.public_url.rstrip('/')}/webhooks/{platform}/{integration_id}"
+        base = self.public_url or f"http://localhost:{self.http_port}"
+        return f"{base.rstrip('/')}/webhooks/{platform}/{integration_id}"
 
 
 def load_settings(**overrides: object) -> Settings:

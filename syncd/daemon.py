@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
+import threading
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -16,6 +18,7 @@ import structlog
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
+from pymongo.errors import PyMongoError
 
 from syncd.api import create_app
 from syncd.config import Settings
@@ -98,11 +101,35 @@ async def build(
     mappings = load_mappings()
     if store is None:
         store = await Store.connect(settings.mongodb_uri, secret_key=_secret_key(settings))
-    await store.ensure_indexes()
+    try:
+        await store.ensure_indexes()
+    except PyMongoError as exc:
+        await store.close()
+        # pymongo names hosts and timeouts, never the URI's password.
+        raise ConfigError(f"cannot reach MongoDB ({type(exc).__name__}): {str(exc)[:300]}") from None
     connectors = Connectors(settings, mappings, transports=transports, sleep=sleep, clock=clock)
     ctx = EngineContext(settings=settings, store=store, connectors=connectors)
     engine = Engine(ctx, callback_transport=callback_transport)
     return Daemon(settings=settings, store=store, engine=engine, app=create_app(engine))
+
+
+def _stop_on_signals(server: uvicorn.Server) -> None:
+    """SIGTERM/SIGINT ask the server to stop (a second one stops waiting for requests).
+
+    uvicorn re-raises the signal it caught once it has shut down, to the handler that was
+    installed before it started; with the default one that kills the process before the
+    engine has checkpointed its work and given its leases back. This handler makes the
+    re-raised signal harmless, so ``serve`` goes on to stop the daemon and exit 0.
+    """
+
+    def handle(signum: int, frame: Any) -> None:
+        if server.should_exit:
+            server.force_exit = True
+        server.should_exit = True
+
+    if threading.current_thread() is threading.main_thread():  # elsewhere, uvicorn skips signals too
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handle)
 
 
 async def serve(settings: Settings, **kwargs: Any) -> None:
@@ -113,6 +140,7 @@ async def serve(settings: Settings, **kwargs: Any) -> None:
         daemon.app, host=settings.http_host, port=settings.http_port, log_config=None,
         access_log=False, lifespan="off", timeout_graceful_shutdown=int(settings.shutdown_grace_s) or None,
     ))
+    _stop_on_signals(server)
     await daemon.start()
     log.info("syncd started", host=settings.http_host, port=settings.http_port,
              store="in-memory" if settings.mongodb_uri.startswith("mongomock://") else "mongodb")

@@ -73,9 +73,27 @@ def version_of(doc: dict[str, Any]) -> datetime | None:
 
 def is_older(incoming: dict[str, Any], existing: dict[str, Any]) -> bool:
     """True only when both versions are known and the incoming one is strictly older; an
-    event that does not say its time cannot be proven stale."""
-    new, old = version_of(incoming), version_of(existing)
+    event that does not say its time cannot be proven stale. Versions compare at
+    microseconds (``versionUs``) where known: BSON dates keep milliseconds, and a platform's
+    create and its edit can fall in the same millisecond (Slack ``ts`` is microseconds)."""
+    if incoming.get("editedAt") is None and existing.get("editedAt") is not None:
+        return True  # the unedited message is older than any edit of it
+    new, old = version_us(incoming), version_us(existing)
     return new is not None and old is not None and new < old
+
+
+def version_us(doc: dict[str, Any]) -> int | None:
+    """The exact version in microseconds: ``versionUs`` when stored, else from the dates."""
+    if doc.get("versionUs") is not None:
+        return doc["versionUs"]
+    return _us(doc.get("editedAt") or doc.get("sentAt"))
+
+
+def _us(value: datetime | None) -> int | None:
+    if value is None:
+        return None
+    value = as_utc(value)
+    return int(value.timestamp()) * 1_000_000 + value.microsecond
 
 
 def delivery_moves(current: str | None, proposed: str | None) -> bool:
@@ -96,14 +114,18 @@ def merge(existing: dict[str, Any] | None, incoming: Message, *,
           now: datetime | None = None) -> MergeOutcome:
     """Merge ``incoming`` into the stored camelCase document ``existing`` (or ``None``)."""
     now = now or utcnow()
+    exact = _us(incoming.edited_at or incoming.sent_at)
     new = normalize(incoming.doc())
     if existing is None:
         new["updatedAt"] = normalize(now)
+        if exact is not None:
+            new["versionUs"] = exact
         return MergeOutcome(new, "deleted" if new.get("deletedAt") else "created")
+    new_versioned = {**new, "versionUs": exact}
 
     old = normalize({k: v for k, v in existing.items() if k not in ("_id", "rev")})
     was_deleted = old.get("deletedAt") is not None
-    fill_only = was_deleted or is_older(new, old)
+    fill_only = was_deleted or is_older(new_versioned, old)
     changes: dict[str, Any] = {}
 
     def offer(name: str, value: Any, empty: Any = None) -> None:
@@ -144,6 +166,9 @@ def merge(existing: dict[str, Any] | None, incoming: Message, *,
 
     if not changes:
         return MergeOutcome({}, None)
+    old_exact = version_us(old)
+    if not fill_only and exact is not None and (old_exact is None or exact > old_exact):
+        changes["versionUs"] = exact
     if kind is None and not was_deleted:
         kind = "updated"
     changes["updatedAt"] = normalize(now)

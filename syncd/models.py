@@ -151,6 +151,9 @@ class SyncStatus(Doc):
     #: A full resync re-reads from the first page and marks what the platform no longer has.
     full: bool = False
     counts: SyncCounts = Field(default_factory=SyncCounts)
+    #: What the connector's ``maintain`` returned last (subscription ids, expiries).
+    maintenance: Any = None
+    maintained_at: datetime | None = None
     last_error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from syncd.config import Settings
 from syncd.daemon import Daemon, build
 from syncd.sim.gmail import GmailSimulator
 from syncd.sim.slack import SlackSimulator
+from syncd.store import Store
 
 BASE = "http://syncd.test"
 ADMIN_TOKEN = "testbed-admin-token"
@@ -60,17 +62,46 @@ async def _no_wait(_: float) -> None:
     await asyncio.sleep(0)
 
 
+class Clock:
+    """Wall time plus an offset that tests move forward, so leases and outbox claims expire
+    without waiting. It drives the store's clock (leases) and every engine's ``now``."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
 class Testbed:
-    def __init__(self, daemon: Daemon, slack: SlackSimulator, gmail: GmailSimulator, app: FakeApp):
-        self.daemon = daemon
+    """Built by :meth:`start`; ``daemon`` and ``api`` are the replica the tests talk to."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+    daemon: Daemon
+    api: httpx.AsyncClient
+
+    def __init__(self, slack: SlackSimulator, gmail: GmailSimulator, app: FakeApp, *, fast_retries: bool = True):
         self.slack = slack
         self.gmail = gmail
         self.app = app
-        self.api = httpx.AsyncClient(transport=httpx.ASGITransport(daemon.app), base_url=BASE,
-                                     headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+        self.fast_retries = fast_retries
+        self.clock = Clock()
+        self.replicas: list[Daemon] = []
+
+    @staticmethod
+    def client(daemon: Daemon) -> httpx.AsyncClient:
+        """An admin client of ``daemon``'s HTTP API."""
+        return httpx.AsyncClient(transport=httpx.ASGITransport(daemon.app), base_url=BASE,
+                                 headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
 
     @classmethod
-    async def start(cls, *, callbacks: bool = True, fast_retries: bool = True, **overrides: Any) -> "Testbed":
+    async def start(cls, *, callbacks: bool = True, fast_retries: bool = True, run: bool = True,
+                    store: Store | None = None, **overrides: Any) -> "Testbed":
+        """``run=False`` wires everything but starts no worker (webhooks and events are still
+        accepted and stored); ``store`` shares an existing store (another replica's)."""
         app = FakeApp(APP_SECRET)
         settings = Settings(**{
             "mongodb_uri": "mongomock://",
@@ -85,18 +116,39 @@ class Testbed:
             "shutdown_grace_s": 5,
             **overrides,
         })
-        slack, gmail = SlackSimulator(), GmailSimulator()
+        bed = cls(SlackSimulator(), GmailSimulator(), app, fast_retries=fast_retries)
+        bed.daemon = await bed._build(settings, store)
+        bed.api = bed.client(bed.daemon)
+        if run:
+            await bed.daemon.start(schedule=False)
+        return bed
+
+    async def _build(self, settings: Settings, store: Store | None) -> Daemon:
         daemon = await build(
             settings,
-            transports={"slack": httpx.ASGITransport(slack), "gmail": httpx.ASGITransport(gmail)},
-            callback_transport=httpx.ASGITransport(app.asgi()),
-            sleep=_no_wait if fast_retries else asyncio.sleep,
+            transports={"slack": httpx.ASGITransport(self.slack), "gmail": httpx.ASGITransport(self.gmail)},
+            callback_transport=httpx.ASGITransport(self.app.asgi()),
+            sleep=_no_wait if self.fast_retries else asyncio.sleep,
+            store=store,
         )
-        await daemon.start(schedule=False)
-        return cls(daemon, slack, gmail, app)
+        daemon.store.clock = self.clock.now
+        daemon.engine.ctx.now = self.clock.now
+        return daemon
+
+    async def replica(self, *, store: Store | None = None, run: bool = True, **overrides: Any) -> Daemon:
+        """Another daemon (its own lease owner) on the same store and simulators, as a second
+        replica or a restarted process would be."""
+        settings = self.daemon.settings.model_copy(update=overrides)
+        daemon = await self._build(settings, store or self.daemon.store)
+        self.replicas.append(daemon)
+        if run:
+            await daemon.start(schedule=False)
+        return daemon
 
     async def stop(self) -> None:
         await self.api.aclose()
+        for replica in self.replicas:
+            await replica.engine.stop(grace_s=1)
         await self.daemon.stop()
 
     @property

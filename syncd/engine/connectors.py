@@ -67,13 +67,16 @@ class Connectors:
         cls = self.connector_class(integration.platform)
         creds = cls.Credentials.model_validate(credentials)
         http = cls.make_http(
-            self.settings.base_url(integration.platform), creds, policy=self.policy,
-            timeout_s=self.settings.http_timeout_s, transport=self.transports.get(integration.platform),
+            self.settings.base_url(cls.base_url_key or integration.platform), creds, policy=self.policy,
+            timeout_s=self.settings.http_timeout_s,
+            transport=self.transports.get(integration.platform) or self.transports.get(cls.base_url_key or ""),
         )
+        http.platform = integration.platform
         ctx = ConnectorContext(
             http=http,
             mapping=self.mappings[integration.platform],
             webhook_url=self.settings.webhook_url(integration.platform, integration.id),
+            public_webhooks=self.settings.public_url is not None,
             webhook_max_skew_s=self.settings.webhook_max_skew_s,
             on_credentials=on_credentials,
         )

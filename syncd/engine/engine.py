@@ -23,7 +23,7 @@ from syncd.engine.notifier import CallbackSender
 from syncd.engine.outbox import Outbox
 from syncd.engine.poller import Poller, PollBusy
 from syncd.models import Chat, Integration, UserPlatform
-from syncd.providers.base import ChatData
+from syncd.providers.base import ChatData, UserData
 from syncd.providers.errors import AuthError, ProviderError
 
 log = structlog.get_logger(__name__)
@@ -47,6 +47,7 @@ class Engine:
         self.exporter = Exporter(ctx)
         self.callbacks = CallbackSender(ctx, transport=callback_transport)
         self.outbox = Outbox(ctx, self.exporter, self.callbacks)
+        self._polls: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -73,6 +74,12 @@ class Engine:
             await asyncio.wait_for(self.importer.wait(), max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             await self.importer.cancel()
+        if self._polls:
+            polls = set(self._polls)
+            _, late = await asyncio.wait(polls, timeout=max(0.0, deadline - loop.time()))
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         await self.store.release_all(self.ctx.owner)
         await self.callbacks.aclose()
         await self.ctx.connectors.close()
@@ -85,6 +92,15 @@ class Engine:
                 self.importer.kick(integration.id)
 
     async def poll(self, integration_id: str) -> None:
+        """One scheduled poll; a stopping engine starts none, and ``stop`` waits for those in hand."""
+        if self.ctx.stopping.is_set():
+            return
+        task = asyncio.create_task(self._poll(integration_id), name=f"poll:{integration_id}")
+        self._polls.add(task)
+        task.add_done_callback(self._polls.discard)
+        await task
+
+    async def _poll(self, integration_id: str) -> None:
         try:
             await self.poller.poll(integration_id)
         except PollBusy:
@@ -112,15 +128,7 @@ class Engine:
         if chats is not None and (not isinstance(chats, list) or not all(isinstance(c, str) and c for c in chats)):
             raise IntegrationError(422, "invalid_settings", "settings.importChats must be a list of chat ids")
         integration = Integration(customer_id=customer_id, platform=platform, name=name or platform, settings=settings)
-        connector = self.ctx.connectors.build(integration, credentials)
-        try:
-            identities = await connector.identify()
-        except AuthError as exc:
-            raise IntegrationError(422, "credentials_rejected", f"{platform} rejected the credentials: {exc}") from None
-        except ProviderError as exc:
-            raise IntegrationError(503, "platform_unavailable", f"{platform} could not be reached: {exc}") from None
-        finally:
-            await connector.close()
+        identities = await self._identify(integration, credentials)
         await self.store.insert_integration(integration, credentials)
         for identity in identities:
             await self.store.upsert_user_platform(UserPlatform(
@@ -134,6 +142,23 @@ class Engine:
         log.info("integration created", integration_id=integration.id, platform=platform, customer_id=customer_id)
         return integration
 
+    async def _identify(self, integration: Integration, credentials: dict[str, Any]) -> list[UserData]:
+        """Check ``credentials`` with the platform; the account's own identities.
+
+        ``IntegrationError`` 422 when the platform rejects them. When it cannot be reached
+        they are not known to be wrong: accepted, and the sync retries on schedule."""
+        platform = integration.platform
+        connector = self.ctx.connectors.build(integration, credentials)
+        try:
+            return await connector.identify()
+        except AuthError as exc:
+            raise IntegrationError(422, "credentials_rejected", f"{platform} rejected the credentials: {exc}") from None
+        except ProviderError as exc:
+            log.warning("could not check credentials with the platform", platform=platform, error=str(exc))
+            return []
+        finally:
+            await connector.close()
+
     async def get_integration(self, integration_id: str) -> Integration:
         integration = await self.store.get_integration(integration_id)
         if integration is None or integration.status == "deleted":
@@ -143,9 +168,7 @@ class Engine:
     async def delete_integration(self, integration_id: str) -> None:
         await self.get_integration(integration_id)
         await self.store.update_integration(integration_id, status="deleted")
-        task = self.importer._tasks.get(integration_id)
-        if task is not None:
-            task.cancel()
+        await self.importer.cancel(integration_id)
         await self.ctx.connectors.forget(integration_id)
 
     async def update_credentials(self, integration_id: str, credentials: dict[str, Any]) -> Integration:
@@ -156,6 +179,8 @@ class Engine:
         except ValidationError as exc:
             details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
             raise IntegrationError(422, "invalid_credentials", "credentials are invalid", details) from None
+        # Checked first, so credentials the platform refuses never replace working ones.
+        await self._identify(integration, credentials)
         await self.ctx.connectors.forget(integration_id)
         await self.store.set_credentials(integration_id, credentials)
         updated = await self.store.update_integration(integration_id, status="active", status_reason=None)

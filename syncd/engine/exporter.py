@@ -29,8 +29,17 @@ class EventRejected(Exception):
         self.status, self.code = status, code
 
 
-class WaitingForCreate(RetryableError):
+class Waiting(RetryableError):
+    """The event itself is fine but waits for something else; not counted as a failed attempt."""
+
+
+class WaitingForCreate(Waiting):
     """An update/delete for a message whose create has not reached the platform yet."""
+
+
+class WaitingForIntegration(Waiting):
+    """The integration is in ``error`` (e.g. its credentials were revoked) until an operator
+    puts new credentials; its events are kept until then, not dead-lettered."""
 
 
 class Exporter:
@@ -92,14 +101,18 @@ class Exporter:
         if integration is None or integration.status == "deleted":
             raise PermanentError("the integration was deleted")
         if integration.status != "active":
-            raise RetryableError(f"integration is {integration.status}: {integration.status_reason or ''}")
+            raise WaitingForIntegration(f"integration is {integration.status}: {integration.status_reason or ''}")
         connector = await connector_for(self.ctx, integration)
         if event.type == "message.created":
             return await self._create(integration, connector, event)
         message = await self._find(event)
         if message is None:
-            raise PermanentError("no stored message matches message.id / externalMessageId")
+            # Retried within the attempt budget: its create may still be on its way here
+            # (another replica claimed it a moment ago), else it is dead-lettered.
+            raise RetryableError("no stored message matches message.id / externalMessageId")
         if message.external_message_id is None:
+            if message.delivery_state == "failed":
+                raise PermanentError("the message's create was dead-lettered; there is nothing to change")
             raise WaitingForCreate("the message has not been delivered to the platform yet")
         chat = await self.ctx.store.get_chat(message.chat_id) if message.chat_id else None
         out = OutgoingMessage(
@@ -109,10 +122,13 @@ class Exporter:
             app_message_id=message.app_message_id,
         )
         if event.type == "message.updated":
-            result = await connector.edit(out)
+            await connector.edit(out)
+            # Only what the event says changes (update_message erases a field given as None).
+            # The edit time is ours: an edit's SendResult.sent_at is the message's creation
+            # time, and the platform's exact edit time arrives with its echo.
+            given = {name: getattr(event.message, name) for name in ("text", "html", "subject")}
             await self.ctx.store.update_message(
-                message.id, text=event.message.text, html=event.message.html,
-                edited_at=result.sent_at or self.ctx.now(),
+                message.id, **{k: v for k, v in given.items() if v is not None}, edited_at=self.ctx.now(),
             )
         else:
             await connector.delete(out)

@@ -18,6 +18,7 @@ from syncd.engine.context import EngineContext, connector_for
 from syncd.engine.ingest import ingest
 from syncd.engine.leases import hold
 from syncd.mapping import MappingError
+from syncd.merge import normalize
 from syncd.models import Chat, Integration, SyncStatus
 from syncd.providers.base import ChatData, Connector, MessageData
 from syncd.providers.errors import AuthError, CursorExpired, ProviderError
@@ -25,6 +26,8 @@ from syncd.providers.errors import AuthError, CursorExpired, ProviderError
 log = structlog.get_logger(__name__)
 
 ACTIVE_PHASES = ("pending", "importing", "error")
+#: Rounds one drain makes over chats planned while it was importing.
+MAX_ROUNDS = 3
 
 
 def chat_data(chat: Chat) -> ChatData:
@@ -83,10 +86,13 @@ class Importer:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def cancel(self) -> None:
-        for task in self._tasks.values():
+    async def cancel(self, integration_id: str | None = None) -> None:
+        """Cancel the running imports (of one integration, or all); each checkpoints its page
+        and gives its lease back on the way out."""
+        tasks = [t for i, t in self._tasks.items() if integration_id is None or i == integration_id]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def has_work(self, integration_id: str) -> bool:
         return any(s.phase in ACTIVE_PHASES for s in await self.ctx.store.list_sync_status(integration_id))
@@ -94,6 +100,8 @@ class Importer:
     async def drain(self, integration_id: str) -> bool:
         """Run every pending import of the integration under its lease. False if another
         owner holds the lease (it will do the work) or the engine is stopping."""
+        if self.ctx.stopping.is_set():
+            return False
         async with hold(self.ctx, f"import:{integration_id}") as held:
             if not held:
                 return False
@@ -104,11 +112,17 @@ class Importer:
             connector = await connector_for(self.ctx, integration)
             try:
                 await self._discover(integration, connector)
-                for status in await self.ctx.store.list_sync_status(integration_id):
-                    if self.ctx.stopping.is_set():
-                        return False
-                    if status.chat_id is not None and status.phase in ACTIVE_PHASES:
-                        await self._import_chat(integration, connector, status)
+                for _ in range(MAX_ROUNDS):
+                    for status in await self.ctx.store.list_sync_status(integration_id):
+                        if self.ctx.stopping.is_set():
+                            return False
+                        if status.chat_id is not None and status.phase in ACTIVE_PHASES:
+                            await self._import_chat(integration, connector, status)
+                    # Chats planned while this round ran (a resync, more chats imported, a chat
+                    # re-planned mid-import) get another round now, not at the next resume.
+                    statuses = await self.ctx.store.list_sync_status(integration_id)
+                    if not any(s.chat_id is not None and s.phase == "pending" for s in statuses):
+                        break
             except AuthError as exc:
                 await self.ctx.store.update_integration(integration.id, status="error", status_reason=str(exc))
                 log.warning("import stopped: credentials rejected", error=str(exc))
@@ -140,11 +154,22 @@ class Importer:
             await update(integration.id, None, phase="error", last_error=str(exc))
             log.warning("chat listing failed", error=str(exc))
 
+    async def _save(self, status: SyncStatus) -> bool:
+        """Checkpoint ``status``, unless its chat was re-planned since this run loaded it
+        (``plan_chats`` stamps every plan with a new ``started_at``); False then."""
+        stored = await self.ctx.store.get_sync_status(status.integration_id, status.chat_id)
+        if stored is not None and normalize(stored.started_at) != normalize(status.started_at):
+            return False
+        status.updated_at = self.ctx.now()
+        await self.ctx.store.save_sync_status(status)
+        return True
+
     async def _import_chat(self, integration: Integration, connector: Connector, status: SyncStatus) -> None:
+        """Import one chat from its checkpoint; stops when a newer plan supersedes this run."""
         chat = await self.ctx.store.get_chat(status.chat_id)
         if chat is None:
             status.phase, status.last_error = "cancelled", "chat was deleted"
-            await self.ctx.store.save_sync_status(status)
+            await self._save(status)
             return
         log_ = log.bind(chat_id=chat.id, external_chat_id=chat.external_chat_id)
         # A full resync compares everything it read with what is stored, so it always
@@ -152,8 +177,8 @@ class Importer:
         seen: set[str] | None = set() if status.full else None
         cursor = None if status.full else status.cursor
         status.phase, status.last_error = "importing", None
-        status.started_at = status.started_at or self.ctx.now()
         known = {chat.external_chat_id: chat}
+        superseded = False
         try:
             while True:
                 if self.ctx.stopping.is_set():
@@ -171,10 +196,12 @@ class Importer:
                 counts.unchanged += result.unchanged
                 counts.deleted += result.deleted
                 cursor = page.next_cursor
-                status.cursor, status.updated_at = cursor, self.ctx.now()
+                status.cursor = cursor
                 if cursor is None:
                     break
-                await self.ctx.store.save_sync_status(status)
+                if not await self._save(status):
+                    superseded = True
+                    return
             if seen is not None:
                 gone = await self.ctx.store.live_external_ids(chat.id) - seen
                 if gone:
@@ -201,5 +228,5 @@ class Importer:
             status.phase, status.last_error = "error", str(exc)
             log_.warning("chat import failed; will retry", error=str(exc))
         finally:
-            status.updated_at = self.ctx.now()
-            await self.ctx.store.save_sync_status(status)
+            if not superseded:
+                await self._save(status)

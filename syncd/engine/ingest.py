@@ -87,6 +87,7 @@ async def ingest(
             continue
         rows.append(_row(integration, chat, data, self_ids, self_emails))
 
+    app_before = await _app_messages(ctx, integration, rows)
     written: WriteResult = await store.upsert_messages(rows) if rows else WriteResult(0, 0, 0, 0, [])
     result.inserted, result.updated = written.inserted, written.updated
     result.unchanged, result.deleted = written.unchanged, written.deleted
@@ -96,12 +97,26 @@ async def ingest(
         if count:
             metrics.INGESTED.labels(integration.platform, source, kind).inc(count)
     await _touch_chats(ctx, integration, rows, by_id)
-    await queue_callbacks(ctx, integration, written.changed)
+    await queue_callbacks(ctx, integration, written.changed, app_before)
     if rows:
         log.debug("ingested", source=source, platform=integration.platform, integration_id=integration.id,
                   inserted=written.inserted, updated=written.updated, unchanged=written.unchanged,
                   deleted=written.deleted)
     return result
+
+
+async def _app_messages(ctx: EngineContext, integration: Integration, rows: list[Message]) -> dict[str, Message]:
+    """The app's own messages among ``rows``, as stored before this write. Only our own
+    account's messages can be one (the app sends through it), so only those are looked up."""
+    found: dict[str, Message] = {}
+    for row in rows:
+        if row.direction != "outbound" or not row.external_message_id or row.external_message_id in found:
+            continue
+        stored = await ctx.store.find_message(integration.customer_id, integration.platform,
+                                              external_message_id=row.external_message_id)
+        if stored is not None and stored.origin == "app":
+            found[row.external_message_id] = stored
+    return found
 
 
 def _row(integration: Integration, chat: Chat, data: MessageData, self_ids: set[str], self_emails: set[str]) -> Message:

@@ -19,6 +19,8 @@ from syncd.models import Integration, Message, OutboxItem
 from syncd.providers.errors import PermanentError, TransientError
 
 CALLBACK = "callback"
+#: How many of a chat's latest messages are searched for the pending send an echo belongs to.
+ECHO_WINDOW = 20
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -31,12 +33,30 @@ def message_view(message: Message) -> dict[str, Any]:
     return message.model_dump(by_alias=True, mode="json")
 
 
-async def queue_callbacks(ctx: EngineContext, integration: Integration, changed: list[tuple[str, Message]]) -> None:
+def app_visible(message: Message) -> tuple[Any, ...]:
+    """What the app sees of a message it wrote itself: a platform change that leaves all of
+    this alone (its echo filling sender fields, Slack's own edit time) is no news to it."""
+    return (message.text, message.html, message.subject, message.attachments, message.deleted_at,
+            message.delivery_state)
+
+
+async def queue_callbacks(
+    ctx: EngineContext, integration: Integration, changed: list[tuple[str, Message]],
+    app_before: dict[str, Message] | None = None,
+) -> None:
+    """Queue one callback per change; ``app_before`` holds the app's own messages as they
+    were before this write (by platform id), so echoes of its sends and edits stay quiet."""
     if not ctx.settings.app_callback_url:
         return
     for kind, message in changed:
         if message.origin == "app" and kind == "created":
             continue  # the app created it; it already knows
+        before = (app_before or {}).get(message.external_message_id or "")
+        if kind == "updated" and message.origin == "app" and before is not None \
+                and app_visible(before) == app_visible(message):
+            continue
+        if kind == "created" and await _echo_of_pending_send(ctx, message):
+            continue
         version = message.updated_at.isoformat()
         key = f"cb:{message.id}:{kind}:{version}"
         payload = {
@@ -52,6 +72,25 @@ async def queue_callbacks(ctx: EngineContext, integration: Integration, changed:
         ))
 
 
+async def _echo_of_pending_send(ctx: EngineContext, message: Message) -> bool:
+    """The platform's echo of an app message whose send has not returned yet.
+
+    ``record_sent`` will merge this document into the app's own and delete it, so announcing
+    it as new would hand the app a duplicate of its own message. Recognised by what the
+    platform tells us before the send returns: our own account wrote it, in a chat where an
+    app message with the same text is still pending.
+    """
+    if message.origin != "platform" or message.direction != "outbound" or message.chat_id is None:
+        return False
+    recent, _ = await ctx.store.list_messages(message.chat_id, limit=ECHO_WINDOW)
+    text = (message.text or "").strip()
+    return any(
+        m.origin == "app" and m.external_message_id is None and m.delivery_state == "pending"
+        and (m.text or "").strip() == text
+        for m in recent
+    )
+
+
 class CallbackSender:
     """Delivers one callback; raises a retryable error unless the app answered 2xx."""
 
@@ -63,6 +102,12 @@ class CallbackSender:
         url = self.ctx.settings.app_callback_url
         if not url:
             raise PermanentError("SYNCD_APP_CALLBACK_URL is not set")
+        if item.payload.get("type") == "message.created":
+            message_id = (item.payload.get("message") or {}).get("id")
+            if message_id and await self.ctx.store.get_message(message_id) is None:
+                # Merged into the app's own message since (a late-recognised echo), or
+                # removed with its chat: there is nothing new for the app to hold.
+                return {"skipped": "the message no longer exists"}
         body = json.dumps(item.payload, separators=(",", ":"), default=str).encode()
         headers = {"content-type": "application/json"}
         secret = self.ctx.settings.app_webhook_secret

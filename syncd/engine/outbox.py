@@ -2,21 +2,25 @@
 
 Each claimed item is handled once; a retryable failure is rescheduled with exponential
 backoff (a platform's Retry-After wins when longer); a permanent failure, or one that keeps
-failing past ``SYNCD_OUTBOX_MAX_ATTEMPTS``, is dead-lettered with its error kept. Callbacks are
-retried until the app acknowledges them (their backoff is capped, never dead-lettered).
+failing past ``SYNCD_OUTBOX_MAX_ATTEMPTS``, is dead-lettered with its error kept. An event that
+waits (an edit for its create, any event for an integration in ``error`` for new credentials)
+is rescheduled without using up its attempts. Callbacks are retried until the app
+acknowledges them (their backoff is capped, never dead-lettered).
 """
 
 from __future__ import annotations
 
 import structlog
+from pydantic import ValidationError
 
 from syncd import metrics
 from syncd.engine.context import EngineContext
-from syncd.engine.exporter import Exporter
+from syncd.engine.exporter import Exporter, Waiting
 from syncd.engine.notifier import CALLBACK, CallbackSender
 from syncd.engine.workers import Worker
+from syncd.mapping import MappingError
 from syncd.models import OutboxItem
-from syncd.providers.errors import AuthError, PermanentError, RateLimited, RetryableError
+from syncd.providers.errors import AuthError, PermanentError, RateLimited
 
 log = structlog.get_logger(__name__)
 
@@ -49,8 +53,11 @@ class Outbox:
             result = await deliver(item)
         except Exception as exc:  # noqa: BLE001 - every failure is classified and kept
             error = f"{type(exc).__name__}: {exc}"
-            permanent = isinstance(exc, PermanentError) or not isinstance(exc, (RetryableError, AuthError))
-            if dead_letter and (permanent or item.attempts >= self.ctx.settings.outbox_max_attempts):
+            # Anything else (a database failover, a bug) may pass: retried within the budget.
+            permanent = isinstance(exc, (PermanentError, MappingError, ValidationError))
+            waiting = isinstance(exc, Waiting)  # for its create, for new credentials: not a failure
+            exhausted = item.attempts >= self.ctx.settings.outbox_max_attempts and not waiting
+            if dead_letter and (permanent or exhausted):
                 await self.ctx.store.outbox_dead(item.id, error)
                 await self.exporter.failed(item, error)
                 metrics.OUTBOX_EVENTS.labels(item.type, "dead").inc()
@@ -60,8 +67,11 @@ class Outbox:
                 await self.ctx.store.update_integration(item.integration_id, status="error", status_reason=str(exc))
             retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
             await self.ctx.store.outbox_retry(item.id, error, self.ctx.backoff(item.attempts, retry_after))
-            metrics.OUTBOX_EVENTS.labels(item.type, "retried").inc()
-            bound.warning("outbox delivery failed; will retry", error=error)
+            metrics.OUTBOX_EVENTS.labels(item.type, "waiting" if waiting else "retried").inc()
+            if waiting:
+                bound.info("outbox item waiting", reason=error)
+            else:
+                bound.warning("outbox delivery failed; will retry", error=error)
             return
         await self.ctx.store.outbox_done(item.id, result)
         metrics.OUTBOX_EVENTS.labels(item.type, "sent").inc()

@@ -13,7 +13,6 @@ from syncd.engine.context import EngineContext, connector_for
 from syncd.engine.importer import Importer, chat_data
 from syncd.engine.ingest import IngestResult, ingest
 from syncd.engine.leases import hold
-from syncd.models import SyncStatus
 from syncd.providers.errors import AuthError, CursorExpired
 
 log = structlog.get_logger(__name__)
@@ -27,10 +26,22 @@ class Poller:
     def __init__(self, ctx: EngineContext, importer: Importer):
         self.ctx = ctx
         self.importer = importer
+        self._running: set[str] = set()
 
     async def poll(self, integration_id: str) -> IngestResult | None:
         """Poll once. ``None`` when there is nothing to poll (inactive, import not started).
-        Raises ``PollBusy`` when another owner holds the poll lease."""
+        Raises ``PollBusy`` when this process or another owner is polling it already."""
+        # The lease is re-entrant for its owner, so it cannot tell this process's scheduled
+        # poll from one a webhook asked for.
+        if integration_id in self._running:
+            raise PollBusy(integration_id)
+        self._running.add(integration_id)
+        try:
+            return await self._poll(integration_id)
+        finally:
+            self._running.discard(integration_id)
+
+    async def _poll(self, integration_id: str) -> IngestResult | None:
         async with hold(self.ctx, f"poll:{integration_id}") as held:
             if not held:
                 raise PollBusy(integration_id)

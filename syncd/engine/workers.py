@@ -24,12 +24,14 @@ class Worker:
         self.name = name
         self.step = step
         self._wake = asyncio.Event()
+        self._stopped = False
         self.task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
 
     def start(self) -> None:
+        self._stopped = False
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run(), name=self.name)
 
@@ -37,14 +39,17 @@ class Worker:
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
 
+    def _stopping(self) -> bool:
+        return self._stopped or self.ctx.stopping.is_set()
+
     async def _run(self) -> None:
-        while not self.ctx.stopping.is_set():
+        while not self._stopping():
             try:
                 busy = await self.step()
             except Exception:  # a bug in one item must not stop the loop
                 log.exception("worker step failed", worker=self.name)
                 busy = False
-            if not busy:
+            if not busy and not self._stopping():
                 self._wake.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.ctx.settings.worker_poll_s)
@@ -53,6 +58,7 @@ class Worker:
         """Let the item in hand finish within ``grace_s``, then cancel."""
         if self.task is None:
             return
+        self._stopped = True  # this worker alone may be stopped, the engine still running
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(self.task), grace_s)

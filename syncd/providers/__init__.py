@@ -14,6 +14,11 @@ from syncd.providers.base import Connector
 PLATFORMS: dict[str, str] = {
     "slack": "slack",
     "gmail": "gmail",
+    "teams": "teams",
+    "whatsapp": "whatsapp",
+    "messenger": "messenger",
+    "instagram": "instagram",
+    "telegram": "telegram",
 }
 
 

@@ -178,6 +178,9 @@ class ConnectorContext:
     http: "ProviderHttp"
     mapping: "Mapping"
     webhook_url: str
+    #: False when no ``SYNCD_PUBLIC_URL`` is configured: platforms cannot reach our webhooks,
+    #: so connectors that can should poll instead (Telegram's getUpdates).
+    public_webhooks: bool = True
     webhook_max_skew_s: int = 300
     clock: Callable[[], float] = time.time
     #: Called with the full new credentials when a connector refreshes a token, so they are
@@ -199,6 +202,31 @@ class Connector(abc.ABC):
     can_edit: ClassVar[bool] = True
     can_delete: ClassVar[bool] = True
     has_history: ClassVar[bool] = True
+
+    #: Which ``SYNCD_<KEY>_BASE_URL`` / documented API root this connector talks to (several
+    #: platforms share one, e.g. ``meta`` for WhatsApp, Messenger and Instagram).
+    base_url_key: ClassVar[str | None] = None
+    #: How often ``maintain`` must run (webhook subscriptions and watches expire); None = never.
+    maintain_every_s: ClassVar[float | None] = None
+    #: This platform's poll interval when it differs from ``SYNCD_POLL_INTERVAL_S`` (e.g. a
+    #: long-poll fallback that is the only inbound channel).
+    poll_every_s: ClassVar[float | None] = None
+    #: The OAuth connect flow of this platform, if it has one.
+    oauth: ClassVar["OAuthSpec | None"] = None
+
+    @classmethod
+    def prepare_credentials(cls, credentials: dict[str, Any], settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Fill in what syncd generates itself (a webhook secret token, a clientState) before
+        the credentials are validated and stored. Must not do I/O."""
+        return credentials, settings
+
+    @classmethod
+    def credentials_from_oauth(
+        cls, token: dict[str, Any], *, client_id: str, client_secret: str
+    ) -> dict[str, Any]:
+        """The integration credentials made from the OAuth token endpoint's answer (only for
+        platforms with ``oauth``). Must not do I/O."""
+        raise NotImplementedError(f"{cls.platform} has no OAuth connect flow")
 
     def __init__(self, credentials: BaseModel, settings: dict[str, Any], ctx: ConnectorContext):
         self.credentials = credentials
@@ -255,8 +283,29 @@ class Connector(abc.ABC):
         """Everything changed since ``state`` (``None`` = start from now), re-reading
         ``lookback_s`` seconds before the mark so recent edits are seen."""
 
+    # -- staying connected ---------------------------------------------------------------
+    async def maintain(self, state: Any) -> Any:
+        """Create or renew what keeps webhooks flowing (a subscription, a watch, a registered
+        webhook URL); called when the integration starts and every ``maintain_every_s``.
+        ``state`` is what the previous call returned (``None`` the first time)."""
+        return state
+
     async def close(self) -> None:
         await self.http.aclose()
+
+
+@dataclass(frozen=True)
+class OAuthSpec:
+    """A platform's authorization-code flow; URLs are relative to ``base_url_key``'s root
+    (so a simulator or proxy can serve them) unless absolute."""
+
+    authorize_url: str
+    token_url: str
+    scopes: tuple[str, ...]
+    #: Which ``SYNCD_<KEY>_BASE_URL`` root the two URLs hang off (e.g. ``google_oauth``).
+    base_url_key: str
+    #: Extra query parameters of the authorize URL (e.g. ``access_type=offline``).
+    authorize_params: tuple[tuple[str, str], ...] = ()
 
 
 def body_digest(body: bytes) -> str:

@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from syncd import metrics
 from syncd.providers.errors import (
     AuthError,
     PermanentError,
@@ -27,6 +28,8 @@ from syncd.providers.errors import (
     RetryableError,
     TransientError,
 )
+
+_OUTCOMES: dict[type, str] = {RateLimited: "rate_limited", TransientError: "transient", AuthError: "auth"}
 
 Classifier = Callable[[httpx.Response], None]
 #: Called before each request to add auth (e.g. a bearer token refreshed on expiry).
@@ -107,8 +110,11 @@ class ProviderHttp:
         timeout_s: float = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
+        platform: str = "",
     ):
         self.base_url = base_url.rstrip("/")
+        #: Label of this client's calls in ``syncd_provider_requests_total``.
+        self.platform = platform
         self.classify = classify
         self.authenticate = authenticate
         self.policy = policy or RetryPolicy()
@@ -161,21 +167,24 @@ class ProviderHttp:
         self.calls += 1
         try:
             response = await self.client.send(request)
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"{name}: timed out") from _scrub(exc)
+        except httpx.TimeoutException:
+            self._count("transient")
+            raise TransientError(f"{name}: timed out") from None
         except httpx.TransportError as exc:
-            raise TransientError(f"{name}: connection failed ({type(exc).__name__})") from _scrub(exc)
+            self._count("transient")
+            # Not chained: httpx's message and request carry the full URL.
+            raise TransientError(f"{name}: connection failed ({type(exc).__name__})") from None
         try:
             check(response)
         except ProviderError as exc:
+            self._count(_OUTCOMES.get(type(exc), "permanent"))
             exc.args = (f"{name}: {exc.args[0]}",)
             raise
+        self._count("ok")
         return response
 
-
-def _scrub(exc: Exception) -> None:
-    """Drop the chained httpx error: its message and request carry the full URL."""
-    return None
+    def _count(self, outcome: str) -> None:
+        metrics.PROVIDER_REQUESTS.labels(self.platform or "unknown", outcome).inc()
 
 
 class Pages:

@@ -46,6 +46,7 @@ from syncd.providers.errors import (
     CursorExpired,
     PermanentError,
     RateLimited,
+    RetryableError,
     SignatureError,
     TransientError,
 )
@@ -171,7 +172,12 @@ class SlackConnector(Connector):
 
     async def _own_ids(self) -> set[str]:
         if self._self_ids is None:
-            await self.identify()
+            try:
+                await self.identify()
+            except (PermanentError, RetryableError):
+                # Not fatal: the engine also decides direction from user_platforms; try again
+                # on the next message.
+                return set()
         return self._self_ids or set()
 
     async def _user_name(self, user_id: str) -> str:

@@ -1,0 +1,97 @@
+"""The shared HTTP layer: retry policy, Retry-After, error classification, paginator guard."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from syncd.providers.errors import AuthError, PermanentError, RateLimited, TransientError
+from syncd.providers.http import Pages, ProviderHttp, RetryPolicy, default_classify, parse_retry_after
+
+
+class Script:
+    """A transport answering from a list of (status, headers) or exceptions, in order."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        status, headers = answer
+        return httpx.Response(status, headers=headers, json={"ok": status < 400})
+
+
+def client(script: Script, waits: list[float], retries: int = 3) -> ProviderHttp:
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    return ProviderHttp("https://api.example.test/v1", transport=httpx.MockTransport(script),
+                        policy=RetryPolicy(max_retries=retries, base_s=0.5, max_s=60, sleep=sleep))
+
+
+async def test_a_429_is_waited_out_for_its_retry_after_then_succeeds():
+    script, waits = Script((429, {"Retry-After": "7"}), (200, {})), []
+    response = await client(script, waits).request("GET", "/things")
+    assert response.status_code == 200 and waits == [7.0] and len(script.requests) == 2
+    assert str(script.requests[0].url) == "https://api.example.test/v1/things"
+
+
+async def test_server_errors_and_resets_back_off_exponentially_within_the_budget():
+    script = Script((503, {}), httpx.ConnectError("reset"), httpx.ReadTimeout("slow"), (200, {}))
+    waits: list[float] = []
+    await client(script, waits).request("GET", "/x")
+    assert len(waits) == 3
+    assert 0.25 <= waits[0] <= 0.5 and 0.5 <= waits[1] <= 1.0 and 1.0 <= waits[2] <= 2.0
+
+
+async def test_the_last_retryable_error_is_raised_when_the_budget_is_spent():
+    script, waits = Script(*[(500, {})] * 3), []
+    with pytest.raises(TransientError, match=r"GET /x: server error \(500\)"):
+        await client(script, waits, retries=2).request("GET", "/x")
+    assert len(script.requests) == 3
+
+
+async def test_permanent_and_auth_errors_are_not_retried():
+    for status, error in ((404, PermanentError), (401, AuthError)):
+        script, waits = Script((status, {})), []
+        with pytest.raises(error):
+            await client(script, waits).request("GET", "/x")
+        assert waits == [] and len(script.requests) == 1
+
+
+async def test_error_messages_never_carry_the_url_query_or_a_token_in_the_path():
+    script, waits = Script(httpx.ConnectError("boom"), httpx.ConnectError("boom")), []
+    with pytest.raises(TransientError) as err:
+        await client(script, waits, retries=1).request(
+            "GET", "/botSECRET-TOKEN/getMe?key=SECRET", label="GET getMe")
+    assert "SECRET" not in str(err.value) and err.value.__cause__ is None
+
+
+def test_retry_after_accepts_seconds_and_http_dates():
+    assert parse_retry_after("30") == 30.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_default_classification_by_status():
+    request = httpx.Request("GET", "https://x.test")
+    with pytest.raises(RateLimited) as err:
+        default_classify(httpx.Response(429, headers={"Retry-After": "3"}, request=request))
+    assert err.value.retry_after == 3.0
+    with pytest.raises(TransientError):
+        default_classify(httpx.Response(502, request=request))
+    with pytest.raises(PermanentError):
+        default_classify(httpx.Response(400, request=request))
+    default_classify(httpx.Response(204, request=request))
+
+
+def test_a_repeated_page_token_stops_the_loop():
+    pages = Pages("things.list")
+    assert pages.advance("a") == "a" and pages.advance("b") == "b"
+    assert pages.advance("") is None and pages.advance(None) is None
+    with pytest.raises(PermanentError, match="repeated"):
+        pages.advance("a")
