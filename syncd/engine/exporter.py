@@ -122,13 +122,13 @@ class Exporter:
             app_message_id=message.app_message_id,
         )
         if event.type == "message.updated":
-            await connector.edit(out)
+            result = await connector.edit(out)
             # Only what the event says changes (update_message erases a field given as None).
-            # The edit time is ours: an edit's SendResult.sent_at is the message's creation
-            # time, and the platform's exact edit time arrives with its echo.
+            # The platform's edit time when it says one, so its echo of the edit matches.
             given = {name: getattr(event.message, name) for name in ("text", "html", "subject")}
             await self.ctx.store.update_message(
-                message.id, **{k: v for k, v in given.items() if v is not None}, edited_at=self.ctx.now(),
+                message.id, **{k: v for k, v in given.items() if v is not None},
+                edited_at=result.edited_at or self.ctx.now(),
             )
         else:
             await connector.delete(out)

@@ -117,6 +117,8 @@ class SendResult:
     external_message_id: str
     sent_at: datetime | None = None
     external_thread_id: str | None = None
+    #: For an edit: when the platform says the edit happened (None = not said).
+    edited_at: datetime | None = None
     #: Metadata to keep on the stored message (mapped like ``MessageData.extra``).
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -281,7 +281,8 @@ class SlackConnector(Connector):
     def _result(self, data: dict[str, Any], channel: str) -> SendResult:
         raw = {**(data.get("message") or {}), "ts": data["ts"]}
         mapped = self.mapping.message(raw, {"channel": data.get("channel") or channel})
-        return SendResult(mapped.external_message_id, mapped.sent_at, mapped.external_thread_id)
+        return SendResult(mapped.external_message_id, mapped.sent_at, mapped.external_thread_id,
+                          edited_at=mapped.edited_at)
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         body = self.mapping.outgoing("send", self._decoded(message))

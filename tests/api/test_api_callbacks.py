@@ -102,10 +102,6 @@ async def app_message_sent(tb, slack, general: str, text: str) -> dict:
     return sent
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "notifier.queue_callbacks suppresses only kind 'created' for origin 'app'; a late echo of the "
-    "app's own message fills sender fields (bot id B... -> bot user U..., name 'Sync Bot'), merge "
-    "calls that 'updated', and the app gets message.updated for the message it just created"))
 async def test_the_late_echo_of_the_apps_own_message_is_not_called_back(tb, slack_ws, slack):
     general = slack_ws["general"]
     await tb.settle()
@@ -118,10 +114,6 @@ async def test_the_late_echo_of_the_apps_own_message_is_not_called_back(tb, slac
             if c["message"]["externalMessageId"] == f"{general}:{sent['ts']}"] == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the echo of the app's own chat.update (message_changed) moves editedAt from the exporter's "
-    "value to Slack's edited.ts and fills sender fields, so the app is called back with "
-    "message.updated about its own edit"))
 async def test_the_echo_of_the_apps_own_edit_is_not_called_back(tb, slack_ws, slack):
     general = slack_ws["general"]
     sent = await app_message_sent(tb, slack, general, "draft")

@@ -195,10 +195,6 @@ async def test_updated_and_deleted_events_carrying_only_the_apps_id_edit_and_del
     assert message["deletedAt"] is not None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Exporter.deliver stores edited_at=result.sent_at for message.updated, but the Slack "
-    "connector's SendResult for chat.update carries the message's own ts (its creation time); "
-    "the edit time (the answer's edited.ts) is dropped, so editedAt == sentAt"))
 async def test_an_app_edit_is_stored_with_the_time_of_the_edit(tb, slack_ws, slack, sim_clock):
     general = slack_ws["general"]
     await tb.post_event(created("evt-1", general, text="first", app_id="app-msg-1"))
