@@ -11,6 +11,7 @@ import secrets
 import signal
 import threading
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 import httpx
@@ -22,7 +23,7 @@ from pymongo.errors import PyMongoError
 
 from syncd.api import create_app
 from syncd.config import Settings
-from syncd.engine.connectors import Connectors
+from syncd.engine.connectors import Connectors, UnknownPlatform
 from syncd.engine.context import EngineContext
 from syncd.engine.engine import Engine
 from syncd.logs import configure_logging
@@ -60,15 +61,27 @@ class Daemon:
         """Keep one poll job per active integration, and resume imports that stalled."""
         if self.scheduler is None:
             return
-        active = {i.id for i in await self.store.list_integrations(status="active")}
+        integrations = {i.id: i for i in await self.store.list_integrations(status="active")}
         for job in self.scheduler.get_jobs():
-            if job.id.startswith("poll:") and job.id[5:] not in active:
+            kind, _, integration_id = job.id.partition(":")
+            if kind in ("poll", "maintain") and integration_id not in integrations:
                 job.remove()
-        for integration_id in active:
+        now = datetime.now(timezone.utc)
+        for integration_id, integration in integrations.items():
+            try:
+                cls = self.engine.ctx.connectors.connector_class(integration.platform)
+            except UnknownPlatform:
+                continue  # its mapping file was removed: nothing can run for it
             if self.scheduler.get_job(f"poll:{integration_id}") is None:
                 self.scheduler.add_job(
                     self.engine.poll, "interval", args=[integration_id], id=f"poll:{integration_id}",
-                    seconds=self.settings.poll_interval_s, max_instances=1, coalesce=True,
+                    seconds=cls.poll_every_s or self.settings.poll_interval_s, max_instances=1, coalesce=True,
+                )
+            if cls.maintain_every_s and self.scheduler.get_job(f"maintain:{integration_id}") is None:
+                # First run now: subscriptions may have lapsed while no daemon was running.
+                self.scheduler.add_job(
+                    self.engine.maintain, "interval", args=[integration_id], id=f"maintain:{integration_id}",
+                    seconds=cls.maintain_every_s, max_instances=1, coalesce=True, next_run_time=now,
                 )
         await self.engine.resume()
 

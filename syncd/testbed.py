@@ -83,9 +83,12 @@ class Testbed:
     daemon: Daemon
     api: httpx.AsyncClient
 
-    def __init__(self, slack: SlackSimulator, gmail: GmailSimulator, app: FakeApp, *, fast_retries: bool = True):
+    def __init__(self, slack: SlackSimulator, gmail: GmailSimulator, app: FakeApp, *, fast_retries: bool = True,
+                 sims: dict[str, Any] | None = None):
         self.slack = slack
         self.gmail = gmail
+        #: platform (or shared API root key, e.g. ``meta``) -> simulator ASGI app.
+        self.sims: dict[str, Any] = {"slack": slack, "gmail": gmail, **(sims or {})}
         self.app = app
         self.fast_retries = fast_retries
         self.clock = Clock()
@@ -99,9 +102,11 @@ class Testbed:
 
     @classmethod
     async def start(cls, *, callbacks: bool = True, fast_retries: bool = True, run: bool = True,
-                    store: Store | None = None, **overrides: Any) -> "Testbed":
+                    store: Store | None = None, sims: dict[str, Any] | None = None,
+                    **overrides: Any) -> "Testbed":
         """``run=False`` wires everything but starts no worker (webhooks and events are still
-        accepted and stored); ``store`` shares an existing store (another replica's)."""
+        accepted and stored); ``store`` shares an existing store (another replica's); ``sims``
+        adds simulators of more platforms, keyed by platform or by shared API root key."""
         app = FakeApp(APP_SECRET)
         settings = Settings(**{
             "mongodb_uri": "mongomock://",
@@ -116,7 +121,7 @@ class Testbed:
             "shutdown_grace_s": 5,
             **overrides,
         })
-        bed = cls(SlackSimulator(), GmailSimulator(), app, fast_retries=fast_retries)
+        bed = cls(SlackSimulator(), GmailSimulator(), app, fast_retries=fast_retries, sims=sims)
         bed.daemon = await bed._build(settings, store)
         bed.api = bed.client(bed.daemon)
         if run:
@@ -126,7 +131,7 @@ class Testbed:
     async def _build(self, settings: Settings, store: Store | None) -> Daemon:
         daemon = await build(
             settings,
-            transports={"slack": httpx.ASGITransport(self.slack), "gmail": httpx.ASGITransport(self.gmail)},
+            transports={name: httpx.ASGITransport(sim) for name, sim in self.sims.items()},
             callback_transport=httpx.ASGITransport(self.app.asgi()),
             sleep=_no_wait if self.fast_retries else asyncio.sleep,
             store=store,

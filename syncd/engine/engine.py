@@ -19,6 +19,7 @@ from syncd.engine.context import EngineContext, connector_for
 from syncd.engine.exporter import Exporter
 from syncd.engine.importer import Importer, chat_data
 from syncd.engine.inbox import Inbox
+from syncd.engine.leases import hold
 from syncd.engine.notifier import CallbackSender
 from syncd.engine.outbox import Outbox
 from syncd.engine.poller import Poller, PollBusy
@@ -95,10 +96,38 @@ class Engine:
         """One scheduled poll; a stopping engine starts none, and ``stop`` waits for those in hand."""
         if self.ctx.stopping.is_set():
             return
-        task = asyncio.create_task(self._poll(integration_id), name=f"poll:{integration_id}")
+        await self._track(self._poll(integration_id), f"poll:{integration_id}")
+
+    def _track(self, work: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(work, name=name)
         self._polls.add(task)
         task.add_done_callback(self._polls.discard)
-        await task
+        return task
+
+    async def maintain(self, integration_id: str) -> None:
+        """Create or renew what keeps the integration's webhooks flowing (subscriptions,
+        watches, the registered webhook URL), under a lease; its state is kept in the
+        integration's sync status."""
+        if self.ctx.stopping.is_set():
+            return
+        async with hold(self.ctx, f"maintain:{integration_id}") as held:
+            if not held:
+                return
+            integration = await self.store.get_integration(integration_id)
+            if integration is None or integration.status != "active":
+                return
+            connector = await connector_for(self.ctx, integration)
+            top = await self.store.get_sync_status(integration_id)
+            try:
+                state = await connector.maintain(top.maintenance if top else None)
+            except AuthError as exc:
+                await self.store.update_integration(integration_id, status="error", status_reason=str(exc))
+                log.warning("maintenance stopped: credentials rejected", integration_id=integration_id)
+                return
+            except ProviderError as exc:
+                log.warning("maintenance failed; will retry", integration_id=integration_id, error=str(exc))
+                return
+            await self.store.update_sync_status(integration_id, None, maintenance=state, maintained_at=self.ctx.now())
 
     async def _poll(self, integration_id: str) -> None:
         try:
@@ -114,6 +143,10 @@ class Engine:
         credentials: dict[str, Any], settings: dict[str, Any] | None,
     ) -> Integration:
         try:
+            connector_cls = self.ctx.connectors.connector_class(platform)
+            # What syncd generates itself (webhook secret tokens, clientState) is added first,
+            # so it is validated and stored like the rest.
+            credentials, settings = connector_cls.prepare_credentials(dict(credentials), dict(settings or {}))
             self.ctx.connectors.validate_credentials(platform, credentials)
         except UnknownPlatform:
             raise IntegrationError(
@@ -139,6 +172,8 @@ class Engine:
         await self.store.repoint_chats(customer_id, platform, integration.id)
         await self.importer.plan_initial(integration)
         self.importer.kick(integration.id)
+        if connector_cls.maintain_every_s is not None:
+            self._track(self.maintain(integration.id), f"maintain:{integration.id}")
         log.info("integration created", integration_id=integration.id, platform=platform, customer_id=customer_id)
         return integration
 
