@@ -202,7 +202,13 @@ def create_app(engine: Engine) -> FastAPI:
             raise ApiError(503, "not_configured", "SYNCD_ADMIN_TOKEN is not set; admin endpoints are disabled")
         given = request.headers.get("authorization", "")
         scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.encode(), token.get_secret_value().encode()):
+        # Several comma-separated tokens let an operator rotate: add the new one, move the
+        # clients, remove the old one. Every candidate is compared, in constant time.
+        candidates = [t.strip() for t in token.get_secret_value().split(",") if t.strip()]
+        matched = False
+        for candidate in candidates:
+            matched |= hmac.compare_digest(value.encode(), candidate.encode())
+        if scheme.lower() != "bearer" or not matched:
             raise ApiError(401, "unauthorized", "missing or wrong bearer token")
 
     def integration_view(integration: Integration) -> dict[str, Any]:
@@ -219,7 +225,12 @@ def create_app(engine: Engine) -> FastAPI:
     async def readyz() -> JSONResponse:
         mongo = await store.ping()
         workers = engine.workers_running
-        body = {"status": "ready" if mongo and workers else "not ready", "mongodb": mongo, "workers": workers}
+        body: dict[str, Any] = {"status": "ready" if mongo and workers else "not ready",
+                                "mongodb": mongo, "workers": workers}
+        if not (mongo and workers):
+            failing = [name for name, ok in (("MongoDB is not reachable", mongo), ("workers are not running", workers))
+                       if not ok]
+            body.update(error_body("not_ready", "; ".join(failing)))
         return JSONResponse(body, status_code=200 if mongo and workers else 503)
 
     @app.get("/metrics", tags=["health"])

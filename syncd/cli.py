@@ -19,7 +19,8 @@ import httpx
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
-    token = args.token or os.environ.get("SYNCD_ADMIN_TOKEN")
+    # SYNCD_ADMIN_TOKEN may list several tokens (rotation); any one of them works.
+    token = (args.token or os.environ.get("SYNCD_ADMIN_TOKEN") or "").split(",")[0].strip()
     if not token:
         raise SystemExit("error: set SYNCD_ADMIN_TOKEN or pass --token")
     return httpx.Client(base_url=args.api, headers={"authorization": f"Bearer {token}"}, timeout=30)

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
 import structlog
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
@@ -103,14 +103,19 @@ def _doc(model: Any) -> dict[str, Any]:
     return doc
 
 
-def _fernet(secret_key: Any) -> Fernet:
+def _fernet(secret_key: Any) -> Fernet | MultiFernet:
     if secret_key is None:
         log.warning("no secret key configured: stored credentials become unreadable "
                     "once this process exits")
         return Fernet(Fernet.generate_key())
     if hasattr(secret_key, "get_secret_value"):
         secret_key = secret_key.get_secret_value()
-    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(secret_key.encode()).digest()))
+    # A comma-separated list rotates keys: the first encrypts, every one decrypts, so old
+    # credentials stay readable until they are written again with the new key.
+    keys = [k.strip() for k in secret_key.split(",") if k.strip()]
+    if not keys:
+        raise ValueError("SYNCD_SECRET_KEY is empty")
+    return MultiFernet([Fernet(base64.urlsafe_b64encode(hashlib.sha256(k.encode()).digest())) for k in keys])
 
 
 def encode_cursor(sent_at: datetime | None, message_id: str) -> str:
@@ -187,7 +192,7 @@ def _plan(existing: dict[str, Any] | None, rows: list[Message], now: datetime) -
 class Store:
     """MongoDB access for every collection of DESIGN §2. ``clock`` is replaceable in tests."""
 
-    def __init__(self, client: Any, db: Any, fernet: Fernet):
+    def __init__(self, client: Any, db: Any, fernet: Fernet | MultiFernet):
         self.client, self.db, self._fernet = client, db, fernet
         self.clock: Callable[[], datetime] = utcnow
         self.integrations = db["integrations"]
