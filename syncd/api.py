@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from syncd import metrics
+from syncd.connect import connect_router
 from syncd.engine.engine import Engine, IntegrationError
 from syncd.engine.exporter import EventRejected
 from syncd.engine.notifier import message_view, sign
@@ -407,6 +408,8 @@ def create_app(engine: Engine) -> FastAPI:
         elif item.status == "dead" and item.error:
             answer["error"] = item.error
         return JSONResponse(answer, status_code=202)
+
+    app.include_router(connect_router(engine))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

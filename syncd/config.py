@@ -7,6 +7,7 @@ appends the platform's documented paths to whatever root it is given.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -15,13 +16,52 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: The documented API root of each platform, replaced by ``SYNCD_<PLATFORM>_BASE_URL``.
 DEFAULT_BASE_URLS: dict[str, str] = {
     "slack": "https://slack.com/api",
+    #: Slack's consent page (``/oauth/v2/authorize``) lives outside the Web API root.
+    "slack_oauth": "https://slack.com",
     "gmail": "https://gmail.googleapis.com",
     "google_oauth": "https://oauth2.googleapis.com",
+    #: Google's consent page (the OAuth authorize URL the browser is sent to).
+    "google_accounts": "https://accounts.google.com",
     "teams": "https://graph.microsoft.com/v1.0",
+    "microsoft_login": "https://login.microsoftonline.com",
     "meta": "https://graph.facebook.com/v21.0",
+    "meta_www": "https://www.facebook.com/v21.0",
     "telegram": "https://api.telegram.org",
     "twilio": "https://api.twilio.com",
 }
+
+
+@dataclass(frozen=True)
+class OAuthClient:
+    """One platform's OAuth app as configured; ``missing`` names what is still to set.
+
+    Values stay ``SecretStr`` (the client id too: it is harmless, but one rule is simpler than
+    two), so neither ``repr`` nor a log line can show them.
+    """
+
+    platform: str
+    client_id: SecretStr | None
+    client_secret: SecretStr | None
+    #: Further credential fields every integration connected through this app gets, because a
+    #: token endpoint cannot supply them (Slack's app-level ``signingSecret``).
+    credentials: dict[str, SecretStr] = field(default_factory=dict)
+
+    def missing(self) -> list[str]:
+        """The variables to set before this platform's connect flow can run."""
+        prefix = f"SYNCD_{self.platform.upper()}"
+        return ([f"{prefix}_CLIENT_ID"] if self.client_id is None else []) + (
+            [f"{prefix}_CLIENT_SECRET"] if self.client_secret is None else [])
+
+    def env_hint(self, credential_field: str) -> str:
+        """Where an operator puts ``credential_field`` for this platform."""
+        entry = f'SYNCD_OAUTH_CLIENTS={{"{self.platform}": {{"{credential_field}": "..."}}}}'
+        if credential_field in _CREDENTIAL_ENV:
+            return f"SYNCD_{self.platform.upper()}_{_CREDENTIAL_ENV[credential_field]} or {entry}"
+        return entry
+
+
+#: Credential fields that also have their own variable, ``SYNCD_<PLATFORM>_<suffix>``.
+_CREDENTIAL_ENV = {"signingSecret": "SIGNING_SECRET"}
 
 
 class Settings(BaseSettings):
@@ -51,10 +91,22 @@ class Settings(BaseSettings):
     retry_max_s: float = Field(default=300.0, ge=0)
     http_max_retries: int = Field(default=5, ge=0)
     http_timeout_s: float = Field(default=30.0, gt=0)
+    #: A platform that asks to wait longer than this is not waited for inside the call: the
+    #: work is rescheduled for then, so one throttled platform never holds a worker asleep.
+    http_max_inline_wait_s: float = Field(default=30.0, ge=0)
     lease_ttl_s: float = Field(default=60.0, gt=0)
     worker_poll_s: float = Field(default=0.5, gt=0)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     base_urls: dict[str, str] = Field(default_factory=dict)
+    #: OAuth apps per platform, JSON: ``{"slack": {"clientId": "...", "clientSecret": "...",
+    #: "signingSecret": "..."}}``; keys other than the client id and secret are credential
+    #: fields added to every integration the connect flow creates. Values never print.
+    oauth_clients: dict[str, dict[str, SecretStr]] = Field(default_factory=dict)
+    #: Where the browser lands after a successful connect (``?integrationId=`` is appended);
+    #: unset = the callback answers 201 with the integration as JSON.
+    connect_success_url: str | None = None
+    #: How long a connect flow may take between the redirect and the callback.
+    connect_state_ttl_s: float = Field(default=600.0, gt=0)
 
     def base_url(self, platform: str) -> str:
         """The API root for ``platform``: ``SYNCD_<PLATFORM>_BASE_URL`` or the documented one."""
@@ -65,9 +117,33 @@ class Settings(BaseSettings):
             return env.rstrip("/")
         return DEFAULT_BASE_URLS.get(platform, "").rstrip("/")
 
+    def public_base(self) -> str:
+        """The base URL platforms and browsers reach us at (no trailing slash)."""
+        return (self.public_url or f"http://localhost:{self.http_port}").rstrip("/")
+
     def webhook_url(self, platform: str, integration_id: str) -> str:
-        base = self.public_url or f"http://localhost:{self.http_port}"
-        return f"{base.rstrip('/')}/webhooks/{platform}/{integration_id}"
+        return f"{self.public_base()}/webhooks/{platform}/{integration_id}"
+
+    def oauth_client(self, platform: str) -> OAuthClient:
+        """``platform``'s OAuth app: its ``SYNCD_OAUTH_CLIENTS`` entry, with
+        ``SYNCD_<PLATFORM>_CLIENT_ID`` / ``_CLIENT_SECRET`` / ``_SIGNING_SECRET`` filling in
+        what the entry lacks (read like the base URLs: the explicit setting wins)."""
+        entry = dict(self.oauth_clients.get(platform) or {})
+        prefix = f"SYNCD_{platform.upper()}_"
+
+        def take(*keys: str, env: str) -> SecretStr | None:
+            for key in keys:
+                if key in entry:
+                    return entry.pop(key)
+            value = os.environ.get(prefix + env)
+            return SecretStr(value) if value else None
+
+        client_id = take("clientId", "client_id", env="CLIENT_ID")
+        client_secret = take("clientSecret", "client_secret", env="CLIENT_SECRET")
+        for name, suffix in _CREDENTIAL_ENV.items():
+            if name not in entry and os.environ.get(prefix + suffix):
+                entry[name] = SecretStr(os.environ[prefix + suffix])
+        return OAuthClient(platform, client_id, client_secret, entry)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -401,9 +401,14 @@ class Store:
         return result.modified_count
 
     # -- messages -------------------------------------------------------------------------
-    async def upsert_messages(self, rows: list[Message]) -> WriteResult:
+    async def upsert_messages(self, rows: list[Message], *, guess_new: bool = False) -> WriteResult:
         """Merge a page of platform messages: one read, one bulk write, retries only for the
-        keys a concurrent writer touched in between."""
+        keys a concurrent writer touched in between.
+
+        ``guess_new`` is for pages that are mostly new (imports, webhooks): keys whose rows
+        carry no edit and no delete are written as inserts without being read first, so a
+        new page costs one round-trip; the unique index refuses those that exist after all,
+        and only those are read and merged in the next round."""
         pending: dict[tuple[str, str, str], list[Message]] = {}
         for row in rows:
             if not row.external_message_id:
@@ -412,10 +417,13 @@ class Store:
             pending.setdefault((row.customer_id, row.platform, row.external_message_id),
                                []).append(row)
         result = WriteResult()
+        unread = {key for key, rows in pending.items()
+                  if all(r.edited_at is None and r.deleted_at is None for r in rows)} if guess_new else set()
         for _ in range(MAX_ROUNDS):
             if not pending:
                 return result
-            pending = await self._write_round(pending, result)
+            pending = await self._write_round(pending, result, unread)
+            unread = set()
         raise StoreConflict(f"{len(pending)} messages kept conflicting with concurrent writers")
 
     async def _read_keys(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple, dict]:
@@ -430,9 +438,9 @@ class Store:
                 found[(customer, platform, doc["externalMessageId"])] = doc
         return found
 
-    async def _write_round(self, pending: dict[tuple, list[Message]],
-                           result: WriteResult) -> dict[tuple, list[Message]]:
-        existing = await self._read_keys(pending)
+    async def _write_round(self, pending: dict[tuple, list[Message]], result: WriteResult,
+                           unread: set[tuple] = frozenset()) -> dict[tuple, list[Message]]:
+        existing = await self._read_keys(k for k in pending if k not in unread)
         now = self.clock()
         planned: list[tuple[tuple, _Plan]] = []
         for key, rows in pending.items():
@@ -482,6 +490,12 @@ class Store:
                 if doc:
                     return Message.model_validate(_strip(doc))
         return None
+
+    async def find_messages(self, customer_id: str, platform: str,
+                            external_message_ids: Iterable[str]) -> dict[str, Message]:
+        """The stored messages with these platform ids, by platform id, in one read."""
+        found = await self._read_keys((customer_id, platform, ext) for ext in external_message_ids)
+        return {key[2]: Message.model_validate(_strip(doc)) for key, doc in found.items()}
 
     async def list_messages(self, chat_id: str, *, cursor: str | None = None,
                             limit: int = 50) -> tuple[list[Message], str | None]:
@@ -650,8 +664,37 @@ class Store:
             return_document=_AFTER)
         return InboxItem.model_validate(_strip(doc)) if doc else None
 
+    async def inbox_claim_many(self, now: datetime, lease_s: float, limit: int) -> list[InboxItem]:
+        """Up to ``limit`` due deliveries, oldest first, in two round-trips (not two per item).
+
+        The claim stamps a token, so when another replica took some of the same items between
+        our read and our write, one more read says which ones are ours."""
+        due = {"status": "pending", "nextAttemptAt": {"$lte": now},
+               "$or": [{"leaseUntil": None}, {"leaseUntil": {"$lte": now}}]}
+        docs = await (self.inbox.find(due).sort([("nextAttemptAt", ASCENDING), ("receivedAt", ASCENDING)])
+                      .limit(limit).to_list(limit))
+        if not docs:
+            return []
+        token, until = new_id(), now + timedelta(seconds=lease_s)
+        ids = [d["_id"] for d in docs]
+        claimed = await self.inbox.update_many(
+            {**due, "_id": {"$in": ids}},
+            {"$set": {"leaseUntil": until, "claimToken": token}, "$inc": {"attempts": 1}})
+        if claimed.modified_count != len(ids):
+            docs = await self.inbox.find({"_id": {"$in": ids}, "claimToken": token}).to_list(None)
+            docs.sort(key=lambda d: ids.index(d["_id"]))
+        else:
+            for doc in docs:
+                doc.update(leaseUntil=until, attempts=doc.get("attempts", 0) + 1)
+        return [InboxItem.model_validate(_strip(d)) for d in docs]
+
     async def inbox_done(self, id: str) -> None:
         await self.inbox.update_one({"_id": id}, {"$set": {"status": "done", "leaseUntil": None}})
+
+    async def inbox_done_many(self, ids: list[str]) -> None:
+        if ids:
+            await self.inbox.update_many({"_id": {"$in": ids}},
+                                         {"$set": {"status": "done", "leaseUntil": None}})
 
     async def inbox_retry(self, id: str, error: str, next_attempt_at: datetime) -> None:
         await self.inbox.update_one({"_id": id}, {"$set": {

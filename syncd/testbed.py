@@ -13,7 +13,7 @@ import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import httpx
 from starlette.applications import Starlette
@@ -84,13 +84,19 @@ class Testbed:
     api: httpx.AsyncClient
 
     def __init__(self, slack: SlackSimulator, gmail: GmailSimulator, app: FakeApp, *, fast_retries: bool = True,
-                 sims: dict[str, Any] | None = None):
+                 sims: dict[str, Any] | None = None,
+                 transport: Callable[[str, Any], httpx.AsyncBaseTransport] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] | None = None):
         self.slack = slack
         self.gmail = gmail
         #: platform (or shared API root key, e.g. ``meta``) -> simulator ASGI app.
         self.sims: dict[str, Any] = {"slack": slack, "gmail": gmail, **(sims or {})}
         self.app = app
         self.fast_retries = fast_retries
+        #: (name, simulator) -> the transport every replica reaches it through; the fault
+        #: suite wraps it to drop connections and time out, which no ASGI app can do.
+        self.transport = transport or (lambda _, sim: httpx.ASGITransport(sim))
+        self.sleep = sleep or (_no_wait if fast_retries else asyncio.sleep)
         self.clock = Clock()
         self.replicas: list[Daemon] = []
 
@@ -103,10 +109,14 @@ class Testbed:
     @classmethod
     async def start(cls, *, callbacks: bool = True, fast_retries: bool = True, run: bool = True,
                     store: Store | None = None, sims: dict[str, Any] | None = None,
+                    transport: Callable[[str, Any], httpx.AsyncBaseTransport] | None = None,
+                    sleep: Callable[[float], Awaitable[None]] | None = None,
                     **overrides: Any) -> "Testbed":
         """``run=False`` wires everything but starts no worker (webhooks and events are still
         accepted and stored); ``store`` shares an existing store (another replica's); ``sims``
-        adds simulators of more platforms, keyed by platform or by shared API root key."""
+        adds simulators of more platforms, keyed by platform or by shared API root key;
+        ``transport`` builds the transport to each simulator and ``sleep`` replaces the wait
+        between HTTP retries (by default none with ``fast_retries``)."""
         app = FakeApp(APP_SECRET)
         settings = Settings(**{
             "mongodb_uri": "mongomock://",
@@ -118,10 +128,13 @@ class Testbed:
             "retry_base_s": 0.01 if fast_retries else 1.0,
             "retry_max_s": 0.05 if fast_retries else 300.0,
             "worker_poll_s": 0.02,
+            # Retry waits cost nothing here (a fake sleep), so every wait is taken inline.
+            "http_max_inline_wait_s": 1e9 if fast_retries else 30.0,
             "shutdown_grace_s": 5,
             **overrides,
         })
-        bed = cls(SlackSimulator(), GmailSimulator(), app, fast_retries=fast_retries, sims=sims)
+        bed = cls(SlackSimulator(), GmailSimulator(), app, fast_retries=fast_retries, sims=sims,
+                  transport=transport, sleep=sleep)
         bed.daemon = await bed._build(settings, store)
         bed.api = bed.client(bed.daemon)
         if run:
@@ -131,9 +144,9 @@ class Testbed:
     async def _build(self, settings: Settings, store: Store | None) -> Daemon:
         daemon = await build(
             settings,
-            transports={name: httpx.ASGITransport(sim) for name, sim in self.sims.items()},
+            transports={name: self.transport(name, sim) for name, sim in self.sims.items()},
             callback_transport=httpx.ASGITransport(self.app.asgi()),
-            sleep=_no_wait if self.fast_retries else asyncio.sleep,
+            sleep=self.sleep,
             store=store,
         )
         daemon.store.clock = self.clock.now

@@ -41,7 +41,7 @@ class Connectors:
         self.transports = transports or {}
         self.policy = RetryPolicy(
             max_retries=settings.http_max_retries, base_s=settings.retry_base_s,
-            max_s=settings.retry_max_s, sleep=sleep,
+            max_s=settings.retry_max_s, sleep=sleep, max_inline_wait_s=settings.http_max_inline_wait_s,
         )
         self.clock = clock
         self._cache: dict[str, Connector] = {}

@@ -30,6 +30,14 @@ from syncd.providers.errors import AuthError, ProviderError
 log = structlog.get_logger(__name__)
 
 
+def work_budget(grace_s: float) -> float:
+    """How much of a shutdown grace period work in hand may use. The rest (half of it, at
+    most 1.5 s) is kept for what must follow: cancelling, checkpointing, releasing the
+    leases, and the process exit itself (the interpreter's teardown of syncd's modules alone
+    takes 0.6-0.8 s), so a process killed when its grace period ends has done all of that."""
+    return max(0.0, grace_s - min(1.5, grace_s / 2))
+
+
 class IntegrationError(Exception):
     """A request about integrations that cannot be done; ``status`` is the HTTP answer."""
 
@@ -64,11 +72,12 @@ class Engine:
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop taking work, let work in hand finish (or checkpoint) within the grace period,
-        release every lease, close connectors."""
+        release every lease, close connectors. Work gets ``work_budget(grace)``; the rest of
+        the grace period is kept for cancelling, checkpointing and giving the leases back."""
         grace = self.ctx.settings.shutdown_grace_s if grace_s is None else grace_s
         self.ctx.stopping.set()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
+        deadline = loop.time() + work_budget(grace)
         for worker in (self.inbox.worker, self.outbox.events, self.outbox.notify):
             await worker.stop(max(0.0, deadline - loop.time()))
         try:
@@ -232,6 +241,11 @@ class Engine:
 
     async def import_chats(self, integration_id: str, external_chat_ids: list[str]) -> list[Chat]:
         integration = await self._active(integration_id)
+        if not self.ctx.connectors.connector_class(integration.platform).has_history:
+            # The platform cannot list chats nor read their past: selecting a chat means
+            # syncing what arrives for it from now on.
+            chats = [ChatData(external_chat_id=c) for c in external_chat_ids]
+            return await self.importer.plan_chats(integration, chats)
         available = {c.external_chat_id: c for c in await self.available_chats(integration_id)}
         missing = [c for c in external_chat_ids if c not in available]
         if missing:
@@ -242,6 +256,12 @@ class Engine:
 
     async def resync(self, integration_id: str, chat_ids: list[str] | None = None, full: bool = False) -> list[Chat]:
         integration = await self._active(integration_id)
+        if not self.ctx.connectors.connector_class(integration.platform).has_history:
+            raise IntegrationError(
+                409, "no_history",
+                f"{integration.platform} has no history API: there is nothing to re-read, and what "
+                "webhooks delivered is kept as it is",
+            )
         chats = [c for c in await self.store.list_chats(integration_id=integration_id) if c.imported]
         if chat_ids is not None:
             by_id = {c.id: c for c in await self.store.list_chats(integration_id=integration_id)}

@@ -137,7 +137,7 @@ class Importer:
         update = self.ctx.store.update_sync_status
         await update(integration.id, None, phase="importing", started_at=top.started_at or self.ctx.now())
         try:
-            if top.high_watermark is None:
+            if top.high_watermark is None and connector.can_poll:
                 # Taken before reading history, so nothing that happens during the import
                 # is missed by the first poll.
                 mark = (await connector.poll(None, [], 0)).state
@@ -172,6 +172,12 @@ class Importer:
             await self._save(status)
             return
         log_ = log.bind(chat_id=chat.id, external_chat_id=chat.external_chat_id)
+        if not connector.has_history:
+            # No past to read (and nothing may be judged "gone" from an empty history): the
+            # chat is synced from what arrives from now on.
+            status.phase, status.full, status.finished_at = "done", False, self.ctx.now()
+            await self._save(status)
+            return
         # A full resync compares everything it read with what is stored, so it always
         # starts from the first page.
         seen: set[str] | None = set() if status.full else None

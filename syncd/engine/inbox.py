@@ -18,13 +18,16 @@ from syncd.engine.ingest import ingest
 from syncd.engine.poller import Poller, PollBusy
 from syncd.engine.workers import Worker
 from syncd.models import InboxItem, Integration
-from syncd.providers.base import WebhookAnswer, WebhookRequest
+from syncd.providers.base import Changes, WebhookAnswer, WebhookRequest
 from syncd.providers.errors import RateLimited, SignatureError
 
 log = structlog.get_logger(__name__)
 
 #: Headers kept with a stored delivery (what ``parse_webhook`` may need); never auth headers.
 _KEEP_HEADERS = ("content-type", "user-agent", "x-slack-retry-num", "x-slack-retry-reason")
+#: Deliveries claimed and processed together: a backlog costs a few round-trips per batch,
+#: not several per delivery; small enough to finish well inside one lease.
+BATCH = 100
 
 
 def _encode(body: bytes) -> str:
@@ -73,44 +76,105 @@ class Inbox:
         return accepted.answer
 
     async def work_once(self) -> bool:
-        item = await self.ctx.store.inbox_claim(self.ctx.now(), self.ctx.settings.lease_ttl_s)
-        if item is None:
+        """Claim a batch of due deliveries and process them: one claim, one message write
+        per integration and one completion for the whole batch, however many it holds."""
+        items = await self.ctx.store.inbox_claim_many(self.ctx.now(), self.ctx.settings.lease_ttl_s, BATCH)
+        if not items:
             return False
-        bound = log.bind(integration_id=item.integration_id, platform=item.platform, delivery_id=item.delivery_id)
-        try:
-            await self.process(item)
-        except PollBusy:
-            # Another replica is polling; our delivery may be newer than its read.
-            await self.ctx.store.inbox_retry(item.id, "poll in progress elsewhere", self.ctx.backoff(1))
-            return True
-        except Exception as exc:  # noqa: BLE001 - every failure is kept with its error
-            error = f"{type(exc).__name__}: {exc}"
-            if item.attempts >= self.ctx.settings.inbox_max_attempts:
-                await self.ctx.store.inbox_fail(item.id, error)
-                metrics.INBOX_ITEMS.labels(item.platform, "failed").inc()
-                bound.error("webhook delivery failed for good", error=error, attempts=item.attempts)
-            else:
-                retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-                await self.ctx.store.inbox_retry(item.id, error, self.ctx.backoff(item.attempts, retry_after))
-                metrics.INBOX_ITEMS.labels(item.platform, "retried").inc()
-                bound.warning("webhook delivery failed; will retry", error=error, attempts=item.attempts)
-            return True
-        await self.ctx.store.inbox_done(item.id)
-        metrics.INBOX_ITEMS.labels(item.platform, "done").inc()
+        groups: dict[str, list[InboxItem]] = {}
+        for item in items:
+            groups.setdefault(item.integration_id, []).append(item)
+        done: list[InboxItem] = []
+        for group in groups.values():
+            done += await self._process_group(group)
+        await self.ctx.store.inbox_done_many([item.id for item in done])
+        for item in done:
+            metrics.INBOX_ITEMS.labels(item.platform, "done").inc()
         return True
 
+    async def _failed(self, item: InboxItem, exc: Exception) -> None:
+        """Keep the delivery with its error: retried with backoff, parked after the last attempt."""
+        bound = log.bind(integration_id=item.integration_id, platform=item.platform, delivery_id=item.delivery_id)
+        if isinstance(exc, PollBusy):
+            # Another replica is polling; our delivery may be newer than its read.
+            await self.ctx.store.inbox_retry(item.id, "poll in progress elsewhere", self.ctx.backoff(1))
+            return
+        error = f"{type(exc).__name__}: {exc}"
+        if item.attempts >= self.ctx.settings.inbox_max_attempts:
+            await self.ctx.store.inbox_fail(item.id, error)
+            metrics.INBOX_ITEMS.labels(item.platform, "failed").inc()
+            bound.error("webhook delivery failed for good", error=error, attempts=item.attempts)
+        else:
+            retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+            await self.ctx.store.inbox_retry(item.id, error, self.ctx.backoff(item.attempts, retry_after))
+            metrics.INBOX_ITEMS.labels(item.platform, "retried").inc()
+            bound.warning("webhook delivery failed; will retry", error=error, attempts=item.attempts)
+
+    async def _process_group(self, items: list[InboxItem]) -> list[InboxItem]:
+        """Process one integration's deliveries in order; the ones that went through.
+
+        Their messages go through the ingest path together. If that fails, each delivery is
+        ingested alone, so one poisonous delivery fails by itself and not its whole batch."""
+        try:
+            integration = await self.ctx.store.get_integration(items[0].integration_id)
+            if integration is None or integration.status == "deleted":
+                raise LookupError("the integration was deleted")
+            connector = await connector_for(self.ctx, integration)
+        except Exception as exc:  # noqa: BLE001 - every failure is kept with its error
+            for item in items:
+                await self._failed(item, exc)
+            return []
+        parsed: list[tuple[InboxItem, Changes]] = []
+        for item in items:
+            try:
+                parsed.append((item, await connector.parse_webhook(self._request(item))))
+            except Exception as exc:  # noqa: BLE001
+                await self._failed(item, exc)
+        try:
+            await self._ingest(integration, [changes for _, changes in parsed])
+        except Exception:  # noqa: BLE001 - retried one by one below
+            alone: list[tuple[InboxItem, Changes]] = []
+            for item, changes in parsed:
+                try:
+                    await self._ingest(integration, [changes])
+                    alone.append((item, changes))
+                except Exception as exc:  # noqa: BLE001
+                    await self._failed(item, exc)
+            parsed = alone
+        # One poll (or resync) answers every delivery of the batch that asked for it.
+        asking = [item for item, changes in parsed if changes.resync_requested or changes.poll_requested]
+        if asking:
+            try:
+                if any(changes.resync_requested for _, changes in parsed):
+                    await self.poller.restart(integration.id)
+                else:
+                    await self.poller.poll(integration.id)
+            except Exception as exc:  # noqa: BLE001
+                for item in asking:
+                    await self._failed(item, exc)
+                return [item for item, _ in parsed if item not in asking]
+        return [item for item, _ in parsed]
+
+    def _request(self, item: InboxItem) -> WebhookRequest:
+        return WebhookRequest(
+            method="POST", url=self.ctx.settings.webhook_url(item.platform, item.integration_id),
+            headers=item.headers, query=item.query, body=_decode(item.body),
+        )
+
+    async def _ingest(self, integration: Integration, batch: list[Changes]) -> None:
+        messages = [m for changes in batch for m in changes.messages]
+        chats = [c for changes in batch for c in changes.chats]
+        if messages or chats:
+            await ingest(self.ctx, integration, messages, chats, source="webhook")
+
     async def process(self, item: InboxItem) -> None:
+        """Process one delivery (raises what went wrong); the worker batches instead."""
         integration = await self.ctx.store.get_integration(item.integration_id)
         if integration is None or integration.status == "deleted":
             raise LookupError("the integration was deleted")
         connector = await connector_for(self.ctx, integration)
-        request = WebhookRequest(
-            method="POST", url=self.ctx.settings.webhook_url(item.platform, item.integration_id),
-            headers=item.headers, query=item.query, body=_decode(item.body),
-        )
-        changes = await connector.parse_webhook(request)
-        if changes.messages or changes.chats:
-            await ingest(self.ctx, integration, changes.messages, changes.chats, source="webhook")
+        changes = await connector.parse_webhook(self._request(item))
+        await self._ingest(integration, [changes])
         if changes.resync_requested:
             await self.poller.restart(integration.id)
         elif changes.poll_requested:

@@ -47,11 +47,17 @@ async def ingest(
     *,
     source: str,
     known_chats: dict[str, Chat] | None = None,
+    guess_new: bool | None = None,
+    identities: tuple[set[str], set[str]] | None = None,
 ) -> IngestResult:
     """Store ``messages`` (and ``chats``) for ``integration``; returns what changed.
 
     When the integration restricts its chats (``settings.importChats``), messages of chats
     that are not imported are skipped: the customer chose not to sync them.
+
+    ``guess_new`` (default: for webhooks) writes messages that look new without reading them
+    first (see ``Store.upsert_messages``); ``identities`` are the account's own ids and
+    emails when the caller already holds them (an import reads them once per chat).
     """
     store = ctx.store
     result = IngestResult()
@@ -69,7 +75,7 @@ async def ingest(
             imported=None if restricted else True,
         )
 
-    self_ids, self_emails = await store.self_identities(integration.customer_id, integration.platform)
+    self_ids, self_emails = identities or await self_identities(ctx, integration)
     rows: list[Message] = []
     for data in messages:
         chat = by_id.get(data.external_chat_id)
@@ -88,7 +94,9 @@ async def ingest(
         rows.append(_row(integration, chat, data, self_ids, self_emails))
 
     app_before = await _app_messages(ctx, integration, rows)
-    written: WriteResult = await store.upsert_messages(rows) if rows else WriteResult(0, 0, 0, 0, [])
+    if guess_new is None:
+        guess_new = source == "webhook"
+    written = await store.upsert_messages(rows, guess_new=guess_new) if rows else WriteResult(0, 0, 0, 0, [])
     result.inserted, result.updated = written.inserted, written.updated
     result.unchanged, result.deleted = written.unchanged, written.deleted
     result.chats = by_id
@@ -105,18 +113,20 @@ async def ingest(
     return result
 
 
+async def self_identities(ctx: EngineContext, integration: Integration) -> tuple[set[str], set[str]]:
+    """The ids and email addresses of the customer's own accounts on the integration's platform."""
+    return await ctx.store.self_identities(integration.customer_id, integration.platform)
+
+
 async def _app_messages(ctx: EngineContext, integration: Integration, rows: list[Message]) -> dict[str, Message]:
     """The app's own messages among ``rows``, as stored before this write. Only our own
-    account's messages can be one (the app sends through it), so only those are looked up."""
-    found: dict[str, Message] = {}
-    for row in rows:
-        if row.direction != "outbound" or not row.external_message_id or row.external_message_id in found:
-            continue
-        stored = await ctx.store.find_message(integration.customer_id, integration.platform,
-                                              external_message_id=row.external_message_id)
-        if stored is not None and stored.origin == "app":
-            found[row.external_message_id] = stored
-    return found
+    account's messages can be one (the app sends through it), so only those are looked up,
+    all in one read."""
+    wanted = {row.external_message_id for row in rows if row.direction == "outbound" and row.external_message_id}
+    if not wanted:
+        return {}
+    stored = await ctx.store.find_messages(integration.customer_id, integration.platform, sorted(wanted))
+    return {ext: message for ext, message in stored.items() if message.origin == "app"}
 
 
 def _row(integration: Integration, chat: Chat, data: MessageData, self_ids: set[str], self_emails: set[str]) -> Message:

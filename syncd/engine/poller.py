@@ -18,6 +18,10 @@ from syncd.providers.errors import AuthError, CursorExpired
 log = structlog.get_logger(__name__)
 
 
+#: Back-to-back polls one scheduled poll may make while the connector says more is waiting.
+MAX_ROUNDS = 10
+
+
 class PollBusy(Exception):
     """Another owner is polling this integration right now."""
 
@@ -53,22 +57,30 @@ class Poller:
                 return None  # the import sets the first mark
             connector = await connector_for(self.ctx, integration)
             chats = [c for c in await self.ctx.store.list_chats(integration_id=integration_id) if c.imported]
-            try:
-                polled = await connector.poll(top.high_watermark, [chat_data(c) for c in chats],
-                                              self.ctx.settings.poll_lookback_s)
-            except CursorExpired as exc:
-                log.warning("poll mark expired; resyncing", integration_id=integration_id, error=str(exc))
-                await self.restart(integration_id)
-                return IngestResult()
-            except AuthError as exc:
-                await self.ctx.store.update_integration(integration_id, status="error", status_reason=str(exc))
-                raise
-            result = await ingest(self.ctx, integration, polled.changes.messages, polled.changes.chats,
-                                  source="poll", known_chats={c.external_chat_id: c for c in chats})
-            # Only the mark is written: the importer owns the other fields of this document.
-            await self.ctx.store.update_sync_status(integration_id, None, high_watermark=polled.state)
-            if polled.changes.resync_requested:
-                await self.restart(integration_id)
+            result, state = IngestResult(), top.high_watermark
+            # A connector that read one bounded batch says so with poll_requested; read on
+            # (a bounded number of rounds) instead of waiting for the next tick.
+            for _ in range(MAX_ROUNDS):
+                try:
+                    polled = await connector.poll(state, [chat_data(c) for c in chats],
+                                                  self.ctx.settings.poll_lookback_s)
+                except CursorExpired as exc:
+                    log.warning("poll mark expired; resyncing", integration_id=integration_id, error=str(exc))
+                    await self.restart(integration_id)
+                    return result
+                except AuthError as exc:
+                    await self.ctx.store.update_integration(integration_id, status="error", status_reason=str(exc))
+                    raise
+                result.add(await ingest(self.ctx, integration, polled.changes.messages, polled.changes.chats,
+                                        source="poll", known_chats={c.external_chat_id: c for c in chats}))
+                state = polled.state
+                # Only the mark is written: the importer owns the other fields of this document.
+                await self.ctx.store.update_sync_status(integration_id, None, high_watermark=state)
+                if polled.changes.resync_requested:
+                    await self.restart(integration_id)
+                    break
+                if not polled.changes.poll_requested or self.ctx.stopping.is_set():
+                    break
             return result
 
     async def restart(self, integration_id: str) -> None:
@@ -76,6 +88,11 @@ class Poller:
         re-read every imported chat in full (idempotent; marks what is gone as deleted)."""
         integration = await self.ctx.store.get_integration(integration_id)
         connector = await connector_for(self.ctx, integration)
+        if not connector.has_history:
+            # Nothing can be re-read; what was stored from webhooks is all there is.
+            log.warning("resync requested by a platform without history; nothing to re-read",
+                        integration_id=integration_id)
+            return
         chats = [c for c in await self.ctx.store.list_chats(integration_id=integration_id) if c.imported]
         mark = (await connector.poll(None, [chat_data(c) for c in chats], 0)).state
         await self.ctx.store.update_sync_status(integration_id, None, high_watermark=mark)

@@ -204,6 +204,8 @@ class Connector(abc.ABC):
     can_edit: ClassVar[bool] = True
     can_delete: ClassVar[bool] = True
     has_history: ClassVar[bool] = True
+    #: False where the platform has nothing to poll (webhooks are the only inbound channel).
+    can_poll: ClassVar[bool] = True
 
     #: Which ``SYNCD_<KEY>_BASE_URL`` / documented API root this connector talks to (several
     #: platforms share one, e.g. ``meta`` for WhatsApp, Messenger and Instagram).
@@ -299,7 +301,9 @@ class Connector(abc.ABC):
 @dataclass(frozen=True)
 class OAuthSpec:
     """A platform's authorization-code flow; URLs are relative to ``base_url_key``'s root
-    (so a simulator or proxy can serve them) unless absolute."""
+    (so a simulator or proxy can serve them) unless absolute. A URL that starts with
+    ``{key}`` hangs off that other root instead (``"{google_accounts}/o/oauth2/v2/auth"``): the
+    consent page and the token endpoint often live on different hosts."""
 
     authorize_url: str
     token_url: str
@@ -308,6 +312,8 @@ class OAuthSpec:
     base_url_key: str
     #: Extra query parameters of the authorize URL (e.g. ``access_type=offline``).
     authorize_params: tuple[tuple[str, str], ...] = ()
+    #: How ``scopes`` are joined in the ``scope`` parameter (Slack: ","; OAuth 2.0: " ").
+    scope_separator: str = " "
 
 
 def body_digest(body: bytes) -> str:

@@ -30,6 +30,7 @@ from syncd.providers.base import (
     ConnectorContext,
     HistoryPage,
     MessageData,
+    OAuthSpec,
     OutgoingMessage,
     PollResult,
     SendResult,
@@ -57,6 +58,10 @@ RATE_LIMIT_REASONS = {"userRateLimitExceeded", "rateLimitExceeded"}
 #: Parallel threads/messages fetches; Gmail counts concurrent requests per user.
 CONCURRENCY = 8
 _EMAIL = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+#: Re-run ``maintain`` this often; the watch itself is renewed only when it nears expiry.
+WATCH_CHECK_EVERY_S = 6 * 3600
+#: Renew a watch that expires sooner than this (Google: re-watch within 7 days, ideally daily).
+WATCH_RENEW_BEFORE_S = 24 * 3600
 
 
 class GmailCredentials(BaseModel):
@@ -165,6 +170,23 @@ def decode_push(body: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
     return message, data
 
 
+def id_token_claims(id_token: str) -> dict[str, Any]:
+    """The claims of an OpenID Connect ID token, without checking its signature.
+
+    Only for a token received straight from Google's token endpoint over TLS, which OpenID
+    Connect Core 1.0 §3.1.3.7 allows in place of the signature check; never for a token that
+    reached us any other way.
+    """
+    try:
+        _, payload, _ = id_token.split(".")
+        claims = json.loads(b64_decode(payload))
+    except ValueError:
+        raise ValueError("id_token is not a JWT") from None
+    if not isinstance(claims, dict):
+        raise ValueError("id_token is not a JWT")
+    return claims
+
+
 def reply_subject(subject: str | None) -> str:
     subject = (subject or "").strip()
     if not subject or re.match(r"(?i)^re\s*:", subject):
@@ -176,6 +198,38 @@ class GmailConnector(Connector):
     platform: ClassVar[str] = "gmail"
     Credentials: ClassVar[type[BaseModel]] = GmailCredentials
     can_edit: ClassVar[bool] = False
+    maintain_every_s: ClassVar[float | None] = WATCH_CHECK_EVERY_S
+    #: ``openid email`` make the token endpoint answer an id_token naming the mailbox, so the
+    #: credentials are complete without another call; ``offline`` + ``consent`` get a refresh token.
+    oauth: ClassVar[OAuthSpec | None] = OAuthSpec(
+        authorize_url="{google_accounts}/o/oauth2/v2/auth",
+        token_url="/token",
+        scopes=("https://www.googleapis.com/auth/gmail.modify", "openid", "email"),
+        base_url_key="google_oauth",
+        authorize_params=(("access_type", "offline"), ("prompt", "consent"), ("include_granted_scopes", "true")),
+    )
+
+    @classmethod
+    def credentials_from_oauth(cls, token: dict[str, Any], *, client_id: str, client_secret: str) -> dict[str, Any]:
+        """Tokens, the OAuth client (so the access token can be refreshed) and the mailbox
+        address from the id_token's ``email`` claim."""
+        access_token = token.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise ValueError("Google answered without an access_token")
+        id_token = token.get("id_token")
+        if not isinstance(id_token, str):
+            raise ValueError("Google answered without an id_token; the flow must request the 'openid email' scopes")
+        claims = id_token_claims(id_token)
+        if claims.get("aud") != client_id:
+            raise ValueError("the id_token was issued to another OAuth client")
+        address = claims.get("email")
+        if not isinstance(address, str) or claims.get("email_verified") is False:
+            raise ValueError("the id_token carries no verified email address")
+        credentials = {"accessToken": access_token, "emailAddress": address, "clientId": client_id,
+                       "clientSecret": client_secret}
+        if token.get("refresh_token"):
+            credentials["refreshToken"] = token["refresh_token"]
+        return credentials
 
     def __init__(self, credentials: BaseModel, settings: dict[str, Any], ctx: ConnectorContext):
         super().__init__(credentials, settings, ctx)
@@ -419,6 +473,23 @@ class GmailConnector(Connector):
             return Changes()
         # The push carries only a historyId; history.list from our stored mark has the rest.
         return Changes(poll_requested=True)
+
+    # -- staying connected ---------------------------------------------------------------
+    async def maintain(self, state: Any) -> Any:
+        """Keep a ``users.watch`` on the Pub/Sub topic of ``settings.pubsubTopic`` alive.
+
+        State: ``{historyId, expiration (epoch ms), topicName}``. Without a topic there is no
+        push at all (polls only) and nothing to keep: ``None``.
+        """
+        topic = self.settings.get("pubsubTopic")
+        if not topic:
+            return None
+        now_ms = int(self.ctx.clock() * 1000)
+        if (isinstance(state, dict) and state.get("topicName") == topic
+                and int(state.get("expiration") or 0) - now_ms > WATCH_RENEW_BEFORE_S * 1000):
+            return state
+        answer = await self._call("POST", "/watch", json={"topicName": topic})
+        return {"historyId": str(answer["historyId"]), "expiration": int(answer["expiration"]), "topicName": topic}
 
     # -- polling --------------------------------------------------------------------------
     async def poll(self, state: Any, chats: list[ChatData], lookback_s: float) -> PollResult:

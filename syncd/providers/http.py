@@ -79,8 +79,10 @@ class RetryPolicy:
         base_s: float = 0.5,
         max_s: float = 60.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_inline_wait_s: float = float("inf"),
     ):
         self.max_retries = max_retries
+        self.max_inline_wait_s = max_inline_wait_s
         self.base_s = base_s
         self.max_s = max_s
         self.sleep = sleep
@@ -148,7 +150,7 @@ class ProviderHttp:
         check = classify or self.classify
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.max_retries + 1),
-            retry=retry_if_exception(lambda e: isinstance(e, RetryableError)),
+            retry=retry_if_exception(self._worth_waiting),
             wait=lambda rs: self.policy.wait_for(rs.outcome.exception(), rs.attempt_number),
             sleep=self.policy.sleep,
             reraise=True,
@@ -157,6 +159,14 @@ class ProviderHttp:
             with attempt:
                 return await self._once(method, url, name, check, kwargs)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _worth_waiting(self, error: BaseException) -> bool:
+        """Retry here only for short waits: a platform that asks for minutes gets the error
+        back, so the engine reschedules the work (honouring Retry-After) instead of holding
+        a worker asleep."""
+        if isinstance(error, RateLimited) and (error.retry_after or 0) > self.policy.max_inline_wait_s:
+            return False
+        return isinstance(error, RetryableError)
 
     async def _once(
         self, method: str, url: str, name: str, check: Classifier, kwargs: dict[str, Any]

@@ -20,6 +20,8 @@ from syncd.providers.errors import AuthError, PermanentError, RateLimited, Signa
 #: Graph error codes that mean "slow down": app/user/page/account throttling, WhatsApp
 #: throughput (130429) and pair rate (131056), Business Use Case limits (80000-80014).
 THROTTLING_CODES = frozenset({4, 17, 32, 613, 130429, 131056, *range(80000, 80015)})
+#: How long to back off from in-body throttling that says nothing about its duration.
+THROTTLE_FLOOR_S = 60.0
 #: Token expired, revoked or missing permission for the token.
 AUTH_CODES = frozenset({102, 190})
 
@@ -96,12 +98,17 @@ def classify(response: httpx.Response) -> None:
     code = error.get("code")
     message = str(error.get("message") or f"HTTP {status}")[:300]
     label = f"{code}" if code is not None else str(status)
+    code_text = str(code) if code is not None else None
     if status == 429 or code in THROTTLING_CODES:
         retry = response.headers.get("retry-after")
         wait = float(retry) if retry and retry.isdigit() else _usage_wait_s(response)
-        raise RateLimited(f"throttled ({label}): {message}", status=status, code=str(code), retry_after=wait)
+        if wait is None and code in THROTTLING_CODES:
+            # In-body throttling without a hint lasts minutes at Meta; quick retries only
+            # prolong it.
+            wait = THROTTLE_FLOOR_S
+        raise RateLimited(f"throttled ({label}): {message}", status=status, code=code_text, retry_after=wait)
     if code in AUTH_CODES or status == 401:
-        raise AuthError(f"token rejected ({label}): {message}", status=status, code=str(code))
+        raise AuthError(f"token rejected ({label}): {message}", status=status, code=code_text)
     if status >= 500 or error.get("is_transient"):
-        raise TransientError(f"server error ({label}): {message}", status=status, code=str(code))
-    raise PermanentError(f"request failed ({label}): {message}", status=status, code=str(code))
+        raise TransientError(f"server error ({label}): {message}", status=status, code=code_text)
+    raise PermanentError(f"request failed ({label}): {message}", status=status, code=code_text)

@@ -32,6 +32,7 @@ from syncd.providers.base import (
     Connector,
     HistoryPage,
     MessageData,
+    OAuthSpec,
     OutgoingMessage,
     PollResult,
     SendResult,
@@ -59,6 +60,11 @@ CONTENT_SUBTYPES = frozenset({None, "bot_message", "me_message", "file_share", "
 #: Events whose ``channel`` object renames or creates a chat.
 CHANNEL_EVENTS = frozenset({"channel_rename", "group_rename", "channel_created"})
 CONVERSATION_TYPES = "public_channel,private_channel,mpim,im"
+#: Bot scopes the connector uses: list and read every conversation kind, names, post/edit/delete.
+BOT_SCOPES = (
+    "channels:read", "channels:history", "groups:read", "groups:history", "im:read", "im:history",
+    "mpim:read", "mpim:history", "users:read", "chat:write",
+)
 
 
 class SlackCredentials(BaseModel):
@@ -95,6 +101,23 @@ class SlackConnector(Connector):
     Credentials = SlackCredentials
     #: Items per request; Slack recommends at most 200 (new non-Marketplace apps get 15).
     page_limit = 200
+    #: "Add to Slack": the consent page is on slack.com, ``oauth.v2.access`` in the Web API.
+    oauth = OAuthSpec(
+        authorize_url="{slack_oauth}/oauth/v2/authorize",
+        token_url="/oauth.v2.access",
+        scopes=BOT_SCOPES,
+        base_url_key="slack",
+        scope_separator=",",
+    )
+
+    @classmethod
+    def credentials_from_oauth(cls, token: dict[str, Any], *, client_id: str, client_secret: str) -> dict[str, Any]:
+        """The bot token of ``oauth.v2.access``. The signing secret belongs to the Slack app,
+        not the install: the connect flow adds it from the OAuth client configuration."""
+        bot_token = token.get("access_token")
+        if not isinstance(bot_token, str) or not bot_token.startswith("xoxb-"):
+            raise ValueError("Slack answered without a bot token (xoxb-...); the app must request bot scopes")
+        return {"botToken": bot_token}
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

@@ -36,9 +36,13 @@ class FaultPlan:
     rate_limit_every: int = 0
     rate_limit_probability: float = 0.0
     retry_after_s: int = 1
+    #: When set, each 429's Retry-After is drawn from ``retry_after_s..retry_after_max_s``.
+    retry_after_max_s: int | None = None
     server_error_every: int = 0
     server_error_probability: float = 0.0
     server_error_status: int = 503
+    #: When set, each server error's status is drawn from these instead.
+    server_error_statuses: tuple[int, ...] = ()
     latency_s: float = 0.0
     endpoints: frozenset[str] | None = None
 
@@ -92,11 +96,15 @@ class Faults:
         if (plan.rate_limit_every and n % plan.rate_limit_every == 0) or (
             plan.rate_limit_probability and self._random.random() < plan.rate_limit_probability
         ):
-            return Fault("rate_limit", 429, plan.retry_after_s)
+            wait = plan.retry_after_s
+            if plan.retry_after_max_s is not None:
+                wait = self._random.randint(plan.retry_after_s, plan.retry_after_max_s)
+            return Fault("rate_limit", 429, wait)
         if (plan.server_error_every and n % plan.server_error_every == 0) or (
             plan.server_error_probability and self._random.random() < plan.server_error_probability
         ):
-            return Fault("server_error", plan.server_error_status)
+            statuses = plan.server_error_statuses
+            return Fault("server_error", self._random.choice(statuses) if statuses else plan.server_error_status)
         return None
 
 

@@ -3,7 +3,9 @@
 Implements the endpoints syncd and the official ``google-api-python-client`` use, with
 Google's paths, paging (``pageToken``), history records and retention (404 on a too-old
 ``startHistoryId``), Google's error envelope, bearer auth with expiring tokens, the OAuth
-refresh endpoint (``POST /token``) and Pub/Sub push envelopes. Faults come from ``base.py``.
+token endpoint (``POST /token``: the refresh grant, and the authorization-code grant of the
+consent page ``GET /o/oauth2/v2/auth``, which approves at once or refuses with ``oauth_deny``),
+``users.watch`` (recorded in ``watches``) and Pub/Sub push envelopes. Faults come from ``base.py``.
 
     sim = GmailSimulator("me@example.com", token="tok")
     thread = sim.add_incoming(None, "Guilherme Dias <g@example.org>", "Hello", "Hi there")
@@ -19,16 +21,17 @@ import email.policy
 import email.utils
 import json
 import re
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, NamedTuple
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from syncd.sim.base import Fault, Faults
@@ -40,6 +43,11 @@ STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSIO
 HISTORY_KEYS = {"messageAdded": "messagesAdded", "messageDeleted": "messagesDeleted",
                 "labelAdded": "labelsAdded", "labelRemoved": "labelsRemoved"}
 SEVEN_DAYS_MS = 7 * 24 * 3600 * 1000
+#: Google's authorization codes are short-lived; ten minutes is the documented upper bound.
+OAUTH_CODE_TTL_S = 600
+#: What Google's token endpoint reports for the short scope names a consent page accepts.
+SCOPE_NAMES = {"email": "https://www.googleapis.com/auth/userinfo.email",
+               "profile": "https://www.googleapis.com/auth/userinfo.profile"}
 
 
 class GoogleError(Exception):
@@ -125,12 +133,20 @@ class GmailSimulator:
         self.refresh_tokens: dict[str, str] = {}
         self.expired: set[str] = set()
         self.push_endpoint: str | None = None
+        #: Every ``users.watch`` call: ``{"address", "topicName", "expiration"}``.
+        self.watches: list[dict[str, Any]] = []
+        #: Codes handed out by the consent page, and the account that consents there.
+        self.oauth_codes: dict[str, dict[str, Any]] = {}
+        self.oauth_account = address
+        #: Set to an error (``"access_denied"``) to have the consent page refuse.
+        self.oauth_deny: str | None = None
         self._ids = 0x18D1234A000
         self._last_ms = 0
         self._pushes = 0
         self.add_mailbox(address, token, refresh_token)
         routes = [
             Route("/token", self._token, methods=["POST"]),
+            Route("/o/oauth2/v2/auth", self._authorize, methods=["GET"]),
             Route(f"{USERS}/profile", self._profile, methods=["GET"]),
             Route(f"{USERS}/threads", self._threads_list, methods=["GET"]),
             Route(f"{USERS}/threads/{{id}}", self._threads_get, methods=["GET"]),
@@ -526,23 +542,54 @@ class GmailSimulator:
             topic = None
         if not topic:
             raise GoogleError(400, "Invalid topicName does not match projects/SOME-PROJECT/topics/SOME-TOPIC", "invalidArgument")
-        return JSONResponse({"historyId": str(box.history_id), "expiration": str(self._now_ms() + SEVEN_DAYS_MS)})
+        expiration = self._now_ms() + SEVEN_DAYS_MS
+        self.watches.append({"address": box.address, "topicName": topic, "expiration": expiration})
+        return JSONResponse({"historyId": str(box.history_id), "expiration": str(expiration)})
 
     async def _stop(self, request: Request) -> Response:
         await self._enter(request, "stop")
         return Response(status_code=204)
 
+    async def _authorize(self, request: Request) -> Response:
+        """Google's consent page: ``oauth_account`` approves at once (or refuses, ``oauth_deny``)."""
+        q = request.query_params
+        if q.get("client_id") != self.client[0]:
+            return HTMLResponse("<h1>Error 401: invalid_client</h1><p>The OAuth client was not found.</p>", 401)
+        redirect_uri = q.get("redirect_uri")
+        if not redirect_uri:
+            return HTMLResponse("<h1>Error 400: invalid_request</h1>"
+                                "<p>Missing required parameter: redirect_uri</p>", 400)
+        if q.get("response_type") != "code" or not q.get("scope"):
+            return HTMLResponse("<h1>Error 400: invalid_request</h1>", 400)
+        back: dict[str, str] = {}
+        if q.get("state") is not None:
+            back["state"] = q["state"]
+        if self.oauth_deny:
+            back["error"] = self.oauth_deny
+        else:
+            scopes = [SCOPE_NAMES.get(s, s) for s in q["scope"].split()]
+            code = "4/0A" + secrets.token_urlsafe(40)
+            self.oauth_codes[code] = {"redirect_uri": redirect_uri, "scopes": scopes, "account": self.oauth_account,
+                                      "offline": q.get("access_type") == "offline",
+                                      "expires": self.clock() + OAUTH_CODE_TTL_S}
+            back.update(code=code, scope=" ".join(scopes), authuser="0", prompt="consent")
+        return RedirectResponse(f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{urlencode(back)}", 302)
+
     async def _token(self, request: Request) -> Response:
-        """Google's OAuth token endpoint, refresh grant only; its errors are OAuth's, not the API's."""
+        """Google's OAuth token endpoint (refresh and authorization-code grants); its errors are
+        OAuth's, not the API's."""
         fault = await self.faults.check("token")
         if fault is not None:
             raise self._fault_error(fault)
         form = parse_qs((await request.body()).decode())
         got = {k: v[0] for k, v in form.items()}
-        if got.get("grant_type") != "refresh_token":
+        grant = got.get("grant_type")
+        if grant not in ("refresh_token", "authorization_code"):
             return JSONResponse({"error": "unsupported_grant_type", "error_description": "Invalid grant_type"}, 400)
         if (got.get("client_id"), got.get("client_secret")) != self.client:
             return JSONResponse({"error": "invalid_client", "error_description": "Unauthorized"}, 401)
+        if grant == "authorization_code":
+            return self._exchange_code(got)
         address = self.refresh_tokens.get(got.get("refresh_token", ""))
         if address is None:
             return JSONResponse({"error": "invalid_grant", "error_description": "Bad Request"}, 400)
@@ -550,3 +597,32 @@ class GmailSimulator:
         self.tokens[token] = address
         return JSONResponse({"access_token": token, "expires_in": 3599, "token_type": "Bearer",
                              "scope": "https://www.googleapis.com/auth/gmail.modify"})
+
+    def _exchange_code(self, got: dict[str, str]) -> Response:
+        grant = self.oauth_codes.pop(got.get("code", ""), None)
+        if grant is None or grant["expires"] < self.clock():
+            return JSONResponse({"error": "invalid_grant", "error_description": "Malformed auth code."}, 400)
+        if got.get("redirect_uri") != grant["redirect_uri"]:
+            return JSONResponse({"error": "redirect_uri_mismatch", "error_description": "Bad Request"}, 400)
+        token = f"ya29.sim-{len(self.tokens)}-{self._now_ms()}"
+        box = self.add_mailbox(grant["account"], token)
+        answer: dict[str, Any] = {"access_token": token, "expires_in": 3599, "token_type": "Bearer",
+                                  "scope": " ".join(grant["scopes"])}
+        if grant["offline"]:
+            refresh = "1//0g" + secrets.token_urlsafe(30)
+            self.refresh_tokens[refresh] = box.address
+            answer["refresh_token"] = refresh
+        if "openid" in grant["scopes"]:
+            answer["id_token"] = self._id_token(box.address)
+        return JSONResponse(answer)
+
+    def _id_token(self, address: str) -> str:
+        """An ID token shaped like Google's (RS256 header, standard claims); its signature is
+        random bytes, since no client may trust one it did not get straight from this endpoint."""
+        now = int(self.clock())
+        header = {"alg": "RS256", "kid": "sim-key-1", "typ": "JWT"}
+        claims = {"iss": "https://accounts.google.com", "azp": self.client[0], "aud": self.client[0],
+                  "sub": str(100000000000000000000 + sum(address.encode())), "email": address,
+                  "email_verified": True, "at_hash": secrets.token_urlsafe(16), "iat": now, "exp": now + 3600}
+        parts = [json.dumps(header).encode(), json.dumps(claims).encode(), secrets.token_bytes(256)]
+        return ".".join(_b64url(p).rstrip("=") for p in parts)

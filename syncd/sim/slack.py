@@ -6,6 +6,10 @@ history is newest first and hides thread replies, replies come from ``conversati
 with the parent first on every page. Mount it anywhere: the method is the last path segment,
 so ``<url>/api/conversations.history`` and ``<url>/conversations.history`` both work.
 
+"Add to Slack" is served too: ``GET /oauth/v2/authorize`` (the consent page; it approves at
+once, or refuses with ``oauth_deny``) redirects back with a code that ``oauth.v2.access``
+exchanges, once, for a new bot token of this workspace.
+
 Tests drive the workspace with ``post_user_message``/``edit_message``/``delete_message``; each
 returns the ``SlackDelivery`` Slack would POST, and the test decides when (and how many times)
 to ``deliver`` it. The bot's own posts queue their echo deliveries in ``echoes`` and call the
@@ -19,21 +23,24 @@ import hashlib
 import hmac
 import itertools
 import json
+import secrets
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Awaitable, Callable, Iterable
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from syncd.sim.base import Faults
 
 CHANNEL_TYPES = {"public_channel": "channel", "private_channel": "group", "im": "im", "mpim": "mpim"}
+#: Slack's authorization codes are good for ten minutes.
+OAUTH_CODE_TTL_S = 600
 
 
 def ts_to_us(ts: str | float | int) -> int:
@@ -89,6 +96,8 @@ class SlackSimulator:
         signing_secret: str = "sim-signing-secret",
         clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
+        client_id: str = "sim-client-id",
+        client_secret: str = "sim-client-secret",
     ):
         self.team_id = team_id
         self.valid_tokens = set(valid_tokens)
@@ -110,7 +119,15 @@ class SlackSimulator:
         self._last_us = 0
         self.bot_user_id = self.add_user("syncbot", "Sync Bot", is_bot=True)
         self.bot_id, self.app_id = "B0SIMBOT01", "A0SIMAPP01"
-        self.app = Starlette(routes=[Route("/{path:path}", self._dispatch, methods=["GET", "POST"])])
+        #: The Slack app installed through OAuth: its credentials, the codes it handed out.
+        self.client = (client_id, client_secret)
+        self.oauth_codes: dict[str, dict[str, Any]] = {}
+        #: Set to an error (``"access_denied"``) to have the consent page refuse.
+        self.oauth_deny: str | None = None
+        self.app = Starlette(routes=[
+            Route("/oauth/v2/authorize", self._authorize, methods=["GET"]),
+            Route("/{path:path}", self._dispatch, methods=["GET", "POST"]),
+        ])
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
@@ -258,12 +275,15 @@ class SlackSimulator:
                 return JSONResponse({"ok": False, "error": "ratelimited"}, status_code=fault.status,
                                     headers={"Retry-After": str(fault.retry_after_s)})
             return JSONResponse({"ok": False, "error": "service_unavailable"}, status_code=fault.status)
-        if handler is None:
+        if handler is None and method != "oauth.v2.access":
             return JSONResponse({"ok": False, "error": "unknown_method"}, status_code=404)
         try:
             params = await self._params(request)
-            self._authenticate(request, params)
-            data = await handler(params)
+            if method == "oauth.v2.access":  # the app's client credentials, not a token
+                data = self._oauth_access(request, params)
+            else:
+                self._authenticate(request, params)
+                data = await handler(params)  # type: ignore[misc]
         except _ApiError as exc:
             return JSONResponse({"ok": False, "error": exc.code}, headers=self._headers())
         return JSONResponse({"ok": True, **data}, headers=self._headers())
@@ -306,6 +326,54 @@ class SlackSimulator:
             "users.info": self._users_info, "chat.postMessage": self._post_message,
             "chat.update": self._update, "chat.delete": self._delete,
         }
+
+    # -- OAuth ("Add to Slack") -----------------------------------------------------------
+    async def _authorize(self, request: Request) -> Response:
+        """The consent page: the installing user approves at once (or refuses, ``oauth_deny``)."""
+        q = request.query_params
+        if q.get("client_id") != self.client[0]:
+            return HTMLResponse("<h1>Invalid client_id parameter</h1>", status_code=400)
+        redirect_uri = q.get("redirect_uri")
+        if not redirect_uri:
+            return HTMLResponse("<h1>Missing redirect_uri</h1>", status_code=400)
+        back: dict[str, str] = {}
+        if self.oauth_deny:
+            back["error"] = self.oauth_deny
+        else:
+            code = f"{self.team_id[1:]}.{next(self._ids)}.{secrets.token_hex(32)}"
+            self.oauth_codes[code] = {"redirect_uri": redirect_uri, "scope": q.get("scope", ""),
+                                      "expires": self.clock() + OAUTH_CODE_TTL_S}
+            back["code"] = code
+        if q.get("state") is not None:
+            back["state"] = q["state"]
+        return RedirectResponse(f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{urlencode(back)}", 302)
+
+    def _oauth_access(self, request: Request, params: dict[str, Any]) -> dict[str, Any]:
+        """Exchange a code, once, for a new bot token (client credentials in the form or Basic)."""
+        client_id, client_secret = params.get("client_id"), params.get("client_secret")
+        scheme, _, basic = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                client_id, _, client_secret = base64.b64decode(basic).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                raise _ApiError("invalid_client_id") from None
+        if client_id != self.client[0]:
+            raise _ApiError("invalid_client_id")
+        if client_secret != self.client[1]:
+            raise _ApiError("bad_client_secret")
+        if params.get("grant_type", "authorization_code") != "authorization_code":
+            raise _ApiError("invalid_grant_type")
+        grant = self.oauth_codes.pop(str(params.get("code") or ""), None)
+        if grant is None or grant["expires"] < self.clock():
+            raise _ApiError("invalid_code")
+        if params.get("redirect_uri") and params["redirect_uri"] != grant["redirect_uri"]:
+            raise _ApiError("bad_redirect_uri")
+        token = f"xoxb-{self.team_id[1:]}-{next(self._ids)}-{secrets.token_urlsafe(18)}"
+        self.valid_tokens.add(token)
+        installer = next((u for u, d in self.users.items() if not d["is_bot"]), self.bot_user_id)
+        return {"access_token": token, "token_type": "bot", "scope": grant["scope"], "bot_user_id": self.bot_user_id,
+                "app_id": self.app_id, "team": {"id": self.team_id, "name": "Sim Team"}, "enterprise": None,
+                "authed_user": {"id": installer}, "is_enterprise_install": False}
 
     @staticmethod
     def _limit(params: dict[str, Any], default: int, maximum: int) -> int:

@@ -95,3 +95,17 @@ def test_a_repeated_page_token_stops_the_loop():
     assert pages.advance("") is None and pages.advance(None) is None
     with pytest.raises(PermanentError, match="repeated"):
         pages.advance("a")
+
+
+async def test_a_wait_longer_than_the_inline_limit_is_handed_back_to_be_rescheduled():
+    script, waits = Script((429, {"Retry-After": "120"}), (200, {})), []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    http = ProviderHttp("https://api.example.test", transport=httpx.MockTransport(script),
+                        policy=RetryPolicy(max_retries=3, sleep=sleep, max_inline_wait_s=30))
+    with pytest.raises(RateLimited) as err:
+        await http.request("GET", "/x")
+    assert err.value.retry_after == 120.0  # the engine schedules the next attempt for then
+    assert waits == [] and len(script.requests) == 1

@@ -17,7 +17,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2] / "syncd"
 
 #: Modules under ``syncd.providers`` that every connector may use. Anything else there is a
 #: platform module, which no other platform module may import. A new shared helper goes here.
-SHARED_PROVIDER_MODULES = frozenset({"base", "http", "errors", "mime", "meta"})
+SHARED_PROVIDER_MODULES = frozenset({"base", "http", "errors", "mime", "meta", "meta_pages"})
 
 #: (modules this applies to, what they must never import, why).
 RULES: list[tuple[str, tuple[str, ...], str]] = [

@@ -1,0 +1,1 @@
+"""Benchmarks and fault suites of syncd, run as ``python -m bench.<name>``."""

@@ -1,0 +1,670 @@
+"""A counting in-memory stand-in for MongoDB, for the benchmarks only.
+
+No MongoDB server can run on the benchmark machines, and mongomock scans every document on
+every operation, so neither can say what syncd costs a real deployment. This double answers
+the motor calls :class:`syncd.store.Store` makes, with hash indexes so that it stays cheap
+at benchmark sizes, and counts every call as one **round-trip** (what a real server charges:
+a network exchange), split into reads and writes. Documents go through a BSON-like copy
+(aware datetimes become naive UTC, truncated to milliseconds) so the store sees what a real
+server would hand back.
+
+It keeps the semantics the store relies on: unique and partial unique indexes
+(``DuplicateKeyError``, ``BulkWriteError`` with per-operation indexes), upserts, the update
+operators ``$set $setOnInsert $inc $max $min $unset``, the query operators
+``$in $nin $ne $lt $lte $gt $gte $type $exists $or $and``, sorts and limits. Anything else
+raises ``NotImplementedError``, so a benchmark never measures a silently wrong answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from typing import Any, Iterable
+
+from bson import ObjectId
+from pymongo import InsertOne, UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+READS = frozenset({"find", "find_one", "aggregate", "command", "count_documents"})
+_MISSING = object()
+_MAX_KEYS = 1000
+
+
+# -- BSON-like values ---------------------------------------------------------------------
+def _bson(value: Any) -> Any:
+    """A private copy as a round-trip through BSON would give it back."""
+    if isinstance(value, dict):
+        return {k: _bson(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bson(v) for v in value]
+    if isinstance(value, tuple):
+        return [_bson(v) for v in value]
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    return value
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _rank(value: Any) -> tuple[int, Any]:
+    """BSON comparison order: null < numbers < strings < objects < arrays < ids < bools < dates."""
+    if value is None or value is _MISSING:
+        return (1, 0)
+    if isinstance(value, bool):
+        return (8, value)
+    if isinstance(value, (int, float)):
+        return (2, value)
+    if isinstance(value, str):
+        return (3, value)
+    if isinstance(value, dict):
+        return (4, str(sorted(value.items())))
+    if isinstance(value, list):
+        return (5, str(value))
+    if isinstance(value, ObjectId):
+        return (7, str(value))
+    if isinstance(value, datetime):
+        return (9, value)
+    return (10, str(value))
+
+
+def _get(doc: dict[str, Any], path: str) -> Any:
+    if "." not in path:
+        return doc.get(path, _MISSING)
+    node: Any = doc
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return ("d", tuple((k, _hashable(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("l", tuple(_hashable(v) for v in value))
+    return None if value is _MISSING else value
+
+
+# -- matching -----------------------------------------------------------------------------
+def _eq(value: Any, wanted: Any) -> bool:
+    if wanted is None:
+        return value is None or value is _MISSING
+    if isinstance(value, list) and not isinstance(wanted, list):
+        return wanted in value
+    return value is not _MISSING and value == wanted
+
+
+def _compare(value: Any, op: str, arg: Any) -> bool:
+    if value is _MISSING or value is None:
+        return False
+    left, right = _rank(value), _rank(arg)
+    if left[0] != right[0]:
+        return False  # comparisons never cross BSON types
+    if op == "$lt":
+        return left[1] < right[1]
+    if op == "$lte":
+        return left[1] <= right[1]
+    if op == "$gt":
+        return left[1] > right[1]
+    return left[1] >= right[1]
+
+
+_TYPES = {"string": str, "date": datetime, "object": dict, "array": list, "bool": bool}
+
+
+def _condition(value: Any, cond: dict[str, Any]) -> bool:
+    for op, arg in cond.items():
+        if op in ("$lt", "$lte", "$gt", "$gte"):
+            if not _compare(value, op, arg):
+                return False
+        elif op == "$in":
+            if not any(_eq(value, a) for a in arg):
+                return False
+        elif op == "$nin":
+            if any(_eq(value, a) for a in arg):
+                return False
+        elif op == "$ne":
+            if _eq(value, arg):
+                return False
+        elif op == "$type":
+            if arg not in _TYPES or not isinstance(value, _TYPES[arg]) or (
+                    arg != "bool" and isinstance(value, bool)):
+                return False
+        elif op == "$exists":
+            if (value is not _MISSING) != bool(arg):
+                return False
+        else:
+            raise NotImplementedError(f"query operator {op}")
+    return True
+
+
+def matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
+    for key, cond in query.items():
+        if key == "$or":
+            if not any(matches(doc, c) for c in cond):
+                return False
+        elif key == "$and":
+            if not all(matches(doc, c) for c in cond):
+                return False
+        elif key.startswith("$"):
+            raise NotImplementedError(f"query operator {key}")
+        elif isinstance(cond, dict) and cond and next(iter(cond)).startswith("$"):
+            if not _condition(_get(doc, key), cond):
+                return False
+        elif not _eq(_get(doc, key), cond):
+            return False
+    return True
+
+
+def _equalities(query: dict[str, Any]) -> dict[str, list[Any]]:
+    """Fields the query pins to one value (or a short ``$in`` list of values)."""
+    out: dict[str, list[Any]] = {}
+    for key, cond in query.items():
+        if key.startswith("$"):
+            continue
+        if isinstance(cond, dict) and cond and next(iter(cond)).startswith("$"):
+            if set(cond) == {"$in"} and all(not isinstance(v, (dict, list)) for v in cond["$in"]):
+                out[key] = list(cond["$in"])
+        elif not isinstance(cond, (dict, list)) and cond is not None:
+            out[key] = [cond]
+    return out
+
+
+# -- updates ------------------------------------------------------------------------------
+def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    node = doc
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+
+
+def _apply_update(doc: dict[str, Any], update: dict[str, Any], inserting: bool) -> None:
+    for op, fields in update.items():
+        if op == "$setOnInsert":
+            if inserting:
+                for path, value in fields.items():
+                    _set_path(doc, path, _bson(value))
+        elif op == "$set":
+            for path, value in fields.items():
+                _set_path(doc, path, _bson(value))
+        elif op == "$inc":
+            for path, value in fields.items():
+                current = _get(doc, path)
+                _set_path(doc, path, (0 if current in (_MISSING, None) else current) + value)
+        elif op in ("$max", "$min"):
+            for path, value in fields.items():
+                value = _bson(value)
+                current = _get(doc, path)
+                if current is _MISSING or current is None or (
+                        _rank(value) > _rank(current) if op == "$max" else _rank(value) < _rank(current)):
+                    _set_path(doc, path, value)
+        elif op == "$unset":
+            for path in fields:
+                *parents, leaf = path.split(".")
+                node: Any = doc
+                for part in parents:
+                    node = node.get(part) if isinstance(node, dict) else None
+                if isinstance(node, dict):
+                    node.pop(leaf, None)
+        else:
+            raise NotImplementedError(f"update operator {op}")
+
+
+def _touched(update: dict[str, Any]) -> set[str]:
+    return {path.split(".")[0] for fields in update.values() for path in fields}
+
+
+# -- results ------------------------------------------------------------------------------
+class _Result:
+    def __init__(self, **counts: Any):
+        self.__dict__.update(counts)
+        self.acknowledged = True
+
+
+class _Index:
+    """A hash index on the first field and on the whole key (the shapes syncd queries by)."""
+
+    def __init__(self, name: str, fields: list[str], unique: bool, partial: dict[str, Any] | None):
+        self.name, self.fields, self.unique, self.partial = name, fields, unique, partial
+        self.full: dict[tuple, dict[Any, None]] = defaultdict(dict)
+        self.first: dict[Any, dict[Any, None]] = defaultdict(dict)
+
+    def key(self, doc: dict[str, Any]) -> tuple | None:
+        if self.partial is not None and not matches(doc, self.partial):
+            return None
+        return tuple(_hashable(_get(doc, f)) for f in self.fields)
+
+    def add(self, doc: dict[str, Any]) -> None:
+        key = self.key(doc)
+        if key is not None:
+            self.full[key][doc["_id"]] = None
+            self.first[key[0]][doc["_id"]] = None
+
+    def remove(self, doc: dict[str, Any]) -> None:
+        key = self.key(doc)
+        if key is None:
+            return
+        for bucket, k in ((self.full, key), (self.first, key[0])):
+            ids = bucket.get(k)
+            if ids is not None:
+                ids.pop(doc["_id"], None)
+                if not ids:
+                    del bucket[k]
+
+    def conflict(self, doc: dict[str, Any]) -> Any:
+        """The id of another document holding ``doc``'s unique key, if any."""
+        if not self.unique:
+            return None
+        key = self.key(doc)
+        if key is None:
+            return None
+        return next((i for i in self.full.get(key, ()) if i != doc["_id"]), None)
+
+    def candidates(self, eq: dict[str, list[Any]]) -> list[Any] | None:
+        if all(f in eq for f in self.fields):
+            combos = 1
+            for f in self.fields:
+                combos *= len(eq[f])
+            if combos <= _MAX_KEYS:
+                out: list[Any] = []
+                for combo in itertools.product(*(eq[f] for f in self.fields)):
+                    out.extend(self.full.get(tuple(combo), ()))
+                return out
+        if self.fields[0] in eq:
+            out = []
+            for value in eq[self.fields[0]]:
+                out.extend(self.first.get(value, ()))
+            return out
+        return None
+
+
+class Cursor:
+    def __init__(self, collection: "Collection", query: dict[str, Any], projection: Any):
+        self._collection, self._query, self._projection = collection, query, projection
+        self._sort: list[tuple[str, int]] | None = None
+        self._limit = 0
+        self._skip = 0
+        self._docs: list[dict[str, Any]] | None = None
+
+    def sort(self, key: Any, direction: int | None = None) -> "Cursor":
+        self._sort = [(key, direction or 1)] if isinstance(key, str) else list(key)
+        return self
+
+    def limit(self, n: int) -> "Cursor":
+        self._limit = n
+        return self
+
+    def skip(self, n: int) -> "Cursor":
+        self._skip = n
+        return self
+
+    def _run(self) -> list[dict[str, Any]]:
+        if self._docs is None:
+            self._collection._count("find")
+            docs = self._collection._select(self._query, self._sort, self._limit, self._skip)
+            self._docs = [self._collection._out(d, self._projection) for d in docs]
+        return self._docs
+
+    async def to_list(self, length: int | None = None) -> list[dict[str, Any]]:
+        docs = self._run()
+        return docs if length is None else docs[:length]
+
+    def __aiter__(self) -> "Cursor":
+        self._iter = iter(self._run())
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        try:
+            return next(self._iter)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+class _Rows:
+    def __init__(self, rows: list[dict[str, Any]]):
+        self._iter = iter(rows)
+
+    def __aiter__(self) -> "_Rows":
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        try:
+            return next(self._iter)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+class Collection:
+    def __init__(self, db: "Database", name: str):
+        self.db, self.name = db, name
+        self.docs: dict[Any, dict[str, Any]] = {}
+        self.indexes: dict[str, _Index] = {}
+        self._indexed: set[str] = {"_id"}
+        #: Fields kept of each document (``None``: all); see ``Client.slim``.
+        self.keep: frozenset[str] | None = None
+        #: ``externalMessageId`` -> monotonic time of its first write (``Client.timestamps``).
+        self.written_at: dict[str, float] | None = None
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _count(self, op: str) -> None:
+        self.db.client.calls[(self.name, op)] += 1
+
+    def _out(self, doc: dict[str, Any], projection: Any = None) -> dict[str, Any]:
+        if not projection:
+            return _copy(doc)
+        included = {k for k, v in projection.items() if v}
+        if included:
+            keys = included | ({"_id"} if projection.get("_id", 1) else set())
+            return {k: _copy(v) for k, v in doc.items() if k in keys}
+        excluded = {k for k, v in projection.items() if not v}
+        return {k: _copy(v) for k, v in doc.items() if k not in excluded}
+
+    def _slim(self, doc: dict[str, Any]) -> dict[str, Any]:
+        if self.keep is None:
+            return doc
+        return {k: v for k, v in doc.items() if k in self.keep or k in self._indexed}
+
+    def _check_unique(self, doc: dict[str, Any]) -> None:
+        for index in self.indexes.values():
+            if index.conflict(doc) is not None:
+                raise DuplicateKeyError(f"E11000 duplicate key error collection: {self.name} index: {index.name}",
+                                        code=11000)
+
+    def _add(self, doc: dict[str, Any]) -> None:
+        if doc["_id"] in self.docs:
+            raise DuplicateKeyError(f"E11000 duplicate key error collection: {self.name} index: _id_", code=11000)
+        self._check_unique(doc)
+        doc = self._slim(doc)
+        self.docs[doc["_id"]] = doc
+        for index in self.indexes.values():
+            index.add(doc)
+        if self.written_at is not None and isinstance(doc.get("externalMessageId"), str):
+            self.written_at.setdefault(doc["externalMessageId"], time.monotonic())
+
+    def _replace(self, old: dict[str, Any], new: dict[str, Any], touched: set[str]) -> None:
+        reindex = bool(touched & self._indexed)
+        if reindex:
+            self._check_unique(new)
+            for index in self.indexes.values():
+                index.remove(old)
+        new = self._slim(new)
+        self.docs[new["_id"]] = new
+        if reindex:
+            for index in self.indexes.values():
+                index.add(new)
+        if self.written_at is not None and isinstance(new.get("externalMessageId"), str):
+            self.written_at.setdefault(new["externalMessageId"], time.monotonic())
+
+    def _remove(self, doc: dict[str, Any]) -> None:
+        for index in self.indexes.values():
+            index.remove(doc)
+        del self.docs[doc["_id"]]
+
+    def _candidates(self, query: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        eq = _equalities(query)
+        if "_id" in eq:
+            return [self.docs[i] for i in eq["_id"] if i in self.docs]
+        best: list[Any] | None = None
+        for index in self.indexes.values():
+            if index.partial is not None:
+                continue
+            found = index.candidates(eq)
+            if found is not None and (best is None or len(found) < len(best)):
+                best = found
+        if best is None and set(query) == {"$or"}:
+            merged: dict[Any, dict[str, Any]] = {}
+            for branch in query["$or"]:
+                branch_docs = self._candidates(branch)
+                if branch_docs is self.docs.values():
+                    return self.docs.values()
+                merged.update((d["_id"], d) for d in branch_docs)
+            return merged.values()
+        if best is None:
+            # Partial indexes answer only queries that repeat their filter.
+            for index in self.indexes.values():
+                if index.partial is not None and all(query.get(k) is not None for k in index.fields):
+                    found = index.candidates(eq)
+                    if found is not None:
+                        best = found
+                        break
+        if best is None:
+            return self.docs.values()
+        return [self.docs[i] for i in dict.fromkeys(best) if i in self.docs]
+
+    def _select(self, query: dict[str, Any], sort: list[tuple[str, int]] | None = None, limit: int = 0,
+                skip: int = 0) -> list[dict[str, Any]]:
+        query = _bson(query)
+        found = [d for d in self._candidates(query) if matches(d, query)]
+        if sort:
+            for field, direction in reversed(sort):
+                found.sort(key=lambda d, f=field: _rank(_get(d, f)), reverse=direction < 0)
+        if skip:
+            found = found[skip:]
+        if limit:
+            found = found[:limit]
+        return found
+
+    # -- motor API ------------------------------------------------------------------------
+    async def create_index(self, keys: Any, name: str | None = None, unique: bool = False,
+                           partialFilterExpression: dict[str, Any] | None = None, **_: Any) -> str:
+        self._count("create_index")
+        fields = [keys] if isinstance(keys, str) else [k for k, _ in keys]
+        name = name or "_".join(fields)
+        if name not in self.indexes:
+            index = _Index(name, fields, unique, partialFilterExpression)
+            for doc in self.docs.values():
+                index.add(doc)
+            self.indexes[name] = index
+            self._indexed.update(f.split(".")[0] for f in fields)
+            if partialFilterExpression:
+                self._indexed.update(partialFilterExpression)
+        return name
+
+    async def index_information(self) -> dict[str, Any]:
+        return {i.name: {"key": [(f, 1) for f in i.fields], "unique": i.unique} for i in self.indexes.values()}
+
+    async def insert_one(self, doc: dict[str, Any]) -> _Result:
+        self._count("insert_one")
+        stored = _bson(doc)
+        stored.setdefault("_id", ObjectId())
+        self._add(stored)
+        return _Result(inserted_id=stored["_id"])
+
+    async def insert_many(self, docs: list[dict[str, Any]], ordered: bool = True) -> _Result:
+        self._count("insert_many")
+        result = await self._bulk([InsertOne(d) for d in docs], ordered)
+        return _Result(inserted_ids=[], inserted_count=result.inserted_count)
+
+    async def find_one(self, query: dict[str, Any] | None = None, projection: Any = None,
+                       sort: Any = None) -> dict[str, Any] | None:
+        self._count("find_one")
+        docs = self._select(query or {}, sort, 1)
+        return self._out(docs[0], projection) if docs else None
+
+    def find(self, query: dict[str, Any] | None = None, projection: Any = None) -> Cursor:
+        return Cursor(self, query or {}, projection)
+
+    async def count_documents(self, query: dict[str, Any]) -> int:
+        self._count("count_documents")
+        return len(self._select(query))
+
+    def _upsert_doc(self, query: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+        doc = {k: _bson(v) for k, v in query.items()
+               if not k.startswith("$") and not (isinstance(v, dict) and v and next(iter(v)).startswith("$"))}
+        _apply_update(doc, update, inserting=True)
+        doc.setdefault("_id", ObjectId())
+        return doc
+
+    def _update_doc(self, doc: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+        if not any(k.startswith("$") for k in update):
+            raise NotImplementedError("replacement documents")
+        new = _copy(doc)
+        _apply_update(new, update, inserting=False)
+        self._replace(doc, new, _touched(update))
+        return new
+
+    async def find_one_and_update(self, query: dict[str, Any], update: dict[str, Any], projection: Any = None,
+                                  sort: Any = None, upsert: bool = False, return_document: bool = False,
+                                  **_: Any) -> dict[str, Any] | None:
+        self._count("find_one_and_update")
+        docs = self._select(query, sort, 1)
+        if docs:
+            before = docs[0]
+            after = self._update_doc(before, update)
+            return self._out(after if return_document else before, projection)
+        if not upsert:
+            return None
+        doc = self._upsert_doc(query, update)
+        self._add(doc)
+        return self._out(doc, projection) if return_document else None
+
+    async def update_one(self, query: dict[str, Any], update: dict[str, Any], upsert: bool = False) -> _Result:
+        self._count("update_one")
+        return self._update(query, update, upsert, many=False)
+
+    async def update_many(self, query: dict[str, Any], update: dict[str, Any], upsert: bool = False) -> _Result:
+        self._count("update_many")
+        return self._update(query, update, upsert, many=True)
+
+    def _update(self, query: dict[str, Any], update: dict[str, Any], upsert: bool, many: bool) -> _Result:
+        docs = self._select(query, None, 0 if many else 1)
+        for doc in docs:
+            self._update_doc(doc, update)
+        if not docs and upsert:
+            doc = self._upsert_doc(query, update)
+            self._add(doc)
+            return _Result(matched_count=0, modified_count=0, upserted_id=doc["_id"])
+        return _Result(matched_count=len(docs), modified_count=len(docs), upserted_id=None)
+
+    async def delete_one(self, query: dict[str, Any]) -> _Result:
+        self._count("delete_one")
+        docs = self._select(query, None, 1)
+        for doc in docs:
+            self._remove(doc)
+        return _Result(deleted_count=len(docs))
+
+    async def delete_many(self, query: dict[str, Any]) -> _Result:
+        self._count("delete_many")
+        docs = self._select(query)
+        for doc in docs:
+            self._remove(doc)
+        return _Result(deleted_count=len(docs))
+
+    async def bulk_write(self, ops: list[Any], ordered: bool = True) -> _Result:
+        self._count("bulk_write")
+        return await self._bulk(ops, ordered)
+
+    async def _bulk(self, ops: list[Any], ordered: bool) -> _Result:
+        inserted = matched = upserted = 0
+        errors: list[dict[str, Any]] = []
+        for i, op in enumerate(ops):
+            try:
+                if isinstance(op, InsertOne):
+                    stored = _bson(op._doc)
+                    stored.setdefault("_id", ObjectId())
+                    self._add(stored)
+                    inserted += 1
+                elif isinstance(op, UpdateOne):
+                    result = self._update(op._filter, op._doc, bool(op._upsert), many=False)
+                    matched += result.matched_count
+                    upserted += result.upserted_id is not None
+                else:
+                    raise NotImplementedError(f"bulk operation {type(op).__name__}")
+            except DuplicateKeyError as exc:
+                errors.append({"index": i, "code": 11000, "errmsg": str(exc)})
+                if ordered:
+                    break
+        if errors:
+            raise BulkWriteError({"writeErrors": errors, "nInserted": inserted, "nMatched": matched,
+                                  "nModified": matched, "nUpserted": upserted, "writeConcernErrors": []})
+        return _Result(inserted_count=inserted, matched_count=matched, modified_count=matched,
+                       upserted_count=upserted)
+
+    def aggregate(self, pipeline: list[dict[str, Any]]) -> _Rows:
+        self._count("aggregate")
+        docs: list[dict[str, Any]] = list(self.docs.values())
+        for stage in pipeline:
+            (name, spec), = stage.items()
+            if name == "$match":
+                query = _bson(spec)
+                docs = [d for d in self._candidates(query) if matches(d, query)]
+            elif name == "$group" and set(spec) == {"_id", "n"} and spec["n"] == {"$sum": 1}:
+                counts = Counter(_get(d, spec["_id"][1:]) for d in docs)
+                docs = [{"_id": None if k is _MISSING else k, "n": n} for k, n in counts.items()]
+            else:
+                raise NotImplementedError(f"aggregation stage {name}")
+        return _Rows(docs)
+
+
+class Database:
+    def __init__(self, client: "Client", name: str):
+        self.client, self.name = client, name
+        self._collections: dict[str, Collection] = {}
+
+    def __getitem__(self, name: str) -> Collection:
+        if name not in self._collections:
+            collection = Collection(self, name)
+            if name in self.client.slim:
+                collection.keep = self.client.slim[name]
+            if name == "messages" and self.client.timestamps:
+                collection.written_at = {}
+            self._collections[name] = collection
+        return self._collections[name]
+
+    async def command(self, name: str, *_: Any, **__: Any) -> dict[str, Any]:
+        self.client.calls[("$cmd", name)] += 1
+        return {"ok": 1.0}
+
+
+class Client:
+    """``Client()["syncd"]`` is a :class:`Database`; ``calls`` counts round-trips.
+
+    ``slim`` maps a collection to the fields its documents keep (besides indexed ones): the
+    memory benchmark keeps message keys only, because a real deployment holds documents in
+    the MongoDB process, not in syncd's. ``timestamps`` records when each message was first
+    written, for the latency benchmark.
+    """
+
+    def __init__(self, *, slim: dict[str, frozenset[str]] | None = None, timestamps: bool = False):
+        self.slim = slim or {}
+        self.timestamps = timestamps
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self._dbs: dict[str, Database] = {}
+
+    def __getitem__(self, name: str) -> Database:
+        if name not in self._dbs:
+            self._dbs[name] = Database(self, name)
+        return self._dbs[name]
+
+    def get_default_database(self, default: str = "syncd") -> Database:
+        return self[default]
+
+    def close(self) -> None:
+        pass
+
+    # -- counting -------------------------------------------------------------------------
+    def snapshot(self) -> Counter[tuple[str, str]]:
+        return Counter(self.calls)
+
+    @staticmethod
+    def totals(calls: Counter[tuple[str, str]]) -> dict[str, int]:
+        """``{"reads", "writes", "total"}`` of a (difference of) snapshot(s)."""
+        reads = sum(n for (_, op), n in calls.items() if op in READS or op == "ping")
+        writes = sum(n for (_, op), n in calls.items() if op not in READS and op != "ping"
+                     and op != "create_index")
+        return {"reads": reads, "writes": writes, "total": reads + writes}
+
+    def messages_written_at(self) -> dict[str, float]:
+        return self["syncd"]["messages"].written_at or {}

@@ -1,0 +1,130 @@
+"""The daemon under benchmark, in its own process: ``syncd run``'s code path
+(:func:`syncd.daemon.serve`, uvloop when installed) with the store's MongoDB calls answered by
+the counting double, plus probes under ``/bench`` that the benchmarks read.
+
+``python -m bench.server --port P [--options JSON]``; it listens on 127.0.0.1 only and stops
+on SIGTERM like the real daemon. The probes read the double directly, so they add no
+round-trips to what they report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import timedelta
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from bench.common import ADMIN_TOKEN, APP_SECRET, LOOPBACK, SECRET_KEY, rss_mb
+from bench.mongo_double import Client
+from syncd import daemon as daemon_module
+from syncd.config import Settings
+from syncd.daemon import Daemon
+from syncd.models import Chat, Integration, SyncStatus, UserPlatform
+from syncd.providers.base import ChatData
+from syncd.store import Store, _fernet
+
+#: Fields a message keeps in the memory benchmark (the rest lives in MongoDB's process).
+SLIM_MESSAGES = frozenset({"_id", "id", "rev", "customerId", "platform", "externalMessageId", "chatId"})
+
+
+def _probes(client: Client) -> Any:
+    def attach(daemon: Daemon) -> None:
+        app, store, engine = daemon.app, daemon.store, daemon.engine
+        db = client["syncd"]
+
+        async def bare(request: Request) -> JSONResponse:
+            # The floor the webhook endpoint is compared with: the same stack, middleware and
+            # JSON parser, none of the verification, storage or bookkeeping.
+            json.loads(await request.body())
+            return JSONResponse({"ok": True})
+
+        async def stats(request: Request) -> JSONResponse:
+            params = request.query_params
+            calls = {f"{c}.{op}": n for (c, op), n in sorted(client.calls.items())}
+            inbox: dict[str, int] = {}
+            for doc in db["inbox"].docs.values():
+                inbox[doc.get("status")] = inbox.get(doc.get("status"), 0) + 1
+            body: dict[str, Any] = {
+                "calls": calls, "totals": client.totals(client.calls), "inbox": inbox,
+                "messages": len(db["messages"].docs), "rss_mb": rss_mb(),
+                "poll_jobs": len(daemon.scheduler.get_jobs()) if daemon.scheduler else 0,
+                "connectors": len(engine.ctx.connectors._cache),
+            }
+            if params.get("written"):
+                body["written_at"] = client.messages_written_at()
+            if params.get("integration"):
+                body["sync"] = [
+                    {k: d.get(k) for k in ("chatId", "phase", "counts", "lastError")}
+                    for d in db["sync_status"].docs.values() if d.get("integrationId") == params["integration"]
+                ]
+                ids = [d.get("externalMessageId") for d in db["messages"].docs.values()
+                       if d.get("integrationId", params["integration"]) == params["integration"]]
+                body["stored_ids"] = len(ids)
+                body["distinct_ids"] = len(set(ids))
+            return JSONResponse(body)
+
+        async def seed(request: Request) -> JSONResponse:
+            """Integrations as a finished import leaves them: active, chats imported, a poll
+            mark set. The benchmarks need hundreds without replaying hundreds of imports."""
+            spec = await request.json()
+            ids = []
+            now = engine.ctx.now()
+            mark = f"{now.timestamp():.6f}"
+            for n in range(int(spec["count"])):
+                customer = f"{spec.get('customer', 'bench-customer')}-{n}" if spec.get("distinct") else \
+                    spec.get("customer", "bench-customer")
+                integration = Integration(customer_id=customer, platform=spec["platform"], name=f"bench {n}")
+                await store.insert_integration(integration, spec["credentials"])
+                for external_id in spec.get("self_ids", []):
+                    await store.upsert_user_platform(UserPlatform(
+                        customer_id=customer, platform=spec["platform"], integration_id=integration.id,
+                        external_user_id=external_id, is_self=True))
+                marks: dict[str, str] = {"*": mark}
+                for external_chat_id in spec.get("chats", []):
+                    chat: Chat = await store.upsert_chat(customer, integration.id, spec["platform"],
+                                                         ChatData(external_chat_id=external_chat_id), imported=True)
+                    await store.save_sync_status(SyncStatus(
+                        integration_id=integration.id, chat_id=chat.id, external_chat_id=external_chat_id,
+                        phase="done", started_at=now, finished_at=now))
+                    marks[external_chat_id] = mark
+                await store.save_sync_status(SyncStatus(
+                    integration_id=integration.id, phase="done", high_watermark=marks,
+                    started_at=now - timedelta(seconds=1), finished_at=now))
+                ids.append(integration.id)
+            await daemon.reconcile()
+            return JSONResponse({"ids": ids})
+
+        app.add_api_route("/bench/bare", bare, methods=["POST"], include_in_schema=False)
+        app.add_api_route("/bench/stats", stats, methods=["GET"], include_in_schema=False)
+        app.add_api_route("/bench/seed", seed, methods=["POST"], include_in_schema=False)
+
+    return attach
+
+
+async def main(port: int, options: dict[str, Any]) -> None:
+    client = Client(slim={"messages": SLIM_MESSAGES} if options.get("slim") else None,
+                    timestamps=bool(options.get("timestamps")))
+    store = Store(client, client["syncd"], _fernet(SECRET_KEY))
+    settings = Settings(
+        mongodb_uri="mongodb://bench-double/syncd", http_host=LOOPBACK, http_port=port,
+        public_url=f"http://{LOOPBACK}:{port}", admin_token=ADMIN_TOKEN, app_webhook_secret=APP_SECRET,
+        secret_key=SECRET_KEY, log_level=options.get("log_level", "WARNING"),
+        **{k: v for k, v in options.items() if k not in ("slim", "timestamps", "log_level")},
+    )
+    await daemon_module.serve(settings, store=store, on_built=_probes(client))
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mode", default="default")
+    parser.add_argument("--options", default="{}", help="JSON: Settings fields, plus slim/timestamps")
+    args = parser.parse_args()
+    daemon_module.run(main(args.port, json.loads(args.options)))
+
+
+if __name__ == "__main__":
+    cli()

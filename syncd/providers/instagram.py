@@ -1,0 +1,62 @@
+"""Instagram Messaging: a professional account's direct messages, through the Graph API
+(Facebook Login: the conversations of ``platform=instagram``) and the Instagram webhooks
+(``object: "instagram"``).
+
+Everything Instagram shares with Messenger lives in ``meta_pages.py``; shape lives in
+``mappings/instagram.yaml``. Users are Instagram-scoped ids (IGSIDs); a user's unsend arrives
+as ``message.is_deleted`` and becomes a tombstone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from syncd.providers.base import OAuthSpec
+from syncd.providers.meta_pages import PageCredentials, PageMessagingConnector
+
+
+class InstagramCredentials(PageCredentials):
+    """An access token with ``instagram_manage_messages``, the Instagram professional
+    account's id, the app secret (webhook signatures) and the handshake's verify token."""
+
+    access_token: str = Field(min_length=1, repr=False)
+    ig_user_id: str = Field(min_length=1, pattern=r"^\S+$")
+
+    @property
+    def token(self) -> str:
+        return self.access_token
+
+    @property
+    def account_id(self) -> str:
+        return self.ig_user_id
+
+
+class InstagramConnector(PageMessagingConnector):
+    platform: ClassVar[str] = "instagram"
+    Credentials = InstagramCredentials
+    graph_platform: ClassVar[str] = "instagram"
+    webhook_object: ClassVar[str] = "instagram"
+    account_fields: ClassVar[str] = "id,username"
+    account_field: ClassVar[str] = "igUserId"
+    oauth: ClassVar[OAuthSpec | None] = OAuthSpec(
+        authorize_url="/dialog/oauth",
+        # The consent dialog is on www.facebook.com, the token endpoint on the Graph API root.
+        token_url="{meta}/oauth/access_token",
+        scopes=("instagram_basic", "instagram_manage_messages"),
+        base_url_key="meta_www",
+        scope_separator=",",
+    )
+
+    @classmethod
+    def credentials_from_oauth(
+        cls, token: dict[str, Any], *, client_id: str, client_secret: str
+    ) -> dict[str, Any]:
+        """The token endpoint's ``access_token``, used as it is, and the app secret (the OAuth
+        client secret). ``igUserId`` comes from the flow's settings, ``verifyToken`` from the
+        operator's OAuth app configuration."""
+        return {"accessToken": token["access_token"], "appSecret": client_secret}
+
+
+CONNECTOR = InstagramConnector
