@@ -33,26 +33,33 @@ _MAX_KEYS = 1000
 
 
 # -- BSON-like values ---------------------------------------------------------------------
+_SCALARS = frozenset({str, int, float, bool, type(None), ObjectId, bytes})
+
+
 def _bson(value: Any) -> Any:
     """A private copy as a round-trip through BSON would give it back."""
-    if isinstance(value, dict):
-        return {k: _bson(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_bson(v) for v in value]
-    if isinstance(value, tuple):
-        return [_bson(v) for v in value]
-    if isinstance(value, datetime):
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        return {k: (v if type(v) in _SCALARS else _bson(v)) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [v if type(v) in _SCALARS else _bson(v) for v in value]
+    if kind is datetime:
         if value.tzinfo is not None:
             value = value.astimezone(timezone.utc).replace(tzinfo=None)
         return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    if isinstance(value, dict):
+        return {k: _bson(v) for k, v in value.items()}
     return value
 
 
 def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
+    kind = type(value)
+    if kind is dict:
+        return {k: (v if type(v) in _SCALARS else _copy(v)) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else _copy(v) for v in value]
     return value
 
 
@@ -123,16 +130,24 @@ def _compare(value: Any, op: str, arg: Any) -> bool:
 _TYPES = {"string": str, "date": datetime, "object": dict, "array": list, "bool": bool}
 
 
+def _within(value: Any, options: list[Any]) -> bool:
+    if value is _MISSING or value is None:
+        return None in options
+    if type(value) in _SCALARS or type(value) is datetime:
+        return value in options
+    return any(_eq(value, a) for a in options)
+
+
 def _condition(value: Any, cond: dict[str, Any]) -> bool:
     for op, arg in cond.items():
         if op in ("$lt", "$lte", "$gt", "$gte"):
             if not _compare(value, op, arg):
                 return False
         elif op == "$in":
-            if not any(_eq(value, a) for a in arg):
+            if not _within(value, arg):
                 return False
         elif op == "$nin":
-            if any(_eq(value, a) for a in arg):
+            if _within(value, arg):
                 return False
         elif op == "$ne":
             if _eq(value, arg):
@@ -183,10 +198,16 @@ def _equalities(query: dict[str, Any]) -> dict[str, list[Any]]:
 
 # -- updates ------------------------------------------------------------------------------
 def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:
+    if "." not in path:
+        doc[path] = value
+        return
     *parents, leaf = path.split(".")
     node = doc
     for part in parents:
-        node = node.setdefault(part, {})
+        # Copied on the way down: the previous version of the document shares its subdocuments.
+        child = node.get(part)
+        node[part] = child = dict(child) if isinstance(child, dict) else {}
+        node = child
     node[leaf] = value
 
 
@@ -215,8 +236,11 @@ def _apply_update(doc: dict[str, Any], update: dict[str, Any], inserting: bool) 
                 *parents, leaf = path.split(".")
                 node: Any = doc
                 for part in parents:
-                    node = node.get(part) if isinstance(node, dict) else None
-                if isinstance(node, dict):
+                    child = node.get(part)
+                    if not isinstance(child, dict):
+                        break
+                    node[part] = node = dict(child)
+                else:
                     node.pop(leaf, None)
         else:
             raise NotImplementedError(f"update operator {op}")
@@ -238,6 +262,7 @@ class _Index:
 
     def __init__(self, name: str, fields: list[str], unique: bool, partial: dict[str, Any] | None):
         self.name, self.fields, self.unique, self.partial = name, fields, unique, partial
+        self.roots = {f.split(".")[0] for f in fields} | set(partial or ())
         self.full: dict[tuple, dict[Any, None]] = defaultdict(dict)
         self.first: dict[Any, dict[Any, None]] = defaultdict(dict)
 
@@ -394,16 +419,17 @@ class Collection:
             self.written_at.setdefault(doc["externalMessageId"], time.monotonic())
 
     def _replace(self, old: dict[str, Any], new: dict[str, Any], touched: set[str]) -> None:
-        reindex = bool(touched & self._indexed)
-        if reindex:
-            self._check_unique(new)
-            for index in self.indexes.values():
-                index.remove(old)
+        reindex = [index for index in self.indexes.values() if touched & index.roots]
+        for index in reindex:
+            if index.conflict(new) is not None:
+                raise DuplicateKeyError(f"E11000 duplicate key error collection: {self.name} index: {index.name}",
+                                        code=11000)
+        for index in reindex:
+            index.remove(old)
         new = self._slim(new)
         self.docs[new["_id"]] = new
-        if reindex:
-            for index in self.indexes.values():
-                index.add(new)
+        for index in reindex:
+            index.add(new)
         if self.written_at is not None and isinstance(new.get("externalMessageId"), str):
             self.written_at.setdefault(new["externalMessageId"], time.monotonic())
 
@@ -510,7 +536,7 @@ class Collection:
     def _update_doc(self, doc: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         if not any(k.startswith("$") for k in update):
             raise NotImplementedError("replacement documents")
-        new = _copy(doc)
+        new = dict(doc)  # subdocuments are copied where the update writes into them
         _apply_update(new, update, inserting=False)
         self._replace(doc, new, _touched(update))
         return new

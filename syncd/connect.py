@@ -40,6 +40,8 @@ from syncd.config import OAuthClient, Settings
 from syncd.engine.connectors import UnknownPlatform
 from syncd.engine.engine import Engine, IntegrationError
 from syncd.providers.base import Connector, OAuthSpec
+from syncd.providers.errors import ProviderError
+from syncd.providers.http import ProviderHttp
 
 log = structlog.get_logger(__name__)
 
@@ -307,8 +309,21 @@ def connect_router(engine: Engine) -> APIRouter:
             raise _fail(502, "token_exchange_failed", message, {"platformError": error})
         return body
 
-    def credentials_of(platform: str, cls: type[Connector], app: _App,
-                       token: dict[str, Any], integration_settings: dict[str, Any]) -> dict[str, Any]:
+    async def finish(platform: str, cls: type[Connector], made: dict[str, Any]) -> dict[str, Any]:
+        """The connector's own completion step (I/O allowed), on a client without credentials."""
+        key = cls.base_url_key or platform
+        transports = engine.ctx.connectors.transports
+        http = ProviderHttp(settings.base_url(key), transport=transports.get(platform) or transports.get(key),
+                            timeout_s=settings.http_timeout_s, platform=platform)
+        try:
+            return await cls.finish_oauth(made, http)
+        except ProviderError as exc:
+            raise _fail(502, "token_unusable", f"{platform} could not complete the connection: {exc}") from None
+        finally:
+            await http.aclose()
+
+    async def credentials_of(platform: str, cls: type[Connector], app: _App,
+                             token: dict[str, Any], integration_settings: dict[str, Any]) -> dict[str, Any]:
         try:
             made = cls.credentials_from_oauth(token, client_id=app.client_id, client_secret=app.client_secret)
         except Exception as exc:  # noqa: BLE001 - whatever a connector raises, the answer is a 502
@@ -322,6 +337,7 @@ def connect_router(engine: Engine) -> APIRouter:
             for secret in secrets_seen:  # a connector's message must not carry a token out
                 what = what.replace(secret, "[redacted]")
             raise _fail(502, "token_unusable", f"{platform}'s token answer cannot make credentials: {what}") from None
+        made = await finish(platform, cls, made)
         credentials = {**app.credentials, **made}
         # Checked here (on a copy, as create_integration will prepare them) so a field only
         # the operator can give is reported as configuration, not as the customer's fault.
@@ -371,7 +387,7 @@ def connect_router(engine: Engine) -> APIRouter:
         await claim(claims)
         integration_settings = claims.get("s") or {}
         token = await exchange(platform, cls, spec, app, code)
-        credentials = credentials_of(platform, cls, app, token, integration_settings)
+        credentials = await credentials_of(platform, cls, app, token, integration_settings)
         integration = await engine.create_integration(
             platform=platform, customer_id=str(claims["c"]), name=claims.get("n"),
             credentials=credentials, settings=integration_settings or None,

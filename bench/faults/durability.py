@@ -41,7 +41,9 @@ async def durability_once(cut: str, size: int, seed: int = 0) -> Row:
         await wait_for(lambda: imported(store, integration["id"]), what="the import")
         works = cut not in (CUTS[0], CUTS[3])
         victim: Mortal = await mortal(tb, run=works)
-        nth = max(1, size // 2)
+        # Sends go one by one: the replica dies at the middle one. The inbox processes what is
+        # due in batches: it dies in its first batch, with the rest acknowledged behind it.
+        nth = max(1, size // 2) if cut in CUTS[:3] else 1
         counter = {"n": 0}
 
         def nth_call(*_: object) -> bool:

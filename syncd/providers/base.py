@@ -232,6 +232,13 @@ class Connector(abc.ABC):
         platforms with ``oauth``). Must not do I/O."""
         raise NotImplementedError(f"{cls.platform} has no OAuth connect flow")
 
+    @classmethod
+    async def finish_oauth(cls, credentials: dict[str, Any], http: "ProviderHttp") -> dict[str, Any]:
+        """Complete what the token answer alone cannot give (e.g. Meta's page id and page token
+        come from ``/me/accounts``). ``http`` is a client on the platform's API root that
+        carries no credentials. Default: unchanged."""
+        return credentials
+
     def __init__(self, credentials: BaseModel, settings: dict[str, Any], ctx: ConnectorContext):
         self.credentials = credentials
         self.settings = settings

@@ -28,9 +28,10 @@ Transport quirks kept here (shape lives in ``mappings/messenger.yaml`` / ``insta
   2534022 on Instagram). With ``settings.humanAgentTag`` the message is resent once with the
   ``HUMAN_AGENT`` tag (7 days): meant for integrations where people, not bots, write the app
   messages, which is what Meta allows the tag for.
-- **Polling**: there is no "messages since" API. A poll lists conversations by
-  ``updated_time`` (newest first) down to the mark minus the look-back, and reads the recent
-  messages of each one that changed. Edits, unsends and receipts are webhook-only.
+- **Polling** (every 5 minutes, a safety net): there is no "messages since" API. A poll lists
+  conversations by ``updated_time`` (newest first) down to the mark minus the look-back, and
+  reads the 20 newest messages of each one that changed. Edits, unsends and receipts are
+  webhook-only.
 """
 
 from __future__ import annotations
@@ -179,6 +180,9 @@ class PageMessagingConnector(Connector):
     #: ``fields=`` of the account itself for ``identify``.
     account_fields: ClassVar[str]
     page_size: ClassVar[int] = 25
+    #: Webhooks carry everything (and Meta redelivers for days); the poll is a safety net and
+    #: the Conversations API allows about 2 calls/s per Page, so it runs every 5 minutes.
+    poll_every_s: ClassVar[float | None] = 300.0
     #: The credentials field naming the account, which a connect flow takes from settings.
     account_field: ClassVar[str]
 
@@ -224,8 +228,9 @@ class PageMessagingConnector(Connector):
         timeout_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> ProviderHttp:
-        return ProviderHttp(base_url, classify=classify, authenticate=Bearer(credentials.token),  # type: ignore[attr-defined]
-                            policy=policy, timeout_s=timeout_s, transport=transport)
+        bearer = Bearer(credentials.token)  # type: ignore[attr-defined]
+        return ProviderHttp(base_url, classify=classify, authenticate=bearer, policy=policy, timeout_s=timeout_s,
+                            transport=transport)
 
     async def _get(self, path: str, params: dict[str, Any] | None = None, *, label: str) -> dict[str, Any]:
         response = await self.http.request("GET", path, label=label, params=params)
@@ -404,14 +409,14 @@ class PageMessagingConnector(Connector):
         user = recipient if sender == self.account_id else sender
         if not user:
             return []
-        ctx: dict[str, Any] = {"userId": user}
+        ctx: dict[str, Any] = {"userId": user, "fromSelf": sender == self.account_id}
         if isinstance(item.get("message"), dict):
             message = item["message"]
             if message.get("is_deleted"):
                 return [self._event_message({"unsend": item}, ctx)]
             echo = bool(message.get("is_echo"))
             ctx["attachments"], ctx["attachmentTypes"] = _webhook_attachments(message)
-            ctx["fromSelf"] = echo or sender == self.account_id
+            ctx["fromSelf"] = echo or ctx["fromSelf"]
             if echo:
                 ctx["echoSender"] = self.account_id  # the account sent it, whatever the item says
             return [self._event_message({"message": item}, ctx)]
@@ -423,7 +428,8 @@ class PageMessagingConnector(Connector):
                 continue
             mids = [str(m) for m in receipt.get("mids") or []] + ([str(receipt["mid"])] if receipt.get("mid") else [])
             if mids:
-                return [self._event_message({"receipt": item}, {**ctx, "mid": mid}) for mid in mids]
+                # Receipts are about the account's own messages: outbound, even one syncd never saw.
+                return [self._event_message({"receipt": item}, {**ctx, "mid": mid, "fromSelf": True}) for mid in mids]
             if isinstance(receipt.get("watermark"), int):
                 return await self._up_to(user, receipt["watermark"], state)
         return []  # postbacks, reactions, referrals, opt-ins: not messages

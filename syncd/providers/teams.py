@@ -80,7 +80,8 @@ TOKEN_MARGIN_S = 5 * 60
 CHANGE_TYPES = "created,updated,deleted"
 #: Parallel message fetches; Teams allows about 4 requests per second per chat or channel.
 CONCURRENCY = 4
-SCOPES = ("offline_access", "User.Read", "Chat.ReadWrite", "ChannelMessage.Send", "ChannelMessage.Read.All",
+#: openid brings an id_token, whose ``tid`` says the account's tenant.
+SCOPES = ("openid", "offline_access", "User.Read", "Chat.ReadWrite", "ChannelMessage.Send", "ChannelMessage.Read.All",
           "ChannelMessage.ReadWrite", "Team.ReadBasic.All", "Channel.ReadBasic.All")
 #: A refresh asks for what was consented, whatever the list was then.
 REFRESH_SCOPE = "https://graph.microsoft.com/.default offline_access"
@@ -258,6 +259,10 @@ def repair_time(value: str) -> str | None:
     return fixed if parse_time(fixed) is not None else None
 
 
+def modified_at(raw: dict[str, Any]) -> datetime | None:
+    return parse_time(repair_time(raw.get("lastModifiedDateTime") or ""))
+
+
 def _repair(raw: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
@@ -315,7 +320,8 @@ def html_to_text(html: str) -> str | None:
 
 def _attachments(raw: dict[str, Any]) -> list[dict[str, Any]] | None:
     # A messageReference is a quoted message, not a file.
-    items = [a for a in raw.get("attachments") or [] if isinstance(a, dict) and a.get("contentType") != "messageReference"]
+    items = [a for a in raw.get("attachments") or []
+             if isinstance(a, dict) and a.get("contentType") != "messageReference"]
     return [{"name": a.get("name"), "mimeType": a.get("contentType"), "url": a.get("contentUrl"),
              "externalId": a.get("id")} for a in items] or None
 
@@ -361,7 +367,8 @@ class TeamsConnector(Connector):
                             policy=policy, timeout_s=timeout_s, transport=transport)
 
     @classmethod
-    def prepare_credentials(cls, credentials: dict[str, Any], settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def prepare_credentials(cls, credentials: dict[str, Any],
+                            settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         # An operator's own clientState in settings is used as given; a generated one goes into
         # the credentials, which are encrypted at rest and never returned by the API.
         if not credentials.get("clientState") and not settings.get("clientState"):
@@ -565,11 +572,11 @@ class TeamsConnector(Connector):
         replies: list[dict[str, Any]] = []
         path = f"{where.path}/messages/{_q(root)}/replies"
         async for page in self._pages(path, {"$top": self.page_size}, "GET replies"):
-            replies += [r for r in page.get("value") or []
-                        if since is None or (parse_time(repair_time(r.get("lastModifiedDateTime") or "")) or since) > since]
+            replies += [r for r in page.get("value") or [] if since is None or (modified_at(r) or since) > since]
         return replies
 
-    async def _with_replies(self, where: Where, roots: list[dict[str, Any]], since: datetime | None = None) -> list[dict[str, Any]]:
+    async def _with_replies(self, where: Where, roots: list[dict[str, Any]],
+                            since: datetime | None = None) -> list[dict[str, Any]]:
         if not where.channel:
             return roots
         threads = await self._each(self._replies(where, r["id"], since) for r in roots if r.get("id"))
@@ -728,7 +735,7 @@ class TeamsConnector(Connector):
             where = locate(chat)
             try:
                 if where.channel:
-                    _, team_id, _, channel = chat.split("/")
+                    team_id = chat.split("/")[1]
                     team = await self._call("GET", f"/teams/{_q(team_id)}", params={"$select": "id,displayName"})
                     out.append(self._channel_chat(team, await self._call("GET", where.path)))
                 else:
@@ -755,7 +762,8 @@ class TeamsConnector(Connector):
         messages: list[MessageData] = []
         for chat in targets:
             mark = parse_time(marks.get(chat.external_chat_id, baseline)) or parse_time(baseline)
-            found, newest = await self._changed_since(locate(chat.external_chat_id), mark - timedelta(seconds=lookback_s))
+            since = mark - timedelta(seconds=lookback_s)
+            found, newest = await self._changed_since(locate(chat.external_chat_id), since)
             messages += found
             marks[chat.external_chat_id] = iso(max(mark, newest or mark))
         return PollResult(Changes(messages=messages, chats=new_chats), marks)
@@ -783,7 +791,7 @@ class TeamsConnector(Connector):
         try:
             async for page in self._pages(path, params, f"GET {path.rsplit('/', 1)[-1]} since"):
                 batch = [r for r in page.get("value") or [] if isinstance(r, dict)]
-                fresh = [r for r in batch if (parse_time(repair_time(r.get("lastModifiedDateTime") or "")) or since) > since]
+                fresh = [r for r in batch if (modified_at(r) or since) > since]
                 raws += fresh
                 if len(fresh) < len(batch):
                     break  # reached the mark
@@ -792,7 +800,7 @@ class TeamsConnector(Connector):
                 return [], None
             raise
         raws = await self._with_replies(where, raws, since)
-        times = [parse_time(repair_time(r.get("lastModifiedDateTime") or "")) for r in raws]
+        times = [modified_at(r) for r in raws]
         return self._mapped(raws, where), max((t for t in times if t is not None), default=None)
 
     # -- staying connected ---------------------------------------------------------------
@@ -895,7 +903,8 @@ class TeamsConnector(Connector):
         if not subscription_id:
             return False
         try:
-            await self._call("PATCH", f"/subscriptions/{_q(subscription_id)}", json={"expirationDateTime": self._expiry()})
+            await self._call("PATCH", f"/subscriptions/{_q(subscription_id)}",
+                             json={"expirationDateTime": self._expiry()})
         except PermanentError as exc:
             if exc.status == 404:
                 return False

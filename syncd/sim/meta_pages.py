@@ -466,7 +466,8 @@ class PageMessagingSimulator(MetaGraphSimulator):
         or, without mids, everything up to ``watermark_ms``."""
         watermark = watermark_ms if watermark_ms is not None else self._now_ms()
         for m in self.messages.values():
-            if m.user_id == user_id and m.from_account and (m.mid in (mids or []) or (not mids and m.created_ms <= watermark)):
+            covered = m.mid in mids if mids else m.created_ms <= watermark
+            if m.user_id == user_id and m.from_account and covered:
                 m.delivered = True
         receipt: dict[str, Any] = {"watermark": watermark}
         if mids:

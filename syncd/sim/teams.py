@@ -333,7 +333,8 @@ class TeamsSimulator:
     def _notify(self, box: Box, message: dict[str, Any], change_type: str) -> None:
         for sub in list(self._live().values()):
             if change_type in sub["changeType"].split(",") and self._covers(sub, box):
-                self.outbox.append(self.notification(box.external_id, message["id"], change_type, subscription_id=sub["id"]))
+                self.outbox.append(self.notification(box.external_id, message["id"], change_type,
+                                                     subscription_id=sub["id"]))
 
     def take_deliveries(self) -> list[TeamsDelivery]:
         """The notifications queued since the last call, in order."""
@@ -356,7 +357,8 @@ class TeamsSimulator:
         item = {"subscriptionId": sub["id"], "changeType": change_type,
                 "clientState": sub["_clientState"] if client_state is None else client_state,
                 "subscriptionExpirationDateTime": sub["expirationDateTime"], "resource": resource,
-                "resourceData": {"id": message_id, "@odata.type": "#Microsoft.Graph.chatMessage", "@odata.id": resource},
+                "resourceData": {"id": message_id, "@odata.type": "#Microsoft.Graph.chatMessage",
+                                 "@odata.id": resource},
                 "tenantId": self.tenant_id}
         return self._delivery(sub["notificationUrl"], [item])
 
@@ -372,7 +374,8 @@ class TeamsSimulator:
     @staticmethod
     def validation(url: str, token: str | None = None) -> TeamsDelivery:
         """The reachability check Graph POSTs on subscription create: an empty text/plain body."""
-        token = token or f"Validation: Testing client application reachability for subscription Request-Id: {uuid.uuid4()}"
+        token = token or ("Validation: Testing client application reachability for subscription "
+                          f"Request-Id: {uuid.uuid4()}")
         return TeamsDelivery(url, b"", {"content-type": "text/plain; charset=utf-8"},
                              "validationToken=" + quote_plus(token), {"validationToken": token})
 
@@ -415,7 +418,8 @@ class TeamsSimulator:
         except ValueError:
             top = 0
         if not 1 <= top <= MAX_TOP:
-            raise GraphError(400, "BadRequest", f"Invalid page size specified: '{raw_top}'. Must be between 1 and 50 inclusive.")
+            raise GraphError(400, "BadRequest",
+                             f"Invalid page size specified: '{raw_top}'. Must be between 1 and 50 inclusive.")
         token = request.query_params.get("$skiptoken")
         try:
             start = int(base64.b64decode(token).decode().split("|")[1]) if token else 0
@@ -426,7 +430,7 @@ class TeamsSimulator:
         if start + top < len(items):
             skip = base64.b64encode(f"{uuid.uuid4().hex[:8]}|{start + top}|{len(items)}".encode()).decode()
             query = {**dict(request.query_params), "$top": str(top), "$skiptoken": skip}
-            body["@odata.nextLink"] = str(request.url.replace(query=urlencode(query)))
+            body["@odata.nextLink"] = str(request.url.replace(query=urlencode(query, safe="$")))
         return JSONResponse(body)
 
     def _member_of(self, user: str, container: str) -> None:
@@ -454,7 +458,8 @@ class TeamsSimulator:
         order = request.query_params.get("$orderby", "lastModifiedDateTime desc")
         prop, _, direction = order.partition(" ")
         if prop not in ("lastModifiedDateTime", "createdDateTime") or direction != "desc":
-            raise GraphError(400, "BadRequest", "$orderby only supports lastModifiedDateTime and createdDateTime, descending.")
+            raise GraphError(400, "BadRequest",
+                             "$orderby only supports lastModifiedDateTime and createdDateTime, descending.")
         rows = sorted(messages, key=lambda m: m[prop], reverse=True)
         condition = request.query_params.get("$filter")
         allowed = {"lastModifiedDateTime": ("gt", "lt"), "createdDateTime": ("lt",)}
@@ -588,7 +593,7 @@ class TeamsSimulator:
         response = self._collection(request, rows, "Collection(chatMessage)", default_top=MAX_TOP)
         body = json.loads(response.body)
         if "@odata.nextLink" not in body:
-            query = urlencode({"$deltatoken": str(self._last_ms)})
+            query = urlencode({"$deltatoken": str(self._last_ms)}, safe="$")
             body["@odata.deltaLink"] = str(request.url.replace(query=query))
         return JSONResponse(body)
 
@@ -651,7 +656,8 @@ class TeamsSimulator:
 
     def _check_resource(self, resource: str, user: str) -> None:
         path = resource.strip("/")
-        if path in ("chats/getAllMessages", "teams/getAllMessages", "me/chats/getAllMessages", f"users/{user}/chats/getAllMessages"):
+        if path in ("chats/getAllMessages", "teams/getAllMessages", "me/chats/getAllMessages",
+                    f"users/{user}/chats/getAllMessages"):
             return
         match = re.fullmatch(r"chats/([^/]+)/messages|teams/([^/]+)/channels/([^/]+)/messages", path)
         if match and match[1] in self.chats:
@@ -763,7 +769,8 @@ class TeamsSimulator:
         self._tenant(request)
         q = request.query_params
         if q.get("client_id") != self.client[0] or not q.get("redirect_uri") or q.get("response_type", "code") != "code":
-            raise OAuthError(400, "invalid_request", "The request is missing client_id, redirect_uri or response_type.", 900144)
+            raise OAuthError(400, "invalid_request", "The request is missing client_id, redirect_uri or response_type.",
+                             900144)
         code = f"0.AR8A-code-{uuid.uuid4().hex}"
         self.codes[code] = {"user": self.me, "redirect_uri": q["redirect_uri"], "scope": q.get("scope")}
         query = urlencode({"code": code, **({"state": q["state"]} if q.get("state") else {})})

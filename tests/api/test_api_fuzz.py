@@ -19,8 +19,11 @@ ADMIN = "fuzz-admin-token"
 
 
 async def _app():
+    # Every OAuth app configured, so /connect answers from its logic rather than a 503.
+    apps = {p: {"clientId": f"{p}-client", "clientSecret": f"{p}-secret", "signingSecret": "s", "verifyToken": "v"}
+            for p in ("slack", "gmail", "teams", "messenger", "instagram")}
     settings = Settings(mongodb_uri="mongomock://", admin_token=ADMIN, app_webhook_secret="fuzz-app-secret",
-                        public_url="http://syncd.test")
+                        public_url="http://syncd.test", secret_key="fuzz-secret-key", oauth_clients=apps)
     return (await build(settings)).app
 
 

@@ -8,14 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from apisupport import SimClock, assert_error, chat_messages, inbox_counts, load_fixture
+from syncd.providers.teams import compose
 from syncd.sim.teams import TeamsDelivery, TeamsSimulator
 from syncd.testbed import BASE, Testbed
-from syncd.providers.teams import compose
 
 HANDSHAKE = load_fixture("teams")["signature_vectors"][0]
 
@@ -308,3 +309,45 @@ async def test_a_refused_refresh_puts_the_integration_in_error(tb, sim, ids, tea
     assert shown["status"] == "error"
     assert "invalid_grant" in shown["statusReason"] and sim.client[1] not in shown["statusReason"]
     assert "not readable any more" not in [m["text"] for m in await chat_messages(tb, teams, ids["dm"])]
+
+
+async def test_an_account_connects_through_microsofts_consent_page(sim, ids, monkeypatch):
+    for name in ("SYNCD_OAUTH_CLIENTS", "SYNCD_TEAMS_CLIENT_ID", "SYNCD_TEAMS_CLIENT_SECRET",
+                 "SYNCD_MICROSOFT_LOGIN_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    tb = await Testbed.start(sims={"teams": sim},
+                             oauth_clients={"teams": {"clientId": sim.client[0], "clientSecret": sim.client[1]}})
+    try:
+        start = await tb.api.get("/connect/teams", params={"customerId": "cust-9"}, follow_redirects=False)
+        location = start.headers["location"]
+        assert location.startswith("https://login.microsoftonline.com/common/oauth2/v2.0/authorize?")
+        assert "offline_access" in parse_qs(urlsplit(location).query)["scope"][0].split()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(sim)) as browser:
+            back = (await browser.get(location)).headers["location"]
+        done = await tb.api.get(back.replace(BASE, ""))
+        assert done.status_code == 201, done.text
+        integration = done.json()["integration"]
+        await tb.wait_imported(integration["id"])
+        stored = await tb.daemon.store.get_credentials(integration["id"])
+        assert stored["tenantId"] == sim.tenant_id  # from the id_token, not "common"
+        assert stored["refreshToken"] in sim.refresh_tokens and len(stored["clientState"]) >= 32
+        assert "Project Falcon" in {c["name"] for c in (await tb.chats(integration)).values()}
+    finally:
+        await tb.stop()
+
+
+async def test_credentials_put_without_a_client_state_get_one_and_new_subscriptions(tb, sim, ids, teams):
+    old = {e["id"] for e in (await maintained(tb, teams))["subscriptions"].values()}
+    response = await tb.api.put(f"/integrations/{teams['id']}/credentials", json={"credentials": grant(sim)})
+    assert response.status_code == 200, response.text
+    await tb.engine.maintain(teams["id"])
+    stored = await tb.daemon.store.get_credentials(teams["id"])
+    assert len(stored["clientState"]) >= 32
+    assert not old & set(sim.subscriptions) and len(sim.subscriptions) == 2
+    assert {s["_clientState"] for s in sim.subscriptions.values()} == {stored["clientState"]}
+    sim.take_deliveries()
+    sim.post(ids["dm"], ids["megan"], "after new credentials", content_type="text")
+    [delivery] = sim.take_deliveries()
+    assert (await deliver(tb, teams, delivery)).status_code == 202
+    await tb.settle()
+    assert "after new credentials" in [m["text"] for m in await chat_messages(tb, teams, ids["dm"])]

@@ -4,7 +4,6 @@ window, throttling in Meta's forms, webhooks built by the simulator, and polling
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -155,11 +154,12 @@ async def test_a_paging_next_url_of_another_host_is_followed_on_the_configured_r
     assert str(seen[1].url) == "https://proxy.test/graph/9/conversations?after=QVFI"
 
 
-async def test_a_repeated_paging_next_stops_the_listing(sim, clock):
+async def test_a_repeated_paging_next_stops_the_listing():
     page = {"data": [], "paging": {"cursors": {"after": "A"}, "next": "https://graph.test/v21.0/9/conversations?after=A"}}
     creds = MessengerConnector.Credentials(pageAccessToken="EAAG-x", pageId="9", appSecret="s", verifyToken="v")
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, json=page))
     http = MessengerConnector.make_http("https://graph.test/v21.0", creds, policy=RetryPolicy(max_retries=0),
-                                        timeout_s=5, transport=httpx.MockTransport(lambda r: httpx.Response(200, json=page)))
+                                        timeout_s=5, transport=transport)
     ctx = ConnectorContext(http=http, mapping=load_mapping(ROOT / "mappings/messenger.yaml"), webhook_url="x")
     with pytest.raises(PermanentError, match="repeated"):
         await MessengerConnector(creds, {}, ctx).list_chats()

@@ -182,7 +182,8 @@ async def test_a_delivery_with_mids_marks_each_named_message_delivered_without_a
     [m] = changes.messages
     assert (m.external_chat_id, m.external_message_id) == ("<PSID>", "mid.1458668856218:ed81099e15d3f4f233")
     assert m.delivery_state == "delivered"
-    assert (m.text, m.sent_at, m.sender.external_user_id, m.from_self) == (None, None, None, False)
+    # Only ids and the state: nothing else is said. It is the Page's own (outbound) message.
+    assert (m.text, m.sent_at, m.sender.external_user_id, m.from_self) == (None, None, None, True)
     # Only the chat-name lookup: the receipt itself needs no Graph read.
     assert [r.url.path for r in graph.seen] == ["/v21.0/<PAGE_ID>/conversations"]
 
@@ -231,3 +232,12 @@ async def test_the_documented_send_response_gives_the_message_id():
     sent = json.loads(graph.seen[-1].content)
     assert sent == {"recipient": {"id": "PAGE-SCOPED-ID"}, "messaging_type": "RESPONSE", "message": {"text": "hi"}}
     assert graph.seen[-1].headers["authorization"] == "Bearer EAAG-test"
+
+
+async def test_ids_beyond_2_to_the_53_sent_as_json_numbers_stay_exact():
+    big_page, big_user = 2**60 + 3, 2**62 + 11
+    payload = sample("messages event (gateway test fixture)")
+    item = {**payload["entry"][0]["messaging"][0], "sender": {"id": big_user}, "recipient": {"id": big_page}}
+    changes = await parse(connector(str(big_page)), {"object": "page", "entry": [{"id": big_page, "messaging": [item]}]})
+    [m] = changes.messages
+    assert m.external_chat_id == m.sender.external_user_id == "4611686018427387915"

@@ -51,7 +51,8 @@ def connector(handle: Callable[[httpx.Request], httpx.Response] | None = None, *
         return (handle or (lambda r: httpx.Response(404, json={"error": {"code": "NotFound", "message": "x"}})))(request)
 
     creds = TeamsCredentials(access_token="eyJ-test-token", client_state=client_state)
-    http = TeamsConnector.make_http(GRAPH, creds, policy=RetryPolicy(max_retries=max_retries, sleep=Sleeps() if sleeps is None else sleeps),
+    policy = RetryPolicy(max_retries=max_retries, sleep=Sleeps() if sleeps is None else sleeps)
+    http = TeamsConnector.make_http(GRAPH, creds, policy=policy,
                                     timeout_s=5, transport=httpx.MockTransport(default))
     ctx = ConnectorContext(http=http, mapping=load_mapping(ROOT / "mappings/teams.yaml"),
                            webhook_url="https://syncd.test/webhooks/teams/i1", clock=lambda: 1_700_000_000.0)
@@ -162,7 +163,8 @@ async def test_the_next_page_is_requested_verbatim_from_the_next_link():
     payload["@odata.nextLink"] = payload["@odata.nextLink"] + "2"  # so the cursor does not repeat
     await teams.fetch_history_page(chat, sample("history_page")["payload"]["@odata.nextLink"])
     sent = seen[0].url
-    assert sent.params["$skiptoken"] == parse_qs(urlsplit(sample("history_page")["payload"]["@odata.nextLink"]).query)["$skiptoken"][0]
+    documented = parse_qs(urlsplit(sample("history_page")["payload"]["@odata.nextLink"]).query)
+    assert sent.params["$skiptoken"] == documented["$skiptoken"][0]
     assert sent.params["$top"] == "2" and sent.host == "graph.microsoft.com"
 
 
