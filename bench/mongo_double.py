@@ -17,6 +17,7 @@ raises ``NotImplementedError``, so a benchmark never measures a silently wrong a
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import time
 from collections import Counter, defaultdict
@@ -258,24 +259,51 @@ class _Result:
 
 
 class _Index:
-    """A hash index on the first field and on the whole key (the shapes syncd queries by)."""
+    """A hash index on the first field and on the whole key (the shapes syncd queries by);
+    non-unique compound indexes also keep their entries in order, so sorted queries with a
+    limit (claims, a chat's latest messages) read a few entries, not a bucket."""
 
     def __init__(self, name: str, fields: list[str], unique: bool, partial: dict[str, Any] | None):
         self.name, self.fields, self.unique, self.partial = name, fields, unique, partial
         self.roots = {f.split(".")[0] for f in fields} | set(partial or ())
         self.full: dict[tuple, dict[Any, None]] = defaultdict(dict)
         self.first: dict[Any, dict[Any, None]] = defaultdict(dict)
+        self.ordered: dict[Any, list[tuple]] | None = \
+            defaultdict(list) if len(fields) > 1 and not unique else None
+        self._flat = not any("." in f for f in fields)
+        self._string_only = None
+        if partial and len(partial) == 1:
+            (field, cond), = partial.items()
+            if cond == {"$type": "string"} and "." not in field:
+                self._string_only = field
+
+    def _entry(self, doc: dict[str, Any]) -> tuple:
+        return (_rank(_get(doc, self.fields[1])), _rank(doc["_id"]), doc["_id"])
 
     def key(self, doc: dict[str, Any]) -> tuple | None:
-        if self.partial is not None and not matches(doc, self.partial):
+        if self._string_only is not None:
+            if type(doc.get(self._string_only)) is not str:
+                return None
+        elif self.partial is not None and not matches(doc, self.partial):
             return None
+        if self._flat:
+            values = tuple(map(doc.get, self.fields))
+            for value in values:
+                kind = type(value)
+                if kind is dict or kind is list:
+                    break
+            else:
+                return values
         return tuple(_hashable(_get(doc, f)) for f in self.fields)
 
-    def add(self, doc: dict[str, Any]) -> None:
-        key = self.key(doc)
+    def add(self, doc: dict[str, Any], key: Any = _MISSING) -> None:
+        if key is _MISSING:
+            key = self.key(doc)
         if key is not None:
             self.full[key][doc["_id"]] = None
             self.first[key[0]][doc["_id"]] = None
+            if self.ordered is not None:
+                bisect.insort(self.ordered[key[0]], self._entry(doc))
 
     def remove(self, doc: dict[str, Any]) -> None:
         key = self.key(doc)
@@ -287,15 +315,28 @@ class _Index:
                 ids.pop(doc["_id"], None)
                 if not ids:
                     del bucket[k]
+        if self.ordered is not None:
+            entries = self.ordered.get(key[0])
+            if entries is not None:
+                entry = self._entry(doc)
+                at = bisect.bisect_left(entries, entry)
+                if at < len(entries) and entries[at] == entry:
+                    del entries[at]
+                if not entries:
+                    del self.ordered[key[0]]
 
-    def conflict(self, doc: dict[str, Any]) -> Any:
+    def conflict(self, doc: dict[str, Any], key: Any = _MISSING) -> Any:
         """The id of another document holding ``doc``'s unique key, if any."""
         if not self.unique:
             return None
-        key = self.key(doc)
+        if key is _MISSING:
+            key = self.key(doc)
         if key is None:
             return None
-        return next((i for i in self.full.get(key, ()) if i != doc["_id"]), None)
+        holders = self.full.get(key)
+        if not holders:
+            return None
+        return next((i for i in holders if i != doc["_id"]), None)
 
     def candidates(self, eq: dict[str, list[Any]]) -> list[Any] | None:
         if all(f in eq for f in self.fields):
@@ -401,20 +442,18 @@ class Collection:
             return doc
         return {k: v for k, v in doc.items() if k in self.keep or k in self._indexed}
 
-    def _check_unique(self, doc: dict[str, Any]) -> None:
-        for index in self.indexes.values():
-            if index.conflict(doc) is not None:
-                raise DuplicateKeyError(f"E11000 duplicate key error collection: {self.name} index: {index.name}",
-                                        code=11000)
-
     def _add(self, doc: dict[str, Any]) -> None:
         if doc["_id"] in self.docs:
             raise DuplicateKeyError(f"E11000 duplicate key error collection: {self.name} index: _id_", code=11000)
-        self._check_unique(doc)
+        keys = [(index, index.key(doc)) for index in self.indexes.values()]
+        for index, key in keys:
+            if index.conflict(doc, key) is not None:
+                raise DuplicateKeyError(f"E11000 duplicate key error collection: {self.name} index: {index.name}",
+                                        code=11000)
         doc = self._slim(doc)
         self.docs[doc["_id"]] = doc
-        for index in self.indexes.values():
-            index.add(doc)
+        for index, key in keys:
+            index.add(doc, key)
         if self.written_at is not None and isinstance(doc.get("externalMessageId"), str):
             self.written_at.setdefault(doc["externalMessageId"], time.monotonic())
 
@@ -469,10 +508,46 @@ class Collection:
             return self.docs.values()
         return [self.docs[i] for i in dict.fromkeys(best) if i in self.docs]
 
+    def _in_order(self, query: dict[str, Any], sort: list[tuple[str, int]], enough: int) -> list[dict[str, Any]] | None:
+        """Matches of a sorted, limited query read from an ordered index: stops once it holds
+        ``enough`` and every tie with the last of them (the caller sorts those exactly)."""
+        eq = _equalities(query)
+        field, direction = sort[0]
+        for index in self.indexes.values():
+            if index.ordered is None or index.partial is not None or index.fields[1] != field:
+                continue
+            values = eq.get(index.fields[0])
+            if values is None or len(values) != 1:
+                continue
+            entries = index.ordered.get(_hashable(values[0]), [])
+            bound = query.get(field)
+            stop = None
+            if direction > 0 and isinstance(bound, dict):
+                limit = bound.get("$lte", bound.get("$lt"))
+                if limit is not None:
+                    stop = _rank(limit)
+            found: list[dict[str, Any]] = []
+            last = None
+            for rank, _, doc_id in (entries if direction > 0 else reversed(entries)):
+                if stop is not None and rank > stop:
+                    break
+                if len(found) >= enough and rank != last:
+                    break
+                doc = self.docs.get(doc_id)
+                if doc is not None and matches(doc, query):
+                    found.append(doc)
+                    last = rank
+            return found
+        return None
+
     def _select(self, query: dict[str, Any], sort: list[tuple[str, int]] | None = None, limit: int = 0,
                 skip: int = 0) -> list[dict[str, Any]]:
         query = _bson(query)
-        found = [d for d in self._candidates(query) if matches(d, query)]
+        found = None
+        if sort and limit:
+            found = self._in_order(query, sort, limit + skip)
+        if found is None:
+            found = [d for d in self._candidates(query) if matches(d, query)]
         if sort:
             for field, direction in reversed(sort):
                 found.sort(key=lambda d, f=field: _rank(_get(d, f)), reverse=direction < 0)

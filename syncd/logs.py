@@ -65,6 +65,8 @@ _TOKEN_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # Google OAuth access tokens.
     (re.compile(r"\bya29\.[A-Za-z0-9._-]+"), REDACTED),
+    # JWTs (Microsoft access tokens, id_tokens): header.payload.signature, base64url.
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), REDACTED),
     # Meta (Facebook/Instagram/WhatsApp) access tokens.
     (re.compile(r"\bEAA[A-Za-z0-9]{20,}"), REDACTED),
     # Telegram bot tokens, which sit in request paths (/bot<token>/sendMessage).

@@ -20,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
@@ -48,6 +49,10 @@ _DUP_KEY = 11000
 _INBOX_STATES = ("pending", "done", "failed")
 _OUTBOX_STATES = ("queued", "sending", "sent", "dead")
 _INTEGRATION_FIELDS = ("status", "status_reason", "settings", "name")
+#: How long an integration read is reused. Every webhook request and every inbox batch needs
+#: its integration, which rarely changes: writes through this store refresh the copy at once,
+#: other replicas' writes are seen within this many seconds.
+INTEGRATION_CACHE_S = 2.0
 
 
 _STRING = {"$type": "string"}
@@ -158,7 +163,7 @@ class _Plan:
                                          for k, v in self.expected.items())
 
 
-def _plan(existing: dict[str, Any] | None, rows: list[Message], now: datetime) -> _Plan:
+def _plan(existing: dict[str, Any] | None, rows: list[Message], now: datetime, report: bool = True) -> _Plan:
     current, sets = existing, {}
     counts = {"inserted": 0, "updated": 0, "unchanged": 0, "deleted": 0}
     kinds: list[str | None] = []
@@ -176,7 +181,7 @@ def _plan(existing: dict[str, Any] | None, rows: list[Message], now: datetime) -
         kinds.append(outcome.kind)
     # Several events for one message in one page reach the app as one callback.
     kind = next((k for k in ("deleted", "created", "updated") if k in kinds), None)
-    message = Message.model_validate(_strip(current)) if kind and current else None
+    message = Message.model_validate(_strip(current)) if report and kind and current else None
     if existing is None:
         assert current is not None
         insert = InsertOne({**current, "_id": current["id"], "rev": 0})
@@ -203,6 +208,7 @@ class Store:
         self.inbox = db["inbox"]
         self.outbox = db["outbox"]
         self.leases = db["leases"]
+        self._integration_cache: dict[str, tuple[float, Integration]] = {}
 
     @classmethod
     async def connect(cls, uri: str, *, secret_key: str | None = None) -> "Store":
@@ -241,12 +247,23 @@ class Store:
         return self._fernet.encrypt(json.dumps(credentials).encode()).decode()
 
     async def insert_integration(self, integration: Integration, credentials: dict) -> None:
+        self._integration_cache.pop(integration.id, None)
         await self.integrations.insert_one({**_doc(integration),
                                             "credentials": self._encrypt(credentials)})
 
+    def _remember(self, id: str, integration: Integration | None) -> Integration | None:
+        if integration is None:
+            self._integration_cache.pop(id, None)
+            return None
+        self._integration_cache[id] = (time.monotonic(), integration)
+        return integration.model_copy(deep=True)
+
     async def get_integration(self, id: str) -> Integration | None:
+        cached = self._integration_cache.get(id)
+        if cached is not None and time.monotonic() - cached[0] < INTEGRATION_CACHE_S:
+            return cached[1].model_copy(deep=True)
         doc = await self.integrations.find_one({"_id": id}, {"credentials": 0})
-        return Integration.model_validate(_strip(doc)) if doc else None
+        return self._remember(id, Integration.model_validate(_strip(doc)) if doc else None)
 
     async def list_integrations(self, *, customer_id: str | None = None,
                                 platform: str | None = None, status: str | None = None,
@@ -272,7 +289,7 @@ class Store:
         sets["updatedAt"] = self.clock()
         doc = await self.integrations.find_one_and_update(
             {"_id": id}, {"$set": sets}, projection={"credentials": 0}, return_document=_AFTER)
-        return Integration.model_validate(_strip(doc)) if doc else None
+        return self._remember(id, Integration.model_validate(_strip(doc)) if doc else None)
 
     async def get_credentials(self, id: str) -> dict:
         doc = await self.integrations.find_one({"_id": id}, {"credentials": 1})
@@ -285,6 +302,7 @@ class Store:
                              "configured secret key") from exc
 
     async def set_credentials(self, id: str, credentials: dict) -> None:
+        self._integration_cache.pop(id, None)
         result = await self.integrations.update_one(
             {"_id": id}, {"$set": {"credentials": self._encrypt(credentials),
                                    "updatedAt": self.clock()}})
@@ -367,6 +385,22 @@ class Store:
                                          "externalChatId": external_chat_id})
         return Chat.model_validate(_strip(doc)) if doc else None
 
+    async def find_chats(self, customer_id: str, platform: str,
+                         external_chat_ids: Iterable[str]) -> dict[str, Chat]:
+        """The stored chats with these platform ids, by platform id, in one read."""
+        query = {"customerId": customer_id, "platform": platform,
+                 "externalChatId": {"$in": sorted(set(external_chat_ids))}}
+        return {d["externalChatId"]: Chat.model_validate(_strip(d)) async for d in self.chats.find(query)}
+
+    async def touch_chats(self, integration_id: str, latest: dict[str, datetime]) -> None:
+        """Move each chat's ``lastMessageAt`` forward (never back) and onto ``integration_id``,
+        for many chats in one round-trip; ``latest`` maps chat ids to their newest message."""
+        if latest:
+            await self.chats.bulk_write([
+                UpdateOne({"_id": chat_id}, {"$set": {"integrationId": integration_id},
+                                             "$max": {"lastMessageAt": at}})
+                for chat_id, at in latest.items()], ordered=False)
+
     async def list_chats(self, *, customer_id: str | None = None,
                          integration_id: str | None = None) -> list[Chat]:
         query = {}
@@ -401,14 +435,16 @@ class Store:
         return result.modified_count
 
     # -- messages -------------------------------------------------------------------------
-    async def upsert_messages(self, rows: list[Message], *, guess_new: bool = False) -> WriteResult:
+    async def upsert_messages(self, rows: list[Message], *, guess_new: bool = False,
+                              report: bool = True) -> WriteResult:
         """Merge a page of platform messages: one read, one bulk write, retries only for the
         keys a concurrent writer touched in between.
 
         ``guess_new`` is for pages that are mostly new (imports, webhooks): keys whose rows
         carry no edit and no delete are written as inserts without being read first, so a
         new page costs one round-trip; the unique index refuses those that exist after all,
-        and only those are read and merged in the next round."""
+        and only those are read and merged in the next round. ``report=False`` leaves
+        ``WriteResult.changed`` empty (nobody listens: no app callback is configured)."""
         pending: dict[tuple[str, str, str], list[Message]] = {}
         for row in rows:
             if not row.external_message_id:
@@ -422,7 +458,7 @@ class Store:
         for _ in range(MAX_ROUNDS):
             if not pending:
                 return result
-            pending = await self._write_round(pending, result, unread)
+            pending = await self._write_round(pending, result, unread, report)
             unread = set()
         raise StoreConflict(f"{len(pending)} messages kept conflicting with concurrent writers")
 
@@ -439,12 +475,13 @@ class Store:
         return found
 
     async def _write_round(self, pending: dict[tuple, list[Message]], result: WriteResult,
-                           unread: set[tuple] = frozenset()) -> dict[tuple, list[Message]]:
+                           unread: Iterable[tuple] = (), report: bool = True) -> dict[tuple, list[Message]]:
+        unread = set(unread)
         existing = await self._read_keys(k for k in pending if k not in unread)
         now = self.clock()
         planned: list[tuple[tuple, _Plan]] = []
         for key, rows in pending.items():
-            plan = _plan(existing.get(key), rows, now)
+            plan = _plan(existing.get(key), rows, now, report)
             if plan.op is None:
                 plan.commit(result)
             else:

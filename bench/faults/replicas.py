@@ -3,8 +3,9 @@
 Two engines share one store and the same Slack workspace. Both are told to import at once:
 each chat's history is read once (counted at the simulator). Both poll at the same moments:
 one poll runs. Events and webhooks reach either replica: each message is sent and stored
-once. Then one replica dies holding a resync and a send; the other takes both over once
-their leases expire, and finishes them.
+once. Their schedulers both tick every poll interval: one of them polls per interval. Then
+one replica dies holding a resync and a send; the other takes both over once their leases
+expire, and finishes them.
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ async def run(size: int, seed: int = 0) -> Row:
             row.fact("poll_history_calls", poll_calls)
             row.expect(poll_calls == POLL_ROUNDS * len(channels), f"{poll_calls} history calls for {POLL_ROUNDS} polls")
             tb.slack.faults.reset()
+
+            # Each replica's scheduler ticks once per interval: one of them polls per interval.
+            before = len(history())
+            for r in range(POLL_ROUNDS):
+                for daemon in ((a.daemon, b) if r % 2 else (b, a.daemon)):
+                    await daemon.engine.poll(integration["id"])
+                tb.clock.advance(tb.daemon.settings.poll_interval_s)
+            scheduled_calls = len(history()) - before
+            row.fact("scheduled_poll_history_calls", scheduled_calls)
+            row.expect(scheduled_calls == POLL_ROUNDS * len(channels),
+                       f"{scheduled_calls} history calls for {POLL_ROUNDS} intervals of scheduled polls")
 
             # Events and webhooks reach either replica (each webhook reaches both).
             texts = []

@@ -30,6 +30,11 @@ from syncd.providers.errors import AuthError, ProviderError
 log = structlog.get_logger(__name__)
 
 
+#: The share of a poll interval for which one replica's scheduled poll stands for all: a
+#: little less than the interval, so the turn has expired when that replica's next tick comes.
+TURN_SHARE = 0.9
+
+
 def work_budget(grace_s: float) -> float:
     """How much of a shutdown grace period work in hand may use. The rest (half of it, at
     most 1.5 s) is kept for what must follow: cancelling, checkpointing, releasing the
@@ -102,8 +107,23 @@ class Engine:
                 self.importer.kick(integration.id)
 
     async def poll(self, integration_id: str) -> None:
-        """One scheduled poll; a stopping engine starts none, and ``stop`` waits for those in hand."""
+        """One scheduled poll; a stopping engine starts none, and ``stop`` waits for those in hand.
+
+        Every replica schedules every integration's poll, so each poll interval is a turn
+        that one replica claims (a lease that is left to expire, not released): the other
+        replicas' ticks in that interval are skipped instead of polling the platform again.
+        Polls a webhook asks for do not take turns."""
         if self.ctx.stopping.is_set():
+            return
+        integration = await self.store.get_integration(integration_id)
+        if integration is None:
+            return
+        try:
+            cls = self.ctx.connectors.connector_class(integration.platform)
+        except UnknownPlatform:
+            return
+        interval = cls.poll_every_s or self.ctx.settings.poll_interval_s
+        if not await self.store.acquire_lease(f"poll-turn:{integration_id}", self.ctx.owner, interval * TURN_SHARE):
             return
         await self._track(self._poll(integration_id), f"poll:{integration_id}")
 
@@ -218,7 +238,11 @@ class Engine:
     async def update_credentials(self, integration_id: str, credentials: dict[str, Any]) -> Integration:
         """New credentials (e.g. after a failed refresh) bring an integration back to active."""
         integration = await self.get_integration(integration_id)
+        connector_cls = self.ctx.connectors.connector_class(integration.platform)
         try:
+            # Generated secrets (a webhook secret token, a clientState) are made as on create;
+            # the maintenance run below registers them with the platform.
+            credentials, _ = connector_cls.prepare_credentials(dict(credentials), dict(integration.settings))
             self.ctx.connectors.validate_credentials(integration.platform, credentials)
         except ValidationError as exc:
             details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
@@ -229,6 +253,8 @@ class Engine:
         await self.store.set_credentials(integration_id, credentials)
         updated = await self.store.update_integration(integration_id, status="active", status_reason=None)
         self.importer.kick(integration_id)
+        if connector_cls.maintain_every_s is not None:
+            self._track(self.maintain(integration_id), f"maintain:{integration_id}")
         return updated
 
     async def available_chats(self, integration_id: str) -> list[ChatData]:

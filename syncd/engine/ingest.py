@@ -64,10 +64,12 @@ async def ingest(
     by_id: dict[str, Chat] = dict(known_chats or {})
     restricted = integration.settings.get("importChats") is not None
 
+    # Every chat these messages name, read at once (a webhook batch may span many chats).
+    unknown = {d.external_chat_id for d in [*(chats or []), *messages] if d.external_chat_id not in by_id}
+    if unknown:
+        by_id.update(await store.find_chats(integration.customer_id, integration.platform, unknown))
     for data in chats or []:
-        existing = by_id.get(data.external_chat_id) or await store.find_chat(
-            integration.customer_id, integration.platform, data.external_chat_id
-        )
+        existing = by_id.get(data.external_chat_id)
         if restricted and (existing is None or not existing.imported):
             continue
         by_id[data.external_chat_id] = await store.upsert_chat(
@@ -79,15 +81,11 @@ async def ingest(
     rows: list[Message] = []
     for data in messages:
         chat = by_id.get(data.external_chat_id)
-        if chat is None:
-            chat = await store.find_chat(integration.customer_id, integration.platform, data.external_chat_id)
-            if chat is None and not restricted:
-                chat = await store.upsert_chat(
-                    integration.customer_id, integration.id, integration.platform,
-                    ChatData(external_chat_id=data.external_chat_id), imported=True,
-                )
-            if chat is not None:
-                by_id[data.external_chat_id] = chat
+        if chat is None and not restricted:
+            chat = by_id[data.external_chat_id] = await store.upsert_chat(
+                integration.customer_id, integration.id, integration.platform,
+                ChatData(external_chat_id=data.external_chat_id), imported=True,
+            )
         if chat is None or (restricted and not chat.imported):
             result.skipped += 1
             continue
@@ -96,7 +94,10 @@ async def ingest(
     app_before = await _app_messages(ctx, integration, rows)
     if guess_new is None:
         guess_new = source == "webhook"
-    written = await store.upsert_messages(rows, guess_new=guess_new) if rows else WriteResult(0, 0, 0, 0, [])
+    # The changed messages are only wanted for app callbacks; building them costs a validation each.
+    report = bool(ctx.settings.app_callback_url)
+    written = await store.upsert_messages(rows, guess_new=guess_new, report=report) if rows \
+        else WriteResult(0, 0, 0, 0, [])
     result.inserted, result.updated = written.inserted, written.updated
     result.unchanged, result.deleted = written.unchanged, written.deleted
     result.chats = by_id
@@ -161,10 +162,9 @@ async def _touch_chats(ctx: EngineContext, integration: Integration, rows: list[
     for row in rows:
         if row.sent_at and (row.external_chat_id not in latest or row.sent_at > latest[row.external_chat_id].sent_at):
             latest[row.external_chat_id] = row
-    for external_chat_id, row in latest.items():
-        chat = chats[external_chat_id]
-        if chat.last_message_at is None or row.sent_at > chat.last_message_at:
-            chats[external_chat_id] = await ctx.store.upsert_chat(
-                integration.customer_id, integration.id, integration.platform,
-                ChatData(external_chat_id=external_chat_id, last_message_at=row.sent_at),
-            )
+    due = {ext: row.sent_at for ext, row in latest.items()
+           if chats[ext].last_message_at is None or row.sent_at > chats[ext].last_message_at}
+    if due:
+        await ctx.store.touch_chats(integration.id, {chats[ext].id: at for ext, at in due.items()})
+        for ext, at in due.items():
+            chats[ext] = chats[ext].model_copy(update={"last_message_at": at, "integration_id": integration.id})

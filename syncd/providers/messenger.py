@@ -5,10 +5,12 @@ Everything Messenger shares with Instagram lives in ``meta_pages.py``; shape liv
 ``mappings/messenger.yaml``. Users are page-scoped ids (PSIDs): the same person has another
 id on every Page, so chats are per integration's Page.
 
-The OAuth connect flow ends with a *user* token, which cannot read or send a Page's messages:
-such credentials say ``tokenKind: "user"``, and the connector trades the token for the Page's
-own (``GET /{page-id}?fields=access_token``) before its first call, then stores the Page token
-through ``ctx.on_credentials``.
+The OAuth connect flow ends with a *user* token, which cannot read or send a Page's messages.
+``finish_oauth`` asks which Pages the user administers (``GET /me/accounts``): with one, its id
+and Page token become the credentials. With several, the flow's ``settings.pageId`` names the
+Page and the credentials keep the user token (``tokenKind: "user"``): the connector trades it
+for that Page's token (``GET /{page-id}?fields=access_token``) before its first call and
+stores the Page token through ``ctx.on_credentials``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pydantic import Field
 
 from syncd.providers.base import OAuthSpec
 from syncd.providers.errors import AuthError
-from syncd.providers.meta_pages import PageCredentials, PageMessagingConnector
+from syncd.providers.http import ProviderHttp
+from syncd.providers.meta_pages import PageCredentials, PageMessagingConnector, managed_pages
 
 
 class MessengerCredentials(PageCredentials):
@@ -59,10 +62,23 @@ class MessengerConnector(PageMessagingConnector):
     def credentials_from_oauth(
         cls, token: dict[str, Any], *, client_id: str, client_secret: str
     ) -> dict[str, Any]:
-        """The user token (traded for the Page token on first use) and the app secret, which
-        is the OAuth client secret. ``pageId`` comes from the flow's settings, ``verifyToken``
-        from the operator's OAuth app configuration (one per Meta app)."""
+        """The user token (see ``finish_oauth``) and the app secret, which is the OAuth client
+        secret. ``verifyToken`` comes from the operator's OAuth app configuration (one per Meta
+        app)."""
         return {"pageAccessToken": token["access_token"], "tokenKind": "user", "appSecret": client_secret}
+
+    @classmethod
+    async def finish_oauth(cls, credentials: dict[str, Any], http: ProviderHttp) -> dict[str, Any]:
+        """The user's only Page, with its own token; several Pages: left to ``settings.pageId``."""
+        if credentials.get("tokenKind") != "user":
+            return credentials
+        pages = await managed_pages(http, credentials["pageAccessToken"], "id,name,access_token")
+        if not pages:
+            raise AuthError("the connected Facebook user administers no Page")
+        if len(pages) > 1 or not pages[0].get("access_token"):
+            return credentials
+        return {**credentials, "pageId": str(pages[0]["id"]), "pageAccessToken": pages[0]["access_token"],
+                "tokenKind": "page"}
 
     async def _ready(self) -> None:
         creds: MessengerCredentials = self.credentials  # type: ignore[assignment]

@@ -135,6 +135,25 @@ def classify_send(response: httpx.Response) -> None:
     classify(response)
 
 
+async def managed_pages(http: ProviderHttp, user_token: str, fields: str) -> list[dict[str, Any]]:
+    """The Pages a user token administers (``GET /me/accounts``), every page of them; for the
+    connect flow, whose client carries no credentials of its own."""
+    found: list[dict[str, Any]] = []
+    pages = Pages("me/accounts")
+    url: str | None = "/me/accounts"
+    params: dict[str, Any] | None = {"fields": fields, "limit": 100}
+    while url is not None:
+        response = await http.request("GET", url, label="GET me/accounts", classify=classify, params=params,
+                                      headers={"Authorization": f"Bearer {user_token}"})
+        data = response.json()
+        found += [p for p in data.get("data") or [] if isinstance(p, dict)]
+        following = pages.advance((data.get("paging") or {}).get("next"))
+        # Only Meta's own paging URL on the same root is followed, never another host.
+        url = following if following and following.startswith(http.base_url + "/") else None
+        params = None
+    return found
+
+
 def _iso_ms(value: Any) -> int | None:
     """Graph's ``2024-05-01T10:00:00+0000`` in epoch milliseconds."""
     try:

@@ -20,9 +20,11 @@ Endpoints (an optional ``/v21.0`` prefix is accepted):
 - ``GET /dialog/oauth`` (302 back with ``code`` and ``state``) and ``GET|POST
   /oauth/access_token`` (``code`` or ``fb_exchange_token`` → ``{access_token, token_type,
   expires_in}``), without an access token, so one simulator root serves both OAuth URLs. On
-  Messenger the code exchange gives a *user* token: it reads ``GET /{page}`` (whose
+  Messenger the code exchange gives a *user* token: it reads ``GET /me/accounts`` (the Pages
+  it administers, with their tokens; ``other_pages`` adds more) and ``GET /{page}`` (whose
   ``fields=access_token`` hands out the Page token) and is refused elsewhere with code 190
-  "must be called with a Page Access Token", as Meta does.
+  "must be called with a Page Access Token", as Meta does. Instagram's ``/me/accounts`` lists
+  the linked Page with its ``instagram_business_account``.
 
 Deliveries (``MetaDelivery``: body bytes and signed headers) are built by ``user_message``,
 ``page_message`` (a person at the Page's inbox; an echo without ``app_id``), ``delivery``,
@@ -147,11 +149,14 @@ class PageMessagingSimulator(MetaGraphSimulator):
         #: Tokens the OAuth code exchange issued (user tokens).
         self.user_tokens: set[str] = set()
         self._page_token: str | None = None
+        #: More Pages the connecting user administers (``GET /me/accounts`` records).
+        self.other_pages: list[dict[str, Any]] = []
         self._seq = itertools.count(1)
         self._last_ms = 0
         self.route("GET", "{node}", self._node, endpoint="node")
         self.route("GET", "{node}/conversations", self._conversations, endpoint="conversations")
         self.route("GET", "{node}/messages", self._messages_edge, endpoint="messages")
+        self.route("GET", "{node}/accounts", self._accounts, endpoint="accounts")
         self.route("POST", "{node}/messages", self._send, endpoint="send")
 
     # -- building the truth ---------------------------------------------------------------
@@ -270,7 +275,8 @@ class PageMessagingSimulator(MetaGraphSimulator):
         if not self.user_tokens_limited or token not in self.user_tokens:
             return
         segments = [s for s in request.url.path.split("/") if s and not _VERSION.match(s)]
-        if request.method != "GET" or len(segments) != 1 or not self._is_account(segments[0]):
+        readable = (len(segments) == 1 and self._is_account(segments[0])) or segments == ["me", "accounts"]
+        if request.method != "GET" or not readable:
             raise GraphError(190, "This method must be called with a Page Access Token", status=400)
 
     def _is_account(self, node: str) -> bool:
@@ -299,6 +305,19 @@ class PageMessagingSimulator(MetaGraphSimulator):
             raise GraphError(100, "(#100) This message has been deleted or is older than the 20 most recent "
                              "messages of its conversation", type="OAuthException")
         return self._render(message, fields or {"id": None, "created_time": None}, detailed=True)
+
+    def _managed_page(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def _accounts(self, request: Request, params: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        """``GET /me/accounts``: the Pages the token's user administers, with their tokens."""
+        if params["node"] != "me":
+            raise self._missing(params["node"])
+        fields = parse_fields(request.query_params.get("fields")) or {"name": None, "access_token": None}
+        records = [{**self._managed_page(), "access_token": self.page_token(), "tasks": ["MESSAGING", "MANAGE"]},
+                   *self.other_pages]
+        page, paging, _ = self._page_of(request, records)
+        return {"data": [{k: v for k, v in r.items() if k in fields or k == "id"} for r in page], "paging": paging}
 
     @staticmethod
     def _missing(node: str) -> GraphError:
@@ -519,6 +538,9 @@ class MessengerSimulator(PageMessagingSimulator):
         person = self.people[user_id or ""]
         return {"name": person.name, "email": f"{person.id}@facebook.com", "id": person.id}
 
+    def _managed_page(self) -> dict[str, Any]:
+        return {"category": "Bakery", "name": self.account_name, "id": self.account_id}
+
     def _check_messaging_type(self, body: dict[str, Any]) -> None:
         if not body.get("messaging_type"):
             raise GraphError(100, "(#100) The parameter messaging_type is required")
@@ -540,8 +562,14 @@ class InstagramSimulator(PageMessagingSimulator):
     window_subcode = 2534022
     name_key = "username"
 
-    def __init__(self, *, ig_user_id: str = "17841400000000001", username: str = "sim.bakery", **kwargs: Any):
+    def __init__(self, *, ig_user_id: str = "17841400000000001", username: str = "sim.bakery",
+                 page_id: str = "104619381298765", page_name: str = "Sim Bakery", **kwargs: Any):
         super().__init__(account_id=ig_user_id, account_name=username, **kwargs)
+        #: The Facebook Page the account is linked to (what ``GET /me/accounts`` lists).
+        self.page_id, self.page_name = page_id, page_name
+
+    def _managed_page(self) -> dict[str, Any]:
+        return {"name": self.page_name, "id": self.page_id, "instagram_business_account": {"id": self.account_id}}
 
     def _new_mid(self) -> str:
         return _encode(f"ig_message_item:1:IGMessageThread:{self.account_id}:{next(self._seq):019d}")

@@ -113,6 +113,9 @@ class SlackSimulator:
         self.on_echo: Callable[[SlackDelivery], Awaitable[None]] | None = None
         #: Methods whose next_cursor repeats the cursor they were given (a buggy API).
         self.stuck_cursors: set[str] = set()
+        #: Most messages a history or replies page holds, whatever ``limit`` asked (Slack may
+        #: return fewer than asked): small pages for tests that cannot lower the client's limit.
+        self.max_page: int | None = None
         #: Names -> ids of the workspace ``seed_workspace`` built.
         self.ids: dict[str, str] = {}
         self._ids = itertools.count(1)
@@ -443,7 +446,7 @@ class SlackSimulator:
             start_us = int(_uncursor("next_ts", str(params["cursor"])))
             sign = 1 if newest_first else -1
             items = [m for m in items if sign * ts_to_us(m["ts"]) <= sign * start_us]
-        limit = self._limit(params, default_limit, 999)
+        limit = min(self._limit(params, default_limit, 999), self.max_page or 999)
         page, rest = items[:limit], items[limit:]
         fresh = _cursor("next_ts", ts_to_us(rest[0]["ts"])) if rest else ""
         return page, bool(rest), self._next_cursor(method, params, fresh)

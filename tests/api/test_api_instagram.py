@@ -9,6 +9,7 @@ import hmac
 import json
 from typing import Any
 
+import httpx
 import pytest
 
 from apisupport import SimClock, assert_error, chat_messages, drain_inbox, find_message, inbox_counts, load_fixture
@@ -148,3 +149,27 @@ async def test_outside_the_window_the_app_message_fails(tb, ig, sim, sim_clock):
     assert "2534022" in dead.error
     [message] = [m for m in await chat_messages(tb, ig, ANN) if m.get("appMessageId") == "app-evt-late"]
     assert message["deliveryState"] == "failed"
+
+
+async def test_an_instagram_account_connects_through_its_facebook_page(sim_clock, anon_client):
+    sim = InstagramSimulator(ig_user_id=IG_ID, valid_tokens=[], app_secret=SECRET, verify_token=VERIFY,
+                             clock=sim_clock)
+    sim.add_person(ANN, "ann.ames")
+    sim.add_message(ANN, "Hi!", at_ms=int((sim_clock() - 60) * 1000))
+    clients = {"instagram": {"clientId": sim.app_id, "clientSecret": SECRET, "verifyToken": VERIFY}}
+    tb = await Testbed.start(sims={"instagram": sim}, oauth_clients=clients)
+    try:
+        start = await tb.api.get("/connect/instagram", params={"customerId": "cust-1"})
+        assert start.status_code == 302, start.text
+        assert "scope=instagram_basic%2Cinstagram_manage_messages" in start.headers["location"]
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(sim)) as browser:
+            consent = await browser.get(start.headers["location"])
+        answer = await anon_client(tb).get(consent.headers["location"].split("#")[0])
+        assert answer.status_code == 201, answer.text
+        integration = answer.json()["integration"]
+        await tb.wait_imported(integration["id"])
+        assert [m["text"] for m in await chat_messages(tb, integration, ANN)] == ["Hi!"]
+        stored = await tb.daemon.store.get_credentials(integration["id"])
+        assert (stored["igUserId"], stored["accessToken"]) == (IG_ID, sim.page_token())
+    finally:
+        await tb.stop()

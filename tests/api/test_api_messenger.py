@@ -348,3 +348,26 @@ async def test_a_page_connects_through_the_oauth_dialog_and_syncs_with_the_page_
         assert stored["appSecret"] == SECRET and stored["verifyToken"] == VERIFY
     finally:
         await tb.stop()
+
+
+async def test_a_user_of_several_pages_connects_the_page_the_settings_name(sim_clock, anon_client):
+    sim = MessengerSimulator(page_id=PAGE, valid_tokens=[], app_secret=SECRET, verify_token=VERIFY, clock=sim_clock)
+    sim.other_pages.append({"name": "Another Page", "id": "999", "access_token": "EAAG-another"})
+    sim.add_message(ANN, "Hello", at_ms=int((sim_clock() - 60) * 1000))
+    clients = {"messenger": {"clientId": sim.app_id, "clientSecret": SECRET, "verifyToken": VERIFY}}
+    tb = await Testbed.start(sims={"messenger": sim}, oauth_clients=clients)
+    try:
+        start = await tb.api.get("/connect/messenger", params={"customerId": "cust-1",
+                                                               "settings": json.dumps({"pageId": PAGE})})
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(sim)) as browser:
+            consent = await browser.get(start.headers["location"])
+        answer = await anon_client(tb).get(consent.headers["location"].split("#")[0])
+        assert answer.status_code == 201, answer.text
+        integration = answer.json()["integration"]
+        await tb.wait_imported(integration["id"])
+        assert [m["text"] for m in await chat_messages(tb, integration, ANN)] == ["Hello"]
+        # The user token was traded for the named Page's token on first use, and stored.
+        stored = await tb.daemon.store.get_credentials(integration["id"])
+        assert (stored["pageId"], stored["pageAccessToken"], stored["tokenKind"]) == (PAGE, sim.page_token(), "page")
+    finally:
+        await tb.stop()

@@ -37,7 +37,9 @@ async def test_an_expired_access_token_is_refreshed_once_and_the_new_one_is_stor
     assert stored["accessToken"] != "sim-access-token" and stored["accessToken"] in tb.gmail.tokens
     assert stored["refreshToken"] == "sim-refresh-token"
 
-    # A restarted process starts from the stored token: no second refresh.
+    # A restarted process starts from the stored token: no second refresh. (The first one
+    # stops first: while it runs, this interval's scheduled poll is its turn, not the new one's.)
+    await tb.engine.stop(grace_s=1)
     restarted = await tb.replica()
     _mail(tb, thread, "third")
     await restarted.engine.poll(integration["id"])

@@ -136,3 +136,18 @@ def test_oauth_asks_for_instagram_scopes():
     assert InstagramConnector.credentials_from_oauth({"access_token": "EAAG1", "token_type": "bearer"},
                                                      client_id="1", client_secret="s") == {
         "accessToken": "EAAG1", "appSecret": "s"}
+
+
+async def test_finishing_a_connect_finds_the_account_linked_to_the_users_page(sim, clock):
+    from syncd.providers.http import ProviderHttp
+
+    sim.valid_tokens.add("EAAG-user")
+    http = ProviderHttp("http://meta.sim/v21.0", transport=httpx.ASGITransport(app=sim))
+    finished = await InstagramConnector.finish_oauth({"accessToken": "EAAG-user", "appSecret": sim.app_secret}, http)
+    await http.aclose()
+    assert (finished["igUserId"], finished["accessToken"]) == (sim.account_id, sim.page_token())
+    creds = {**finished, "verifyToken": "vt"}
+    connector = make(sim, clock)
+    connector.credentials = InstagramConnector.Credentials.model_validate(creds)
+    connector.auth.token = creds["accessToken"]
+    assert [c.external_chat_id for c in await connector.list_chats()] == ["6001"]

@@ -254,3 +254,11 @@ def test_uvicorn_logs_are_routed_even_after_uvicorn_installed_its_own_setup(log_
     uvicorn_error.info("Application startup complete.")
     (line,) = log_lines()
     assert line["event"] == "Application startup complete." and line["logger"] == "uvicorn.error"
+
+
+def test_a_jwt_access_token_is_masked_wherever_it_appears():
+    from syncd.logs import REDACTED, redact_secrets
+
+    jwt = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2dyYXBoIn0.c2lnbmF0dXJlLXBhcnQ"
+    event = redact_secrets(None, "info", {"event": f"refresh answered {jwt} for the tenant"})
+    assert jwt not in event["event"] and REDACTED in event["event"]

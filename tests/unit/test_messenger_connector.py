@@ -461,3 +461,35 @@ async def test_a_user_token_is_refused_where_a_page_token_is_needed(sim):
         assert (await client.get(f"/{sim.account_id}")).status_code == 200
         refused = await client.get(f"/{sim.account_id}/conversations")
     assert refused.json()["error"]["code"] == 190 and "Page Access Token" in refused.json()["error"]["message"]
+
+
+async def _finish(sim: MessengerSimulator, user_token: str) -> dict:
+    from syncd.providers.http import ProviderHttp
+
+    http = ProviderHttp("http://meta.sim/v21.0", transport=httpx.ASGITransport(app=sim))
+    try:
+        return await MessengerConnector.finish_oauth(
+            {"pageAccessToken": user_token, "tokenKind": "user", "appSecret": sim.app_secret}, http)
+    finally:
+        await http.aclose()
+
+
+async def test_finishing_a_connect_takes_the_users_only_page_and_its_token(sim):
+    sim.user_tokens.add("EAAG-user")
+    sim.valid_tokens.add("EAAG-user")
+    finished = await _finish(sim, "EAAG-user")
+    assert finished == {"pageAccessToken": sim.page_token(), "tokenKind": "page", "pageId": sim.account_id,
+                        "appSecret": sim.app_secret}
+
+
+async def test_with_several_pages_the_user_token_is_kept_for_settings_to_choose(sim):
+    sim.user_tokens.add("EAAG-user")
+    sim.valid_tokens.add("EAAG-user")
+    sim.other_pages.append({"name": "Other Page", "id": "555", "access_token": "EAAG-other"})
+    finished = await _finish(sim, "EAAG-user")
+    assert (finished["tokenKind"], finished["pageAccessToken"], "pageId" in finished) == ("user", "EAAG-user", False)
+
+
+async def test_finishing_with_a_refused_token_is_an_auth_error(sim):
+    with pytest.raises(AuthError):
+        await _finish(sim, "EAAG-unknown")

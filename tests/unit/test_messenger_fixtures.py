@@ -238,6 +238,7 @@ async def test_ids_beyond_2_to_the_53_sent_as_json_numbers_stay_exact():
     big_page, big_user = 2**60 + 3, 2**62 + 11
     payload = sample("messages event (gateway test fixture)")
     item = {**payload["entry"][0]["messaging"][0], "sender": {"id": big_user}, "recipient": {"id": big_page}}
-    changes = await parse(connector(str(big_page)), {"object": "page", "entry": [{"id": big_page, "messaging": [item]}]})
+    envelope = {"object": "page", "entry": [{"id": big_page, "messaging": [item]}]}
+    changes = await parse(connector(str(big_page)), envelope)
     [m] = changes.messages
     assert m.external_chat_id == m.sender.external_user_id == "4611686018427387915"
