@@ -234,6 +234,7 @@ class Testbed:
         deadline = loop.time() + timeout_s
         while True:
             await self.daemon.engine.importer.wait()
+            await self.daemon.engine.wait_background()
             inbox = await store.inbox_counts()
             outbox = await store.outbox_counts()
             if not inbox.get("pending") and not outbox.get("queued") and not outbox.get("sending"):

@@ -6,6 +6,9 @@ SIGKILL. Nothing here runs without ``SYNCD_TEST_MONGODB_URI``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import os
 import signal
 import socket
@@ -73,7 +76,7 @@ class Tap:
         self.app, self.sim = app, sim
         self.seen: list[Seen] = []
         self.rules: list[TapRule] = []
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # rules may look at what was seen
 
     def rule(self, match: Callable[[Seen], bool], action: str = "hold", times: int = 1) -> TapRule:
         rule = TapRule(match, action, times)
@@ -162,6 +165,13 @@ class SyncdProcess:
         self.stderr.flush()
         self.stderr.seek(0)
         return self.stderr.read().decode(errors="replace")
+
+
+def signed_event(event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """An app event's body and headers, signed as the app signs ``POST /events``."""
+    body = json.dumps(event).encode()
+    signature = "sha256=" + hmac.new(APP_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return body, {"content-type": "application/json", "x-syncd-signature": signature}
 
 
 def syncd_env(mongodb_uri: str, **base_urls: str) -> dict[str, str]:

@@ -127,6 +127,11 @@ class Engine:
             return
         await self._track(self._poll(integration_id), f"poll:{integration_id}")
 
+    async def wait_background(self) -> None:
+        """Until the polls and maintenance runs started so far have finished."""
+        while self._polls:
+            await asyncio.gather(*list(self._polls), return_exceptions=True)
+
     def _track(self, work: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(work, name=name)
         self._polls.add(task)

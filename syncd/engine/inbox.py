@@ -33,6 +33,11 @@ BATCH = 100
 #: deliveries gather this long before the next claim: a few more milliseconds of latency buy
 #: batches instead of single items, so the per-batch round-trips are shared.
 LINGER_S = 0.02
+#: While deliveries keep arriving, the worker rests this many times as long as its last batch
+#: took: acknowledgements come first (a platform retries, and in the end disables, a webhook
+#: that answers slowly), so processing takes at most a quarter of the event loop during a
+#: burst and catches up at full speed once the burst is over.
+ACK_FIRST = 3.0
 
 
 def _encode(body: bytes) -> str:
@@ -54,6 +59,7 @@ class Inbox:
         self.poller = poller
         self.worker = Worker(ctx, "inbox", self.work_once)
         self._caught_up = True
+        self._received = 0
 
     async def receive(self, integration: Integration, request: WebhookRequest) -> WebhookAnswer:
         """Verify and store one delivery; raises ``SignatureError`` for a bad signature."""
@@ -78,6 +84,7 @@ class Inbox:
         ))
         metrics.WEBHOOKS.labels(integration.platform, "accepted" if stored else "duplicate").inc()
         if stored:
+            self._received += 1
             self.worker.wake()
         return accepted.answer
 
@@ -86,6 +93,8 @@ class Inbox:
         per integration and one completion for the whole batch, however many it holds."""
         if self._caught_up:
             await asyncio.sleep(LINGER_S)
+        loop = asyncio.get_running_loop()
+        started, received = loop.time(), self._received
         items = await self.ctx.store.inbox_claim_many(self.ctx.now(), self.ctx.settings.lease_ttl_s, BATCH)
         self._caught_up = len(items) < BATCH
         if not items:
@@ -99,6 +108,8 @@ class Inbox:
         await self.ctx.store.inbox_done_many([item.id for item in done])
         for item in done:
             metrics.INBOX_ITEMS.labels(item.platform, "done").inc()
+        if self._received != received and not self.ctx.stopping.is_set():
+            await asyncio.sleep((loop.time() - started) * ACK_FIRST)
         return True
 
     async def _failed(self, item: InboxItem, exc: Exception) -> None:

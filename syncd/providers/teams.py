@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import hmac
 import json
 import os
@@ -815,6 +816,10 @@ class TeamsConnector(Connector):
         rotated = not self._client_state()
         if rotated:
             await self._new_client_state()
+        # New credentials may carry a new clientState: subscriptions made with the old one
+        # would have every notification refused. A fingerprint (never the secret) tells.
+        fingerprint = hashlib.sha256(str(self._client_state()).encode()).hexdigest()[:16]
+        rotated = rotated or (state or {}).get("clientStateId", fingerprint) != fingerprint
         wanted = await self._wanted_resources()
         live: dict[str, dict[str, Any]] = {}
         async for page in self._pages("/subscriptions", None, "GET /subscriptions"):
@@ -847,7 +852,7 @@ class TeamsConnector(Connector):
         for resource, entry in known.items():
             if resource not in subscriptions and entry.get("id"):
                 await self._unsubscribe(entry["id"])
-        return {"subscriptions": subscriptions}
+        return {"subscriptions": subscriptions, "clientStateId": fingerprint}
 
     async def _unsubscribe(self, subscription_id: str) -> None:
         try:

@@ -340,7 +340,7 @@ async def test_credentials_put_without_a_client_state_get_one_and_new_subscripti
     old = {e["id"] for e in (await maintained(tb, teams))["subscriptions"].values()}
     response = await tb.api.put(f"/integrations/{teams['id']}/credentials", json={"credentials": grant(sim)})
     assert response.status_code == 200, response.text
-    await tb.engine.maintain(teams["id"])
+    await tb.engine.wait_background()  # new credentials start a maintenance run at once
     stored = await tb.daemon.store.get_credentials(teams["id"])
     assert len(stored["clientState"]) >= 32
     assert not old & set(sim.subscriptions) and len(sim.subscriptions) == 2

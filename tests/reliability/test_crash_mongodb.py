@@ -31,15 +31,14 @@ async def test_import_processes_killed_with_sigkill_leave_a_complete_import_refe
     channels = [seed_channel(sim, f"killed-{c}", 20, start=1_700_000_000 + c * 100_000,
                              thread_replies=3 if c == 0 else 0) for c in range(3)]
     tap = Tap(sim, "slack")
-    requests = Counter[str]()
+
+    def page_requests() -> list:
+        # Polls read history too, from a mark (``oldest``); import pages have none.
+        return [s for s in tap.calls("conversations.history") if "oldest" not in s.params]
 
     def nth_page_request(n: int):
-        def match(seen) -> bool:
-            if seen.endpoint != "conversations.history" or "oldest" in seen.params:
-                return False  # polls read history too, from a mark
-            requests["history"] += 1
-            return requests["history"] == n
-        return match
+        return lambda seen: (seen.endpoint == "conversations.history" and "oldest" not in seen.params
+                             and len(page_requests()) == n)
 
     with ServerThread(tap) as server:
         env = syncd_env(mongodb_uri, slack=server.url + "/api")
@@ -63,8 +62,7 @@ async def test_import_processes_killed_with_sigkill_leave_a_complete_import_refe
         finally:
             process.terminate()
 
-    pages = Counter((s.params.get("channel"), s.params.get("cursor")) for s in tap.calls("conversations.history")
-                    if "oldest" not in s.params)
+    pages = Counter((s.params.get("channel"), s.params.get("cursor")) for s in page_requests())
     refetched = sum(n - 1 for n in pages.values())
     assert (tally.lost, tally.duplicated, tally.wrong) == (0, 0, 0), tally.notes[:10]
     assert tally.expected == 63
