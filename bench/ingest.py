@@ -26,14 +26,14 @@ TARGET = 0.5
 
 @dataclass(frozen=True)
 class Size:
-    requests: int
+    requests: int  # per endpoint and round
     rounds: int
     connections: int = 32
 
 
-QUICK = Size(requests=3000, rounds=1)
-FULL = Size(requests=20000, rounds=3)
-TINY = Size(requests=200, rounds=1, connections=8)
+QUICK = Size(requests=2000, rounds=5)
+FULL = Size(requests=5000, rounds=9)
+TINY = Size(requests=100, rounds=1, connections=8)
 
 
 async def drained(daemon: Daemon, timeout_s: float = 300) -> dict:
@@ -44,7 +44,7 @@ async def drained(daemon: Daemon, timeout_s: float = 300) -> dict:
             return stats
         if time.monotonic() > deadline:
             raise TimeoutError(f"inbox not drained: {stats['inbox']}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
 
 
 async def run(size: Size = QUICK) -> Record:
@@ -54,36 +54,44 @@ async def run(size: Size = QUICK) -> Record:
             seeded = await daemon.call("POST", "/bench/seed", json={
                 "count": 1, "platform": "slack", "credentials": slack_events.credentials(sim)})
             path = f"/webhooks/slack/{seeded['ids'][0]}"
-            total = size.requests * size.rounds + 200
-            bodies = slack_events.deliveries(total, sim.signing_secret)
+            warm = min(500, size.requests)
+            bodies = slack_events.deliveries(size.requests * size.rounds + warm, sim.signing_secret)
             hooks = [request_bytes(path, b, h, daemon.port) for b, h in bodies]
             bare = [request_bytes("/bench/bare", b, h, daemon.port) for b, h in bodies]
             # Warm both paths (connector built, bot identity cached, code paths hot).
-            await closed_loop(daemon.port, hooks[-200:], connections=size.connections)
-            await closed_loop(daemon.port, bare[-200:], connections=size.connections)
+            await closed_loop(daemon.port, hooks[-warm:], connections=size.connections)
+            await closed_loop(daemon.port, bare[-warm:], connections=size.connections)
             await drained(daemon)
-            bare_rates, hook_rates, rejected = [], [], 0
-            accept_trips: list[float] = []
+            bare_rates: list[float] = []
+            hook_rates: list[float] = []
+            ratios: list[float] = []
+            failed = 0
+            drain_s = 0.0
+            # Short alternating rounds: a noisy neighbour slows both sides of a pair alike.
             for r in range(size.rounds):
                 part = slice(r * size.requests, (r + 1) * size.requests)
                 base_run = await closed_loop(daemon.port, bare[part], connections=size.connections)
-                before = (await daemon.stats())["calls"]
                 hook_run = await closed_loop(daemon.port, hooks[part], connections=size.connections)
-                after = (await daemon.stats())["calls"]
-                inbox_writes = after.get("inbox.insert_one", 0) - before.get("inbox.insert_one", 0)
-                accept_trips.append(inbox_writes / max(1, hook_run.sent))
+                started = time.monotonic()
+                await drained(daemon)
+                drain_s += time.monotonic() - started
                 bare_rates.append(base_run.rate)
                 hook_rates.append(hook_run.rate)
-                rejected += (hook_run.sent - hook_run.ok) + hook_run.errors + (base_run.sent - base_run.ok)
-                await drained(daemon)
+                ratios.append(hook_run.rate / base_run.rate if base_run.rate else 0.0)
+                failed += (hook_run.sent - hook_run.ok) + hook_run.errors + (base_run.sent - base_run.ok) \
+                    + base_run.errors + (size.requests - hook_run.sent) + (size.requests - base_run.sent)
             stats = await drained(daemon)
-    value, baseline = statistics.median(hook_rates), statistics.median(bare_rates)
-    ratio = value / baseline if baseline else 0.0
+    ratio = statistics.median(ratios)
+    lost = size.requests * size.rounds + warm - stats["messages"]
+    events = size.requests * size.rounds
+    webhook_s = sum(size.requests / r for r in hook_rates if r)
     return Record(
-        name=NAME, value=value, unit="req/s", baseline=baseline, ratio=ratio,
-        target=f"ratio >= {TARGET} (webhook accepted / bare JSON endpoint, same server stack)",
-        meets_target=ratio >= TARGET and rejected == 0,
+        name=NAME, value=statistics.median(hook_rates), unit="req/s", baseline=statistics.median(bare_rates),
+        ratio=ratio, target=f"ratio >= {TARGET} (webhook accepted / bare JSON endpoint, same server stack)",
+        meets_target=ratio >= TARGET and failed == 0 and lost == 0,
         details={"requests_per_round": size.requests, "rounds": size.rounds, "connections": size.connections,
-                 "webhook_rates": [round(x) for x in hook_rates], "bare_rates": [round(x) for x in bare_rates],
-                 "non_2xx_or_errors": rejected, "messages_stored": stats["messages"]},
+                 "pair_ratios": [round(x, 3) for x in ratios], "failed_or_non_2xx": failed,
+                 "messages_stored": stats["messages"], "messages_lost": lost,
+                 # Accepting is not processing: the backlog a burst leaves is worked off after it.
+                 "processed_per_s_incl_backlog": round(events / (webhook_s + drain_s)) if webhook_s else 0},
     )

@@ -17,6 +17,7 @@ raises ``NotImplementedError``, so a benchmark never measures a silently wrong a
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import itertools
 import time
@@ -384,14 +385,20 @@ class Cursor:
         return self._docs
 
     async def to_list(self, length: int | None = None) -> list[dict[str, Any]]:
+        if self._docs is None:
+            await asyncio.sleep(0)
         docs = self._run()
         return docs if length is None else docs[:length]
 
     def __aiter__(self) -> "Cursor":
         self._iter = iter(self._run())
+        self._yielded = False
         return self
 
     async def __anext__(self) -> dict[str, Any]:
+        if not self._yielded:
+            self._yielded = True
+            await asyncio.sleep(0)
         try:
             return next(self._iter)
         except StopIteration:
@@ -426,6 +433,11 @@ class Collection:
     # -- bookkeeping ----------------------------------------------------------------------
     def _count(self, op: str) -> None:
         self.db.client.calls[(self.name, op)] += 1
+
+    async def _roundtrip(self, op: str) -> None:
+        """Count one round-trip and give the event loop a turn, as waiting for a server does."""
+        self._count(op)
+        await asyncio.sleep(0)
 
     def _out(self, doc: dict[str, Any], projection: Any = None) -> dict[str, Any]:
         if not projection:
@@ -560,7 +572,7 @@ class Collection:
     # -- motor API ------------------------------------------------------------------------
     async def create_index(self, keys: Any, name: str | None = None, unique: bool = False,
                            partialFilterExpression: dict[str, Any] | None = None, **_: Any) -> str:
-        self._count("create_index")
+        await self._roundtrip("create_index")
         fields = [keys] if isinstance(keys, str) else [k for k, _ in keys]
         name = name or "_".join(fields)
         if name not in self.indexes:
@@ -577,20 +589,21 @@ class Collection:
         return {i.name: {"key": [(f, 1) for f in i.fields], "unique": i.unique} for i in self.indexes.values()}
 
     async def insert_one(self, doc: dict[str, Any]) -> _Result:
-        self._count("insert_one")
+        await self._roundtrip("insert_one")
         stored = _bson(doc)
-        stored.setdefault("_id", ObjectId())
+        if "_id" not in stored:
+            stored["_id"] = ObjectId()
         self._add(stored)
         return _Result(inserted_id=stored["_id"])
 
     async def insert_many(self, docs: list[dict[str, Any]], ordered: bool = True) -> _Result:
-        self._count("insert_many")
+        await self._roundtrip("insert_many")
         result = await self._bulk([InsertOne(d) for d in docs], ordered)
         return _Result(inserted_ids=[], inserted_count=result.inserted_count)
 
     async def find_one(self, query: dict[str, Any] | None = None, projection: Any = None,
                        sort: Any = None) -> dict[str, Any] | None:
-        self._count("find_one")
+        await self._roundtrip("find_one")
         docs = self._select(query or {}, sort, 1)
         return self._out(docs[0], projection) if docs else None
 
@@ -598,14 +611,15 @@ class Collection:
         return Cursor(self, query or {}, projection)
 
     async def count_documents(self, query: dict[str, Any]) -> int:
-        self._count("count_documents")
+        await self._roundtrip("count_documents")
         return len(self._select(query))
 
     def _upsert_doc(self, query: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         doc = {k: _bson(v) for k, v in query.items()
                if not k.startswith("$") and not (isinstance(v, dict) and v and next(iter(v)).startswith("$"))}
         _apply_update(doc, update, inserting=True)
-        doc.setdefault("_id", ObjectId())
+        if "_id" not in doc:
+            doc["_id"] = ObjectId()
         return doc
 
     def _update_doc(self, doc: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -619,7 +633,7 @@ class Collection:
     async def find_one_and_update(self, query: dict[str, Any], update: dict[str, Any], projection: Any = None,
                                   sort: Any = None, upsert: bool = False, return_document: bool = False,
                                   **_: Any) -> dict[str, Any] | None:
-        self._count("find_one_and_update")
+        await self._roundtrip("find_one_and_update")
         docs = self._select(query, sort, 1)
         if docs:
             before = docs[0]
@@ -632,11 +646,11 @@ class Collection:
         return self._out(doc, projection) if return_document else None
 
     async def update_one(self, query: dict[str, Any], update: dict[str, Any], upsert: bool = False) -> _Result:
-        self._count("update_one")
+        await self._roundtrip("update_one")
         return self._update(query, update, upsert, many=False)
 
     async def update_many(self, query: dict[str, Any], update: dict[str, Any], upsert: bool = False) -> _Result:
-        self._count("update_many")
+        await self._roundtrip("update_many")
         return self._update(query, update, upsert, many=True)
 
     def _update(self, query: dict[str, Any], update: dict[str, Any], upsert: bool, many: bool) -> _Result:
@@ -650,21 +664,21 @@ class Collection:
         return _Result(matched_count=len(docs), modified_count=len(docs), upserted_id=None)
 
     async def delete_one(self, query: dict[str, Any]) -> _Result:
-        self._count("delete_one")
+        await self._roundtrip("delete_one")
         docs = self._select(query, None, 1)
         for doc in docs:
             self._remove(doc)
         return _Result(deleted_count=len(docs))
 
     async def delete_many(self, query: dict[str, Any]) -> _Result:
-        self._count("delete_many")
+        await self._roundtrip("delete_many")
         docs = self._select(query)
         for doc in docs:
             self._remove(doc)
         return _Result(deleted_count=len(docs))
 
     async def bulk_write(self, ops: list[Any], ordered: bool = True) -> _Result:
-        self._count("bulk_write")
+        await self._roundtrip("bulk_write")
         return await self._bulk(ops, ordered)
 
     async def _bulk(self, ops: list[Any], ordered: bool) -> _Result:
@@ -674,7 +688,8 @@ class Collection:
             try:
                 if isinstance(op, InsertOne):
                     stored = _bson(op._doc)
-                    stored.setdefault("_id", ObjectId())
+                    if "_id" not in stored:
+                        stored["_id"] = ObjectId()
                     self._add(stored)
                     inserted += 1
                 elif isinstance(op, UpdateOne):
@@ -726,6 +741,7 @@ class Database:
 
     async def command(self, name: str, *_: Any, **__: Any) -> dict[str, Any]:
         self.client.calls[("$cmd", name)] += 1
+        await asyncio.sleep(0)
         return {"ok": 1.0}
 
 

@@ -102,6 +102,13 @@ def _strip(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in ("_id", "rev", "credentials")}
 
 
+def _own_copy(integration: Integration) -> Integration:
+    """A copy the caller may change without changing the cached one (settings is the only
+    mutable field; pydantic's deep copy costs more than the read it saves)."""
+    settings = json.loads(json.dumps(integration.settings)) if integration.settings else {}
+    return integration.model_copy(update={"settings": settings})
+
+
 def _doc(model: Any) -> dict[str, Any]:
     doc = model.doc()
     doc["_id"] = doc["id"]
@@ -256,12 +263,12 @@ class Store:
             self._integration_cache.pop(id, None)
             return None
         self._integration_cache[id] = (time.monotonic(), integration)
-        return integration.model_copy(deep=True)
+        return _own_copy(integration)
 
     async def get_integration(self, id: str) -> Integration | None:
         cached = self._integration_cache.get(id)
         if cached is not None and time.monotonic() - cached[0] < INTEGRATION_CACHE_S:
-            return cached[1].model_copy(deep=True)
+            return _own_copy(cached[1])
         doc = await self.integrations.find_one({"_id": id}, {"credentials": 0})
         return self._remember(id, Integration.model_validate(_strip(doc)) if doc else None)
 
@@ -661,6 +668,25 @@ class Store:
         await self._upsert(self.sync_status, key,
                            {"$set": sets, "$setOnInsert": {"_id": status.id, "id": status.id}})
 
+    async def checkpoint_sync_status(self, status: SyncStatus) -> bool:
+        """Save ``status`` if its stored plan is still the one it belongs to (same
+        ``startedAt``), in one round-trip; False when a newer plan replaced it. A status that
+        is not stored at all is saved."""
+        if status.started_at is None:
+            await self.save_sync_status(status)
+            return True
+        sets = {k: v for k, v in status.doc().items() if k != "id"}
+        sets["updatedAt"] = self.clock()
+        key = {"integrationId": status.integration_id, "chatId": status.chat_id}
+        result = await self.sync_status.update_one(
+            {**key, "startedAt": normalize(status.started_at)}, {"$set": sets})
+        if result.matched_count:
+            return True
+        if await self.sync_status.find_one(key, {"_id": 1}) is not None:
+            return False
+        await self.save_sync_status(status)
+        return True
+
     async def update_sync_status(self, integration_id: str, chat_id: str | None = None,
                                  **fields: Any) -> SyncStatus:
         """Write only the given fields (snake_case), so two writers of one status document
@@ -806,9 +832,20 @@ class Store:
     async def outbox_done(self, id: str, result: dict) -> None:
         await self._outbox_set(id, {"status": "sent", "result": result})
 
-    async def outbox_retry(self, id: str, error: str, next_attempt_at: datetime) -> None:
-        await self._outbox_set(id, {"status": "queued", "error": error,
-                                    "nextAttemptAt": next_attempt_at})
+    async def outbox_retry(self, id: str, error: str, next_attempt_at: datetime, *,
+                           waiting: bool = False) -> None:
+        """Queue the item again; ``waiting`` counts the attempt as a wait (for its create,
+        for new credentials), which does not use up the item's attempt budget."""
+        update: dict[str, Any] = {"$set": {"status": "queued", "error": error, "nextAttemptAt": next_attempt_at,
+                                           "leaseUntil": None, "updatedAt": self.clock()}}
+        if waiting:
+            update["$inc"] = {"waits": 1}
+        await self.outbox.update_one({"_id": id}, update)
+
+    async def outbox_failures(self, id: str) -> int:
+        """Attempts of the item that failed or are in hand, not counting those that waited."""
+        doc = await self.outbox.find_one({"_id": id}, {"attempts": 1, "waits": 1})
+        return (doc.get("attempts") or 0) - (doc.get("waits") or 0) if doc else 0
 
     async def outbox_dead(self, id: str, error: str) -> None:
         await self._outbox_set(id, {"status": "dead", "error": error})

@@ -196,6 +196,37 @@ class Testbed:
         return await self.create("gmail", {"accessToken": token, "emailAddress": self.gmail.address,
                                            "pushToken": GMAIL_PUSH_TOKEN}, **kw)
 
+    # The other platforms' simulators are the ones given to ``start(sims=...)``, by platform;
+    # each integration is made with that platform's real credential shape.
+    async def create_teams(self, **kw: Any) -> dict[str, Any]:
+        """From a delegated OAuth grant; its creation subscribes to change notifications."""
+        sim = self.sims["teams"]
+        return await self.create("teams", {"tenantId": sim.tenant_id, "clientId": sim.client[0],
+                                           "clientSecret": sim.client[1],
+                                           "refreshToken": next(iter(sim.refresh_tokens))}, **kw)
+
+    async def create_whatsapp(self, **kw: Any) -> dict[str, Any]:
+        sim = self.sims["whatsapp"]
+        return await self.create("whatsapp", {"accessToken": next(iter(sim.valid_tokens)),
+                                              "phoneNumberId": sim.phone_number_id, "appSecret": sim.app_secret,
+                                              "verifyToken": sim.verify_token}, **kw)
+
+    async def create_messenger(self, **kw: Any) -> dict[str, Any]:
+        sim = self.sims["messenger"]
+        return await self.create("messenger", {"pageAccessToken": next(iter(sim.valid_tokens)),
+                                               "pageId": sim.account_id, "appSecret": sim.app_secret,
+                                               "verifyToken": sim.verify_token}, **kw)
+
+    async def create_instagram(self, **kw: Any) -> dict[str, Any]:
+        sim = self.sims["instagram"]
+        return await self.create("instagram", {"accessToken": next(iter(sim.valid_tokens)),
+                                               "igUserId": sim.account_id, "appSecret": sim.app_secret,
+                                               "verifyToken": sim.verify_token}, **kw)
+
+    async def create_telegram(self, **kw: Any) -> dict[str, Any]:
+        """From the bot token alone; its maintenance run registers the webhook and its secret."""
+        return await self.create("telegram", {"botToken": self.sims["telegram"].bot.token}, **kw)
+
     async def wait_imported(self, integration_id: str, timeout_s: float = 60) -> list[dict[str, Any]]:
         """Until no import work is left; returns the status documents."""
         loop = asyncio.get_running_loop()
@@ -219,6 +250,19 @@ class Testbed:
     async def push_gmail(self, integration: dict[str, Any], token: str = GMAIL_PUSH_TOKEN) -> httpx.Response:
         body, headers = self.gmail.push_notification()
         return await self.api.post(f"{self.webhook_url(integration)}?token={token}", content=body, headers=headers)
+
+    async def deliver(self, integration: dict[str, Any], delivery: Any) -> httpx.Response:
+        """POST a simulator's delivery (raw ``body`` and ``headers``, and its ``query`` if it
+        has one) to the integration's webhook, byte for byte as the platform sends it."""
+        query = getattr(delivery, "query", "")
+        url = self.webhook_url(integration) + (f"?{query}" if query else "")
+        return await self.api.post(url, content=delivery.body, headers=delivery.headers)
+
+    async def validate_teams(self, delivery: Any) -> tuple[int, str, str]:
+        """Graph's reachability check on subscription create, through syncd's public API:
+        set as ``TeamsSimulator.validator``; answers (status, content type, body)."""
+        response = await self.api.post(delivery.target(BASE), content=delivery.body, headers=delivery.headers)
+        return response.status_code, response.headers.get("content-type", ""), response.text
 
     # -- app traffic -----------------------------------------------------------------------
     async def post_event(self, event: dict[str, Any] | bytes, *, secret: str = APP_SECRET) -> httpx.Response:

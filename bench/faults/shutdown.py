@@ -225,5 +225,5 @@ async def run(size: int, seed: int = 0) -> Row:
     for i in range(size):
         row.merge(await sigterm_in_process(KINDS[i % 2], seed + i))
     row.merge(await asyncio.to_thread(sigterm_process))
-    row.fact("grace_ms", round(GRACE_S * 1000))
+    row.fact("max_grace_ms", round(GRACE_S * 1000))
     return row

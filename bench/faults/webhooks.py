@@ -83,6 +83,20 @@ async def run(size: int, seed: int = 0) -> Row:
         live: list[tuple[str, str, str | None]] = []
         pool: list[SlackDelivery] = []
         delivered: list[SlackDelivery] = []
+
+        # Every run starts with the two orders that matter most, whatever the shuffle does:
+        # an edit before its message, and a delete before the edit before the message.
+        x = tb.slack.post_user_message(channels[0], "edited before it was created", users[0])
+        y = tb.slack.post_user_message(channels[1], "deleted before it was edited", users[1])
+        x_ts, y_ts = x.payload["event"]["ts"], y.payload["event"]["ts"]
+        x_edit = tb.slack.edit_message(channels[0], x_ts, "edited before it was created, edited")
+        y_edit = tb.slack.edit_message(channels[1], y_ts, "deleted before it was edited, edited")
+        y_delete = tb.slack.delete_message(channels[1], y_ts)
+        for delivery in (x_edit, x, y_delete, y_edit, y):
+            response = await deliver_slack(api, tb, integration, delivery)
+            row.expect(response.status_code == 200, f"delivery answered {response.status_code}")
+            delivered.append(delivery)
+        live.append((channels[0], x_ts, None))
         per_round = max(1, size // ROUNDS)
         for round_ in range(ROUNDS):
             done = size - per_round * round_ if round_ == ROUNDS - 1 else per_round

@@ -15,10 +15,9 @@ import structlog
 
 from syncd import metrics
 from syncd.engine.context import EngineContext, connector_for
-from syncd.engine.ingest import ingest
+from syncd.engine.ingest import ingest, self_identities
 from syncd.engine.leases import hold
 from syncd.mapping import MappingError
-from syncd.merge import normalize
 from syncd.models import Chat, Integration, SyncStatus
 from syncd.providers.base import ChatData, Connector, MessageData
 from syncd.providers.errors import AuthError, CursorExpired, ProviderError
@@ -28,6 +27,11 @@ log = structlog.get_logger(__name__)
 ACTIVE_PHASES = ("pending", "importing", "error")
 #: Rounds one drain makes over chats planned while it was importing.
 MAX_ROUNDS = 3
+#: Chats of one integration imported side by side (a connector may set ``import_concurrency``).
+#: One chat's pages follow each other (each needs the previous cursor), so a single chat
+#: cannot use a platform's rate budget while its pages are being fetched and stored; several
+#: can, and the connector's HTTP client keeps them all within the budget together.
+IMPORT_CONCURRENCY = 4
 
 
 def chat_data(chat: Chat) -> ChatData:
@@ -113,11 +117,11 @@ class Importer:
             try:
                 await self._discover(integration, connector)
                 for _ in range(MAX_ROUNDS):
-                    for status in await self.ctx.store.list_sync_status(integration_id):
-                        if self.ctx.stopping.is_set():
-                            return False
-                        if status.chat_id is not None and status.phase in ACTIVE_PHASES:
-                            await self._import_chat(integration, connector, status)
+                    due = [s for s in await self.ctx.store.list_sync_status(integration_id)
+                           if s.chat_id is not None and s.phase in ACTIVE_PHASES]
+                    await self._import_chats(integration, connector, due)
+                    if self.ctx.stopping.is_set():
+                        return False
                     # Chats planned while this round ran (a resync, more chats imported, a chat
                     # re-planned mid-import) get another round now, not at the next resume.
                     statuses = await self.ctx.store.list_sync_status(integration_id)
@@ -128,6 +132,37 @@ class Importer:
                 log.warning("import stopped: credentials rejected", error=str(exc))
                 return False
             return not self.ctx.stopping.is_set()
+
+    async def _import_chats(self, integration: Integration, connector: Connector, due: list[SyncStatus]) -> None:
+        """Import ``due`` chats, up to ``IMPORT_CONCURRENCY`` at a time; the first failure that
+        stops the whole import (credentials rejected) stops the others too, each of which
+        checkpoints its page on the way out."""
+        queue = iter(due)
+        # The other lanes start once one page went through: what a connector does once on
+        # first use (learn its own identity, refresh a token) is then done once, not per lane.
+        warmed = asyncio.Event()
+
+        async def one_by_one(first: bool) -> None:
+            if not first:
+                await warmed.wait()
+            try:
+                for status in queue:
+                    if self.ctx.stopping.is_set():
+                        return
+                    await self._import_chat(integration, connector, status, warmed)
+            finally:
+                warmed.set()
+
+        lanes = min(len(due), max(1, getattr(connector, "import_concurrency", IMPORT_CONCURRENCY)))
+        if lanes <= 1:
+            await one_by_one(True)
+            return
+        try:
+            async with asyncio.TaskGroup() as group:
+                for lane in range(lanes):
+                    group.create_task(one_by_one(lane == 0))
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
 
     async def _discover(self, integration: Integration, connector: Connector) -> None:
         """First import: set the poll mark, list chats, queue each; resumable until done."""
@@ -157,14 +192,11 @@ class Importer:
     async def _save(self, status: SyncStatus) -> bool:
         """Checkpoint ``status``, unless its chat was re-planned since this run loaded it
         (``plan_chats`` stamps every plan with a new ``started_at``); False then."""
-        stored = await self.ctx.store.get_sync_status(status.integration_id, status.chat_id)
-        if stored is not None and normalize(stored.started_at) != normalize(status.started_at):
-            return False
         status.updated_at = self.ctx.now()
-        await self.ctx.store.save_sync_status(status)
-        return True
+        return await self.ctx.store.checkpoint_sync_status(status)
 
-    async def _import_chat(self, integration: Integration, connector: Connector, status: SyncStatus) -> None:
+    async def _import_chat(self, integration: Integration, connector: Connector, status: SyncStatus,
+                           warmed: asyncio.Event | None = None) -> None:
         """Import one chat from its checkpoint; stops when a newer plan supersedes this run."""
         chat = await self.ctx.store.get_chat(status.chat_id)
         if chat is None:
@@ -185,13 +217,22 @@ class Importer:
         status.phase, status.last_error = "importing", None
         known = {chat.external_chat_id: chat}
         superseded = False
+        # Read once per chat, not once per page.
+        identities = await self_identities(self.ctx, integration)
+        # A first import reads pages nobody stored yet: their messages are written without
+        # being read first. A page that turns out to be known (a resync) ends the guessing.
+        guess_new = seen is None
         try:
             while True:
                 if self.ctx.stopping.is_set():
                     return
                 with metrics.IMPORT_PAGE_SECONDS.labels(integration.platform).time():
                     page = await connector.fetch_history_page(chat_data(chat), cursor)
-                result = await ingest(self.ctx, integration, page.messages, source="import", known_chats=known)
+                result = await ingest(self.ctx, integration, page.messages, source="import", known_chats=known,
+                                      guess_new=guess_new, identities=identities)
+                guess_new = guess_new and result.unchanged + result.updated == 0
+                if warmed is not None:
+                    warmed.set()
                 if seen is not None:
                     seen.update(m.external_message_id for m in page.messages if m.deleted_at is None)
                 counts = status.counts

@@ -33,11 +33,13 @@ BATCH = 100
 #: deliveries gather this long before the next claim: a few more milliseconds of latency buy
 #: batches instead of single items, so the per-batch round-trips are shared.
 LINGER_S = 0.02
-#: While deliveries keep arriving, the worker rests this many times as long as its last batch
-#: took: acknowledgements come first (a platform retries, and in the end disables, a webhook
-#: that answers slowly), so processing takes at most a quarter of the event loop during a
-#: burst and catches up at full speed once the burst is over.
-ACK_FIRST = 3.0
+#: Processing is background work: before each batch the worker lets whatever is ready in the
+#: event loop run first (above all the acknowledgements of arriving webhooks: a platform
+#: retries, and in the end disables, a webhook that answers slowly), until one pass of the
+#: loop takes less than ``QUIET_S``, deferring at most ``DEFER_MAX_S``. An idle loop costs it
+#: nothing; during a burst the backlog waits in the inbox and is worked off after it.
+QUIET_S = 0.002
+DEFER_MAX_S = 0.25
 
 
 def _encode(body: bytes) -> str:
@@ -53,13 +55,24 @@ def _decode(body: str) -> bytes:
     return body.encode("utf-8")
 
 
+async def _quiet_loop() -> None:
+    """Yield to the work that is ready until the event loop is (nearly) idle; see ``QUIET_S``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DEFER_MAX_S
+    while True:
+        start = loop.time()
+        await asyncio.sleep(0)
+        now = loop.time()
+        if now - start < QUIET_S or now > deadline:
+            return
+
+
 class Inbox:
     def __init__(self, ctx: EngineContext, poller: Poller):
         self.ctx = ctx
         self.poller = poller
         self.worker = Worker(ctx, "inbox", self.work_once)
         self._caught_up = True
-        self._received = 0
 
     async def receive(self, integration: Integration, request: WebhookRequest) -> WebhookAnswer:
         """Verify and store one delivery; raises ``SignatureError`` for a bad signature."""
@@ -84,7 +97,6 @@ class Inbox:
         ))
         metrics.WEBHOOKS.labels(integration.platform, "accepted" if stored else "duplicate").inc()
         if stored:
-            self._received += 1
             self.worker.wake()
         return accepted.answer
 
@@ -93,8 +105,7 @@ class Inbox:
         per integration and one completion for the whole batch, however many it holds."""
         if self._caught_up:
             await asyncio.sleep(LINGER_S)
-        loop = asyncio.get_running_loop()
-        started, received = loop.time(), self._received
+        await _quiet_loop()
         items = await self.ctx.store.inbox_claim_many(self.ctx.now(), self.ctx.settings.lease_ttl_s, BATCH)
         self._caught_up = len(items) < BATCH
         if not items:
@@ -108,8 +119,6 @@ class Inbox:
         await self.ctx.store.inbox_done_many([item.id for item in done])
         for item in done:
             metrics.INBOX_ITEMS.labels(item.platform, "done").inc()
-        if self._received != received and not self.ctx.stopping.is_set():
-            await asyncio.sleep((loop.time() - started) * ACK_FIRST)
         return True
 
     async def _failed(self, item: InboxItem, exc: Exception) -> None:

@@ -56,7 +56,10 @@ class Outbox:
             # Anything else (a database failover, a bug) may pass: retried within the budget.
             permanent = isinstance(exc, (PermanentError, MappingError, ValidationError))
             waiting = isinstance(exc, Waiting)  # for its create, for new credentials: not a failure
-            exhausted = item.attempts >= self.ctx.settings.outbox_max_attempts and not waiting
+            # Attempts spent waiting do not count: an update that waited for its create seven
+            # times must not be dead-lettered by the first 503 it then meets.
+            exhausted = not waiting and dead_letter and \
+                await self.ctx.store.outbox_failures(item.id) >= self.ctx.settings.outbox_max_attempts
             if dead_letter and (permanent or exhausted):
                 await self.ctx.store.outbox_dead(item.id, error)
                 await self.exporter.failed(item, error)
@@ -66,7 +69,8 @@ class Outbox:
             if isinstance(exc, AuthError) and item.integration_id:
                 await self.ctx.store.update_integration(item.integration_id, status="error", status_reason=str(exc))
             retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-            await self.ctx.store.outbox_retry(item.id, error, self.ctx.backoff(item.attempts, retry_after))
+            await self.ctx.store.outbox_retry(item.id, error, self.ctx.backoff(item.attempts, retry_after),
+                                              waiting=waiting)
             metrics.OUTBOX_EVENTS.labels(item.type, "waiting" if waiting else "retried").inc()
             if waiting:
                 bound.info("outbox item waiting", reason=error)

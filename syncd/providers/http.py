@@ -127,6 +127,8 @@ class ProviderHttp:
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
         self.calls = 0
+        #: Set while a request waits out a 429's Retry-After: the others wait with it.
+        self._pause: asyncio.Event | None = None
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -155,10 +157,31 @@ class ProviderHttp:
             sleep=self.policy.sleep,
             reraise=True,
         )
-        async for attempt in retrying:
-            with attempt:
-                return await self._once(method, url, name, check, kwargs)
+        # A 429 closes the gate for every request of this client (one integration's budget):
+        # the one that got it waits exactly its Retry-After, the others wait with it instead
+        # of each collecting a 429 of their own, and all go again when the window reopens.
+        holding: asyncio.Event | None = None
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if holding is not None:
+                        self._reopen(holding)
+                        holding = None
+                    try:
+                        return await self._once(method, url, name, check, kwargs)
+                    except RateLimited as exc:
+                        if self._pause is None and self._worth_waiting(exc):
+                            holding = self._pause = asyncio.Event()
+                        raise
+        finally:
+            if holding is not None:
+                self._reopen(holding)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reopen(self, pause: asyncio.Event) -> None:
+        pause.set()
+        if self._pause is pause:
+            self._pause = None
 
     def _worth_waiting(self, error: BaseException) -> bool:
         """Retry here only for short waits: a platform that asks for minutes gets the error
@@ -171,6 +194,8 @@ class ProviderHttp:
     async def _once(
         self, method: str, url: str, name: str, check: Classifier, kwargs: dict[str, Any]
     ) -> httpx.Response:
+        while self._pause is not None:
+            await self._pause.wait()
         request = self.client.build_request(method, url, **kwargs)
         if self.authenticate is not None:
             await self.authenticate(request)

@@ -1,0 +1,86 @@
+"""A Slack workspace that allows R Web API requests per second, and its seeding.
+
+Every API method shares one budget of R requests per one-second window, the window opening
+with the first request; beyond it Slack's own answer comes back: HTTP 429, ``Retry-After``
+and ``{"ok": false, "error": "ratelimited"}``. ``Retry-After`` says exactly when the window
+reopens (to the millisecond: a whole-second value would make any client lose up to a second
+per window, whatever it does). Refused requests do not use up the budget.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+from syncd.sim.slack import SlackSimulator, us_to_ts
+
+
+class RateLimited:
+    """ASGI wrapper of a simulator: ``rate`` requests per window of ``window_s`` seconds."""
+
+    def __init__(self, app: Any, rate: int, window_s: float = 1.0):
+        self.app, self.rate, self.window_s = app, rate, window_s
+        self.lock = threading.Lock()
+        self.opened: float | None = None
+        self.used = 0
+        self.calls: Counter[str] = Counter()
+        self.refused = 0
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def _admit(self) -> float | None:
+        """None when the request may go through, else seconds until the window reopens."""
+        now = time.monotonic()
+        with self.lock:
+            if self.opened is None or now >= self.opened + self.window_s:
+                elapsed = 0 if self.opened is None else (now - self.opened) // self.window_s * self.window_s
+                self.opened = now if self.opened is None else self.opened + elapsed
+                self.used = 0
+            if self.used < self.rate:
+                self.used += 1
+                self.first = self.first or now
+                self.last = now
+                return None
+            self.refused += 1
+            return self.opened + self.window_s - now
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        wait = self._admit()
+        method = scope["path"].rstrip("/").rsplit("/", 1)[-1]
+        if wait is None:
+            self.calls[method] += 1
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"ok": False, "error": "ratelimited"}).encode()
+        retry_after = f"{math.ceil(wait * 1000) / 1000:.3f}"
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-type", b"application/json"), (b"retry-after", retry_after.encode()),
+            (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def seed(sim: SlackSimulator, chats: int, messages: int, *, start: int = 1_600_000_000) -> list[str]:
+    """``chats`` public channels of ``messages`` messages each (distinct ts, people talking).
+
+    Built directly in the simulator's state: its ``add_message`` re-sorts a channel on every
+    message, which is fine for tests and far too slow for a hundred thousand."""
+    people = [sim.add_user(f"user{n}", f"User {n}", email=f"user{n}@example.com") for n in range(5)]
+    channels = []
+    for c in range(chats):
+        channel = sim.add_channel(f"bench-{c:03d}")
+        base = (start + c * 100_000) * 1_000_000
+        sim.messages[channel] = [
+            {"type": "message", "user": people[m % len(people)], "team": sim.team_id,
+             "text": f"message {m} in channel {c}: the quarterly numbers are in the shared folder",
+             "ts": us_to_ts(base + m * 1_000_000 + 1)}
+            for m in range(messages)
+        ]
+        channels.append(channel)
+    return channels
