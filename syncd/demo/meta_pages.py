@@ -41,7 +41,7 @@ class PageScenario(Scenario):
 
     async def live(self) -> None:
         sim, tb = self.sim, self.tb
-        newcomer = str(self.first_id + 100)
+        newcomer = str(self.first_id + 900_000)  # past every seeded person
         writers = self.people[:3] + [newcomer]
         mids = []
         for i in range(8):
@@ -58,7 +58,6 @@ class PageScenario(Scenario):
         self.note("8 messages delivered twice (one from a new person), 2 edits, 1 unsend, 1 inbox reply")
 
         # Half the echoes of app messages arrive before the Send API answers, half after.
-        sim.echoes.clear()
         early: list[MetaDelivery] = []
 
         async def echo_before_reply(delivery: MetaDelivery) -> None:
@@ -78,7 +77,7 @@ class PageScenario(Scenario):
         await self.refused(f"evt-{self.platform}-edit", "message.updated",
                            {"id": f"app-{self.platform}-0", "text": "changed"})
         await self.refused(f"evt-{self.platform}-del", "message.deleted", {"id": f"app-{self.platform}-1"})
-        self.note(f"{len(writers)} app replies ({len(early[::2])} echoes before the reply); "
+        self.note(f"{len(writers)} app replies, {len(early[::2])} of their echoes before the reply; "
                   "app edit and delete refused (422)")
 
     def truth(self) -> dict[str, dict[str, Truth]]:

@@ -103,8 +103,9 @@ async def run_demo(messages: int = 300, verbose: bool = False) -> int:
         for scenario in scenarios:
             await _step(scenario, "the handshake", scenario.handshake())
             await _step(scenario, "the live traffic", scenario.live())
-            await tb.settle()
-            _say(f"  {scenario.platform:<{WIDTH}}{'; '.join(scenario.tally.notes)}")
+            await _step(scenario, "settling", tb.settle())
+            for i, note in enumerate(scenario.tally.notes):
+                _say(f"  {scenario.platform if i == 0 else '':<{WIDTH}}{note}")
         _say("checking every stored chat against the simulators:")
         for scenario in scenarios:
             await _step(scenario, "the check", scenario.check())

@@ -110,6 +110,7 @@ class TelegramSimulator:
         self.chats: dict[int, dict[str, Any]] = {}
         #: chat id -> message_id -> record (private keys start with "_").
         self.messages: dict[int, dict[int, dict[str, Any]]] = {}
+        self._last_ids: dict[int, int] = {}  # chat id -> the last message id handed out
         #: getUpdates calls answered 409 because a webhook was set.
         self.conflicts = 0
         #: Every API call as (method, parameters), for assertions.
@@ -215,7 +216,10 @@ class TelegramSimulator:
                      fields: dict[str, Any]) -> dict[str, Any]:
         chat = self._chat(chat_id)
         box = self.messages[chat["id"]]
-        record: dict[str, Any] = {"message_id": max(box, default=0) + 1, **author, "chat": dict(chat),
+        # Telegram never reuses a message id, even after the newest message was deleted.
+        next_id = max(self._last_ids.get(chat["id"], 0), max(box, default=0)) + 1
+        self._last_ids[chat["id"]] = next_id
+        record: dict[str, Any] = {"message_id": next_id, **author, "chat": dict(chat),
                                   "date": int(self.clock())}
         if reply_to is not None:
             parent = {k: v for k, v in self._find(chat["id"], reply_to).items()

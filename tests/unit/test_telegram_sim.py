@@ -156,3 +156,16 @@ async def test_bots_may_delete_incoming_messages_in_private_chats_only(api, sim)
 async def test_supergroup_and_channel_ids_are_minus_100_prefixed(sim):
     assert str(sim.ids["supergroup"]).startswith("-100") and str(sim.ids["channel"]).startswith("-100")
     assert sim.ids["group"] < 0 and sim.ids["dm_alice"] == sim.ids["alice"] > 0
+
+
+def test_a_deleted_messages_id_is_never_handed_out_again():
+    from syncd.sim.telegram import TelegramSimulator
+
+    sim = TelegramSimulator()
+    ids = sim.seed()
+    chat = next(iter(sim.messages))
+    first = sim._new_message(chat, {"from": {"id": 1, "is_bot": False, "first_name": "A"}}, "one", None, {})
+    sim.messages[chat].pop(first["message_id"])  # deleted, as deleteMessage does
+    second = sim._new_message(chat, {"from": {"id": 1, "is_bot": False, "first_name": "A"}}, "two", None, {})
+    assert second["message_id"] == first["message_id"] + 1
+    assert ids
