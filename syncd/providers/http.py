@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
+import ssl
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
@@ -95,6 +96,19 @@ class RetryPolicy:
         return backoff * (0.5 + random.random() / 2)
 
 
+_TLS: ssl.SSLContext | None = None
+
+
+def shared_tls() -> ssl.SSLContext:
+    """One TLS context for every client of the process. Building one loads the CA bundle:
+    ~20 ms of blocked event loop and ~0.8 MB each, which a daemon holding a client per
+    integration would pay a thousand times over."""
+    global _TLS
+    if _TLS is None:
+        _TLS = httpx.create_ssl_context()
+    return _TLS
+
+
 class ProviderHttp:
     """An httpx client bound to one platform root, with retries and error classification.
 
@@ -123,6 +137,7 @@ class ProviderHttp:
         self.client = httpx.AsyncClient(
             timeout=timeout_s,
             transport=transport,
+            verify=shared_tls(),
             headers={"user-agent": "syncd", **(headers or {})},
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
@@ -236,3 +251,19 @@ class Pages:
             raise PermanentError(f"{self.name}: pagination token repeated; stopping")
         self.seen.add(token)
         return token
+
+
+async def gather_bounded(calls: Iterable[Awaitable[Any]], limit: int) -> list[Any]:
+    """Run ``calls`` at most ``limit`` at a time, in order; the first failure is raised once
+    all have settled (so no request is left running behind the error)."""
+    gate = asyncio.Semaphore(limit)
+
+    async def bounded(call: Awaitable[Any]) -> Any:
+        async with gate:
+            return await call
+
+    results = await asyncio.gather(*(bounded(c) for c in calls), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results

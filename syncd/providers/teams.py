@@ -70,7 +70,14 @@ from syncd.providers.errors import (
     SignatureError,
     TransientError,
 )
-from syncd.providers.http import Pages, ProviderHttp, RetryPolicy, default_classify, parse_retry_after
+from syncd.providers.http import (
+    Pages,
+    ProviderHttp,
+    RetryPolicy,
+    default_classify,
+    gather_bounded,
+    parse_retry_after,
+)
 
 PAGE_SIZE = 50  # Graph's maximum $top for chats and messages
 #: Graph refuses chatMessage subscriptions that live longer than 60 minutes; the margin absorbs
@@ -474,18 +481,7 @@ class TeamsConnector(Connector):
             url, query = self._follow(link), None
 
     async def _each(self, calls: Iterable[Awaitable[Any]]) -> list[Any]:
-        """Run calls with bounded concurrency; the first failure is raised after all settle."""
-        gate = asyncio.Semaphore(CONCURRENCY)
-
-        async def bounded(call: Awaitable[Any]) -> Any:
-            async with gate:
-                return await call
-
-        results = await asyncio.gather(*(bounded(c) for c in calls), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return results
+        return await gather_bounded(calls, CONCURRENCY)
 
     # -- identity and chats ---------------------------------------------------------------
     async def identify(self) -> list[UserData]:
