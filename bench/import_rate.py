@@ -1,7 +1,8 @@
 """Benchmark 2: history import against a platform's rate limit.
 
 A Slack workspace of 50 channels that allows R Web API requests per second (429 +
-``Retry-After`` beyond that, see :mod:`bench.ratelimit`), served over loopback; the daemon
+``Retry-After`` beyond that) and answers each after 150 ms (see :mod:`bench.ratelimit`),
+served over loopback; the daemon
 imports it from ``POST /integrations`` until every chat is done. The bound no client can
 beat is R full pages per second, so the figure is messages per second divided by
 R x page size (Slack's 200), with failed pages and duplicates counted from the store.
@@ -31,7 +32,7 @@ class Size:
 
 # R x page size stays well inside what one daemon core stores per second on a shared machine,
 # so the figure shows how the budget is used, not how fast pages are mapped.
-QUICK = Size(chats=50, messages=400, rate=10)
+QUICK = Size(chats=50, messages=600, rate=10)
 FULL = Size(chats=50, messages=1000, rate=10)
 TINY = Size(chats=3, messages=250, rate=20)
 

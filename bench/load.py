@@ -26,6 +26,7 @@ class Run:
     sent: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     errors: int = 0
+    error_kinds: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
     #: Per request index: when it was due (open loop) or sent (closed loop), monotonic seconds.
     started: dict[int, float] = field(default_factory=dict)
@@ -72,8 +73,9 @@ async def closed_loop(port: int, requests: list[bytes], *, connections: int = 32
                 run.started[i] = time.monotonic()
                 try:
                     status = await _exchange(reader, writer, requests[i])
-                except (OSError, asyncio.IncompleteReadError, ValueError):
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
                     run.errors += 1
+                    run.error_kinds[type(exc).__name__] += 1
                     writer.close()
                     reader, writer = await asyncio.open_connection(LOOPBACK, port)
                     continue
@@ -96,25 +98,25 @@ async def open_loop(port: int, requests: list[bytes], *, rate: float, max_connec
     the server, not the generator."""
     run = Run()
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    opened = 0
     slots = asyncio.Semaphore(max_connections)
     deadline = time.monotonic() + timeout_s
     tasks: list[asyncio.Task[None]] = []
 
     async def one(i: int) -> None:
-        nonlocal opened
         async with slots:
-            if idle:
-                reader, writer = idle.pop()
-            else:
-                opened += 1
-                reader, writer = await asyncio.open_connection(LOOPBACK, port)
-            try:
-                status = await _exchange(reader, writer, requests[i])
-            except (OSError, asyncio.IncompleteReadError, ValueError):
-                run.errors += 1
-                writer.close()
-                return
+            # A kept-alive connection the server has closed meanwhile fails at once: the
+            # request goes again on a new one, as any HTTP client does.
+            for reused in (bool(idle), False):
+                reader, writer = idle.pop() if reused else await asyncio.open_connection(LOOPBACK, port)
+                try:
+                    status = await _exchange(reader, writer, requests[i])
+                    break
+                except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
+                    writer.close()
+                    if not reused:
+                        run.errors += 1
+                        run.error_kinds[type(exc).__name__] += 1
+                        return
             run.answered[i] = time.monotonic()
             run.statuses[status] += 1
             run.sent += 1

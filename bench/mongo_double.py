@@ -38,21 +38,36 @@ _MAX_KEYS = 1000
 _SCALARS = frozenset({str, int, float, bool, type(None), ObjectId, bytes})
 
 
+def _date(value: datetime) -> datetime:
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc)
+    return value.replace(tzinfo=None, microsecond=value.microsecond - value.microsecond % 1000)
+
+
 def _bson(value: Any) -> Any:
     """A private copy as a round-trip through BSON would give it back."""
     kind = type(value)
+    if kind is dict:
+        out = {}
+        for key, item in value.items():
+            item_kind = type(item)
+            if item_kind in _SCALARS:
+                out[key] = item
+            elif item_kind is datetime:
+                out[key] = _date(item)
+            else:
+                out[key] = _bson(item)
+        return out
     if kind in _SCALARS:
         return value
-    if kind is dict:
-        return {k: (v if type(v) in _SCALARS else _bson(v)) for k, v in value.items()}
     if kind is list or kind is tuple:
         return [v if type(v) in _SCALARS else _bson(v) for v in value]
     if kind is datetime:
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+        return _date(value)
     if isinstance(value, dict):
         return {k: _bson(v) for k, v in value.items()}
+    if isinstance(value, datetime):
+        return _date(value)
     return value
 
 
@@ -267,7 +282,10 @@ class _Index:
     def __init__(self, name: str, fields: list[str], unique: bool, partial: dict[str, Any] | None):
         self.name, self.fields, self.unique, self.partial = name, fields, unique, partial
         self.roots = {f.split(".")[0] for f in fields} | set(partial or ())
-        self.full: dict[tuple, dict[Any, None]] = defaultdict(dict)
+        #: Whole-key lookups serve unique keys and two-field keys (the compound keys syncd
+        #: queries in full); a longer non-unique key is read through its first field or order.
+        self.full: dict[tuple, dict[Any, None]] | None = \
+            defaultdict(dict) if unique or len(fields) <= 2 else None
         self.first: dict[Any, dict[Any, None]] = defaultdict(dict)
         self.ordered: dict[Any, list[tuple]] | None = \
             defaultdict(list) if len(fields) > 1 and not unique else None
@@ -301,16 +319,23 @@ class _Index:
         if key is _MISSING:
             key = self.key(doc)
         if key is not None:
-            self.full[key][doc["_id"]] = None
+            if self.full is not None:
+                self.full[key][doc["_id"]] = None
             self.first[key[0]][doc["_id"]] = None
             if self.ordered is not None:
-                bisect.insort(self.ordered[key[0]], self._entry(doc))
+                entries, entry = self.ordered[key[0]], self._entry(doc)
+                if not entries or entries[-1] <= entry:
+                    entries.append(entry)  # the usual case: keys arrive in order
+                else:
+                    bisect.insort(entries, entry)
 
     def remove(self, doc: dict[str, Any]) -> None:
         key = self.key(doc)
         if key is None:
             return
         for bucket, k in ((self.full, key), (self.first, key[0])):
+            if bucket is None:
+                continue
             ids = bucket.get(k)
             if ids is not None:
                 ids.pop(doc["_id"], None)
@@ -340,7 +365,7 @@ class _Index:
         return next((i for i in holders if i != doc["_id"]), None)
 
     def candidates(self, eq: dict[str, list[Any]]) -> list[Any] | None:
-        if all(f in eq for f in self.fields):
+        if self.full is not None and all(f in eq for f in self.fields):
             combos = 1
             for f in self.fields:
                 combos *= len(eq[f])
@@ -425,8 +450,9 @@ class Collection:
         self.docs: dict[Any, dict[str, Any]] = {}
         self.indexes: dict[str, _Index] = {}
         self._indexed: set[str] = {"_id"}
-        #: Fields kept of each document (``None``: all); see ``Client.slim``.
-        self.keep: frozenset[str] | None = None
+        #: Documents are counted, not kept (``Client.discard``); reads find nothing.
+        self.discard = False
+        self.discarded = 0
         #: ``externalMessageId`` -> monotonic time of its first write (``Client.timestamps``).
         self.written_at: dict[str, float] | None = None
 
@@ -449,12 +475,10 @@ class Collection:
         excluded = {k for k, v in projection.items() if not v}
         return {k: _copy(v) for k, v in doc.items() if k not in excluded}
 
-    def _slim(self, doc: dict[str, Any]) -> dict[str, Any]:
-        if self.keep is None:
-            return doc
-        return {k: v for k, v in doc.items() if k in self.keep or k in self._indexed}
-
     def _add(self, doc: dict[str, Any]) -> None:
+        if self.discard:
+            self.discarded += 1
+            return
         if doc["_id"] in self.docs:
             raise DuplicateKeyError(f"E11000 duplicate key error collection: {self.name} index: _id_", code=11000)
         keys = [(index, index.key(doc)) for index in self.indexes.values()]
@@ -462,7 +486,6 @@ class Collection:
             if index.conflict(doc, key) is not None:
                 raise DuplicateKeyError(f"E11000 duplicate key error collection: {self.name} index: {index.name}",
                                         code=11000)
-        doc = self._slim(doc)
         self.docs[doc["_id"]] = doc
         for index, key in keys:
             index.add(doc, key)
@@ -477,7 +500,6 @@ class Collection:
                                         code=11000)
         for index in reindex:
             index.remove(old)
-        new = self._slim(new)
         self.docs[new["_id"]] = new
         for index in reindex:
             index.add(new)
@@ -732,8 +754,7 @@ class Database:
     def __getitem__(self, name: str) -> Collection:
         if name not in self._collections:
             collection = Collection(self, name)
-            if name in self.client.slim:
-                collection.keep = self.client.slim[name]
+            collection.discard = name in self.client.discard
             if name == "messages" and self.client.timestamps:
                 collection.written_at = {}
             self._collections[name] = collection
@@ -748,14 +769,14 @@ class Database:
 class Client:
     """``Client()["syncd"]`` is a :class:`Database`; ``calls`` counts round-trips.
 
-    ``slim`` maps a collection to the fields its documents keep (besides indexed ones): the
-    memory benchmark keeps message keys only, because a real deployment holds documents in
+    ``discard`` names collections whose documents are counted and dropped: the memory
+    benchmark discards messages, because a real deployment holds them (and their indexes) in
     the MongoDB process, not in syncd's. ``timestamps`` records when each message was first
     written, for the latency benchmark.
     """
 
-    def __init__(self, *, slim: dict[str, frozenset[str]] | None = None, timestamps: bool = False):
-        self.slim = slim or {}
+    def __init__(self, *, discard: frozenset[str] = frozenset(), timestamps: bool = False):
+        self.discard = discard
         self.timestamps = timestamps
         self.calls: Counter[tuple[str, str]] = Counter()
         self._dbs: dict[str, Database] = {}

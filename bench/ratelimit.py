@@ -4,11 +4,14 @@ Every API method shares one budget of R requests per one-second window, the wind
 with the first request; beyond it Slack's own answer comes back: HTTP 429, ``Retry-After``
 and ``{"ok": false, "error": "ratelimited"}``. ``Retry-After`` says exactly when the window
 reopens (to the millisecond: a whole-second value would make any client lose up to a second
-per window, whatever it does). Refused requests do not use up the budget.
+per window, whatever it does). Refused requests do not use up the budget. Every answer takes
+``latency_s`` (150 ms by default, a Web API round-trip from a data centre), so a client that
+asks one page at a time cannot use a budget of more than a few requests per second.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import threading
@@ -22,8 +25,8 @@ from syncd.sim.slack import SlackSimulator, us_to_ts
 class RateLimited:
     """ASGI wrapper of a simulator: ``rate`` requests per window of ``window_s`` seconds."""
 
-    def __init__(self, app: Any, rate: int, window_s: float = 1.0):
-        self.app, self.rate, self.window_s = app, rate, window_s
+    def __init__(self, app: Any, rate: int, window_s: float = 1.0, latency_s: float = 0.15):
+        self.app, self.rate, self.window_s, self.latency_s = app, rate, window_s, latency_s
         self.lock = threading.Lock()
         self.opened: float | None = None
         self.used = 0
@@ -54,6 +57,7 @@ class RateLimited:
             return
         wait = self._admit()
         method = scope["path"].rstrip("/").rsplit("/", 1)[-1]
+        await asyncio.sleep(self.latency_s)
         if wait is None:
             self.calls[method] += 1
             await self.app(scope, receive, send)

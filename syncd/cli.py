@@ -74,14 +74,14 @@ def _wait(client: httpx.Client, integration_id: str, timeout_s: float) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from syncd.config import load_settings
-    from syncd.daemon import ConfigError, serve
+    from syncd.daemon import ConfigError, run, serve
     from syncd.mapping import MappingError
 
     overrides = {k: v for k, v in {"http_host": args.host, "http_port": args.port,
                                    "mongodb_uri": args.mongodb_uri, "log_level": args.log_level}.items() if v}
     try:
         settings = load_settings(**overrides)
-        asyncio.run(serve(settings))
+        run(serve(settings))
     except (ConfigError, MappingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

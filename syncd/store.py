@@ -105,8 +105,9 @@ def _strip(doc: dict[str, Any]) -> dict[str, Any]:
 def _own_copy(integration: Integration) -> Integration:
     """A copy the caller may change without changing the cached one (settings is the only
     mutable field; pydantic's deep copy costs more than the read it saves)."""
-    settings = json.loads(json.dumps(integration.settings)) if integration.settings else {}
-    return integration.model_copy(update={"settings": settings})
+    copy = integration.model_copy()
+    copy.settings = json.loads(json.dumps(integration.settings)) if integration.settings else {}
+    return copy
 
 
 def _doc(model: Any) -> dict[str, Any]:

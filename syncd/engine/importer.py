@@ -231,6 +231,8 @@ class Importer:
                 result = await ingest(self.ctx, integration, page.messages, source="import", known_chats=known,
                                       guess_new=guess_new, identities=identities)
                 guess_new = guess_new and result.unchanged + result.updated == 0
+                # The chat as this page left it (its lastMessageAt), so older pages leave it alone.
+                known.update(result.chats)
                 if warmed is not None:
                     warmed.set()
                 if seen is not None:
