@@ -267,3 +267,12 @@ async def gather_bounded(calls: Iterable[Awaitable[Any]], limit: int) -> list[An
         if isinstance(result, BaseException):
             raise result
     return results
+
+
+def bearer(token: str) -> Authenticator:
+    """The ``authenticate`` hook of a platform that takes a fixed bearer token."""
+
+    async def authenticate(request: httpx.Request) -> None:
+        request.headers["Authorization"] = f"Bearer {token}"
+
+    return authenticate

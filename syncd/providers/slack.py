@@ -51,7 +51,7 @@ from syncd.providers.errors import (
     SignatureError,
     TransientError,
 )
-from syncd.providers.http import Pages, ProviderHttp, RetryPolicy, default_classify, parse_retry_after
+from syncd.providers.http import Pages, ProviderHttp, RetryPolicy, default_classify, parse_retry_after, bearer
 
 AUTH_ERRORS = frozenset({"invalid_auth", "not_authed", "token_revoked", "account_inactive", "token_expired"})
 TRANSIENT_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
@@ -135,10 +135,7 @@ class SlackConnector(Connector):
         timeout_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> ProviderHttp:
-        token = credentials.bot_token  # type: ignore[attr-defined]
-
-        async def authenticate(request: httpx.Request) -> None:
-            request.headers["Authorization"] = f"Bearer {token}"
+        authenticate = bearer(credentials.bot_token)  # type: ignore[attr-defined]
 
         return ProviderHttp(
             base_url, classify=cls.classify, authenticate=authenticate, policy=policy,

@@ -46,7 +46,7 @@ from syncd.providers.base import (
     body_digest,
 )
 from syncd.providers.errors import PermanentError
-from syncd.providers.http import ProviderHttp, RetryPolicy
+from syncd.providers.http import ProviderHttp, RetryPolicy, bearer
 
 WEBHOOK_OBJECT = "whatsapp_business_account"
 #: Re-engagement: free-form messages only within 24 h of the customer's last message.
@@ -128,10 +128,7 @@ class WhatsAppConnector(Connector):
         timeout_s: float,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> ProviderHttp:
-        token = credentials.access_token  # type: ignore[attr-defined]
-
-        async def authenticate(request: httpx.Request) -> None:
-            request.headers["Authorization"] = f"Bearer {token}"
+        authenticate = bearer(credentials.access_token)  # type: ignore[attr-defined]
 
         return ProviderHttp(base_url, classify=classify, authenticate=authenticate, policy=policy,
                             timeout_s=timeout_s, transport=transport)
