@@ -32,6 +32,7 @@ from typing import Any, Callable, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from syncd.mapping_compiler import PLACEHOLDER, SectionFn, compile_section
 from syncd.providers.base import ChatData, MessageData, OutgoingMessage, UserData
 
 # --------------------------------------------------------------------------------------
@@ -56,18 +57,45 @@ def _rfc2822(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
+# The address forms nearly every header uses -- ``a@b.example``, ``Name <a@b.example>``,
+# ``"Last, First" <a@b.example>`` -- are split by one regular expression; anything else goes
+# to ``email.utils``, whose answer the fast path reproduces exactly (tests compare the two).
+_ATOM = r"[A-Za-z0-9_%+'-]+"
+_WS = r"[ \t\r\n]*"  # what email.utils skips; not \s, which takes Unicode spaces too
+_ADDR = rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_SIMPLE_ADDRESS = re.compile(
+    rf"{_WS}(?:({_ADDR})|(?:\"([^\"\\\r\n]*)\"|({_ATOM}(?:[ \t]+{_ATOM})*))?{_WS}<({_ADDR})>){_WS}")
+_SPACES = re.compile(r"[ \t]+")
+
+
+def parse_address(value: str) -> tuple[str, str]:
+    """``(name, address)`` of one address header value, as ``email.utils.parseaddr`` says."""
+    match = _SIMPLE_ADDRESS.fullmatch(value)
+    if match is None:
+        return email.utils.parseaddr(value)
+    bare, quoted, words, address = match.groups()
+    if bare is not None:
+        return "", bare
+    return quoted if quoted is not None else _SPACES.sub(" ", words or ""), address
+
+
 def _email_address(value: Any) -> str | None:
-    address = email.utils.parseaddr(str(value))[1]
-    return address.lower() or None
+    return parse_address(str(value))[1].lower() or None
 
 
 def _email_name(value: Any) -> str | None:
-    return email.utils.parseaddr(str(value))[0] or None
+    return parse_address(str(value))[0] or None
 
 
 def _email_list(value: Any) -> list[str]:
-    values = value if isinstance(value, list) else [value]
-    return [a.lower() for _, a in email.utils.getaddresses([str(v) for v in values]) if a]
+    values = [str(v) for v in (value if isinstance(value, list) else [value])]
+    matches = [_SIMPLE_ADDRESS.fullmatch(part) for v in values if '"' not in v for part in v.split(",")]
+    if len(matches) == sum(v.count(",") + 1 for v in values) and all(matches):
+        addresses = [m.group(1) or m.group(4) for m in matches]  # type: ignore[union-attr]
+    else:
+        # Quoted names may hold commas; groups, comments and the unusual need the full parser.
+        addresses = [a for _, a in email.utils.getaddresses(values)]
+    return [a.lower() for a in addresses if a]
 
 
 def _first(value: Any) -> Any:
@@ -193,67 +221,6 @@ def _check_target(model: type[BaseModel], target: str) -> str | None:
     return _check_target(nested, rest)
 
 
-# --------------------------------------------------------------------------------------
-# evaluation
-
-_MISSING = object()
-_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
-
-
-def _lookup(source: dict[str, Any], ctx: dict[str, Any], path: str) -> Any:
-    node: Any = ctx if path.startswith("ctx.") else source
-    for part in (path[4:] if path.startswith("ctx.") else path).split("."):
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit():
-            node = node[int(part)] if int(part) < len(node) else None
-        else:
-            return None
-        if node is None:
-            return None
-    return node
-
-
-def _evaluate(rule: Rule, source: dict[str, Any], ctx: dict[str, Any]) -> Any:
-    value: Any = None
-    if rule.path is not None:
-        for path in [rule.path] if isinstance(rule.path, str) else rule.path:
-            value = _lookup(source, ctx, path)
-            if value is not None:
-                break
-    elif rule.template is not None:
-        parts = {}
-        for name in _PLACEHOLDER.findall(rule.template):
-            found = _lookup(source, ctx, name)
-            if found is None:
-                parts = None
-                break
-            parts[name] = found
-        value = None if parts is None else _PLACEHOLDER.sub(lambda m: str(parts[m.group(1)]), rule.template)
-    elif rule.const is not None:
-        value = rule.const
-    elif rule.cases is not None:
-        for case in rule.cases:
-            got = _lookup(source, ctx, case.when)
-            if (case.equals is None and got) or (case.equals is not None and got == case.equals):
-                value = case.value
-                break
-    if value is not None:
-        for name in rule.transforms:
-            value = TRANSFORMS[name](value)
-            if value is None:
-                break
-    return rule.default if value is None else value
-
-
-def _assign(out: dict[str, Any], target: str, value: Any) -> None:
-    *parents, leaf = target.split(".")
-    node = out
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[leaf] = value
-
-
 class Mapping:
     """A loaded, validated mapping file."""
 
@@ -261,28 +228,26 @@ class Mapping:
         self.spec = spec
         self.file = file
         self.platform = spec.platform
+        sections = {name: getattr(spec, name) for name in ("message", "chat", "user", "send", "edit", "delete")}
+        #: Every section compiled into one function (``fn.source`` shows its code).
+        self.compiled: dict[str, SectionFn] = {
+            name: compile_section(section, TRANSFORMS, self._failure(name), f"{spec.platform}_{name}")
+            for name, section in {**sections, **spec.extras}.items()
+        }
 
-    def _apply(self, name: str, section: Section, source: dict[str, Any], ctx: dict[str, Any] | None) -> dict[str, Any]:
+    def _failure(self, section: str) -> Callable[[str, str], MappingError]:
+        return lambda target, problem: MappingError(self.file, f"{section}.{target}", problem)
+
+    def _apply(self, name: str, source: dict[str, Any], ctx: dict[str, Any] | None) -> dict[str, Any]:
         if not isinstance(source, dict):
             raise MappingError(self.file, name, f"expected an object, got {type(source).__name__}")
-        ctx = ctx or {}
-        out: dict[str, Any] = {}
-        for target, rule in section.items():
-            try:
-                value = _evaluate(rule, source, ctx)
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise MappingError(self.file, f"{name}.{target}", f"cannot convert value: {exc}") from None
-            if value is None:
-                if rule.required:
-                    raise MappingError(self.file, f"{name}.{target}", "required value is missing in the payload")
-                continue
-            _assign(out, target, value)
-        return out
+        return self.compiled[name](source, ctx or {})
 
     def _universal(self, name: str, model: type[BaseModel], raw: dict[str, Any], ctx: dict[str, Any] | None) -> Any:
-        data = self._apply(name, getattr(self.spec, name), raw, ctx)
+        data = self._apply(name, raw, ctx)
         try:
-            return model.model_validate(data)
+            # The model's own validator: what model_validate calls, without its per-call setup.
+            return model.__pydantic_validator__.validate_python(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
@@ -298,12 +263,12 @@ class Mapping:
         return self._universal("user", UserData, raw, ctx)
 
     def outgoing(self, kind: Literal["send", "edit", "delete"], out: OutgoingMessage) -> dict[str, Any]:
-        return self._apply(kind, getattr(self.spec, kind), out.as_source(), None)
+        return self._apply(kind, out.as_source(), None)
 
     def section(self, name: str, raw: dict[str, Any], ctx: dict[str, Any] | None = None) -> dict[str, Any]:
         if name not in self.spec.extras:
             raise MappingError(self.file, name, "no such section in the mapping file")
-        return self._apply(name, self.spec.extras[name], raw, ctx)
+        return self._apply(name, raw, ctx)
 
 
 def _validate(spec: MappingFile, file: str) -> None:
@@ -315,7 +280,7 @@ def _validate(spec: MappingFile, file: str) -> None:
     for name in ("send", "edit", "delete"):
         for target, rule in getattr(spec, name).items():
             paths = [rule.path] if isinstance(rule.path, str) else (rule.path or [])
-            paths += _PLACEHOLDER.findall(rule.template or "")
+            paths += PLACEHOLDER.findall(rule.template or "")
             for path in paths:
                 head = path.split(".")[0]
                 if head not in OUTGOING_SOURCES:

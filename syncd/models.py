@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 ChatKind = Literal["channel", "dm", "group", "email_thread"]
@@ -36,17 +36,18 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(timezone.utc)
 
 
+#: A timestamp field of a stored document: MongoDB hands back naive UTC, the model keeps aware UTC.
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+
+
+def _aware(value: Any) -> Any:
+    return as_utc(value) if isinstance(value, datetime) else value
+
+
 class Doc(BaseModel):
-    """Base of every stored document: camelCase aliases, aware UTC datetimes."""
+    """Base of every stored document: camelCase aliases, aware UTC datetimes (``UtcDatetime``)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _aware(cls, value: Any) -> Any:
-        if isinstance(value, datetime):
-            return as_utc(value)
-        return value
 
     def doc(self) -> dict[str, Any]:
         """The camelCase dict stored in MongoDB and served by the API."""
@@ -75,8 +76,8 @@ class Integration(Doc):
     settings: dict[str, Any] = Field(default_factory=dict)
     status: Literal["active", "error", "disabled", "deleted"] = "active"
     status_reason: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+    updated_at: UtcDatetime = Field(default_factory=utcnow)
 
 
 class Chat(Doc):
@@ -89,8 +90,8 @@ class Chat(Doc):
     kind: ChatKind = "channel"
     participants: list[str] = Field(default_factory=list)
     imported: bool = False
-    last_message_at: datetime | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    last_message_at: UtcDatetime | None = None
+    created_at: UtcDatetime = Field(default_factory=utcnow)
 
 
 class Message(Doc):
@@ -108,16 +109,16 @@ class Message(Doc):
     html: str | None = None
     subject: str | None = None
     attachments: list[Attachment] = Field(default_factory=list)
-    sent_at: datetime | None = None
-    edited_at: datetime | None = None
-    deleted_at: datetime | None = None
+    sent_at: UtcDatetime | None = None
+    edited_at: UtcDatetime | None = None
+    deleted_at: UtcDatetime | None = None
     origin: Origin = "platform"
     app_message_id: str | None = None
     delivery_state: DeliveryState | None = None
     #: Platform metadata the mappings keep for later sends (e.g. the RFC Message-ID of an email).
     extra: dict[str, Any] = Field(default_factory=dict)
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+    updated_at: UtcDatetime = Field(default_factory=utcnow)
 
 
 class UserPlatform(Doc):
@@ -147,17 +148,18 @@ class SyncStatus(Doc):
     external_chat_id: str | None = None
     phase: Literal["pending", "importing", "done", "error", "cancelled"] = "pending"
     cursor: str | None = None
-    high_watermark: Any = None
+    #: Whatever the connector's poll returned; a timestamp in it comes back aware, as every other.
+    high_watermark: Annotated[Any, AfterValidator(_aware)] = None
     #: A full resync re-reads from the first page and marks what the platform no longer has.
     full: bool = False
     counts: SyncCounts = Field(default_factory=SyncCounts)
     #: What the connector's ``maintain`` returned last (subscription ids, expiries).
-    maintenance: Any = None
-    maintained_at: datetime | None = None
+    maintenance: Annotated[Any, AfterValidator(_aware)] = None
+    maintained_at: UtcDatetime | None = None
     last_error: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    updated_at: UtcDatetime = Field(default_factory=utcnow)
 
 
 class InboxItem(Doc):
@@ -165,14 +167,14 @@ class InboxItem(Doc):
     integration_id: str
     platform: str
     delivery_id: str
-    received_at: datetime = Field(default_factory=utcnow)
+    received_at: UtcDatetime = Field(default_factory=utcnow)
     body: str
     headers: dict[str, str] = Field(default_factory=dict)
     query: dict[str, str] = Field(default_factory=dict)
     status: Literal["pending", "done", "failed"] = "pending"
     attempts: int = 0
-    next_attempt_at: datetime = Field(default_factory=utcnow)
-    lease_until: datetime | None = None
+    next_attempt_at: UtcDatetime = Field(default_factory=utcnow)
+    lease_until: UtcDatetime | None = None
     error: str | None = None
 
 
@@ -185,12 +187,12 @@ class OutboxItem(Doc):
     integration_id: str | None = None
     status: Literal["queued", "sending", "sent", "dead"] = "queued"
     attempts: int = 0
-    next_attempt_at: datetime = Field(default_factory=utcnow)
-    lease_until: datetime | None = None
+    next_attempt_at: UtcDatetime = Field(default_factory=utcnow)
+    lease_until: UtcDatetime | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    created_at: UtcDatetime = Field(default_factory=utcnow)
+    updated_at: UtcDatetime = Field(default_factory=utcnow)
 
 
 class AppMessage(BaseModel):

@@ -47,7 +47,8 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
         "the daemon composes the API, the API does not reach back",
     ),
 ]
-for _foundation in ("syncd.config", "syncd.models", "syncd.mapping", "syncd.logs", "syncd.metrics"):
+for _foundation in ("syncd.config", "syncd.models", "syncd.mapping", "syncd.mapping_compiler", "syncd.logs",
+                    "syncd.metrics"):
     RULES.append(
         (
             _foundation,
