@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from syncd import metrics
 from syncd.connect import connect_router
@@ -156,6 +157,43 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
 
 def _view(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(by_alias=True, mode="json")
+
+
+WEBHOOK_PATH = "/webhooks/{platform}/{integration_id}"
+
+
+def _error_answer(description: str) -> dict[str, Any]:
+    error = {"type": "object", "required": ["code", "message"],
+             "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}
+    return {"description": description, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["error"], "properties": {"error": error}}}}}
+
+
+def _webhook_operations() -> dict[str, Any]:
+    """The webhook route is a plain Starlette route, which FastAPI does not document: its two
+    operations, as FastAPI described them, plus the errors they answer."""
+    return {
+        method.lower(): {
+            "tags": ["webhooks"], "summary": f"Provider webhook ({method})", "operationId": f"webhook_{method.lower()}",
+            "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "title": title}}
+                           for name, title in (("platform", "Platform"), ("integration_id", "Integration Id"))],
+            "responses": {
+                "200": {"description": "The answer the platform expects",
+                        "content": {"application/json": {"schema": {}}}},
+                "401": _error_answer("The platform's signature is missing or wrong (bad_signature)"),
+                "404": _error_answer("No such integration of this platform (not_found)"),
+            },
+        }
+        for method in ("GET", "POST")
+    }
+
+
+def _in_route_order(paths: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
+    """The schema's paths in the order of the routes (so /docs lists them as before)."""
+    order: dict[str, int] = {}
+    for n, route in enumerate(routes):
+        order.setdefault(getattr(route, "path_format", ""), n)
+    return dict(sorted(paths.items(), key=lambda item: order.get(item[0], len(routes))))
 
 
 def create_app(engine: Engine) -> FastAPI:
@@ -346,15 +384,20 @@ def create_app(engine: Engine) -> FastAPI:
         return {"userPlatforms": [_view(u) for u in found]}
 
     # -- provider webhooks ----------------------------------------------------------------------
-    async def webhook(platform: str, integration_id: str, request: Request) -> Response:
+    # Every platform delivery comes through here, so it is a plain Starlette route: no
+    # dependency solving for its two path segments (its operations are documented by hand, see
+    # ``openapi`` below). The request URL is built only if a connector reads it.
+    async def webhook(request: Request) -> Response:
+        platform, integration_id = request.path_params["platform"], request.path_params["integration_id"]
         integration = await store.get_integration(integration_id)
         if integration is None or integration.platform != platform or integration.status == "deleted":
             raise ApiError(404, "not_found", f"no {platform} integration {integration_id!r}")
         body = await request.body()
+        scope = request.scope
         delivery = WebhookRequest(
-            method=request.method, url=str(request.url),
-            headers={k.lower(): v for k, v in request.headers.items()},
-            query=dict(request.query_params), body=body,
+            method=scope["method"], url=lambda: str(request.url),
+            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+            query=dict(request.query_params) if scope.get("query_string") else {}, body=body,
         )
         try:
             answer = await engine.inbox.receive(integration, delivery)
@@ -364,10 +407,9 @@ def create_app(engine: Engine) -> FastAPI:
             return JSONResponse(answer.body, status_code=answer.status_code)
         return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type)
 
-    # One handler, two routes: a single GET+POST route gives both operations the same OpenAPI id.
-    for method in ("GET", "POST"):
-        app.add_api_route("/webhooks/{platform}/{integration_id}", webhook, methods=[method], tags=["webhooks"],
-                          operation_id=f"webhook_{method.lower()}", summary=f"Provider webhook ({method})")
+    route = Route(WEBHOOK_PATH, webhook, methods=["GET", "POST"])
+    route.methods.discard("HEAD")  # Starlette adds HEAD to every GET route; a platform never sends it
+    app.router.routes.append(route)
 
     # -- app events -----------------------------------------------------------------------------
     # The body is read raw (the signature covers its bytes), so its schema is declared by hand.
@@ -416,6 +458,7 @@ def create_app(engine: Engine) -> FastAPI:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             schemas.update({**event_defs, "AppEvent": event_schema})
+            schema["paths"] = _in_route_order({**schema["paths"], WEBHOOK_PATH: _webhook_operations()}, app.routes)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+from typing import Any
 
 import structlog
 
@@ -38,10 +40,18 @@ STREAM_S = 0.25
 #: Processing is background work: before each batch the worker lets whatever is ready in the
 #: event loop run first (above all the acknowledgements of arriving webhooks: a platform
 #: retries, and in the end disables, a webhook that answers slowly), until one pass of the
-#: loop takes less than ``QUIET_S``, deferring at most ``DEFER_MAX_S``. An idle loop costs it
-#: nothing; during a burst the backlog waits in the inbox and is worked off after it.
+#: loop takes less than ``QUIET_S`` and no delivery is being received, deferring at most
+#: ``DEFER_MAX_S``. An idle loop costs it nothing; during a burst the backlog waits in the
+#: inbox and is worked off after it. (A short pass alone does not tell a burst: an
+#: acknowledgement spans several passes, each of them short.)
 QUIET_S = 0.002
 DEFER_MAX_S = 0.25
+
+
+@functools.cache
+def _webhooks_counted(platform: str, outcome: str) -> Any:
+    """The received-webhooks counter of one platform and outcome (looked up once, not per delivery)."""
+    return metrics.WEBHOOKS.labels(platform, outcome)
 
 
 def _encode(body: bytes) -> str:
@@ -57,35 +67,31 @@ def _decode(body: str) -> bytes:
     return body.encode("utf-8")
 
 
-async def _quiet_loop() -> None:
-    """Yield to the work that is ready until the event loop is (nearly) idle; see ``QUIET_S``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEFER_MAX_S
-    while True:
-        start = loop.time()
-        await asyncio.sleep(0)
-        now = loop.time()
-        if now - start < QUIET_S or now > deadline:
-            return
-
-
 class Inbox:
     def __init__(self, ctx: EngineContext, poller: Poller):
         self.ctx = ctx
         self.poller = poller
         self.worker = Worker(ctx, "inbox", self.work_once)
         self._streaming_until = 0.0
+        self._receiving = 0  # deliveries being verified and stored right now
 
     async def receive(self, integration: Integration, request: WebhookRequest) -> WebhookAnswer:
         """Verify and store one delivery; raises ``SignatureError`` for a bad signature."""
+        self._receiving += 1
+        try:
+            return await self._accept(integration, request)
+        finally:
+            self._receiving -= 1
+
+    async def _accept(self, integration: Integration, request: WebhookRequest) -> WebhookAnswer:
         connector = await connector_for(self.ctx, integration)
         try:
             accepted = connector.accept_webhook(request)
         except SignatureError:
-            metrics.WEBHOOKS.labels(integration.platform, "rejected").inc()
+            _webhooks_counted(integration.platform, "rejected").inc()
             raise
         if accepted.delivery_id is None:
-            metrics.WEBHOOKS.labels(integration.platform, "handshake").inc()
+            _webhooks_counted(integration.platform, "handshake").inc()
             return accepted.answer
         now = self.ctx.now()
         # Every value is already of its field's type (this is the acknowledgement's hot path):
@@ -105,10 +111,27 @@ class Inbox:
             lease_until=None,
             error=None,
         ))
-        metrics.WEBHOOKS.labels(integration.platform, "accepted" if stored else "duplicate").inc()
+        _webhooks_counted(integration.platform, "accepted" if stored else "duplicate").inc()
         if stored:
             self.worker.wake()
         return accepted.answer
+
+    async def _quiet_loop(self) -> None:
+        """Yield to the work that is ready until the event loop is (nearly) idle and no
+        delivery is being received; see ``QUIET_S``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DEFER_MAX_S
+        while True:
+            start = loop.time()
+            await asyncio.sleep(0)
+            now = loop.time()
+            if now > deadline:
+                return
+            if now - start < QUIET_S:
+                if not self._receiving:
+                    return
+                # What is left waits on the store: wait with it rather than spin.
+                await asyncio.sleep(QUIET_S)
 
     async def work_once(self) -> bool:
         """Claim a batch of due deliveries and process them: one claim, one message write
@@ -116,7 +139,7 @@ class Inbox:
         loop = asyncio.get_running_loop()
         if loop.time() < self._streaming_until:
             await asyncio.sleep(LINGER_S)
-        await _quiet_loop()
+        await self._quiet_loop()
         items = await self.ctx.store.inbox_claim_many(self.ctx.now(), self.ctx.settings.lease_ttl_s, BATCH)
         if not items:
             return False

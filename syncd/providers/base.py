@@ -123,12 +123,32 @@ class SendResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class _OnFirstRead:
+    """A field that may also be given as a function of no arguments: called on the first read,
+    its answer kept. The HTTP endpoint passes the request URL this way, so deliveries to
+    connectors that never read it do not pay for building it."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> str:
+        if obj is None:  # a dataclass asks the class for a default: there is none
+            raise AttributeError(self.attr)
+        value = obj.__dict__[self.attr]
+        if callable(value):
+            value = obj.__dict__[self.attr] = value()
+        return value
+
+    def __set__(self, obj: Any, value: str | Callable[[], str]) -> None:
+        obj.__dict__[self.attr] = value
+
+
 @dataclass
 class WebhookRequest:
     """A webhook delivery exactly as received: raw bytes, lower-cased header names."""
 
     method: str
-    url: str
+    url: _OnFirstRead = _OnFirstRead()  # a str, or a function that builds it when first read
     headers: dict[str, str]
     query: dict[str, str]
     body: bytes
