@@ -11,8 +11,12 @@ server would hand back.
 It keeps the semantics the store relies on: unique and partial unique indexes
 (``DuplicateKeyError``, ``BulkWriteError`` with per-operation indexes), upserts, the update
 operators ``$set $setOnInsert $inc $max $min $unset``, the query operators
-``$in $nin $ne $lt $lte $gt $gte $type $exists $or $and``, sorts and limits. Anything else
-raises ``NotImplementedError``, so a benchmark never measures a silently wrong answer.
+``$in $nin $ne $lt $lte $gt $gte $type $exists $or $and``, sorts and limits. It answers
+``hello`` as a MongoDB 8.0 server does (wire version 25) and takes that version's
+client-level ``bulk_write`` across collections (``InsertOne``/``UpdateOne`` with a
+namespace, ordered or not, non-verbose results, ``ClientBulkWriteException`` with indexes
+into the whole list): one call, one round-trip. Anything else raises
+``NotImplementedError``, so a benchmark never measures a silently wrong answer.
 """
 
 from __future__ import annotations
@@ -27,9 +31,15 @@ from typing import Any, Iterable
 
 from bson import ObjectId
 from pymongo import InsertOne, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, ClientBulkWriteException, DuplicateKeyError, InvalidOperation
+from pymongo.results import ClientBulkWriteResult
 
 READS = frozenset({"find", "find_one", "aggregate", "command", "count_documents"})
+#: What ``hello`` answers: a MongoDB 8.0 primary (wire version 25 brings the client-level
+#: ``bulkWrite`` command).
+HELLO = {"isWritablePrimary": True, "minWireVersion": 0, "maxWireVersion": 25,
+         "maxBsonObjectSize": 16 * 1024 * 1024, "maxMessageSizeBytes": 48_000_000,
+         "maxWriteBatchSize": 100_000, "ok": 1.0}
 _MISSING = object()
 _MAX_KEYS = 1000
 
@@ -261,6 +271,14 @@ def _apply_update(doc: dict[str, Any], update: dict[str, Any], inserting: bool) 
                     node.pop(leaf, None)
         else:
             raise NotImplementedError(f"update operator {op}")
+
+
+def _client_op(op: InsertOne | UpdateOne) -> dict[str, Any]:
+    """The operation as the driver sends it in a ``bulkWrite`` command (what a write error's
+    ``op`` shows)."""
+    if isinstance(op, InsertOne):
+        return {"insert": 0, "document": op._doc}
+    return {"update": 0, "filter": op._filter, "updateMods": op._doc, "multi": False}
 
 
 def _touched(update: dict[str, Any]) -> set[str]:
@@ -761,9 +779,11 @@ class Database:
         return self._collections[name]
 
     async def command(self, name: str, *_: Any, **__: Any) -> dict[str, Any]:
+        if name not in ("ping", "hello"):
+            raise NotImplementedError(f"command {name}")
         self.client.calls[("$cmd", name)] += 1
         await asyncio.sleep(0)
-        return {"ok": 1.0}
+        return dict(HELLO) if name == "hello" else {"ok": 1.0}
 
 
 class Client:
@@ -792,6 +812,57 @@ class Client:
     def close(self) -> None:
         pass
 
+    async def bulk_write(self, models: list[Any], session: Any = None, ordered: bool = True,
+                         verbose_results: bool = False, bypass_document_validation: Any = None,
+                         comment: Any = None, let: Any = None, write_concern: Any = None) -> ClientBulkWriteResult:
+        """MongoDB 8.0's client-level bulk write: operations on any collections, one round-trip.
+        Ordered, it stops at the first failed operation; the exception's ``writeErrors``
+        carry ``idx``, the operation's position in ``models``, as the driver reports it."""
+        if verbose_results or any(v is not None for v in (session, bypass_document_validation, comment, let,
+                                                          write_concern)):
+            raise NotImplementedError("client bulk_write options other than ordered")
+        if not models:
+            raise InvalidOperation("No operations to execute")
+        targets = [self._namespace(op) for op in models]
+        self.calls[("client", "bulk_write")] += 1
+        await asyncio.sleep(0)
+        full: dict[str, Any] = {"anySuccessful": False, "error": None, "writeErrors": [], "writeConcernErrors": [],
+                                "nInserted": 0, "nUpserted": 0, "nMatched": 0, "nModified": 0, "nDeleted": 0,
+                                "insertResults": {}, "updateResults": {}, "deleteResults": {}}
+        for i, (op, collection) in enumerate(zip(models, targets)):
+            try:
+                if isinstance(op, InsertOne):
+                    stored = _bson(op._doc)
+                    stored.setdefault("_id", ObjectId())
+                    collection._add(stored)
+                    full["nInserted"] += 1
+                else:
+                    result = collection._update(op._filter, op._doc, bool(op._upsert), many=False)
+                    full["nMatched"] += result.matched_count
+                    full["nModified"] += result.modified_count
+                    full["nUpserted"] += result.upserted_id is not None
+                full["anySuccessful"] = True
+            except DuplicateKeyError as exc:
+                full["writeErrors"].append({"ok": 0.0, "idx": i, "code": 11000, "errmsg": str(exc),
+                                            "op": _client_op(op)})
+                if ordered:
+                    break
+        if full["writeErrors"]:
+            raise ClientBulkWriteException(full, False)
+        return ClientBulkWriteResult(full, acknowledged=True, has_verbose_results=False)
+
+    def _namespace(self, op: Any) -> Collection:
+        if not isinstance(op, (InsertOne, UpdateOne)):
+            raise NotImplementedError(f"client bulk operation {type(op).__name__}")
+        if not op._namespace:
+            raise InvalidOperation("MongoClient.bulk_write requires a namespace to be provided "
+                                   "for each write operation")
+        if isinstance(op, UpdateOne) and (op._collation or op._array_filters or op._hint
+                                          or getattr(op, "_sort", None)):
+            raise NotImplementedError("update options in a client bulk write")
+        db, _, collection = op._namespace.partition(".")
+        return self[db][collection]
+
     # -- counting -------------------------------------------------------------------------
     def snapshot(self) -> Counter[tuple[str, str]]:
         return Counter(self.calls)
@@ -799,8 +870,8 @@ class Client:
     @staticmethod
     def totals(calls: Counter[tuple[str, str]]) -> dict[str, int]:
         """``{"reads", "writes", "total"}`` of a (difference of) snapshot(s)."""
-        reads = sum(n for (_, op), n in calls.items() if op in READS or op == "ping")
-        writes = sum(n for (_, op), n in calls.items() if op not in READS and op != "ping"
+        reads = sum(n for (c, op), n in calls.items() if op in READS or c == "$cmd")
+        writes = sum(n for (c, op), n in calls.items() if op not in READS and c != "$cmd"
                      and op != "create_index")
         return {"reads": reads, "writes": writes, "total": reads + writes}
 

@@ -21,14 +21,14 @@ import binascii
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable
 
 import structlog
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pymongo import ASCENDING, DESCENDING, InsertOne, ReturnDocument, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, ClientBulkWriteException, DuplicateKeyError, PyMongoError
 
 from syncd.merge import ChangeKind, absorb_echo, merge, normalize, sent_changes
 from syncd.models import (
@@ -46,6 +46,8 @@ _AFTER = ReturnDocument.AFTER
 #: Which ``WriteResult`` count a merge outcome adds to (anything else that changed: updated).
 _COUNTED: dict[str | None, str] = {"created": "inserted", "deleted": "deleted"}
 _DUP_KEY = 11000
+#: The wire version of MongoDB 8.0, the first with the client-level ``bulkWrite`` command.
+_CLIENT_BULK_WIRE_VERSION = 25
 _INBOX_STATES = ("pending", "done", "failed")
 _OUTBOX_STATES = ("queued", "sending", "sent", "dead")
 _INTEGRATION_FIELDS = ("status", "status_reason", "settings", "name")
@@ -71,11 +73,17 @@ INDEXES: list[tuple[str, str, str, dict[str, Any]]] = [
      {"partialFilterExpression": {"appMessageId": _STRING}}),
     ("chats", "chat_integration", "integrationId", {}),
     ("integrations", "integration_owner", "customerId platform", {}),
-    ("inbox", "inbox_due", "status nextAttemptAt", {}),
-    ("outbox", "outbox_due", "status nextAttemptAt", {}),
+    # The claims sort due items by these keys: with the tie-breaker in the index a claim reads
+    # the first items in order instead of sorting every due item in memory.
+    ("inbox", "inbox_due_order", "status nextAttemptAt receivedAt", {}),
+    ("outbox", "outbox_due_order", "status nextAttemptAt createdAt", {}),
     ("outbox", "outbox_lease", "status leaseUntil", {}),
     ("leases", "lease_owner", "owner", {}),
 ]
+
+
+#: Indexes an earlier version created that one of :data:`INDEXES` replaces: dropped at start.
+RETIRED_INDEXES: list[tuple[str, str]] = [("inbox", "inbox_due"), ("outbox", "outbox_due")]
 
 
 class StoreConflict(RuntimeError):
@@ -88,7 +96,9 @@ class WriteResult:
 
     ``unchanged`` counts rows that carried nothing new (the duplicates suppressed);
     ``changed`` holds one entry per stored message the app should hear about, with the kind
-    the callback announces and the message as stored after the write.
+    the callback announces and the message as stored after the write. ``checkpointed`` says
+    what became of a checkpoint given to the call: None, not written (the caller saves it);
+    True, written with the messages; False, refused because a newer plan replaced it.
     """
 
     inserted: int = 0
@@ -96,6 +106,12 @@ class WriteResult:
     unchanged: int = 0
     deleted: int = 0
     changed: list[tuple[str, Message]] = field(default_factory=list)
+    checkpointed: bool | None = None
+
+
+#: Builds the caller's sync status (an import's page cursor and counts) from what a write of
+#: its page did, so the status can travel in the same round-trip as the messages.
+Checkpoint = Callable[[WriteResult], SyncStatus]
 
 
 def _strip(doc: dict[str, Any]) -> dict[str, Any]:
@@ -157,6 +173,8 @@ class _Plan:
     counts: dict[str, int]
     kind: ChangeKind | None
     message: Message | None
+    #: The new document, when ``op`` inserts it.
+    document: dict[str, Any] | None = None
 
     def commit(self, result: WriteResult) -> None:
         for name, n in self.counts.items():
@@ -192,8 +210,8 @@ def _plan(existing: dict[str, Any] | None, rows: list[Message], now: datetime, r
     message = Message.model_validate(_strip(current)) if report and kind and current else None
     if existing is None:
         assert current is not None
-        insert = InsertOne({**current, "_id": current["id"], "rev": 0})
-        return _Plan(insert, {}, counts, kind, message)
+        document = {**current, "_id": current["id"], "rev": 0}
+        return _Plan(InsertOne(document), {}, counts, kind, message, document)
     if not sets:
         return _Plan(None, {}, counts, kind, message)
     rev = existing.get("rev")
@@ -217,6 +235,9 @@ class Store:
         self.outbox = db["outbox"]
         self.leases = db["leases"]
         self._integration_cache: dict[str, tuple[float, Integration]] = {}
+        #: Whether one ``client.bulk_write`` may span collections; asked of the server on
+        #: first need (see :meth:`writes_across_collections`).
+        self._across_collections: bool | None = None
 
     @classmethod
     async def connect(cls, uri: str, *, secret_key: str | None = None) -> "Store":
@@ -225,6 +246,7 @@ class Store:
 
             client = AsyncMongoMockClient()
             store = cls(client, client["syncd"], _fernet(secret_key))
+            store._across_collections = False  # mongomock has no client-level bulk write
             await store.ensure_indexes()
             return store
         from motor.motor_asyncio import AsyncIOMotorClient
@@ -239,6 +261,9 @@ class Store:
                       for k in keys.split()]
             # One create_index per index: mongomock drops the options of IndexModel lists.
             await self.db[collection].create_index(fields, name=name, **options)
+        for collection, name in RETIRED_INDEXES:
+            if name in await self.db[collection].index_information():
+                await self.db[collection].drop_index(name)
 
     async def ping(self) -> bool:
         try:
@@ -246,6 +271,21 @@ class Store:
             return True
         except PyMongoError:
             return False
+
+    async def writes_across_collections(self) -> bool:
+        """Whether the server writes several collections in one round-trip: MongoDB 8.0's
+        client-level ``bulkWrite`` (wire version 25), and a driver that sends it (motor 3.6+).
+        Asked once, on first need rather than at connect: connecting does no I/O, and stores
+        built around an existing client (the benchmarks' double, tests) learn it too."""
+        if self._across_collections is None:
+            try:
+                hello = await self.db.command("hello")
+            except NotImplementedError:  # an in-memory client that does not model the command
+                hello = {}
+            self._across_collections = (
+                hello.get("maxWireVersion", 0) >= _CLIENT_BULK_WIRE_VERSION
+                and callable(getattr(self.client, "bulk_write", None)))
+        return self._across_collections
 
     async def close(self) -> None:
         self.client.close()
@@ -444,7 +484,7 @@ class Store:
 
     # -- messages -------------------------------------------------------------------------
     async def upsert_messages(self, rows: list[Message], *, guess_new: bool = False,
-                              report: bool = True) -> WriteResult:
+                              report: bool = True, checkpoint: Checkpoint | None = None) -> WriteResult:
         """Merge a page of platform messages: one read, one bulk write, retries only for the
         keys a concurrent writer touched in between.
 
@@ -452,7 +492,17 @@ class Store:
         carry no edit and no delete are written as inserts without being read first, so a
         new page costs one round-trip; the unique index refuses those that exist after all,
         and only those are read and merged in the next round. ``report=False`` leaves
-        ``WriteResult.changed`` empty (nobody listens: no app callback is configured)."""
+        ``WriteResult.changed`` empty (nobody listens: no app callback is configured).
+
+        ``checkpoint`` builds the page's sync status from the result the write will have.
+        Where the server writes several collections at once (:meth:`writes_across_collections`)
+        and a round's writes are all inserts, the status goes as the last operation of that
+        round's ordered bulk write, in the same round-trip: it applies only if every insert
+        before it did, so a cursor is never ahead of the messages it covers. When an insert
+        meets an existing key, nothing after it runs: the rest is read and merged in the next
+        round, which carries the status in turn if its writes are all inserts. A round with
+        updates never carries it (an update that missed its revision is retried in the next
+        round). What became of it is ``WriteResult.checkpointed``; None: the caller saves it."""
         pending: dict[tuple[str, str, str], list[Message]] = {}
         for row in rows:
             if not row.external_message_id:
@@ -466,7 +516,7 @@ class Store:
         for _ in range(MAX_ROUNDS):
             if not pending:
                 return result
-            pending = await self._write_round(pending, result, unread, report)
+            pending = await self._write_round(pending, result, unread, report, checkpoint)
             unread = set()
         raise StoreConflict(f"{len(pending)} messages kept conflicting with concurrent writers")
 
@@ -483,7 +533,8 @@ class Store:
         return found
 
     async def _write_round(self, pending: dict[tuple, list[Message]], result: WriteResult,
-                           unread: Iterable[tuple] = (), report: bool = True) -> dict[tuple, list[Message]]:
+                           unread: Iterable[tuple] = (), report: bool = True,
+                           checkpoint: Checkpoint | None = None) -> dict[tuple, list[Message]]:
         unread = set(unread)
         existing = await self._read_keys(k for k in pending if k not in unread)
         now = self.clock()
@@ -496,6 +547,14 @@ class Store:
                 planned.append((key, plan))
         if not planned:
             return {}
+        if checkpoint is not None and all(p.document is not None for _, p in planned) \
+                and await self.writes_across_collections():
+            predicted = replace(result, changed=list(result.changed))
+            for _, plan in planned:
+                plan.commit(predicted)
+            status = checkpoint(predicted)
+            if status.started_at is not None:
+                return await self._insert_with_checkpoint(pending, planned, result, status)
         lost: set[int] = set()
         try:
             matched = (await self.messages.bulk_write([p.op for _, p in planned],
@@ -518,6 +577,35 @@ class Store:
             else:
                 plan.commit(result)
         return retry
+
+    async def _insert_with_checkpoint(self, pending: dict[tuple, list[Message]],
+                                      planned: list[tuple[tuple, _Plan]], result: WriteResult,
+                                      status: SyncStatus) -> dict[tuple, list[Message]]:
+        """One round of inserts and ``status``'s checkpoint in one ordered client-level bulk
+        write, the checkpoint last; what is left for the next round."""
+        name = self.db.name
+        ops: list[InsertOne | UpdateOne] = [InsertOne(p.document, namespace=f"{name}.messages")
+                                            for _, p in planned]
+        ops.append(UpdateOne(*self._checkpoint_update(status), namespace=f"{name}.sync_status"))
+        try:
+            written = await self.client.bulk_write(ops, ordered=True)
+        except ClientBulkWriteException as exc:
+            errors = exc.write_errors or []
+            if exc.error is not None or exc.write_concern_errors or len(errors) != 1 \
+                    or errors[0].get("code") != _DUP_KEY or errors[0]["idx"] >= len(planned):
+                raise
+            # Ordered: the inserts before the refused one applied, nothing after it ran (the
+            # checkpoint included); those keys are read and merged in the next round, and
+            # the caller saves the checkpoint once they are stored.
+            first_lost = errors[0]["idx"]
+            for _, plan in planned[:first_lost]:
+                plan.commit(result)
+            return {key: pending[key] for key, _ in planned[first_lost:]}
+        for _, plan in planned:
+            plan.commit(result)
+        # Every insert applied, so the round's matched count is the checkpoint's.
+        result.checkpointed = written.matched_count > 0 or await self._checkpoint_missed(status)
+        return {}
 
     async def get_message(self, id: str) -> Message | None:
         doc = await self.messages.find_one({"_id": id})
@@ -676,13 +764,20 @@ class Store:
         if status.started_at is None:
             await self.save_sync_status(status)
             return True
+        result = await self.sync_status.update_one(*self._checkpoint_update(status))
+        return result.matched_count > 0 or await self._checkpoint_missed(status)
+
+    def _checkpoint_update(self, status: SyncStatus) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The filter and update of a checkpoint: it applies only to its own plan."""
         sets = {k: v for k, v in status.doc().items() if k != "id"}
         sets["updatedAt"] = self.clock()
         key = {"integrationId": status.integration_id, "chatId": status.chat_id}
-        result = await self.sync_status.update_one(
-            {**key, "startedAt": normalize(status.started_at)}, {"$set": sets})
-        if result.matched_count:
-            return True
+        return {**key, "startedAt": normalize(status.started_at)}, {"$set": sets}
+
+    async def _checkpoint_missed(self, status: SyncStatus) -> bool:
+        """After a checkpoint matched nothing: False when another plan holds the key; a
+        status that is not stored at all is saved."""
+        key = {"integrationId": status.integration_id, "chatId": status.chat_id}
         if await self.sync_status.find_one(key, {"_id": 1}) is not None:
             return False
         await self.save_sync_status(status)

@@ -16,7 +16,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bench.faults.harness import (
-    Seen, Wire, create_slack, dies_in, imported, mortal, seed_channel, slack_pages, testbed, timed, wait_for,
+    Seen, Wire, create_slack, dies_in, mortal, seed_channel, slack_pages, survivor_finishes_import, testbed,
+    timed, wait_for,
 )
 from bench.faults.report import Row, tally_slack
 from syncd.engine import importer as importer_module
@@ -108,13 +109,7 @@ async def crash_once(point: CutPoint, seed: int = 0) -> Row:
             row.expect(victim.dead, f"{point}: the replica never reached its cut point")
             requests_before = wire.count("slack")
 
-            # A fresh engine on the same database: it waits out the dead owner's lease.
-            survivor = await tb.replica()
-            await survivor.engine.importer.wait()
-            tb.clock.advance(tb.daemon.settings.lease_ttl_s + 1)
-            await survivor.engine.resume()
-            await survivor.engine.importer.wait()
-            await wait_for(lambda: imported(tb.daemon.store, integration["id"]), what="the import to finish")
+            await survivor_finishes_import(tb, integration["id"])
 
             row.tally = await tally_slack(tb.api, integration["id"], tb.slack)
             refetched = refetched_pages(wire)

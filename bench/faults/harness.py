@@ -379,6 +379,18 @@ async def imported(store: Store, integration_id: str) -> bool:
     return bool(statuses) and all(s.phase == "done" for s in statuses)
 
 
+async def survivor_finishes_import(tb: Any, integration_id: str) -> Any:
+    """A fresh engine on the same database waits out the dead owner's lease and finishes the
+    import; returns that replica."""
+    survivor = await tb.replica()
+    await survivor.engine.importer.wait()
+    tb.clock.advance(tb.daemon.settings.lease_ttl_s + 1)
+    await survivor.engine.resume()
+    await survivor.engine.importer.wait()
+    await wait_for(lambda: imported(tb.daemon.store, integration_id), what="the import to finish")
+    return survivor
+
+
 def timed(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """Fill the returned row's ``seconds``."""
     async def run(*args: Any, **kwargs: Any) -> Any:

@@ -9,18 +9,20 @@ re-fetching at most the page that was in flight.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import structlog
 
 from syncd import metrics
 from syncd.engine.context import EngineContext, connector_for
-from syncd.engine.ingest import ingest, self_identities
+from syncd.engine.ingest import IngestResult, ingest, self_identities
 from syncd.engine.leases import hold
 from syncd.mapping import MappingError
 from syncd.models import Chat, Integration, SyncStatus
-from syncd.providers.base import ChatData, Connector, MessageData
+from syncd.providers.base import ChatData, Connector, HistoryPage, MessageData
 from syncd.providers.errors import AuthError, CursorExpired, ProviderError
+from syncd.store import WriteResult
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +34,20 @@ MAX_ROUNDS = 3
 #: cannot use a platform's rate budget while its pages are being fetched and stored; several
 #: can, and the connector's HTTP client keeps them all within the budget together.
 IMPORT_CONCURRENCY = 4
+
+
+def after_page(status: SyncStatus, page: HistoryPage, written: IngestResult | WriteResult) -> SyncStatus:
+    """A copy of ``status`` once ``page`` is stored: its counts with what ``written`` did,
+    and the cursor of the next page."""
+    counts = status.counts.model_copy(update={
+        "pages": status.counts.pages + 1,
+        "fetched": status.counts.fetched + len(page.messages),
+        "inserted": status.counts.inserted + written.inserted,
+        "updated": status.counts.updated + written.updated,
+        "unchanged": status.counts.unchanged + written.unchanged,
+        "deleted": status.counts.deleted + written.deleted,
+    })
+    return status.model_copy(update={"counts": counts, "cursor": page.next_cursor})
 
 
 def chat_data(chat: Chat) -> ChatData:
@@ -195,6 +211,12 @@ class Importer:
         status.updated_at = self.ctx.now()
         return await self.ctx.store.checkpoint_sync_status(status)
 
+    def _checkpoint(self, status: SyncStatus, page: HistoryPage, written: WriteResult) -> SyncStatus:
+        """The checkpoint of ``page``, given to the store to write with the page's messages."""
+        checkpoint = after_page(status, page, written)
+        checkpoint.updated_at = self.ctx.now()
+        return checkpoint
+
     async def _import_chat(self, integration: Integration, connector: Connector, status: SyncStatus,
                            warmed: asyncio.Event | None = None) -> None:
         """Import one chat from its checkpoint; stops when a newer plan supersedes this run."""
@@ -228,8 +250,12 @@ class Importer:
                     return
                 with metrics.IMPORT_PAGE_SECONDS.labels(integration.platform).time():
                     page = await connector.fetch_history_page(chat_data(chat), cursor)
+                # A page with more to come is checkpointed; the store writes the checkpoint with
+                # the page's messages where it can (one round-trip), else it is saved below.
+                # The last page's status is saved on the way out.
+                checkpoint = None if page.next_cursor is None else functools.partial(self._checkpoint, status, page)
                 result = await ingest(self.ctx, integration, page.messages, source="import", known_chats=known,
-                                      guess_new=guess_new, identities=identities)
+                                      guess_new=guess_new, identities=identities, checkpoint=checkpoint)
                 guess_new = guess_new and result.unchanged + result.updated == 0
                 # The chat as this page left it (its lastMessageAt), so older pages leave it alone.
                 known.update(result.chats)
@@ -237,18 +263,14 @@ class Importer:
                     warmed.set()
                 if seen is not None:
                     seen.update(m.external_message_id for m in page.messages if m.deleted_at is None)
-                counts = status.counts
-                counts.pages += 1
-                counts.fetched += len(page.messages)
-                counts.inserted += result.inserted
-                counts.updated += result.updated
-                counts.unchanged += result.unchanged
-                counts.deleted += result.deleted
-                cursor = page.next_cursor
-                status.cursor = cursor
+                status = after_page(status, page, result)
+                cursor = status.cursor
                 if cursor is None:
                     break
-                if not await self._save(status):
+                saved = result.checkpointed
+                if saved is None:
+                    saved = await self._save(status)
+                if not saved:
                     superseded = True
                     return
             if seen is not None:

@@ -17,7 +17,7 @@ from syncd.engine.context import EngineContext
 from syncd.engine.notifier import queue_callbacks
 from syncd.models import Chat, Integration, Message
 from syncd.providers.base import ChatData, MessageData
-from syncd.store import WriteResult
+from syncd.store import Checkpoint, WriteResult
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +30,8 @@ class IngestResult:
     deleted: int = 0
     skipped: int = 0
     chats: dict[str, Chat] = field(default_factory=dict)
+    #: What became of the ``checkpoint`` given to ``ingest`` (``WriteResult.checkpointed``).
+    checkpointed: bool | None = None
 
     def add(self, other: "IngestResult") -> None:
         self.inserted += other.inserted
@@ -49,6 +51,7 @@ async def ingest(
     known_chats: dict[str, Chat] | None = None,
     guess_new: bool | None = None,
     identities: tuple[set[str], set[str]] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> IngestResult:
     """Store ``messages`` (and ``chats``) for ``integration``; returns what changed.
 
@@ -57,7 +60,9 @@ async def ingest(
 
     ``guess_new`` (default: for webhooks) writes messages that look new without reading them
     first (see ``Store.upsert_messages``); ``identities`` are the account's own ids and
-    emails when the caller already holds them (an import reads them once per chat).
+    emails when the caller already holds them (an import reads them once per chat);
+    ``checkpoint`` is an import page's sync status, which the store may write with the
+    messages (``IngestResult.checkpointed``; see ``Store.upsert_messages``).
     """
     store = ctx.store
     result = IngestResult()
@@ -96,8 +101,12 @@ async def ingest(
         guess_new = source == "webhook"
     # The changed messages are only wanted for app callbacks; building them costs a validation each.
     report = bool(ctx.settings.app_callback_url)
-    written = await store.upsert_messages(rows, guess_new=guess_new, report=report) if rows \
-        else WriteResult(0, 0, 0, 0, [])
+    # The chats' lastMessageAt moves first ($max, idempotent): once the page is written its
+    # checkpoint may be too, and a crash after that must not leave the chat behind.
+    await _touch_chats(ctx, integration, rows, by_id)
+    written = await store.upsert_messages(rows, guess_new=guess_new, report=report, checkpoint=checkpoint) \
+        if rows else WriteResult(0, 0, 0, 0, [])
+    result.checkpointed = written.checkpointed
     result.inserted, result.updated = written.inserted, written.updated
     result.unchanged, result.deleted = written.unchanged, written.deleted
     result.chats = by_id
@@ -105,7 +114,6 @@ async def ingest(
                         ("unchanged", written.unchanged), ("deleted", written.deleted)):
         if count:
             metrics.INGESTED.labels(integration.platform, source, kind).inc(count)
-    await _touch_chats(ctx, integration, rows, by_id)
     await queue_callbacks(ctx, integration, written.changed, app_before)
     if rows:
         log.debug("ingested", source=source, platform=integration.platform, integration_id=integration.id,

@@ -79,6 +79,19 @@ async def test_every_unique_key_of_the_design_has_its_index(store):
         assert keys in indexed, collection
 
 
+async def test_the_queue_claims_sort_on_an_index_and_the_index_it_replaced_is_dropped(store):
+    # A database that an earlier version set up has the old two-key indexes.
+    await store.db["inbox"].create_index([("status", 1), ("nextAttemptAt", 1)], name="inbox_due")
+    await store.db["outbox"].create_index([("status", 1), ("nextAttemptAt", 1)], name="outbox_due")
+    await store.ensure_indexes()
+    for collection, tie_breaker in (("inbox", "receivedAt"), ("outbox", "createdAt")):
+        info = await store.db[collection].index_information()
+        keys = [[k for k, _ in ix["key"]] for ix in info.values()]
+        assert ["status", "nextAttemptAt", tie_breaker] in keys
+        assert f"{collection}_due" not in info
+    await store.ensure_indexes()  # and again at the next start: nothing to drop, no error
+
+
 async def test_the_message_key_index_rejects_a_second_document(store):
     await store.upsert_messages([message()])
     doc = message().doc()

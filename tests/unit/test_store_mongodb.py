@@ -11,9 +11,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from cryptography.fernet import Fernet
+from pymongo import monitoring
 
-from syncd.models import Message, OutboxItem, Sender, new_id
-from syncd.store import Store
+from syncd.models import Message, OutboxItem, Sender, SyncCounts, SyncStatus, new_id
+from syncd.store import Store, WriteResult
 
 URI = os.environ.get("SYNCD_TEST_MONGODB_URI")
 pytestmark = [
@@ -48,11 +49,32 @@ class Clock:
         return self.now
 
 
+class Commands(monitoring.CommandListener):
+    """The names of the commands a client sent, in order."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
 @pytest.fixture
-async def mongo_store():
+def commands() -> Commands:
+    return Commands()
+
+
+@pytest.fixture
+async def mongo_store(commands):
     from motor.motor_asyncio import AsyncIOMotorClient
 
-    client = AsyncIOMotorClient(URI, serverSelectionTimeoutMS=5000)
+    client = AsyncIOMotorClient(URI, serverSelectionTimeoutMS=5000, event_listeners=[commands])
     name = f"syncd_test_{new_id()[:12]}"
     store = Store(client, client[name], Fernet(Fernet.generate_key()))
     await store.ensure_indexes()
@@ -112,3 +134,57 @@ async def test_outbox_and_leases_hand_work_to_one_owner(mongo_store):
     assert not await mongo_store.acquire_lease("import:int-1", "replica-b", 30)
     clock.now += timedelta(seconds=31)
     assert await mongo_store.acquire_lease("import:int-1", "replica-b", 30)
+
+
+def plan(started_at: datetime = T0) -> SyncStatus:
+    return SyncStatus(integration_id="int-1", chat_id="chat-1", external_chat_id=CHANNEL,
+                      phase="importing", started_at=started_at)
+
+
+def checkpoint_of(status: SyncStatus):
+    """The page's status built from what its write did, as the importer builds it."""
+    def build(written: WriteResult) -> SyncStatus:
+        counts = SyncCounts(pages=1, inserted=written.inserted, unchanged=written.unchanged)
+        return status.model_copy(update={"cursor": "page-2", "counts": counts})
+    return build
+
+
+async def needs_mongodb_8(store: Store) -> None:
+    if not await store.writes_across_collections():
+        pytest.skip("the server is older than MongoDB 8.0: no client-level bulkWrite")
+
+
+async def test_a_new_page_and_its_checkpoint_are_one_bulkwrite_command(mongo_store, commands):
+    await needs_mongodb_8(mongo_store)
+    await mongo_store.save_sync_status(plan())
+    commands.names.clear()
+    result = await mongo_store.upsert_messages([message(f"6.{n:06d}") for n in range(5)], guess_new=True,
+                                               checkpoint=checkpoint_of(plan()))
+    assert commands.names == ["bulkWrite"]
+    assert (result.inserted, result.checkpointed) == (5, True)
+    assert await mongo_store.messages.count_documents({}) == 5
+    saved = await mongo_store.get_sync_status("int-1", "chat-1")
+    assert (saved.cursor, saved.counts.inserted) == ("page-2", 5)
+
+
+async def test_a_resumed_page_whose_messages_partly_exist_is_merged_once_then_checkpointed(mongo_store):
+    await needs_mongodb_8(mongo_store)
+    await mongo_store.save_sync_status(plan())
+    await mongo_store.upsert_messages([message("7.000002"), message("7.000003")], guess_new=True)
+    page = [message(f"7.{n:06d}") for n in range(6)]
+    result = await mongo_store.upsert_messages(page, guess_new=True, checkpoint=checkpoint_of(plan()))
+    assert (result.inserted, result.unchanged, result.checkpointed) == (4, 2, True)
+    assert await mongo_store.messages.count_documents({}) == 6
+    saved = await mongo_store.get_sync_status("int-1", "chat-1")
+    assert (saved.cursor, saved.counts.inserted, saved.counts.unchanged) == ("page-2", 4, 2)
+
+
+async def test_a_checkpoint_of_a_replaced_plan_is_refused_with_its_messages_stored(mongo_store):
+    await needs_mongodb_8(mongo_store)
+    newer = plan(started_at=T0 + timedelta(minutes=5))
+    await mongo_store.save_sync_status(newer)
+    result = await mongo_store.upsert_messages([message(f"8.{n:06d}") for n in range(3)], guess_new=True,
+                                               checkpoint=checkpoint_of(plan()))
+    assert (result.inserted, result.checkpointed) == (3, False)
+    saved = await mongo_store.get_sync_status("int-1", "chat-1")
+    assert (saved.started_at, saved.cursor) == (newer.started_at, None)
