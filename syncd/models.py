@@ -6,7 +6,7 @@ Python attributes are snake_case. Timestamps are timezone-aware UTC.
 
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
@@ -24,7 +24,9 @@ def utcnow() -> datetime:
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits: as unique as a UUID4's hex, at a fifth of its cost (every delivery
+    and every stored message takes one)."""
+    return os.urandom(16).hex()
 
 
 def as_utc(value: datetime | None) -> datetime | None:
