@@ -31,7 +31,9 @@ from typing import Any, Iterable
 
 from bson import ObjectId
 from pymongo import InsertOne, UpdateOne
-from pymongo.errors import BulkWriteError, ClientBulkWriteException, DuplicateKeyError, InvalidOperation
+from pymongo.errors import (
+    BulkWriteError, ClientBulkWriteException, DuplicateKeyError, InvalidOperation, OperationFailure,
+)
 from pymongo.results import ClientBulkWriteResult
 
 READS = frozenset({"find", "find_one", "aggregate", "command", "count_documents"})
@@ -624,6 +626,12 @@ class Collection:
             if partialFilterExpression:
                 self._indexed.update(partialFilterExpression)
         return name
+
+    async def drop_index(self, name: str) -> None:
+        await self._roundtrip("drop_index")
+        if name not in self.indexes:
+            raise OperationFailure(f"index not found with name [{name}]", code=27)
+        del self.indexes[name]  # ``_indexed`` may keep its fields: a superset only costs upkeep
 
     async def index_information(self) -> dict[str, Any]:
         return {i.name: {"key": [(f, 1) for f in i.fields], "unique": i.unique} for i in self.indexes.values()}

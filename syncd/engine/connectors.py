@@ -45,6 +45,8 @@ class Connectors:
         )
         self.clock = clock
         self._cache: dict[str, Connector] = {}
+        #: Held while an integration's connector is being built (see :meth:`get`).
+        self._building: dict[str, asyncio.Lock] = {}
 
     def platforms(self) -> list[str]:
         return sorted(p for p in PLATFORMS if p in self.mappings)
@@ -87,11 +89,33 @@ class Connectors:
     def cached(self, integration_id: str) -> Connector | None:
         return self._cache.get(integration_id)
 
+    async def get(
+        self,
+        integration: Integration,
+        read_credentials: Callable[[], Awaitable[dict[str, Any]]],
+        on_credentials: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> Connector:
+        """The integration's cached connector, else one built from what ``read_credentials``
+        returns. Callers that miss together wait for a single build: reading the credentials
+        yields to the event loop (as every MongoDB call does), and two connectors of one
+        integration would each refresh the same grant, keep their own access token and HTTP
+        client, and store whichever rotated grant came last."""
+        connector = self._cache.get(integration.id)
+        if connector is not None:
+            return connector
+        async with self._building.setdefault(integration.id, asyncio.Lock()):
+            connector = self._cache.get(integration.id)
+            if connector is None:
+                connector = self.build(integration, await read_credentials(), on_credentials)
+                self._cache[integration.id] = connector
+            return connector
+
     def remember(self, integration_id: str, connector: Connector) -> Connector:
         self._cache[integration_id] = connector
         return connector
 
     async def forget(self, integration_id: str) -> None:
+        self._building.pop(integration_id, None)
         connector = self._cache.pop(integration_id, None)
         if connector is not None:
             await connector.close()

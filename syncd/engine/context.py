@@ -40,14 +40,10 @@ class EngineContext:
 
 
 async def connector_for(ctx: EngineContext, integration: Integration) -> Connector:
-    """The integration's cached connector, built from its stored credentials on first use."""
-    connector = ctx.connectors.cached(integration.id)
-    if connector is not None:
-        return connector
+    """The integration's cached connector, built from its stored credentials on first use (once,
+    however many workers ask at the same time); the grants it refreshes are stored."""
 
     async def save(credentials: dict) -> None:
         await ctx.store.set_credentials(integration.id, credentials)
 
-    credentials = await ctx.store.get_credentials(integration.id)
-    built = ctx.connectors.build(integration, credentials, on_credentials=save)
-    return ctx.connectors.remember(integration.id, built)
+    return await ctx.connectors.get(integration, lambda: ctx.store.get_credentials(integration.id), save)

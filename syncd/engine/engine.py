@@ -195,7 +195,7 @@ class Engine:
         if chats is not None and (not isinstance(chats, list) or not all(isinstance(c, str) and c for c in chats)):
             raise IntegrationError(422, "invalid_settings", "settings.importChats must be a list of chat ids")
         integration = Integration(customer_id=customer_id, platform=platform, name=name or platform, settings=settings)
-        identities = await self._identify(integration, credentials)
+        identities, credentials = await self._identify(integration, credentials)
         await self.store.insert_integration(integration, credentials)
         for identity in identities:
             await self.store.upsert_user_platform(UserPlatform(
@@ -211,20 +211,29 @@ class Engine:
         log.info("integration created", integration_id=integration.id, platform=platform, customer_id=customer_id)
         return integration
 
-    async def _identify(self, integration: Integration, credentials: dict[str, Any]) -> list[UserData]:
-        """Check ``credentials`` with the platform; the account's own identities.
+    async def _identify(self, integration: Integration,
+                        credentials: dict[str, Any]) -> tuple[list[UserData], dict[str, Any]]:
+        """Check ``credentials`` with the platform: the account's own identities, and the
+        credentials to store (a check that refreshed a token hands back the rotated grant:
+        storing the one it replaced would lose it where a provider revokes used tokens).
 
         ``IntegrationError`` 422 when the platform rejects them. When it cannot be reached
         they are not known to be wrong: accepted, and the sync retries on schedule."""
         platform = integration.platform
-        connector = self.ctx.connectors.build(integration, credentials)
+        latest = credentials
+
+        async def rotated(new: dict[str, Any]) -> None:
+            nonlocal latest
+            latest = new
+
+        connector = self.ctx.connectors.build(integration, credentials, on_credentials=rotated)
         try:
-            return await connector.identify()
+            return await connector.identify(), latest
         except AuthError as exc:
             raise IntegrationError(422, "credentials_rejected", f"{platform} rejected the credentials: {exc}") from None
         except ProviderError as exc:
             log.warning("could not check credentials with the platform", platform=platform, error=str(exc))
-            return []
+            return [], latest
         finally:
             await connector.close()
 
@@ -253,9 +262,11 @@ class Engine:
             details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
             raise IntegrationError(422, "invalid_credentials", "credentials are invalid", details) from None
         # Checked first, so credentials the platform refuses never replace working ones.
-        await self._identify(integration, credentials)
+        _, credentials = await self._identify(integration, credentials)
         await self.ctx.connectors.forget(integration_id)
         await self.store.set_credentials(integration_id, credentials)
+        # Again: a worker that read the old credentials meanwhile may have cached a connector.
+        await self.ctx.connectors.forget(integration_id)
         updated = await self.store.update_integration(integration_id, status="active", status_reason=None)
         self.importer.kick(integration_id)
         if connector_cls.maintain_every_s is not None:
