@@ -1,0 +1,33 @@
+"""The indexes every collection needs (DESIGN §2): created by ``Store.ensure_indexes``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_STRING = {"$type": "string"}
+#: (collection, name, keys ("-" = descending), options): the unique keys of DESIGN §2, then
+#: the shapes the queries below use, so a real server never scans a collection.
+INDEXES: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("messages", "message_key", "customerId platform externalMessageId",
+     {"unique": True, "partialFilterExpression": {"externalMessageId": _STRING}}),
+    ("chats", "chat_key", "customerId platform externalChatId", {"unique": True}),
+    ("user_platforms", "user_key", "customerId platform externalUserId", {"unique": True}),
+    ("sync_status", "sync_key", "integrationId chatId", {"unique": True}),
+    ("inbox", "delivery_key", "integrationId deliveryId", {"unique": True}),
+    ("outbox", "idempotency_key", "customerId idempotencyKey", {"unique": True}),
+    ("messages", "chat_timeline", "chatId -sentAt -_id", {}),
+    ("messages", "app_message", "customerId platform appMessageId",
+     {"partialFilterExpression": {"appMessageId": _STRING}}),
+    ("chats", "chat_integration", "integrationId", {}),
+    ("integrations", "integration_owner", "customerId platform", {}),
+    # The claims sort due items by these keys: with the tie-breaker in the index a claim reads
+    # the first items in order instead of sorting every due item in memory.
+    ("inbox", "inbox_due_order", "status nextAttemptAt receivedAt", {}),
+    ("outbox", "outbox_due_order", "status nextAttemptAt createdAt", {}),
+    ("outbox", "outbox_lease", "status leaseUntil", {}),
+    ("leases", "lease_owner", "owner", {}),
+]
+
+
+#: Indexes an earlier version created that one of :data:`INDEXES` replaces: dropped at start.
+RETIRED_INDEXES: list[tuple[str, str]] = [("inbox", "inbox_due"), ("outbox", "outbox_due")]

@@ -1,0 +1,40 @@
+"""Named leases with an owner and an expiry: one replica at a time runs a given job."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pymongo.errors import DuplicateKeyError
+
+from syncd.store.documents import _AFTER, StoreBase
+
+
+class LeasesStore(StoreBase):
+    """The ``leases`` collection, one document per lease name."""
+
+    async def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        now = self.clock()
+        try:
+            await self.leases.find_one_and_update(
+                {"_id": name, "$or": [{"expiresAt": {"$lt": now}}, {"owner": owner}]},
+                {"$set": {"owner": owner, "expiresAt": now + timedelta(seconds=ttl_s)}},
+                upsert=True, return_document=_AFTER)
+            return True
+        except DuplicateKeyError:
+            return False  # the lease exists, unexpired, with another owner
+
+    async def renew_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        result = await self.leases.update_one(
+            {"_id": name, "owner": owner},
+            {"$set": {"expiresAt": self.clock() + timedelta(seconds=ttl_s)}})
+        return result.matched_count == 1
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self.leases.delete_one({"_id": name, "owner": owner})
+
+    async def release_all(self, owner: str) -> int:
+        return (await self.leases.delete_many({"owner": owner})).deleted_count
+
+    async def lease_holder(self, name: str) -> str | None:
+        doc = await self.leases.find_one({"_id": name, "expiresAt": {"$gte": self.clock()}})
+        return doc["owner"] if doc else None
