@@ -217,6 +217,8 @@ def test_every_registered_platform_is_a_platform_module():
         ("syncd.providers.slack", "from ..engine import ingest", "imports syncd.engine.ingest"),
         ("syncd.providers.slack", "from syncd.providers import gmail", "connectors never"),
         ("syncd.providers.slack", "import syncd.providers.gmail as g", "connectors never"),
+        ("syncd.providers.slack", "from syncd.providers.teams.ids import locate", "connectors never"),
+        ("syncd.providers.teams.graph", "from ..slack import classify", "connectors never"),
         (
             "syncd.providers.slack",
             "import importlib\nimportlib.import_module('syncd.sim.slack')",
@@ -245,6 +247,8 @@ def test_the_checker_catches_a_forbidden_import(module, source, expected):
     [
         ("syncd.providers.slack", "from .base import Connector\nfrom . import http, errors"),
         ("syncd.providers.gmail", "from syncd.providers.mime import decode_parts"),
+        ("syncd.providers.teams.auth", "from syncd.providers.teams.graph import TeamsBase\nfrom .ids import _q"),
+        ("syncd.providers.teams", "from syncd.providers.teams.auth import TeamsAuth\nfrom ..base import Connector"),
         ("syncd.engine.ingest", "from syncd.store import Store\nfrom syncd.providers import base"),
         ("syncd.store.chats", "from syncd.providers.base import ChatData\nfrom syncd.models import Chat"),
         ("syncd.cli", "from syncd.logs import configure_logging\nconfigure_logging('INFO')"),
