@@ -61,6 +61,7 @@ class Importer:
     def __init__(self, ctx: EngineContext):
         self.ctx = ctx
         self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._kicked_again: set[str] = set()
 
     # -- planning --------------------------------------------------------------------------
     async def plan_initial(self, integration: Integration) -> None:
@@ -94,12 +95,23 @@ class Importer:
 
     # -- running ---------------------------------------------------------------------------
     def kick(self, integration_id: str) -> asyncio.Task[Any]:
-        """Drain the integration's import work in the background (once per process)."""
+        """Drain the integration's import work in the background (once per process). A kick
+        while a drain runs makes it drain once more when it ends: work planned after its last
+        look for pending chats would otherwise wait for the next restart."""
         task = self._tasks.get(integration_id)
         if task is None or task.done():
-            task = asyncio.create_task(self.drain(integration_id), name=f"import:{integration_id}")
+            task = asyncio.create_task(self._drain_until_quiet(integration_id), name=f"import:{integration_id}")
             self._tasks[integration_id] = task
+        else:
+            self._kicked_again.add(integration_id)
         return task
+
+    async def _drain_until_quiet(self, integration_id: str) -> bool:
+        while True:
+            self._kicked_again.discard(integration_id)
+            drained = await self.drain(integration_id)
+            if integration_id not in self._kicked_again or self.ctx.stopping.is_set():
+                return drained
 
     async def wait(self) -> None:
         tasks = [t for t in self._tasks.values() if not t.done()]

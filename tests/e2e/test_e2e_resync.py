@@ -3,6 +3,8 @@ a plain one re-reads idempotently."""
 
 from __future__ import annotations
 
+import asyncio
+
 from e2esupport import seed_channel, stored_messages, wait_for
 
 from syncd.sim.base import FaultPlan
@@ -81,3 +83,35 @@ async def test_a_full_resync_asked_for_during_the_import_is_not_lost(tb, small_p
     assert len(stored) == 30
     assert stored[f"{channel}:{newest}"].deleted_at is not None
     assert (await store.get_sync_status(integration["id"], chat.id)).full is False
+
+
+async def test_a_resync_planned_while_an_import_is_finishing_is_not_left_pending(tb) -> None:
+    # The import's last look for pending chats is behind it, its lease not yet given back:
+    # a resync planned and kicked in that moment must still run (in this process, now).
+    ids = tb.slack.seed_workspace()
+    integration = await tb.create_slack()
+    store, importer = tb.daemon.store, tb.engine.importer
+    finishing, go_on = asyncio.Event(), asyncio.Event()
+    release = store.release_lease
+
+    async def slow_release(name: str, owner: str) -> None:
+        if name == f"import:{integration['id']}":
+            finishing.set()
+            await go_on.wait()
+        await release(name, owner)
+
+    store.release_lease = slow_release
+    drain = importer.kick(integration["id"])
+    await asyncio.wait_for(finishing.wait(), 10)
+    full = await tb.api.post(f"/integrations/{integration['id']}/resync", json={"full": True})
+    assert full.status_code == 202, full.text
+    go_on.set()
+    store.release_lease = release
+    await asyncio.wait_for(drain, 10)
+    await importer.wait()
+    statuses = await store.list_sync_status(integration["id"])
+    chats = [s for s in statuses if s.chat_id is not None]
+    assert chats and all(s.phase == "done" and not s.full for s in chats), \
+        [(s.external_chat_id, s.phase, s.full) for s in chats]
+    general = await store.find_chat("cust-1", "slack", ids["general"])
+    assert len(await stored_messages(store, general.id)) == len(tb.slack.truth(ids["general"]))
