@@ -87,7 +87,7 @@ class Daemon:
         self.admin = httpx.AsyncClient(base_url=self.url, timeout=60,
                                        headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
 
-    async def __aenter__(self) -> "Daemon":
+    async def __aenter__(self) -> Daemon:
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
         command = [sys.executable, "-m", "bench.server", "--port", str(self.port),
                    "--mode", self.mode, "--options", json.dumps(self.options)]

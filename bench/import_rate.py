@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from bench import ratelimit, slack_events
 from bench.common import Daemon, Record
-from syncd.providers.slack import SlackConnector
+from syncd.providers.slack.connector import SlackConnector
 from syncd.sim.base import ServerThread
 
 NAME = "import_rate_limited"

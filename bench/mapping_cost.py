@@ -15,21 +15,23 @@ import asyncio
 import gc
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import orjson
 
 from bench.common import ROOT, Record
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import Mapping, load_mappings
-from syncd.providers import PLATFORMS, connector_class
-from syncd.providers.base import ChatData, ConnectorContext, MessageData, UserData, WebhookRequest
-from syncd.providers.http import RetryPolicy
-from syncd.sim.gmail import GmailSimulator
-from syncd.sim.slack import SlackSimulator
-from syncd.sim.teams import TeamsSimulator
+from syncd.providers import connector_class
+from syncd.providers.gmail.sim import GmailSimulator
+from syncd.providers.slack.sim import SlackSimulator
+from syncd.providers.teams.sim import TeamsSimulator
+from syncd.universal import ChatData, MessageData, UserData, WebhookRequest
 
 NAME = "mapping_cost"
 TARGET = 3.0
@@ -289,7 +291,7 @@ def _time(units: list[Unit], mapping: Mapping, size: Size) -> tuple[float, float
 async def run(size: Size = QUICK) -> Record:
     mappings = load_mappings()
     slack_sim = SlackSimulator()
-    platforms = sorted(p for p in mappings if p in PLATFORMS)
+    platforms = sorted(mappings)
     per_platform: dict[str, dict[str, Any]] = {}
     total_map = total_parse = 0.0
     for platform in platforms:

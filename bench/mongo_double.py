@@ -26,13 +26,18 @@ import bisect
 import itertools
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from bson import ObjectId
 from pymongo import InsertOne, UpdateOne
 from pymongo.errors import (
-    BulkWriteError, ClientBulkWriteException, DuplicateKeyError, InvalidOperation, OperationFailure,
+    BulkWriteError,
+    ClientBulkWriteException,
+    DuplicateKeyError,
+    InvalidOperation,
+    OperationFailure,
 )
 from pymongo.results import ClientBulkWriteResult
 
@@ -52,7 +57,7 @@ _SCALARS = frozenset({str, int, float, bool, type(None), ObjectId, bytes})
 
 def _date(value: datetime) -> datetime:
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     return value.replace(tzinfo=None, microsecond=value.microsecond - value.microsecond % 1000)
 
 
@@ -403,22 +408,22 @@ class _Index:
 
 
 class Cursor:
-    def __init__(self, collection: "Collection", query: dict[str, Any], projection: Any):
+    def __init__(self, collection: Collection, query: dict[str, Any], projection: Any):
         self._collection, self._query, self._projection = collection, query, projection
         self._sort: list[tuple[str, int]] | None = None
         self._limit = 0
         self._skip = 0
         self._docs: list[dict[str, Any]] | None = None
 
-    def sort(self, key: Any, direction: int | None = None) -> "Cursor":
+    def sort(self, key: Any, direction: int | None = None) -> Cursor:
         self._sort = [(key, direction or 1)] if isinstance(key, str) else list(key)
         return self
 
-    def limit(self, n: int) -> "Cursor":
+    def limit(self, n: int) -> Cursor:
         self._limit = n
         return self
 
-    def skip(self, n: int) -> "Cursor":
+    def skip(self, n: int) -> Cursor:
         self._skip = n
         return self
 
@@ -435,7 +440,7 @@ class Cursor:
         docs = self._run()
         return docs if length is None else docs[:length]
 
-    def __aiter__(self) -> "Cursor":
+    def __aiter__(self) -> Cursor:
         self._iter = iter(self._run())
         self._yielded = False
         return self
@@ -454,7 +459,7 @@ class _Rows:
     def __init__(self, rows: list[dict[str, Any]]):
         self._iter = iter(rows)
 
-    def __aiter__(self) -> "_Rows":
+    def __aiter__(self) -> _Rows:
         return self
 
     async def __anext__(self) -> dict[str, Any]:
@@ -465,7 +470,7 @@ class _Rows:
 
 
 class Collection:
-    def __init__(self, db: "Database", name: str):
+    def __init__(self, db: Database, name: str):
         self.db, self.name = db, name
         self.docs: dict[Any, dict[str, Any]] = {}
         self.indexes: dict[str, _Index] = {}
@@ -773,7 +778,7 @@ class Collection:
 
 
 class Database:
-    def __init__(self, client: "Client", name: str):
+    def __init__(self, client: Client, name: str):
         self.client, self.name = client, name
         self._collections: dict[str, Collection] = {}
 

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from syncd.sim.slack import SlackSimulator, us_to_ts
+from syncd.providers.slack.sim import SlackSimulator, us_to_ts
 
 
 class RateLimited:

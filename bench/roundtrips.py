@@ -25,8 +25,8 @@ from bench.common import ADMIN_TOKEN, APP_SECRET, SECRET_KEY, Record
 from bench.mongo_double import Client
 from syncd.config import Settings
 from syncd.daemon import Daemon, build
-from syncd.providers.slack import SlackConnector
-from syncd.sim.slack import SlackSimulator
+from syncd.providers.slack.connector import SlackConnector
+from syncd.providers.slack.sim import SlackSimulator
 from syncd.store import Store, _fernet
 
 PAGE_TARGET = 1.0

@@ -23,8 +23,8 @@ from syncd import daemon as daemon_module
 from syncd.config import Settings
 from syncd.daemon import Daemon
 from syncd.models import Chat, Integration, SyncStatus, UserPlatform
-from syncd.providers.base import ChatData
 from syncd.store import Store, _fernet
+from syncd.universal import ChatData
 
 
 def _probes(client: Client) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ROOT
-from syncd.sim.slack import SlackSimulator
+from syncd.providers.slack.sim import SlackSimulator
 
 FIXTURE = ROOT / "tests" / "fixtures" / "slack.json"
 

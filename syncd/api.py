@@ -24,9 +24,9 @@ from syncd.connect import connect_router
 from syncd.engine.engine import Engine, IntegrationError
 from syncd.engine.exporter import EventRejected
 from syncd.engine.notifier import message_view, sign
+from syncd.kit.errors import SignatureError
 from syncd.models import AppEvent, Chat, Integration, UserPlatform
-from syncd.providers.base import WebhookRequest
-from syncd.providers.errors import SignatureError
+from syncd.universal import WebhookRequest
 
 
 class ApiError(Exception):

@@ -39,9 +39,9 @@ from pydantic import ValidationError
 from syncd.config import OAuthClient, Settings
 from syncd.engine.connectors import UnknownPlatform
 from syncd.engine.engine import Engine, IntegrationError
-from syncd.providers.base import Connector, OAuthSpec
-from syncd.providers.errors import ProviderError
-from syncd.providers.http import ProviderHttp
+from syncd.kit.connector import Connector, OAuthSpec
+from syncd.kit.errors import ProviderError
+from syncd.kit.http import ProviderHttp
 
 log = structlog.get_logger(__name__)
 

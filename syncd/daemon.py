@@ -12,9 +12,10 @@ import random
 import secrets
 import signal
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import structlog
@@ -68,7 +69,7 @@ class Daemon:
             kind, _, integration_id = job.id.partition(":")
             if kind in ("poll", "maintain") and integration_id not in integrations:
                 job.remove()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         for integration_id, integration in integrations.items():
             try:
                 cls = self.engine.ctx.connectors.connector_class(integration.platform)

@@ -25,36 +25,37 @@ import email.utils
 import os
 import re
 import sys
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from syncd.mapping_compiler import PLACEHOLDER, SectionFn, compile_section
-from syncd.providers.base import ChatData, MessageData, OutgoingMessage, UserData
+from syncd.universal import ChatData, MessageData, OutgoingMessage, UserData
 
 # --------------------------------------------------------------------------------------
 # transforms
 
 
 def _slack_ts(value: Any) -> datetime:
-    return datetime.fromtimestamp(float(value), tz=timezone.utc)
+    return datetime.fromtimestamp(float(value), tz=UTC)
 
 
 def _epoch_ms(value: Any) -> datetime:
-    return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
 
 
 def _iso8601(value: Any) -> datetime:
     parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _rfc2822(value: Any) -> datetime:
     parsed = email.utils.parsedate_to_datetime(str(value))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # The address forms nearly every header uses -- ``a@b.example``, ``Name <a@b.example>``,
@@ -113,7 +114,7 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "lower": lambda v: str(v).lower(),
     "strip": lambda v: str(v).strip(),
     "slack_ts": _slack_ts,
-    "epoch_s": lambda v: datetime.fromtimestamp(float(v), tz=timezone.utc),
+    "epoch_s": lambda v: datetime.fromtimestamp(float(v), tz=UTC),
     "epoch_ms": _epoch_ms,
     "iso8601": _iso8601,
     "rfc2822_date": _rfc2822,
@@ -150,7 +151,7 @@ class Rule(BaseModel):
     required: bool = False
 
     @model_validator(mode="after")
-    def _one_source(self) -> "Rule":
+    def _one_source(self) -> Rule:
         given = [k for k in ("path", "template", "const", "cases") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of path, template, const, cases (got {given or 'none'})")

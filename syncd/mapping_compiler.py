@@ -16,7 +16,8 @@ first ``when`` that is truthy (or equals ``equals``); transforms run in order an
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 

@@ -7,7 +7,7 @@ Python attributes are snake_case. Timestamps are timezone-aware UTC.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -20,7 +20,7 @@ DeliveryState = Literal["pending", "sent", "delivered", "read", "failed"]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_id() -> str:
@@ -34,8 +34,8 @@ def as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 #: A timestamp field of a stored document: MongoDB hands back naive UTC, the model keeps aware UTC.
@@ -224,7 +224,7 @@ class AppEvent(BaseModel):
     message: AppMessage
 
     @model_validator(mode="after")
-    def _complete(self) -> "AppEvent":
+    def _complete(self) -> AppEvent:
         m = self.message
         if self.type == "message.created":
             if not (self.chat_id or self.external_chat_id):

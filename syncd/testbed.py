@@ -11,9 +11,10 @@ import asyncio
 import hashlib
 import hmac
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -23,14 +24,14 @@ from starlette.routing import Route
 
 from syncd.config import Settings
 from syncd.daemon import Daemon, build
-from syncd.sim.gmail import GmailSimulator
-from syncd.sim.slack import SlackSimulator
+from syncd.providers.gmail.sim import PUSH_TOKEN as GMAIL_PUSH_TOKEN
+from syncd.providers.gmail.sim import GmailSimulator
+from syncd.providers.slack.sim import SlackSimulator
 from syncd.store import Store
 
 BASE = "http://syncd.test"
 ADMIN_TOKEN = "testbed-admin-token"
 APP_SECRET = "testbed-app-secret"
-GMAIL_PUSH_TOKEN = "testbed-push-token"
 
 
 @dataclass
@@ -70,7 +71,7 @@ class Clock:
         self.offset = timedelta(0)
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc) + self.offset
+        return datetime.now(UTC) + self.offset
 
     def advance(self, seconds: float) -> None:
         self.offset += timedelta(seconds=seconds)
@@ -111,7 +112,7 @@ class Testbed:
                     store: Store | None = None, sims: dict[str, Any] | None = None,
                     transport: Callable[[str, Any], httpx.AsyncBaseTransport] | None = None,
                     sleep: Callable[[float], Awaitable[None]] | None = None,
-                    **overrides: Any) -> "Testbed":
+                    **overrides: Any) -> Testbed:
         """``run=False`` wires everything but starts no worker (webhooks and events are still
         accepted and stored); ``store`` shares an existing store (another replica's); ``sims``
         adds simulators of more platforms, keyed by platform or by shared API root key;
@@ -170,7 +171,7 @@ class Testbed:
         await self.daemon.stop()
 
     @property
-    def engine(self):  # noqa: ANN201 - the engine, for tests that poll or resume directly
+    def engine(self):
         return self.daemon.engine
 
     # -- integrations ---------------------------------------------------------------------

@@ -16,7 +16,16 @@ import time
 from dataclasses import dataclass
 from types import ModuleType
 
-from bench.faults import crash, durability, echoes, poison, replicas, shutdown, storm, webhooks
+from bench.faults import (
+    crash,
+    durability,
+    echoes,
+    poison,
+    replicas,
+    shutdown,
+    storm,
+    webhooks,
+)
 from bench.faults.harness import quiet
 from bench.faults.report import Row, table
 

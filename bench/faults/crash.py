@@ -16,8 +16,17 @@ from collections import Counter
 from dataclasses import dataclass
 
 from bench.faults.harness import (
-    Seen, Wire, create_slack, dies_in, mortal, seed_channel, slack_pages, survivor_finishes_import, testbed,
-    timed, wait_for,
+    Seen,
+    Wire,
+    create_slack,
+    dies_in,
+    mortal,
+    seed_channel,
+    slack_pages,
+    survivor_finishes_import,
+    testbed,
+    timed,
+    wait_for,
 )
 from bench.faults.report import Row, tally_slack
 from syncd.engine import importer as importer_module

@@ -14,8 +14,19 @@ import asyncio
 from collections import defaultdict
 
 from bench.faults.harness import (
-    Mortal, app_event, create_slack, deliver_slack, dies_in, imported, mortal, post_event, seed_channel, settle,
-    testbed, timed, wait_for,
+    Mortal,
+    app_event,
+    create_slack,
+    deliver_slack,
+    dies_in,
+    imported,
+    mortal,
+    post_event,
+    seed_channel,
+    settle,
+    testbed,
+    timed,
+    wait_for,
 )
 from bench.faults.report import Row, compare_exports, tally_slack
 from syncd.engine import exporter as exporter_module

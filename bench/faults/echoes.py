@@ -14,10 +14,25 @@ import random
 import re
 
 from bench.faults.harness import (
-    app_event, create_slack, deliver_slack, imported, post_event, seed_channel, settle, testbed, timed, wait_for,
+    app_event,
+    create_slack,
+    deliver_slack,
+    imported,
+    post_event,
+    seed_channel,
+    settle,
+    testbed,
+    timed,
+    wait_for,
 )
-from bench.faults.report import Row, compare_exports, stored_chats, stored_messages, tally_slack
-from syncd.sim.slack import SlackDelivery
+from bench.faults.report import (
+    Row,
+    compare_exports,
+    stored_chats,
+    stored_messages,
+    tally_slack,
+)
+from syncd.providers.slack.sim import SlackDelivery
 
 NAME = "4 echo races"
 MODES = ("before", "during", "after")

@@ -20,16 +20,17 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import httpx
 import structlog
 from pymongo.errors import AutoReconnect
 
 from syncd.daemon import Daemon
-from syncd.providers.slack import SlackConnector
-from syncd.sim.slack import SlackSimulator, us_to_ts
+from syncd.providers.slack.connector import SlackConnector
+from syncd.providers.slack.sim import SlackSimulator, us_to_ts
 from syncd.store import Store
 from syncd.testbed import APP_SECRET, GMAIL_PUSH_TOKEN, Testbed
 

@@ -18,10 +18,19 @@ import time
 from typing import Any
 
 from bench.faults.harness import (
-    app_event, create_slack, deliver_slack, imported, post_event, seed_channel, settle, testbed, timed, wait_for,
+    app_event,
+    create_slack,
+    deliver_slack,
+    imported,
+    post_event,
+    seed_channel,
+    settle,
+    testbed,
+    timed,
+    wait_for,
 )
 from bench.faults.report import Row, compare_exports, tally_slack
-from syncd.sim.slack import SlackDelivery, SlackSimulator
+from syncd.providers.slack.sim import SlackDelivery, SlackSimulator
 
 NAME = "7 poison input"
 MAX_ATTEMPTS = 4

@@ -18,9 +18,10 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 from starlette.responses import JSONResponse
@@ -131,7 +132,7 @@ class SyncdProcess:
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.url, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
 
-    async def healthy(self, timeout_s: float = 60) -> "SyncdProcess":
+    async def healthy(self, timeout_s: float = 60) -> SyncdProcess:
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(base_url=self.url, timeout=1) as http:
             while True:

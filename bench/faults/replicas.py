@@ -14,8 +14,18 @@ import asyncio
 from collections import Counter
 
 from bench.faults.harness import (
-    app_event, create_slack, deliver_slack, imported, mortal, post_event, seed_channel, settle, slack_pages,
-    testbed, timed, wait_for,
+    app_event,
+    create_slack,
+    deliver_slack,
+    imported,
+    mortal,
+    post_event,
+    seed_channel,
+    settle,
+    slack_pages,
+    testbed,
+    timed,
+    wait_for,
 )
 from bench.faults.report import Row, compare_exports, tally_slack
 from syncd.engine.poller import PollBusy
@@ -38,7 +48,7 @@ async def run(size: int, seed: int = 0) -> Row:
             a = await mortal(tb)
             b = await tb.replica()
             b_api = tb.client(b)
-            history = lambda: wire.calls("slack", "conversations.history")  # noqa: E731
+            history = lambda: wire.calls("slack", "conversations.history")
 
             # Both replicas start the import at the same moment; the lease picks one.
             tb.slack.faults.plan = FaultPlan(latency_s=0.005, endpoints=frozenset({"conversations.history"}))

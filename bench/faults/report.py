@@ -16,8 +16,9 @@ remove.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import httpx
 
@@ -41,7 +42,7 @@ class Tally:
     wrong: int = 0
     notes: list[str] = field(default_factory=list)
 
-    def add(self, other: "Tally") -> "Tally":
+    def add(self, other: Tally) -> Tally:
         self.expected += other.expected
         self.stored += other.stored
         self.lost += other.lost
@@ -79,7 +80,7 @@ class Row:
         if not condition:
             self.problems.append(problem)
 
-    def merge(self, other: "Row") -> "Row":
+    def merge(self, other: Row) -> Row:
         self.runs += other.runs
         self.tally.add(other.tally)
         for name, value in other.facts.items():

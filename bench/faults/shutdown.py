@@ -21,17 +21,26 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import structlog
 
-from bench.faults.harness import imported, seed_channel, slack_credentials, slack_pages, testbed, timed, wait_for
+from bench.faults.harness import (
+    imported,
+    seed_channel,
+    slack_credentials,
+    slack_pages,
+    testbed,
+    timed,
+    wait_for,
+)
 from bench.faults.report import Row, tally_slack
 from syncd.daemon import serve
+from syncd.providers.slack.sim import SlackSimulator, us_to_ts
 from syncd.sim.base import FaultPlan, ServerThread
-from syncd.sim.slack import SlackSimulator, us_to_ts
 from syncd.testbed import ADMIN_TOKEN
 
 NAME = "8 graceful shutdown"

@@ -13,12 +13,23 @@ import asyncio
 from typing import Any
 
 from bench.faults.harness import (
-    app_event, create_gmail, create_slack, deliver_slack, imported, post_event, push_gmail, seed_channel,
-    seed_mailbox, settle, slack_pages, testbed, timed,
+    app_event,
+    create_gmail,
+    create_slack,
+    deliver_slack,
+    imported,
+    post_event,
+    push_gmail,
+    seed_channel,
+    seed_mailbox,
+    settle,
+    slack_pages,
+    testbed,
+    timed,
 )
 from bench.faults.report import Row, compare_exports, tally_gmail, tally_slack
 from syncd.engine.poller import PollBusy
-from syncd.providers.errors import ProviderError
+from syncd.kit.errors import ProviderError
 from syncd.sim.base import FaultPlan, Faults
 
 NAME = "2 provider storm"

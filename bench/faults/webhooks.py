@@ -14,9 +14,18 @@ import asyncio
 import random
 from typing import Any
 
-from bench.faults.harness import create_slack, deliver_slack, imported, seed_channel, settle, testbed, timed, wait_for
+from bench.faults.harness import (
+    create_slack,
+    deliver_slack,
+    imported,
+    seed_channel,
+    settle,
+    testbed,
+    timed,
+    wait_for,
+)
 from bench.faults.report import Row, tally_slack
-from syncd.sim.slack import SlackDelivery
+from syncd.providers.slack.sim import SlackDelivery
 
 NAME = "3 webhook chaos"
 ROUNDS = 5

@@ -9,23 +9,14 @@ import logging
 import random
 import sys
 import time
-from typing import Any, Awaitable
+from collections.abc import Awaitable
+from typing import Any
 
-from syncd.demo.gmail import GmailScenario
-from syncd.demo.meta_pages import InstagramScenario, MessengerScenario
-from syncd.demo.scenario import COLUMNS, Scenario
-from syncd.demo.slack import SlackScenario
-from syncd.demo.teams import TeamsScenario
-from syncd.demo.telegram import TelegramScenario
-from syncd.demo.whatsapp import WhatsAppScenario
+from syncd import providers
 from syncd.logs import configure_logging
+from syncd.sim.scenario import COLUMNS, Scenario
 from syncd.testbed import Testbed
 
-#: Every platform that has landed, with its share of the history messages (none: no history).
-PLAN: tuple[tuple[type[Scenario], int], ...] = (
-    (SlackScenario, 6), (GmailScenario, 6), (TeamsScenario, 4), (WhatsAppScenario, 0),
-    (MessengerScenario, 2), (InstagramScenario, 2), (TelegramScenario, 0),
-)
 WIDTH = 11  # the platform column
 IMPORT_TIMEOUT_S = 60
 
@@ -35,8 +26,10 @@ def _say(text: str = "") -> None:
 
 
 def _scenarios(messages: int, rng: random.Random) -> list[Scenario]:
-    shares = sum(share for _, share in PLAN)
-    return [cls(rng, messages * share // shares) for cls, share in PLAN]
+    """One scenario per platform that ships one, history shared out by each one's ``share``."""
+    classes = [c for c in map(providers.scenario_class, providers.folders()) if c is not None]
+    shares = sum(c.share for c in classes) or 1
+    return [c(rng, messages * c.share // shares) for c in classes]
 
 
 async def _step(scenario: Scenario, name: str, work: Awaitable[Any]) -> None:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import httpx
 from pydantic import BaseModel
 
+from syncd import providers
 from syncd.config import Settings
+from syncd.kit.connector import Connector, ConnectorContext
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import Mapping
 from syncd.models import Integration
-from syncd.providers import PLATFORMS, connector_class
-from syncd.providers.base import Connector, ConnectorContext
-from syncd.providers.http import RetryPolicy
 
 
 class UnknownPlatform(KeyError):
@@ -49,12 +50,15 @@ class Connectors:
         self._building: dict[str, asyncio.Lock] = {}
 
     def platforms(self) -> list[str]:
-        return sorted(p for p in PLATFORMS if p in self.mappings)
+        return sorted(self.mappings)
 
     def connector_class(self, platform: str) -> type[Connector]:
-        if platform not in self.mappings or platform not in PLATFORMS:
+        if platform not in self.mappings:
             raise UnknownPlatform(platform)
-        return connector_class(platform)
+        try:
+            return providers.connector_class(platform)
+        except KeyError:
+            raise UnknownPlatform(platform) from None
 
     def validate_credentials(self, platform: str, credentials: dict[str, Any]) -> BaseModel:
         """Raises ``UnknownPlatform`` or pydantic's ``ValidationError``."""

@@ -7,14 +7,14 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
 from syncd.config import Settings
 from syncd.engine.connectors import Connectors
+from syncd.kit.connector import Connector
 from syncd.models import Integration
-from syncd.providers.base import Connector
 from syncd.store import Store
 
 
@@ -28,7 +28,7 @@ class EngineContext:
     store: Store
     connectors: Connectors
     owner: str = field(default_factory=default_owner)
-    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> datetime:

@@ -22,10 +22,10 @@ from syncd.engine.inbox import Inbox
 from syncd.engine.leases import hold
 from syncd.engine.notifier import CallbackSender
 from syncd.engine.outbox import Outbox
-from syncd.engine.poller import Poller, PollBusy
+from syncd.engine.poller import PollBusy, Poller
+from syncd.kit.errors import AuthError, ProviderError
 from syncd.models import Chat, Integration, UserPlatform
-from syncd.providers.base import ChatData, UserData
-from syncd.providers.errors import AuthError, ProviderError
+from syncd.universal import ChatData, UserData
 
 log = structlog.get_logger(__name__)
 
@@ -87,7 +87,7 @@ class Engine:
             await worker.stop(max(0.0, deadline - loop.time()))
         try:
             await asyncio.wait_for(self.importer.wait(), max(0.0, deadline - loop.time()))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.importer.cancel()
         if self._polls:
             polls = set(self._polls)

@@ -14,9 +14,9 @@ import structlog
 
 from syncd.engine.context import EngineContext, connector_for
 from syncd.engine.importer import chat_data
+from syncd.kit.errors import PermanentError, RetryableError
 from syncd.models import AppEvent, Chat, Integration, Message, OutboxItem, Sender
-from syncd.providers.base import ChatData, MessageData, OutgoingMessage
-from syncd.providers.errors import PermanentError, RetryableError
+from syncd.universal import ChatData, MessageData, OutgoingMessage
 
 log = structlog.get_logger(__name__)
 

@@ -18,11 +18,12 @@ from syncd import metrics
 from syncd.engine.context import EngineContext, connector_for
 from syncd.engine.ingest import IngestResult, ingest, self_identities
 from syncd.engine.leases import hold
+from syncd.kit.connector import Connector
+from syncd.kit.errors import AuthError, CursorExpired, ProviderError
 from syncd.mapping import MappingError
 from syncd.models import Chat, Integration, SyncStatus
-from syncd.providers.base import ChatData, Connector, HistoryPage, MessageData
-from syncd.providers.errors import AuthError, CursorExpired, ProviderError
 from syncd.store import WriteResult
+from syncd.universal import ChatData, HistoryPage, MessageData
 
 log = structlog.get_logger(__name__)
 

@@ -18,11 +18,11 @@ import structlog
 from syncd import metrics
 from syncd.engine.context import EngineContext, connector_for
 from syncd.engine.ingest import ingest
-from syncd.engine.poller import Poller, PollBusy
+from syncd.engine.poller import PollBusy, Poller
 from syncd.engine.workers import Worker
+from syncd.kit.errors import RateLimited, SignatureError
 from syncd.models import InboxItem, Integration, new_id
-from syncd.providers.base import Changes, WebhookAnswer, WebhookRequest
-from syncd.providers.errors import RateLimited, SignatureError
+from syncd.universal import Changes, WebhookAnswer, WebhookRequest
 
 log = structlog.get_logger(__name__)
 

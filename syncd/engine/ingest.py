@@ -16,8 +16,8 @@ from syncd import metrics
 from syncd.engine.context import EngineContext
 from syncd.engine.notifier import queue_callbacks
 from syncd.models import Chat, Integration, Message
-from syncd.providers.base import ChatData, MessageData
 from syncd.store import Checkpoint, WriteResult
+from syncd.universal import ChatData, MessageData
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +33,7 @@ class IngestResult:
     #: What became of the ``checkpoint`` given to ``ingest`` (``WriteResult.checkpointed``).
     checkpointed: bool | None = None
 
-    def add(self, other: "IngestResult") -> None:
+    def add(self, other: IngestResult) -> None:
         self.inserted += other.inserted
         self.updated += other.updated
         self.unchanged += other.unchanged

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 
 from syncd.engine.context import EngineContext
+from syncd.kit.errors import PermanentError, TransientError
 from syncd.models import Integration, Message, OutboxItem
-from syncd.providers.errors import PermanentError, TransientError
 
 CALLBACK = "callback"
 #: How many of a chat's latest messages are searched for the pending send an echo belongs to.

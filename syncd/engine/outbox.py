@@ -18,9 +18,9 @@ from syncd.engine.context import EngineContext
 from syncd.engine.exporter import Exporter, Waiting
 from syncd.engine.notifier import CALLBACK, CallbackSender
 from syncd.engine.workers import Worker
+from syncd.kit.errors import AuthError, PermanentError, RateLimited
 from syncd.mapping import MappingError
 from syncd.models import OutboxItem
-from syncd.providers.errors import AuthError, PermanentError, RateLimited
 
 log = structlog.get_logger(__name__)
 

@@ -13,7 +13,7 @@ from syncd.engine.context import EngineContext, connector_for
 from syncd.engine.importer import Importer, chat_data
 from syncd.engine.ingest import IngestResult, ingest
 from syncd.engine.leases import hold
-from syncd.providers.errors import AuthError, CursorExpired
+from syncd.kit.errors import AuthError, CursorExpired
 
 log = structlog.get_logger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import structlog
 
@@ -62,7 +62,7 @@ class Worker:
         self._wake.set()
         try:
             await asyncio.wait_for(asyncio.shield(self.task), grace_s)
-        except (asyncio.TimeoutError, asyncio.CancelledError):
+        except (TimeoutError, asyncio.CancelledError):
             self.task.cancel()
             with contextlib.suppress(BaseException):
                 await self.task

@@ -1,28 +1,61 @@
-"""Platform connectors: one module per platform, transport quirks only.
+"""The platforms, each found by its name.
 
-Connectors never import the store or the engine, nor each other; they receive what they need
-(credentials, an HTTP client, their mapping) and return universal data (``base.py``).
+Everything about platform ``p`` is in one place: its manifest ``mappings/p.yaml``, and, where
+it has them, the folder ``syncd/providers/p/`` with ``connector.py`` (the small module for
+what its manifest cannot say), ``sim.py`` (its simulator) and ``demo.py`` (its demo scenario).
+A folder with no manifest is a family module shared by several platforms (``meta``: Meta's
+Graph API; ``mime.py``: email). Nothing outside this package lists the platforms: they are
+discovered, so adding one edits no shared file.
+
+Platform modules never import the store or the engine, nor each other except a family module.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import pkgutil
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-from syncd.providers.base import Connector
+from syncd.kit.connector import Connector
 
-#: platform name -> module under ``syncd.providers`` that defines ``CONNECTOR``.
-PLATFORMS: dict[str, str] = {
-    "slack": "slack",
-    "gmail": "gmail",
-    "teams": "teams",
-    "whatsapp": "whatsapp",
-    "messenger": "messenger",
-    "instagram": "instagram",
-    "telegram": "telegram",
-}
+_HERE = Path(__file__).parent
+
+
+def folders() -> list[str]:
+    """The platform and family folders that ship with the package."""
+    return sorted(m.name for m in pkgutil.iter_modules([str(_HERE)]) if m.ispkg)
+
+
+def part(platform: str, name: str) -> ModuleType | None:
+    """``syncd.providers.<platform>.<name>`` (``connector``, ``sim``, ``demo``), or None."""
+    if platform not in folders():
+        return None
+    qualified = f"{__name__}.{platform}.{name}"
+    if importlib.util.find_spec(qualified) is None:
+        return None
+    return importlib.import_module(qualified)
 
 
 def connector_class(platform: str) -> type[Connector]:
-    """The connector class of ``platform``; ``KeyError`` for an unknown platform."""
-    module = importlib.import_module(f"syncd.providers.{PLATFORMS[platform]}")
+    """The connector class of ``platform``; ``KeyError`` for a platform with no module."""
+    module = part(platform, "connector")
+    if module is None:
+        raise KeyError(platform)
     return module.CONNECTOR
+
+
+def simulator(platform: str, **kwargs: Any) -> Any:
+    """A new simulator of ``platform`` (its ``sim.SIMULATOR`` class); ``KeyError`` if none."""
+    module = part(platform, "sim")
+    if module is None or not hasattr(module, "SIMULATOR"):
+        raise KeyError(platform)
+    return module.SIMULATOR(**kwargs)
+
+
+def scenario_class(platform: str) -> Any:
+    """The demo scenario class of ``platform`` (``demo.SCENARIO``), or None."""
+    module = part(platform, "demo")
+    return getattr(module, "SCENARIO", None) if module is not None else None

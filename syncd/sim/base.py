@@ -131,7 +131,7 @@ class ServerThread:
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
 
-    def start(self, timeout_s: float = 10.0) -> "ServerThread":
+    def start(self, timeout_s: float = 10.0) -> ServerThread:
         self._thread.start()
         waited = 0.0
         while not self._server.started:
@@ -146,7 +146,7 @@ class ServerThread:
         self._thread.join(timeout=10)
         self._sock.close()
 
-    def __enter__(self) -> "ServerThread":
+    def __enter__(self) -> ServerThread:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -23,8 +23,9 @@ What this module exports is the whole public surface.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from cryptography.fernet import Fernet, MultiFernet
 from pymongo import ASCENDING, DESCENDING
@@ -73,7 +74,7 @@ class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, Up
         self._across_collections: bool | None = None
 
     @classmethod
-    async def connect(cls, uri: str, *, secret_key: str | None = None) -> "Store":
+    async def connect(cls, uri: str, *, secret_key: str | None = None) -> Store:
         if uri.startswith("mongomock://"):
             from mongomock_motor import AsyncMongoMockClient
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from pymongo import UpdateOne
 
 from syncd.models import Chat, new_id
-from syncd.providers.base import ChatData
 from syncd.store.documents import StoreBase, _strip
+from syncd.universal import ChatData
 
 
 class ChatsStore(StoreBase):

@@ -3,8 +3,9 @@ the collections and clock of :class:`StoreBase`, and the upsert that survives a 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from cryptography.fernet import Fernet, MultiFernet
 from pymongo import ReturnDocument

@@ -6,15 +6,23 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from syncd.merge import absorb_echo, normalize, sent_changes
 from syncd.models import Message
-from syncd.store.documents import _AFTER, MAX_ROUNDS, StoreBase, StoreConflict, _doc, _strip
+from syncd.store.documents import (
+    _AFTER,
+    MAX_ROUNDS,
+    StoreBase,
+    StoreConflict,
+    _doc,
+    _strip,
+)
 
 #: The largest page ``list_messages`` returns, whatever the caller asks for.
 MAX_PAGE = 1000

@@ -4,9 +4,10 @@ page's checkpoint in the same round-trip where the server can write across colle
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError, ClientBulkWriteException

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from apisupport import SimClock
+
 from syncd.testbed import BASE, Testbed
 
 

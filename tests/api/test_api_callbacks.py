@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-
 from apisupport import drain_inbox
 
 

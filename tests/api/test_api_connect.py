@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from syncd.connect import link_signature
-from syncd.providers.gmail import GmailConnector
-from syncd.providers.slack import BOT_SCOPES, SlackConnector
+from syncd.providers.gmail.connector import GmailConnector
+from syncd.providers.slack.connector import BOT_SCOPES, SlackConnector
 from syncd.testbed import APP_SECRET, BASE, GMAIL_PUSH_TOKEN, Testbed
 
 TOPIC = "projects/myproject/topics/mytopic"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
-
 from apisupport import assert_error, chat_messages, drain_inbox, event, inbox_counts
+
 from syncd.testbed import APP_SECRET
 
 
@@ -205,7 +205,7 @@ async def test_an_app_edit_is_stored_with_the_time_of_the_edit(tb, slack_ws, sla
     [sent] = bot_messages(tb, general)
     [message] = await stored_by_app_id(tb, slack, general, "app-msg-1")
     assert message["editedAt"] > message["sentAt"]
-    assert message["editedAt"][:19] == datetime.fromtimestamp(float(sent["edited_ts"]), timezone.utc).strftime(
+    assert message["editedAt"][:19] == datetime.fromtimestamp(float(sent["edited_ts"]), UTC).strftime(
         "%Y-%m-%dT%H:%M:%S")
 
 

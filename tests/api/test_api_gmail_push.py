@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import pytest
-
 from apisupport import assert_error, chat_messages, inbox_counts
+
 from syncd.testbed import GMAIL_PUSH_TOKEN
 
 

@@ -6,8 +6,8 @@ import asyncio
 import json
 
 import pytest
-
 from apisupport import assert_error
+
 from syncd.testbed import GMAIL_PUSH_TOKEN
 
 SLACK_TOKEN = "xoxb-sim-bot-token"

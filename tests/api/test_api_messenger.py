@@ -12,10 +12,18 @@ from typing import Any
 
 import httpx
 import pytest
+from apisupport import (
+    SimClock,
+    assert_error,
+    chat_messages,
+    drain_inbox,
+    find_message,
+    inbox_counts,
+    load_fixture,
+)
 
-from apisupport import SimClock, assert_error, chat_messages, drain_inbox, find_message, inbox_counts, load_fixture
-from syncd.sim.meta import MetaDelivery
-from syncd.sim.meta_pages import MessengerSimulator
+from syncd.providers.messenger.sim import MessengerSimulator
+from syncd.providers.meta.sim import MetaDelivery
 from syncd.testbed import Testbed
 
 FIXTURES = load_fixture("messenger")

@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-
 from apisupport import (
     SimClock,
     assert_error,

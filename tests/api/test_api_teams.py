@@ -12,10 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-
 from apisupport import SimClock, assert_error, chat_messages, inbox_counts, load_fixture
-from syncd.providers.teams import compose
-from syncd.sim.teams import TeamsDelivery, TeamsSimulator
+
+from syncd.providers.teams.connector import compose
+from syncd.providers.teams.sim import TeamsDelivery, TeamsSimulator
 from syncd.testbed import BASE, Testbed
 
 HANDSHAKE = load_fixture("teams")["signature_vectors"][0]

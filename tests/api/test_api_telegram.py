@@ -9,10 +9,20 @@ import json
 from typing import Any
 
 import pytest
+from apisupport import (
+    assert_error,
+    chat_messages,
+    find_message,
+    inbox_counts,
+    load_fixture,
+)
 from structlog.testing import capture_logs
 
-from apisupport import assert_error, chat_messages, find_message, inbox_counts, load_fixture
-from syncd.sim.telegram import DEFAULT_TOKEN, TelegramDelivery, TelegramSimulator
+from syncd.providers.telegram.sim import (
+    DEFAULT_TOKEN,
+    TelegramDelivery,
+    TelegramSimulator,
+)
 from syncd.testbed import Testbed
 
 FIXTURE = load_fixture("telegram")

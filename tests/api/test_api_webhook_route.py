@@ -9,10 +9,11 @@ import json
 from typing import Any
 
 from apisupport import assert_error, slack_headers, slack_sample
+
 from syncd.engine.context import connector_for
-from syncd.providers.base import WebhookRequest
 from syncd.store import Store
 from syncd.testbed import BASE
+from syncd.universal import WebhookRequest
 
 WEBHOOK_PATH = "/webhooks/{platform}/{integration_id}"
 

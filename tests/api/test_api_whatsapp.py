@@ -10,9 +10,18 @@ import json
 from typing import Any
 
 import pytest
+from apisupport import (
+    SimClock,
+    assert_error,
+    chat_messages,
+    drain_inbox,
+    find_message,
+    inbox_counts,
+    load_fixture,
+)
 
-from apisupport import SimClock, assert_error, chat_messages, drain_inbox, find_message, inbox_counts, load_fixture
-from syncd.sim.meta import MetaDelivery, WhatsAppSimulator
+from syncd.providers.meta.sim import MetaDelivery
+from syncd.providers.whatsapp.sim import WhatsAppSimulator
 from syncd.testbed import Testbed
 
 FIXTURES = load_fixture("whatsapp")

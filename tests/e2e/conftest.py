@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncd.providers.slack import SlackConnector
+from syncd.providers.slack.connector import SlackConnector
 from syncd.testbed import Testbed
 
 

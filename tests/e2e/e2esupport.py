@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from syncd.daemon import Daemon
-from syncd.sim.slack import SlackDelivery, SlackSimulator, us_to_ts
+from syncd.providers.slack.sim import SlackDelivery, SlackSimulator, us_to_ts
 from syncd.store import Store
 from syncd.testbed import Testbed
 

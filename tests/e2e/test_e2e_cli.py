@@ -11,8 +11,8 @@ import pytest
 from e2esupport import DaemonProcess
 
 from syncd.cli import main, parser
+from syncd.providers.slack.sim import SlackSimulator
 from syncd.sim.base import ServerThread
-from syncd.sim.slack import SlackSimulator
 
 ADMIN_TOKEN = "e2e-cli-admin-token-0123456789"
 

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from syncd.providers.slack import SlackConnector
+from e2esupport import (
+    kill,
+    never_releasing,
+    seed_channel,
+    slack_credentials,
+    stored_messages,
+)
 
-from e2esupport import kill, never_releasing, seed_channel, slack_credentials, stored_messages
+from syncd.providers.slack.connector import SlackConnector
 
 
 async def test_an_import_killed_mid_history_resumes_in_a_new_process_without_duplicates(
@@ -15,7 +21,7 @@ async def test_an_import_killed_mid_history_resumes_in_a_new_process_without_dup
     channel = seed_channel(tb, "history", 23)  # 5 pages of 5
     pages = 5
     stored_before_crash = 2
-    history_calls = lambda: tb.slack.faults.calls["conversations.history"]  # noqa: E731
+    history_calls = lambda: tb.slack.faults.calls["conversations.history"]
     doomed = await tb.replica(store=never_releasing(tb.daemon.store))
 
     original = SlackConnector.fetch_history_page

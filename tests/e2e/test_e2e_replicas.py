@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
-from e2esupport import kill, never_releasing, seed_channel, slack_credentials, stored_messages, wait_for
+from e2esupport import (
+    kill,
+    never_releasing,
+    seed_channel,
+    slack_credentials,
+    stored_messages,
+    wait_for,
+)
 
 from syncd.engine.poller import PollBusy
-from syncd.providers.slack import SlackConnector
+from syncd.providers.slack.connector import SlackConnector
 from syncd.sim.base import FaultPlan
 
 

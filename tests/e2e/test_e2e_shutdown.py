@@ -7,7 +7,7 @@ import asyncio
 
 from e2esupport import seed_channel, stored_messages, wait_for
 
-from syncd.providers.slack import SlackConnector
+from syncd.providers.slack.connector import SlackConnector
 from syncd.sim.base import FaultPlan
 
 

@@ -13,8 +13,8 @@ import pytest
 from bench.faults.harness import seed_channel
 from bench.faults.processes import SyncdProcess, Tap, eventually, import_done, syncd_env
 from bench.faults.report import tally_slack
+from syncd.providers.slack.sim import SlackSimulator
 from syncd.sim.base import ServerThread
-from syncd.sim.slack import SlackSimulator
 
 pytestmark = pytest.mark.mongodb
 

@@ -8,11 +8,18 @@ from __future__ import annotations
 import pytest
 
 from bench.faults.harness import app_event, seed_channel, seed_mailbox
-from bench.faults.processes import SyncdProcess, Tap, eventually, import_done, signed_event, syncd_env
+from bench.faults.processes import (
+    SyncdProcess,
+    Tap,
+    eventually,
+    import_done,
+    signed_event,
+    syncd_env,
+)
 from bench.faults.report import compare_exports, tally_gmail, tally_slack
+from syncd.providers.gmail.sim import GmailSimulator
+from syncd.providers.slack.sim import SlackSimulator
 from syncd.sim.base import ServerThread
-from syncd.sim.gmail import GmailSimulator
-from syncd.sim.slack import SlackSimulator
 
 pytestmark = pytest.mark.mongodb
 PUSH_TOKEN = "fault-suite-push-token"

@@ -7,7 +7,16 @@ scenario.
 
 from __future__ import annotations
 
-from bench.faults import crash, durability, echoes, poison, replicas, shutdown, storm, webhooks
+from bench.faults import (
+    crash,
+    durability,
+    echoes,
+    poison,
+    replicas,
+    shutdown,
+    storm,
+    webhooks,
+)
 from bench.faults.report import Row
 from syncd.config import Settings
 

@@ -12,10 +12,17 @@ from collections import Counter
 import pytest
 
 from bench.faults.harness import app_event, seed_channel
-from bench.faults.processes import SyncdProcess, Tap, eventually, import_done, signed_event, syncd_env
+from bench.faults.processes import (
+    SyncdProcess,
+    Tap,
+    eventually,
+    import_done,
+    signed_event,
+    syncd_env,
+)
 from bench.faults.report import compare_exports, tally_slack
+from syncd.providers.slack.sim import SlackSimulator
 from syncd.sim.base import ServerThread
-from syncd.sim.slack import SlackSimulator
 
 pytestmark = pytest.mark.mongodb
 POLL_WINDOW_S = 4.0

@@ -10,10 +10,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from syncd.providers.gmail import GmailConnector, GmailCredentials, id_token_claims
-from syncd.providers.slack import SlackConnector, SlackCredentials
-from syncd.sim.gmail import GmailSimulator
-from syncd.sim.slack import SlackSimulator
+from syncd.providers.gmail.connector import (
+    GmailConnector,
+    GmailCredentials,
+    id_token_claims,
+)
+from syncd.providers.gmail.sim import GmailSimulator
+from syncd.providers.slack.connector import SlackConnector, SlackCredentials
+from syncd.providers.slack.sim import SlackSimulator
 
 CALLBACK = "https://syncd.example/connect/{}/callback"
 

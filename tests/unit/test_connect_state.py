@@ -11,8 +11,15 @@ import json
 import pytest
 
 from syncd.config import DEFAULT_BASE_URLS, Settings
-from syncd.connect import StateError, link_signature, read_state, resolve_url, sign_state, state_key
-from syncd.providers.base import OAuthSpec
+from syncd.connect import (
+    StateError,
+    link_signature,
+    read_state,
+    resolve_url,
+    sign_state,
+    state_key,
+)
+from syncd.kit.connector import OAuthSpec
 
 KEY = b"k" * 32
 NOW = 1_700_000_000.0

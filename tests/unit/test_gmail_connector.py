@@ -9,12 +9,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import (
+    AuthError,
+    CursorExpired,
+    PermanentError,
+    RateLimited,
+    TransientError,
+)
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping, mappings_dir
-from syncd.providers.base import ChatData, ConnectorContext, OutgoingMessage
-from syncd.providers.errors import AuthError, CursorExpired, PermanentError, RateLimited, TransientError
-from syncd.providers.gmail import GmailConnector, GmailCredentials
-from syncd.providers.http import RetryPolicy
-from syncd.sim.gmail import GmailSimulator
+from syncd.providers.gmail.connector import GmailConnector, GmailCredentials
+from syncd.providers.gmail.sim import GmailSimulator
+from syncd.universal import ChatData, OutgoingMessage
 
 FIXTURES = json.loads((Path(__file__).parents[1] / "fixtures" / "gmail.json").read_text())
 ME = "me@example.com"

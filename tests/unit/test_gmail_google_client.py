@@ -12,14 +12,14 @@ import pytest
 
 pytest.importorskip("googleapiclient")
 
-from google.auth.exceptions import RefreshError  # noqa: E402
-from google.oauth2.credentials import Credentials  # noqa: E402
-from googleapiclient.discovery import build  # noqa: E402
-from googleapiclient.errors import HttpError  # noqa: E402
+from google.auth.exceptions import RefreshError
+from google.oauth2.credentials import Credentials
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
 
-from syncd.providers.mime import decode_payload  # noqa: E402
-from syncd.sim.base import ServerThread  # noqa: E402
-from syncd.sim.gmail import GmailSimulator  # noqa: E402
+from syncd.providers.gmail.sim import GmailSimulator
+from syncd.providers.mime import decode_payload
+from syncd.sim.base import ServerThread
 
 ME = "me@example.com"
 TOKEN = "ya29.official-client"

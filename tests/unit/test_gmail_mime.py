@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping, mappings_dir
-from syncd.providers.base import ChatData, ConnectorContext
-from syncd.providers.gmail import GmailConnector, GmailCredentials
-from syncd.providers.http import RetryPolicy
+from syncd.providers.gmail.connector import GmailConnector, GmailCredentials
 from syncd.providers.mime import b64_decode, decode_payload, header_dict
+from syncd.universal import ChatData
 
 
 def data(raw: bytes, *, pad: bool = True) -> str:
@@ -144,16 +145,16 @@ async def test_ids_subject_bodies_and_reply_headers_are_mapped():
     assert (message.subject, message.text, message.html) == ("Proposta", "Oi", "<b>Oi</b>")
     assert message.extra["rfcMessageId"] == "<m1@mail.example>"
     assert message.extra["references"] == "<m0@mail.example>"
-    assert message.sent_at == datetime(2024, 3, 3, 10, 0, tzinfo=timezone.utc)
+    assert message.sent_at == datetime(2024, 3, 3, 10, 0, tzinfo=UTC)
     assert not message.from_self and message.deleted_at is None
 
 
 async def test_sent_at_falls_back_to_the_date_header():
     message = await mapped(resource("a@b.com", internal_date=None, date="Sun, 3 Mar 2024 07:00:00 -0300"))
-    assert message.sent_at == datetime(2024, 3, 3, 10, 0, tzinfo=timezone.utc)
+    assert message.sent_at == datetime(2024, 3, 3, 10, 0, tzinfo=UTC)
 
 
 async def test_the_sent_label_marks_our_own_message_and_trash_a_deletion():
     assert (await mapped(resource("me@example.com", labels=("SENT",)))).from_self
     trashed = await mapped(resource("a@b.com", labels=("TRASH",)))
-    assert trashed.deleted_at == datetime.fromtimestamp(1_700_000_000, tz=timezone.utc)
+    assert trashed.deleted_at == datetime.fromtimestamp(1_700_000_000, tz=UTC)

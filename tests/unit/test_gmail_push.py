@@ -9,13 +9,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import SignatureError
+from syncd.kit.http import ProviderHttp
 from syncd.mapping import load_mapping, mappings_dir
-from syncd.providers.base import ConnectorContext, WebhookRequest
-from syncd.providers.errors import SignatureError
-from syncd.providers.gmail import GmailConnector, GmailCredentials, decode_push
-from syncd.providers.http import ProviderHttp
+from syncd.providers.gmail.connector import (
+    GmailConnector,
+    GmailCredentials,
+    decode_push,
+)
+from syncd.providers.gmail.sim import GmailSimulator
 from syncd.providers.mime import b64_decode
-from syncd.sim.gmail import GmailSimulator
+from syncd.universal import WebhookRequest
 
 FIXTURES = json.loads((Path(__file__).parents[1] / "fixtures" / "gmail.json").read_text())
 VECTOR = FIXTURES["push_vector"]

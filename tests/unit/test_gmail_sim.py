@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncd.providers.gmail.sim import GmailSimulator
 from syncd.sim.base import FaultPlan, Faults
-from syncd.sim.gmail import GmailSimulator
 
 FIXTURES = json.loads((Path(__file__).parents[1] / "fixtures" / "gmail.json").read_text())
 ME = "me@example.com"

@@ -10,12 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import TransientError
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping, mappings_dir
-from syncd.providers.base import ConnectorContext
-from syncd.providers.errors import TransientError
-from syncd.providers.gmail import WATCH_CHECK_EVERY_S, GmailConnector, GmailCredentials
-from syncd.providers.http import RetryPolicy
-from syncd.sim.gmail import SEVEN_DAYS_MS, GmailSimulator
+from syncd.providers.gmail.connector import (
+    WATCH_CHECK_EVERY_S,
+    GmailConnector,
+    GmailCredentials,
+)
+from syncd.providers.gmail.sim import SEVEN_DAYS_MS, GmailSimulator
 from syncd.testbed import Testbed
 
 FIXTURES = json.loads((Path(__file__).parents[1] / "fixtures" / "gmail.json").read_text())

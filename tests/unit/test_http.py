@@ -5,8 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from syncd.providers.errors import AuthError, PermanentError, RateLimited, TransientError
-from syncd.providers.http import Pages, ProviderHttp, RetryPolicy, default_classify, parse_retry_after
+from syncd.kit.errors import AuthError, PermanentError, RateLimited, TransientError
+from syncd.kit.http import (
+    Pages,
+    ProviderHttp,
+    RetryPolicy,
+    default_classify,
+    parse_retry_after,
+)
 
 
 class Script:

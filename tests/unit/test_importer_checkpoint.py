@@ -11,14 +11,22 @@ import pytest
 from cryptography.fernet import Fernet
 
 from bench.faults.harness import (
-    Wire, create_slack, dies_in, imported, mortal, seed_channel, slack_pages, survivor_finishes_import, wait_for,
+    Wire,
+    create_slack,
+    dies_in,
+    imported,
+    mortal,
+    seed_channel,
+    slack_pages,
+    survivor_finishes_import,
+    wait_for,
 )
 from bench.faults.harness import testbed as faults_testbed
 from bench.faults.report import tally_slack
 from bench.mongo_double import Client
 from syncd.engine import importer as importer_module
 from syncd.engine.importer import chat_data
-from syncd.providers.slack import SlackConnector
+from syncd.providers.slack.connector import SlackConnector
 from syncd.store import Store
 
 PAGE = 4

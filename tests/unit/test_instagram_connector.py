@@ -10,12 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
-from syncd.providers.base import ChatData, ConnectorContext, OutgoingMessage, WebhookRequest
-from syncd.providers.http import RetryPolicy
-from syncd.providers.instagram import InstagramConnector
-from syncd.providers.meta_pages import OutsideWindow
-from syncd.sim.meta_pages import InstagramSimulator, MessengerSimulator
+from syncd.providers.instagram.connector import InstagramConnector
+from syncd.providers.instagram.sim import InstagramSimulator
+from syncd.providers.messenger.sim import MessengerSimulator
+from syncd.providers.meta.pages import OutsideWindow
+from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "IGQ-sim-token"
@@ -139,7 +141,7 @@ def test_oauth_asks_for_instagram_scopes():
 
 
 async def test_finishing_a_connect_finds_the_account_linked_to_the_users_page(sim, clock):
-    from syncd.providers.http import ProviderHttp
+    from syncd.kit.http import ProviderHttp
 
     sim.valid_tokens.add("EAAG-user")
     http = ProviderHttp("http://meta.sim/v21.0", transport=httpx.ASGITransport(app=sim))

@@ -1,6 +1,6 @@
 """Dependencies point one way (DESIGN §3, STYLE.md), checked by reading every module's imports.
 
-config/models → mapping, store, providers/http → providers → engine → api and cli → daemon.
+config/models/universal → mapping, store, kit, sim kit → providers → engine → api and cli → daemon.
 Every module under ``syncd/`` is found on disk, so a new module is covered the day it lands; the
 rules below are data: a prefix of importing modules and the prefixes they must not import.
 """
@@ -15,20 +15,27 @@ import pytest
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "syncd"
 
-#: Modules under ``syncd.providers`` that every connector may use. Anything else there is a
-#: platform module, which no other platform module may import. A new shared helper goes here.
-SHARED_PROVIDER_MODULES = frozenset({"base", "http", "errors", "mime", "meta", "meta_pages"})
+#: Family modules under ``syncd.providers`` that several platforms share (Meta's Graph API,
+#: email MIME). Anything else there is a platform's folder, which no other platform may import.
+SHARED_PROVIDER_MODULES = frozenset({"mime", "meta"})
+_ABOVE_PLATFORMS = ("syncd.store", "syncd.engine", "syncd.api", "syncd.connect", "syncd.cli", "syncd.daemon",
+                    "syncd.demo", "syncd.testbed", "syncd.console")
 
 #: (modules this applies to, what they must never import, why).
 RULES: list[tuple[str, tuple[str, ...], str]] = [
     (
         "syncd.providers",
-        ("syncd.store", "syncd.engine", "syncd.api", "syncd.cli", "syncd.daemon", "syncd.sim"),
+        _ABOVE_PLATFORMS,
         "connectors get what they need handed in; they never reach into storage or sync logic",
     ),
     (
+        "syncd.kit",
+        ("syncd.providers", "syncd.sim", *_ABOVE_PLATFORMS),
+        "the platform kit knows no platform, and nothing above it",
+    ),
+    (
         "syncd.store",
-        ("syncd.providers", "syncd.engine", "syncd.api", "syncd.cli", "syncd.daemon", "syncd.sim"),
+        ("syncd.providers", "syncd.kit", "syncd.engine", "syncd.api", "syncd.cli", "syncd.daemon", "syncd.sim"),
         "the store knows the universal model only, nothing about platforms or sync",
     ),
     (
@@ -38,8 +45,8 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
     ),
     (
         "syncd.sim",
-        ("syncd.store", "syncd.engine", "syncd.api", "syncd.cli", "syncd.daemon"),
-        "simulators stand in for the platforms and know nothing of syncd's internals",
+        ("syncd.providers", *_ABOVE_PLATFORMS),
+        "the simulator kit stands in for platforms and knows nothing of syncd's internals",
     ),
     (
         "syncd.api",
@@ -47,22 +54,20 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
         "the daemon composes the API, the API does not reach back",
     ),
 ]
-for _foundation in ("syncd.config", "syncd.models", "syncd.mapping", "syncd.mapping_compiler", "syncd.logs",
-                    "syncd.metrics"):
+for _foundation in ("syncd.config", "syncd.models", "syncd.universal", "syncd.mapping", "syncd.mapping_compiler",
+                    "syncd.logs", "syncd.metrics"):
     RULES.append(
         (
             _foundation,
-            ("syncd.store", "syncd.engine", "syncd.api", "syncd.cli", "syncd.daemon", "syncd.sim"),
+            ("syncd.store", "syncd.kit", "syncd.providers", "syncd.engine", "syncd.api", "syncd.cli",
+             "syncd.daemon", "syncd.sim"),
             "foundation modules sit below everything that uses them",
         )
     )
 
 #: Deliberate exceptions to RULES: (importer, imported) -> why it does not break the direction.
 ALLOWED: dict[tuple[str, str], str] = {
-    ("syncd.store.chats", "syncd.providers.base"): (
-        "ChatData/MessageData are the universal data connectors hand over; base.py itself "
-        "depends on syncd.models only, so no platform knowledge flows into the store"
-    ),
+    ("syncd.sim.scenario", "syncd.testbed"): "for type annotations only (TYPE_CHECKING): a scenario is handed its testbed",
 }
 
 #: Only the composition roots configure logging (and so own the process's output):
@@ -138,6 +143,12 @@ def imports_of(source: str, module: str, package_dir: Path = PACKAGE_DIR) -> lis
     return [imp for imp in found if _under(imp.module, "syncd")]
 
 
+def _is_simulation(module: str) -> bool:
+    """A platform's simulator or demo scenario (``<p>.sim``, ``<p>.demo``, family ``sim_*``)."""
+    leaf = module.rpartition(".")[2]
+    return leaf in ("sim", "demo") or leaf.startswith(("sim_", "demo_"))
+
+
 def _platform_of(module: str) -> str | None:
     """The platform a ``syncd.providers.<x>`` module belongs to; None for shared ones."""
     parts = module.split(".")
@@ -159,6 +170,12 @@ def violations(source: str, module: str, package_dir: Path = PACKAGE_DIR) -> lis
             for banned in forbidden:
                 if _under(imp.module, banned):
                     problems.append(f"{module}:{imp.line} imports {imp.module} ({why})")
+
+    if _under(module, "syncd.providers") and not _is_simulation(module):
+        for imp in imports:
+            if _under(imp.module, "syncd.sim") or (_under(imp.module, "syncd.providers") and _is_simulation(imp.module)):
+                problems.append(f"{module}:{imp.line} imports {imp.module}: a platform's code never uses "
+                                f"its simulator or demo (they stand in for the platform)")
 
     own_platform = _platform_of(module)
     if own_platform is not None:
@@ -193,7 +210,7 @@ MODULE_FILES = sorted(PACKAGE_DIR.rglob("*.py"))
 
 def test_the_walk_finds_the_package_modules():
     names = {module_name(path) for path in MODULE_FILES}
-    assert {"syncd", "syncd.config", "syncd.models", "syncd.providers.base"} <= names
+    assert {"syncd", "syncd.config", "syncd.models", "syncd.kit.connector"} <= names
 
 
 @pytest.mark.parametrize("path", MODULE_FILES, ids=[module_name(p) for p in MODULE_FILES])
@@ -201,10 +218,9 @@ def test_module_respects_the_one_way_dependency_rule(path: Path):
     assert violations(path.read_text(encoding="utf-8"), module_name(path)) == []
 
 
-def test_every_registered_platform_is_a_platform_module():
-    from syncd.providers import PLATFORMS
-
-    assert not SHARED_PROVIDER_MODULES & set(PLATFORMS.values())
+def test_no_family_module_is_a_platform():
+    manifests = {p.stem for p in (PACKAGE_DIR.parent / "mappings").glob("*.yaml")}
+    assert SHARED_PROVIDER_MODULES.isdisjoint(manifests)
 
 
 # The checker itself, on small sources, so a vacuous pass cannot hide a broken rule.
@@ -213,21 +229,23 @@ def test_every_registered_platform_is_a_platform_module():
 @pytest.mark.parametrize(
     ("module", "source", "expected"),
     [
-        ("syncd.providers.slack", "from syncd.store import Store", "imports syncd.store"),
-        ("syncd.providers.slack", "from ..engine import ingest", "imports syncd.engine.ingest"),
-        ("syncd.providers.slack", "from syncd.providers import gmail", "connectors never"),
-        ("syncd.providers.slack", "import syncd.providers.gmail as g", "connectors never"),
-        ("syncd.providers.slack", "from syncd.providers.teams.ids import locate", "connectors never"),
+        ("syncd.providers.slack.connector", "from syncd.store import Store", "imports syncd.store"),
+        ("syncd.providers.slack.connector", "from ...engine import ingest", "imports syncd.engine.ingest"),
+        ("syncd.providers.slack.connector", "from syncd.providers import gmail", "connectors never"),
+        ("syncd.providers.slack.connector", "import syncd.providers.gmail.connector as g", "connectors never"),
+        ("syncd.providers.slack.connector", "from syncd.providers.teams.ids import locate", "connectors never"),
         ("syncd.providers.teams.graph", "from ..slack import classify", "connectors never"),
         (
-            "syncd.providers.slack",
-            "import importlib\nimportlib.import_module('syncd.sim.slack')",
-            "imports syncd.sim.slack",
+            "syncd.providers.slack.connector",
+            "import importlib\nimportlib.import_module('syncd.providers.slack.sim')",
+            "imports syncd.providers.slack.sim",
         ),
-        ("syncd.store", "from syncd.providers.http import ProviderHttp", "imports syncd.providers"),
+        ("syncd.store", "from syncd.kit.http import ProviderHttp", "imports syncd.kit.http"),
+        ("syncd.kit.declarative", "from syncd.providers.slack import connector", "imports syncd.providers"),
+        ("syncd.providers.slack.connector", "from syncd.providers.slack.sim import SlackSimulator", "never uses"),
         ("syncd.store", "from syncd.providers import slack", "imports syncd.providers.slack"),
         ("syncd.engine.importer", "from syncd.api import app", "imports syncd.api"),
-        ("syncd.sim.slack", "from syncd.engine import ingest", "imports syncd.engine"),
+        ("syncd.providers.slack.sim", "from syncd.engine import ingest", "imports syncd.engine"),
         ("syncd.api", "from syncd.daemon import Daemon", "imports syncd.daemon"),
         (
             "syncd.engine.inbox",
@@ -245,12 +263,13 @@ def test_the_checker_catches_a_forbidden_import(module, source, expected):
 @pytest.mark.parametrize(
     ("module", "source"),
     [
-        ("syncd.providers.slack", "from .base import Connector\nfrom . import http, errors"),
-        ("syncd.providers.gmail", "from syncd.providers.mime import decode_parts"),
+        ("syncd.providers.slack.connector", "from syncd.kit.connector import Connector\nfrom syncd.kit import http"),
+        ("syncd.providers.slack.demo", "from syncd.sim.scenario import Scenario\nfrom .sim import SlackSimulator"),
+        ("syncd.providers.gmail.connector", "from syncd.providers.mime import decode_parts"),
         ("syncd.providers.teams.auth", "from syncd.providers.teams.graph import TeamsBase\nfrom .ids import _q"),
-        ("syncd.providers.teams", "from syncd.providers.teams.auth import TeamsAuth\nfrom ..base import Connector"),
-        ("syncd.engine.ingest", "from syncd.store import Store\nfrom syncd.providers import base"),
-        ("syncd.store.chats", "from syncd.providers.base import ChatData\nfrom syncd.models import Chat"),
+        ("syncd.providers.teams.connector", "from syncd.providers.teams.auth import TeamsAuth"),
+        ("syncd.engine.ingest", "from syncd.store import Store\nfrom syncd.kit import connector"),
+        ("syncd.store.chats", "from syncd.universal import ChatData\nfrom syncd.models import Chat"),
         ("syncd.cli", "from syncd.logs import configure_logging\nconfigure_logging('INFO')"),
         ("syncd.daemon", "from syncd import logs\nlogs.configure_logging('INFO', 'json')"),
         ("syncd.engine.inbox", "import structlog\nlog = structlog.get_logger(__name__)"),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from syncd.mapping import MappingError, load_mapping, load_mappings, mappings_dir
-from syncd.providers.base import ChatData, MessageData, OutgoingMessage
+from syncd.universal import ChatData, MessageData, OutgoingMessage
 
 GOOD = """
 platform: demo
@@ -55,8 +55,8 @@ def test_a_message_maps_paths_templates_transforms_and_context(mapping):
     assert isinstance(message, MessageData)
     assert message.external_chat_id == "C1"  # the ctx fallback of the path list
     assert message.external_message_id == "C1:1355517523.000005"
-    assert message.sent_at == datetime(2012, 12, 14, 20, 38, 43, 5, tzinfo=timezone.utc)
-    assert message.edited_at == datetime(2012, 12, 14, 20, 40, tzinfo=timezone.utc)
+    assert message.sent_at == datetime(2012, 12, 14, 20, 38, 43, 5, tzinfo=UTC)
+    assert message.edited_at == datetime(2012, 12, 14, 20, 40, tzinfo=UTC)
     assert message.sender.external_user_id == "U1"
     assert message.sender.email == "email@domain.com"
     assert message.sender.name == "Guilherme Dias"
@@ -157,10 +157,10 @@ def test_the_mappings_directory_can_be_pointed_elsewhere(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("transform", "value", "expected"),
     [
-        ("epoch_ms", "1700000000123", datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=timezone.utc)),
-        ("epoch_s", 1700000000, datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc)),
-        ("iso8601", "2021-02-26T19:13:55.749Z", datetime(2021, 2, 26, 19, 13, 55, 749000, tzinfo=timezone.utc)),
-        ("rfc2822_date", "Fri, 26 Feb 2021 19:13:55 +0100", datetime(2021, 2, 26, 18, 13, 55, tzinfo=timezone.utc)),
+        ("epoch_ms", "1700000000123", datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)),
+        ("epoch_s", 1700000000, datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
+        ("iso8601", "2021-02-26T19:13:55.749Z", datetime(2021, 2, 26, 19, 13, 55, 749000, tzinfo=UTC)),
+        ("rfc2822_date", "Fri, 26 Feb 2021 19:13:55 +0100", datetime(2021, 2, 26, 18, 13, 55, tzinfo=UTC)),
         ("email_list", "A <a@X.com>, b@y.org", ["a@x.com", "b@y.org"]),
         ("email_address", "nobody", "nobody"),
         ("first", ["x", "y"], "x"),

@@ -18,7 +18,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syncd.mapping import TRANSFORMS, MappingError, Rule, _email_list, load_mappings, parse_address
+from syncd.mapping import (
+    TRANSFORMS,
+    MappingError,
+    Rule,
+    _email_list,
+    load_mappings,
+    parse_address,
+)
 from syncd.mapping_compiler import compile_section
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -30,7 +37,7 @@ PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 
 def ref_lookup(source: dict, ctx: dict, path: str) -> Any:
     node: Any = ctx if path.startswith("ctx.") else source
-    for part in (path[4:] if path.startswith("ctx.") else path).split("."):
+    for part in (path.removeprefix("ctx.")).split("."):
         if isinstance(node, dict):
             node = node.get(part)
         elif isinstance(node, list) and part.isdigit():

@@ -10,13 +10,14 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import AuthError, PermanentError, RateLimited, TransientError
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
-from syncd.providers.base import ChatData, ConnectorContext, OutgoingMessage, WebhookRequest
-from syncd.providers.errors import AuthError, PermanentError, RateLimited, TransientError
-from syncd.providers.http import RetryPolicy
-from syncd.providers.meta_pages import OutsideWindow
-from syncd.providers.messenger import MessengerConnector
-from syncd.sim.meta_pages import MessengerSimulator
+from syncd.providers.messenger.connector import MessengerConnector
+from syncd.providers.messenger.sim import MessengerSimulator
+from syncd.providers.meta.pages import OutsideWindow
+from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "EAAG-sim-page-token"
@@ -464,7 +465,7 @@ async def test_a_user_token_is_refused_where_a_page_token_is_needed(sim):
 
 
 async def _finish(sim: MessengerSimulator, user_token: str) -> dict:
-    from syncd.providers.http import ProviderHttp
+    from syncd.kit.http import ProviderHttp
 
     http = ProviderHttp("http://meta.sim/v21.0", transport=httpx.ASGITransport(app=sim))
     try:

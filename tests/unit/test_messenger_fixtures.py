@@ -10,18 +10,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import SignatureError
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
-from syncd.providers.base import ChatData, ConnectorContext, OutgoingMessage, WebhookRequest
-from syncd.providers.errors import SignatureError
-from syncd.providers.http import RetryPolicy
-from syncd.providers.messenger import MessengerConnector
+from syncd.providers.messenger.connector import MessengerConnector
+from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = json.loads((ROOT / "tests/fixtures/messenger.json").read_text())
@@ -35,7 +36,7 @@ def sample(contains: str) -> dict[str, Any]:
 
 
 def utc_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 class FakeGraph:

@@ -13,7 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from syncd.sim.meta_pages import InstagramSimulator, MessengerSimulator, parse_fields
+from syncd.providers.instagram.sim import InstagramSimulator
+from syncd.providers.messenger.sim import MessengerSimulator
+from syncd.providers.meta.sim_pages import parse_fields
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSENGER = json.loads((ROOT / "tests/fixtures/messenger.json").read_text())

@@ -7,12 +7,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import AuthError, PermanentError, RateLimited, SignatureError
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
-from syncd.providers.base import ChatData, ConnectorContext, OutgoingMessage, WebhookRequest
-from syncd.providers.errors import AuthError, PermanentError, RateLimited, SignatureError
-from syncd.providers.http import RetryPolicy
-from syncd.providers.slack import SlackConnector
-from syncd.sim.slack import SlackSimulator
+from syncd.providers.slack.connector import SlackConnector
+from syncd.providers.slack.sim import SlackSimulator
+from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "xoxb-sim-bot-token"

@@ -9,18 +9,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import (
+    AuthError,
+    PermanentError,
+    RateLimited,
+    SignatureError,
+    TransientError,
+)
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
-from syncd.providers.base import ChatData, ConnectorContext, OutgoingMessage, WebhookRequest
-from syncd.providers.errors import AuthError, PermanentError, RateLimited, SignatureError, TransientError
-from syncd.providers.http import RetryPolicy
-from syncd.providers.slack import SlackConnector
+from syncd.providers.slack.connector import SlackConnector
+from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = json.loads((ROOT / "tests/fixtures/slack.json").read_text())
@@ -33,7 +40,7 @@ def sample(kind: str, contains: str) -> dict[str, Any]:
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def connector(answers: dict[str, Any] | None = None, *, secret: str = SECRET, clock: float = 0.0,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 slack_sdk = pytest.importorskip("slack_sdk")
-from slack_sdk import WebClient  # noqa: E402
-from slack_sdk.errors import SlackApiError  # noqa: E402
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
-from syncd.sim.base import ServerThread  # noqa: E402
-from syncd.sim.slack import SlackSimulator  # noqa: E402
+from syncd.providers.slack.sim import SlackSimulator
+from syncd.sim.base import ServerThread
 
 TOKEN = "xoxb-sim-bot-token"
 

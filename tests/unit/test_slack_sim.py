@@ -14,8 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from syncd.providers.slack.sim import SlackSimulator
 from syncd.sim.base import FaultPlan, Faults
-from syncd.sim.slack import SlackSimulator
 
 AUTH = {"Authorization": "Bearer xoxb-sim-bot-token"}
 

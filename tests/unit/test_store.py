@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.fernet import Fernet
 from pymongo.errors import DuplicateKeyError
 
 from syncd.models import (
-    InboxItem, Integration, Message, OutboxItem, Sender, SyncStatus, UserPlatform,
+    InboxItem,
+    Integration,
+    Message,
+    OutboxItem,
+    Sender,
+    SyncStatus,
+    UserPlatform,
 )
-from syncd.providers.base import ChatData
 from syncd.store import Store
+from syncd.universal import ChatData
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CHANNEL = "C024BE91L"
 
 
@@ -53,7 +59,7 @@ def message(ts: str = "1512085950.000216", **fields) -> Message:
     base = dict(customer_id="cust-1", integration_id="int-1", platform="slack", chat_id="chat-1",
                 external_chat_id=CHANNEL, external_message_id=f"{CHANNEL}:{ts}",
                 sender=Sender(external_user_id="U2147483697"), text=f"message {ts}",
-                sent_at=datetime.fromtimestamp(float(ts), timezone.utc))
+                sent_at=datetime.fromtimestamp(float(ts), UTC))
     return Message(**{**base, **fields})
 
 
@@ -165,7 +171,7 @@ async def test_concurrent_writers_of_the_same_messages_keep_the_newest_edit(stor
 async def test_a_recorded_send_merges_the_echo_that_arrived_first(store):
     pending = await store.insert_pending_message(app_message())
     assert pending.delivery_state == "pending"
-    echo_sent_at = datetime(2024, 5, 1, 12, 0, 1, tzinfo=timezone.utc)
+    echo_sent_at = datetime(2024, 5, 1, 12, 0, 1, tzinfo=UTC)
     await store.upsert_messages([message(text="hello from the app", sent_at=echo_sent_at,
                                          extra={"clientMsgId": "c-1"})])
     sent = await store.record_sent(pending.id, f"{CHANNEL}:1512085950.000216",

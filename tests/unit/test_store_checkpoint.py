@@ -8,7 +8,7 @@ mongomock has no such command, so the page and its checkpoint stay two writes th
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.fernet import Fernet
@@ -19,7 +19,7 @@ from bench.mongo_double import Client
 from syncd.models import Message, Sender, SyncCounts, SyncStatus
 from syncd.store import Store, WriteResult
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CHANNEL = "C024BE91L"
 
 
@@ -28,7 +28,7 @@ def message(n: int, **fields) -> Message:
     base = dict(customer_id="cust-1", integration_id="int-1", platform="slack", chat_id="chat-1",
                 external_chat_id=CHANNEL, external_message_id=f"{CHANNEL}:{ts}",
                 sender=Sender(external_user_id="U2147483697"), text=f"message {n}",
-                sent_at=datetime.fromtimestamp(float(ts), timezone.utc))
+                sent_at=datetime.fromtimestamp(float(ts), UTC))
     return Message(**{**base, **fields})
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography.fernet import Fernet
@@ -22,7 +22,7 @@ pytestmark = [
     pytest.mark.skipif(not URI, reason="SYNCD_TEST_MONGODB_URI is not set: no MongoDB server"),
 ]
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CHANNEL = "C024BE91L"
 
 
@@ -30,7 +30,7 @@ def message(ts: str = "1512085950.000216", **fields) -> Message:
     base = dict(customer_id="cust-1", integration_id="int-1", platform="slack", chat_id="chat-1",
                 external_chat_id=CHANNEL, external_message_id=f"{CHANNEL}:{ts}",
                 sender=Sender(external_user_id="U2147483697"), text=f"message {ts}",
-                sent_at=datetime.fromtimestamp(float(ts), timezone.utc))
+                sent_at=datetime.fromtimestamp(float(ts), UTC))
     return Message(**{**base, **fields})
 
 

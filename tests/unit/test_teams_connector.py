@@ -9,18 +9,19 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import AuthError, PermanentError, TransientError
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping, mappings_dir
-from syncd.providers.base import ChatData, ConnectorContext, OutgoingMessage
-from syncd.providers.errors import AuthError, PermanentError, TransientError
-from syncd.providers.http import RetryPolicy
-from syncd.providers.teams import (
+from syncd.providers.teams.connector import (
     TeamsConnector,
     TeamsCredentials,
     compose,
     locate,
     split_message_id,
 )
-from syncd.sim.teams import TeamsSimulator
+from syncd.providers.teams.sim import TeamsSimulator
+from syncd.universal import ChatData, OutgoingMessage
 
 GRAPH = "https://graph.microsoft.com/v1.0"
 

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import RateLimited, SignatureError
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
-from syncd.providers.base import ChatData, ConnectorContext, OutgoingMessage, WebhookRequest
-from syncd.providers.errors import RateLimited, SignatureError
-from syncd.providers.http import RetryPolicy
-from syncd.providers.teams import TeamsConnector, TeamsCredentials, locate
+from syncd.providers.teams.connector import TeamsConnector, TeamsCredentials, locate
+from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = json.loads((ROOT / "tests/fixtures/teams.json").read_text())
@@ -34,7 +36,7 @@ def sample(kind: str, contains: str = "") -> dict[str, Any]:
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 class Sleeps(list):
@@ -217,7 +219,7 @@ async def test_a_notification_for_a_message_graph_no_longer_has_becomes_a_tombst
     teams = fetch_connector([], payload["value"][0]["clientState"], status=404)
     [gone] = (await teams.parse_webhook(delivery(payload))).messages
     assert gone.external_message_id.endswith("@unq.gbl.spaces:1612289765949")
-    assert gone.deleted_at == datetime.fromtimestamp(1_700_000_000, tz=timezone.utc)
+    assert gone.deleted_at == datetime.fromtimestamp(1_700_000_000, tz=UTC)
 
 
 async def test_an_updated_notification_without_a_version_is_not_merged_with_a_later_identical_one():

@@ -11,12 +11,13 @@ from urllib.parse import parse_qsl
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import SignatureError
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping, mappings_dir
-from syncd.providers.base import ConnectorContext, WebhookRequest
-from syncd.providers.errors import SignatureError
-from syncd.providers.http import RetryPolicy
-from syncd.providers.teams import TeamsConnector, TeamsCredentials, compose
-from syncd.sim.teams import TeamsDelivery, TeamsSimulator
+from syncd.providers.teams.connector import TeamsConnector, TeamsCredentials, compose
+from syncd.providers.teams.sim import TeamsDelivery, TeamsSimulator
+from syncd.universal import WebhookRequest
 
 HOOK = "https://syncd.example/webhooks/teams/int-1"
 STATE = "client-state-0123456789"

@@ -7,12 +7,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import (
+    AuthError,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    SignatureError,
+)
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
-from syncd.providers.base import ChatData, ConnectorContext, OutgoingMessage, WebhookRequest
-from syncd.providers.errors import AuthError, PermanentError, ProviderError, RateLimited, SignatureError
-from syncd.providers.http import RetryPolicy
-from syncd.providers.telegram import TelegramConnector
-from syncd.sim.telegram import DEFAULT_TOKEN, TelegramSimulator
+from syncd.providers.telegram.connector import TelegramConnector
+from syncd.providers.telegram.sim import DEFAULT_TOKEN, TelegramSimulator
+from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "sim-Secret_token-1"

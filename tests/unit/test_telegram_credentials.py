@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from syncd.logs import redact_secrets
-from syncd.providers.telegram import TelegramConnector
+from syncd.providers.telegram.connector import TelegramConnector
 
 TOKEN = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 Credentials = TelegramConnector.Credentials

@@ -7,18 +7,19 @@ source); API answers are served with ``httpx.MockTransport`` exactly as document
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import RateLimited, SignatureError
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
-from syncd.providers.base import ChatData, ConnectorContext, OutgoingMessage, WebhookRequest
-from syncd.providers.errors import RateLimited, SignatureError
-from syncd.providers.http import RetryPolicy
-from syncd.providers.telegram import TelegramConnector
+from syncd.providers.telegram.connector import TelegramConnector
+from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = json.loads((ROOT / "tests/fixtures/telegram.json").read_text())
@@ -32,7 +33,7 @@ def sample(kind: str, starts: str) -> dict[str, Any]:
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def connector(answers: dict[str, Any] | None = None, *, waits: list[float] | None = None,

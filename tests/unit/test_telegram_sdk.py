@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 telegram = pytest.importorskip("telegram")
-from telegram import Bot, ReplyParameters  # noqa: E402
-from telegram.error import BadRequest, Conflict, RetryAfter  # noqa: E402
+from telegram import Bot, ReplyParameters
+from telegram.error import BadRequest, Conflict, RetryAfter
 
-from syncd.sim.base import ServerThread  # noqa: E402
-from syncd.sim.telegram import DEFAULT_TOKEN, TelegramSimulator  # noqa: E402
+from syncd.providers.telegram.sim import DEFAULT_TOKEN, TelegramSimulator
+from syncd.sim.base import ServerThread
 
 # The library warns about its own RetryAfter internals (v22.2+), not about our use.
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")

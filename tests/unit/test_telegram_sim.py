@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from syncd.sim.telegram import CONFLICT, DEFAULT_TOKEN, TelegramSimulator
+from syncd.providers.telegram.sim import CONFLICT, DEFAULT_TOKEN, TelegramSimulator
 
 
 class Clock:
@@ -159,7 +159,7 @@ async def test_supergroup_and_channel_ids_are_minus_100_prefixed(sim):
 
 
 def test_a_deleted_messages_id_is_never_handed_out_again():
-    from syncd.sim.telegram import TelegramSimulator
+    from syncd.providers.telegram.sim import TelegramSimulator
 
     sim = TelegramSimulator()
     ids = sim.seed()

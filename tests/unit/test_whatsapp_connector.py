@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import AuthError, PermanentError, RateLimited, TransientError
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping, mappings_dir
 from syncd.models import Attachment, Sender
-from syncd.providers.base import ChatData, ConnectorContext, OutgoingMessage, WebhookRequest
-from syncd.providers.errors import AuthError, PermanentError, RateLimited, TransientError
-from syncd.providers.http import RetryPolicy
-from syncd.providers.whatsapp import WhatsAppConnector, WhatsAppCredentials
-from syncd.sim.meta import MetaDelivery, WhatsAppSimulator
+from syncd.providers.meta.sim import MetaDelivery
+from syncd.providers.whatsapp.connector import WhatsAppConnector, WhatsAppCredentials
+from syncd.providers.whatsapp.sim import WhatsAppSimulator
+from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
 
 TOKEN = "EAAG-test-token"
 NUMBER = "106540352242922"
@@ -240,7 +242,7 @@ async def test_an_incoming_text_from_the_simulator(wa, sim, clock):
     assert (message.external_chat_id, message.external_message_id) == (CUSTOMER, truth["wamid"])
     assert message.text == "Does it come in blue? ünïcode"
     assert message.sender == Sender(external_user_id=CUSTOMER, name="Sheena Nelson")
-    assert message.sent_at == datetime.fromtimestamp(int(clock.at), tz=timezone.utc)
+    assert message.sent_at == datetime.fromtimestamp(int(clock.at), tz=UTC)
     assert [(c.external_chat_id, c.name, c.kind) for c in changes.chats] == [(CUSTOMER, "Sheena Nelson", "dm")]
 
 
@@ -281,11 +283,11 @@ async def test_an_edit_and_a_revoke_name_the_original_message(wa, sim, clock):
     clock.at += 30
     [edit] = (await receive(wa, sim.edit(original.external_message_id, "hello"))).messages
     assert (edit.external_message_id, edit.text) == (original.external_message_id, "hello")
-    assert edit.edited_at == datetime.fromtimestamp(int(clock.at), tz=timezone.utc) and edit.sent_at is None
+    assert edit.edited_at == datetime.fromtimestamp(int(clock.at), tz=UTC) and edit.sent_at is None
     clock.at += 30
     [revoke] = (await receive(wa, sim.revoke(original.external_message_id))).messages
     assert revoke.external_message_id == original.external_message_id
-    assert revoke.deleted_at == datetime.fromtimestamp(int(clock.at), tz=timezone.utc)
+    assert revoke.deleted_at == datetime.fromtimestamp(int(clock.at), tz=UTC)
     assert sim.truth()[0]["edited"] and sim.truth()[0]["revoked"]
 
 

@@ -9,19 +9,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from syncd.kit.connector import ConnectorContext
+from syncd.kit.errors import SignatureError
+from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
 from syncd.models import Attachment, Sender
-from syncd.providers.base import ConnectorContext, WebhookRequest
-from syncd.providers.errors import SignatureError
-from syncd.providers.http import RetryPolicy
-from syncd.providers.whatsapp import WhatsAppConnector, WhatsAppCredentials
+from syncd.providers.whatsapp.connector import WhatsAppConnector, WhatsAppCredentials
+from syncd.universal import WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = json.loads((ROOT / "tests/fixtures/whatsapp.json").read_text())
@@ -39,7 +40,7 @@ def number_of(payload: dict[str, Any]) -> str:
 
 
 def utc(ts: int) -> datetime:
-    return datetime.fromtimestamp(ts, tz=timezone.utc)
+    return datetime.fromtimestamp(ts, tz=UTC)
 
 
 def connector(phone_number_id: str = "106540352242922", *, secret: str = SECRET,

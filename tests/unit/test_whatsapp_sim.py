@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd.kit.errors import RateLimited
 from syncd.providers import meta
-from syncd.providers.base import WebhookRequest
-from syncd.providers.errors import RateLimited
-from syncd.sim.meta import GraphError, MetaGraphSimulator, WhatsAppSimulator, meta_json
+from syncd.providers.meta.sim import GraphError, MetaGraphSimulator, meta_json
+from syncd.providers.whatsapp.sim import WhatsAppSimulator
+from syncd.universal import WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = json.loads((ROOT / "tests/fixtures/whatsapp.json").read_text())

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from syncd.config import DEFAULT_BASE_URLS
-from syncd.providers.errors import AuthError, ProviderError
-from syncd.providers.http import default_classify
+from syncd.kit.errors import AuthError, ProviderError
+from syncd.kit.http import default_classify
 from syncd.providers.teams.graph import TeamsBase, graph_error
 from syncd.providers.teams.ids import _q
 
@@ -48,7 +48,7 @@ class TeamsCredentials(BaseModel):
     client_state: str | None = Field(default=None, repr=False, min_length=16, max_length=128)
 
     @model_validator(mode="after")
-    def _usable(self) -> "TeamsCredentials":
+    def _usable(self) -> TeamsCredentials:
         if not self.access_token and not (self.client_id and self.client_secret and self.refresh_token):
             raise ValueError("give accessToken, or tenantId, clientId, clientSecret and refreshToken")
         return self

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from syncd.providers.base import ChatData, UserData
-from syncd.providers.errors import PermanentError, RetryableError
+from syncd.kit.errors import PermanentError, RetryableError
 from syncd.providers.teams.graph import TeamsBase
 from syncd.providers.teams.ids import _q, channel_id
 from syncd.providers.teams.timestamps import _repair
+from syncd.universal import ChatData, UserData
 
 
 class TeamsChats(TeamsBase):

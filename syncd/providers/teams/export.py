@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from syncd.providers.base import OutgoingMessage, SendResult
-from syncd.providers.errors import PermanentError, RetryableError
+from syncd.kit.errors import PermanentError, RetryableError
 from syncd.providers.teams.graph import TeamsBase
 from syncd.providers.teams.ids import Where, _q, locate, split_message_id
+from syncd.universal import OutgoingMessage, SendResult
 
 
 class TeamsExport(TeamsBase):

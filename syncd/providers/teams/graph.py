@@ -8,14 +8,15 @@ Graph root's own origin, since the request carries our bearer token.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import Any
 
 import httpx
 from pydantic import BaseModel
 
 from syncd.config import DEFAULT_BASE_URLS
-from syncd.providers.base import Connector
-from syncd.providers.errors import (
+from syncd.kit.connector import Connector
+from syncd.kit.errors import (
     AuthError,
     CursorExpired,
     PermanentError,
@@ -23,7 +24,7 @@ from syncd.providers.errors import (
     RateLimited,
     TransientError,
 )
-from syncd.providers.http import (
+from syncd.kit.http import (
     Pages,
     ProviderHttp,
     RetryPolicy,

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from syncd.providers.errors import PermanentError
+from syncd.kit.errors import PermanentError
 
 
 @dataclass(frozen=True)

@@ -4,15 +4,16 @@ a chat's history read page by page."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from html.parser import HTMLParser
-from typing import Any, Iterable
+from typing import Any
 
-from syncd.providers.base import ChatData, HistoryPage, MessageData
-from syncd.providers.errors import CursorExpired, PermanentError
+from syncd.kit.errors import CursorExpired, PermanentError
 from syncd.providers.teams.graph import TeamsBase
 from syncd.providers.teams.ids import Where, _q, locate
 from syncd.providers.teams.timestamps import _repair, iso, modified_at
+from syncd.universal import ChatData, HistoryPage, MessageData
 
 
 class _PlainText(HTMLParser):

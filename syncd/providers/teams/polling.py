@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from syncd.providers.base import Changes, ChatData, MessageData, PollResult
-from syncd.providers.errors import PermanentError
+from syncd.kit.errors import PermanentError
 from syncd.providers.teams.graph import TeamsBase
 from syncd.providers.teams.ids import Where, locate
 from syncd.providers.teams.timestamps import iso, modified_at, parse_time, repair_time
+from syncd.universal import Changes, ChatData, MessageData, PollResult
 
 
 class TeamsPolling(TeamsBase):

@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from syncd.providers.errors import AuthError, PermanentError, ProviderError, RetryableError, TransientError
+from syncd.kit.errors import (
+    AuthError,
+    PermanentError,
+    ProviderError,
+    RetryableError,
+    TransientError,
+)
 from syncd.providers.teams.graph import TeamsBase
 from syncd.providers.teams.ids import _q, channel_id, locate
 from syncd.providers.teams.timestamps import iso, parse_time
@@ -60,7 +66,7 @@ class TeamsSubscriptions(TeamsBase):
             try:
                 if current is None:
                     subscriptions[resource] = await self._subscribe(resource)
-                elif (parse_time(current.get("expirationDateTime")) or datetime.min.replace(tzinfo=timezone.utc)) \
+                elif (parse_time(current.get("expirationDateTime")) or datetime.min.replace(tzinfo=UTC)) \
                         .timestamp() - self.ctx.clock() < RENEW_BEFORE_S:
                     subscriptions[resource] = await self._renew(current["id"], resource)
                 else:

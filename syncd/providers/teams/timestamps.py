@@ -5,7 +5,7 @@ Graph's form."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 _LOOSE_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ]?(\d{2}:\d{2}:\d{2}(?:\.\d+)?)(Z|[+-]\d{2}:?\d{2})?$")
@@ -18,7 +18,7 @@ def parse_time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def repair_time(value: str) -> str | None:
@@ -49,5 +49,5 @@ def _repair(raw: dict[str, Any]) -> dict[str, Any]:
 def iso(when: float | datetime) -> str:
     """Graph's timestamp form: UTC, milliseconds, ``Z``."""
     if not isinstance(when, datetime):
-        when = datetime.fromtimestamp(when, tz=timezone.utc)
-    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        when = datetime.fromtimestamp(when, tz=UTC)
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from syncd.providers.base import (
+from syncd.kit.connector import body_digest
+from syncd.kit.errors import PermanentError, SignatureError
+from syncd.providers.teams.graph import TeamsBase
+from syncd.providers.teams.ids import _q, locate, parse_resource
+from syncd.universal import (
     Changes,
     ChatData,
     MessageData,
     WebhookAccepted,
     WebhookAnswer,
     WebhookRequest,
-    body_digest,
 )
-from syncd.providers.errors import PermanentError, SignatureError
-from syncd.providers.teams.graph import TeamsBase
-from syncd.providers.teams.ids import _q, locate, parse_resource
 
 
 class TeamsWebhooks(TeamsBase):

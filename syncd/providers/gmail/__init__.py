@@ -1,0 +1,1 @@
+"""gmail: the platform module, simulator and demo scenario (its manifest is mappings/gmail.yaml)."""

@@ -1,0 +1,1 @@
+"""instagram: the platform module, simulator and demo scenario (its manifest is mappings/instagram.yaml)."""

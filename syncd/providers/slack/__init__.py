@@ -1,0 +1,1 @@
+"""slack: the platform module, simulator and demo scenario (its manifest is mappings/slack.yaml)."""

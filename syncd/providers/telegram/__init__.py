@@ -1,0 +1,1 @@
+"""telegram: the platform module, simulator and demo scenario (its manifest is mappings/telegram.yaml)."""

@@ -1,0 +1,1 @@
+"""whatsapp: the platform module, simulator and demo scenario (its manifest is mappings/whatsapp.yaml)."""
