@@ -29,8 +29,8 @@ from syncd.config import Settings
 from syncd.engine.connectors import Connectors, UnknownPlatform
 from syncd.engine.context import EngineContext
 from syncd.engine.engine import Engine, work_budget
+from syncd.kit.loader import api_roots, extra_dir, load_all
 from syncd.logs import configure_logging
-from syncd.mapping import load_mappings
 from syncd.store import Store
 
 log = structlog.get_logger(__name__)
@@ -124,7 +124,8 @@ async def build(
     store: Store | None = None,
 ) -> Daemon:
     """Everything wired and indexes created, nothing running yet."""
-    mappings = load_mappings()
+    platforms = load_all(extra=extra_dir())
+    settings = settings.model_copy(update={"api_roots": {**api_roots(platforms), **settings.api_roots}})
     if store is None:
         store = await Store.connect(settings.mongodb_uri, secret_key=_secret_key(settings))
     try:
@@ -133,7 +134,7 @@ async def build(
         await store.close()
         # pymongo names hosts and timeouts, never the URI's password.
         raise ConfigError(f"cannot reach MongoDB ({type(exc).__name__}): {str(exc)[:300]}") from None
-    connectors = Connectors(settings, mappings, transports=transports, sleep=sleep, clock=clock)
+    connectors = Connectors(settings, platforms, transports=transports, sleep=sleep, clock=clock)
     ctx = EngineContext(settings=settings, store=store, connectors=connectors)
     engine = Engine(ctx, callback_transport=callback_transport)
     return Daemon(settings=settings, store=store, engine=engine, app=create_app(engine))

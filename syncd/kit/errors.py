@@ -5,7 +5,8 @@
     │   ├── RateLimited           429 or an in-body throttling code; ``retry_after`` seconds
     │   └── TransientError        5xx, timeouts, connection resets
     ├── PermanentError            the request itself is wrong (4xx, ``ok: false``); no retry
-    │   └── CursorExpired         a saved cursor/high-water mark is no longer valid: resync
+    │   ├── CursorExpired         a saved cursor/high-water mark is no longer valid: resync
+    │   └── AlreadyDone           the effect is already there (deleting what is gone)
     └── AuthError                 credentials rejected or expired; the integration needs attention
     SignatureError                a webhook failed verification (answered with 401)
 
@@ -55,3 +56,7 @@ class AuthError(ProviderError):
 
 class SignatureError(Exception):
     """A webhook delivery whose signature, token or timestamp does not verify."""
+
+
+class AlreadyDone(PermanentError):
+    """The operation's effect is already there (deleting what is gone): done, not failed."""

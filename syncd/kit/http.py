@@ -128,12 +128,15 @@ class ProviderHttp:
         transport: httpx.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
         platform: str = "",
+        auth: httpx.Auth | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         #: Label of this client's calls in ``syncd_provider_requests_total``.
         self.platform = platform
         self.classify = classify
         self.authenticate = authenticate
+        #: An ``httpx.Auth`` (a manifest's declared authentication), applied to every request.
+        self.auth = auth
         self.policy = policy or RetryPolicy()
         self.client = httpx.AsyncClient(
             timeout=timeout_s,
@@ -217,7 +220,7 @@ class ProviderHttp:
             await self.authenticate(request)
         self.calls += 1
         try:
-            response = await self.client.send(request)
+            response = await self.client.send(request, auth=self.auth or httpx.USE_CLIENT_DEFAULT)
         except httpx.TimeoutException:
             self._count("transient")
             raise TransientError(f"{name}: timed out") from None
