@@ -93,7 +93,8 @@ class ManifestConnector(Connector):
     def scope(self, **more: Any) -> dict[str, Any]:
         """What templates read: credentials, settings, the webhook URL, the page size, ``more``."""
         page_size = self.manifest.api.page_size if self.manifest.api else 100
-        return {"credentials": _scope_credentials(self.credentials), "settings": self.settings,
+        defaults = {name: spec.default for name, spec in self.manifest.settings.items() if spec.default is not None}
+        return {"credentials": _scope_credentials(self.credentials), "settings": {**defaults, **self.settings},
                 "webhookUrl": self.ctx.webhook_url, "pageSize": page_size, **more}
 
     def _url(self, spec: Request, scope: dict[str, Any], next_url: str | None) -> str:
@@ -187,6 +188,9 @@ class ManifestConnector(Connector):
         scope = self.scope(message=source, chat=source["chat"])
         section = spec.body_mapping or name
         body = self.mapping.section(section, source) if self.mapping.has(section) else None
+        if body is not None and spec.body:
+            # Fixed parts of the body (templates) under what the mapping made of the message.
+            body = {**templates.without_none(templates.render(spec.body, scope)), **body}
         return await self.call(name, spec, scope, body=body)
 
     def _result(self, name: str, message: OutgoingMessage, body: Any) -> SendResult:
