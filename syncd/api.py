@@ -20,11 +20,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from syncd import metrics
+from syncd.api_platforms import platforms_router
 from syncd.connect import connect_router
 from syncd.engine.engine import Engine, IntegrationError
 from syncd.engine.exporter import EventRejected
 from syncd.engine.notifier import message_view, sign
-from syncd.kit.errors import SignatureError
+from syncd.kit.errors import MalformedDelivery, SignatureError
 from syncd.models import AppEvent, Chat, Integration, UserPlatform
 from syncd.universal import WebhookRequest
 
@@ -255,6 +256,8 @@ def create_app(engine: Engine) -> FastAPI:
         view["webhookUrl"] = settings.webhook_url(integration.platform, integration.id)
         return view
 
+    app.include_router(platforms_router(engine.ctx.connectors, settings, [Depends(admin)]))
+
     # -- health -------------------------------------------------------------------------------
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -389,6 +392,7 @@ def create_app(engine: Engine) -> FastAPI:
     # ``openapi`` below). The request URL is built only if a connector reads it.
     async def webhook(request: Request) -> Response:
         platform, integration_id = request.path_params["platform"], request.path_params["integration_id"]
+        platform = engine.ctx.connectors.resolve(platform) or platform
         integration = await store.get_integration(integration_id)
         if integration is None or integration.platform != platform or integration.status == "deleted":
             raise ApiError(404, "not_found", f"no {platform} integration {integration_id!r}")
@@ -403,6 +407,8 @@ def create_app(engine: Engine) -> FastAPI:
             answer = await engine.inbox.receive(integration, delivery)
         except SignatureError as exc:
             raise ApiError(401, "bad_signature", str(exc) or "signature verification failed") from None
+        except MalformedDelivery as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
         if isinstance(answer.body, dict):
             return JSONResponse(answer.body, status_code=answer.status_code)
         return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type)

@@ -56,6 +56,12 @@ class Connectors:
     def platforms(self) -> list[str]:
         return sorted(self.mappings)
 
+    def resolve(self, name: str) -> str | None:
+        """The platform called ``name``, by its name or one of its aliases (``x``)."""
+        if name in self.classes:
+            return name
+        return next((p for p, loaded in self.loaded.items() if name in loaded.manifest.aliases), None)
+
     def connector_class(self, platform: str) -> type[Connector]:
         if platform not in self.classes:
             raise UnknownPlatform(platform)

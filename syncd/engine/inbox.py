@@ -26,8 +26,9 @@ from syncd.universal import Changes, WebhookAnswer, WebhookRequest
 
 log = structlog.get_logger(__name__)
 
-#: Headers kept with a stored delivery (what ``parse_webhook`` may need); never auth headers.
-_KEEP_HEADERS = ("content-type", "user-agent", "x-slack-retry-num", "x-slack-retry-reason")
+#: Headers every stored delivery keeps; a platform adds what its ``parse_webhook`` reads
+#: (``Connector.keep_headers``). Never auth headers.
+_KEEP_HEADERS = ("content-type", "user-agent")
 #: Deliveries claimed and processed together: a backlog costs a few round-trips per batch,
 #: not several per delivery; small enough to finish well inside one lease.
 BATCH = 100
@@ -102,8 +103,8 @@ class Inbox:
             platform=integration.platform,
             delivery_id=accepted.delivery_id,
             body=_encode(request.body),
-            headers={k: v for k, v in request.headers.items() if k in _KEEP_HEADERS},
-            query={k: v for k, v in request.query.items() if k not in ("token",)},
+            headers={k: v for k, v in request.headers.items() if k in _KEEP_HEADERS or k in connector.keep_headers},
+            query={k: v for k, v in request.query.items() if k not in connector.secret_query},
             received_at=now,
             next_attempt_at=now,
             status="pending",

@@ -75,6 +75,10 @@ class Connector(abc.ABC):
     #: This platform's poll interval when it differs from ``SYNCD_POLL_INTERVAL_S`` (e.g. a
     #: long-poll fallback that is the only inbound channel).
     poll_every_s: ClassVar[float | None] = None
+    #: Headers of a delivery that ``parse_webhook`` reads later (stored with it in the inbox).
+    keep_headers: ClassVar[tuple[str, ...]] = ()
+    #: Query parameters of a delivery that carry a secret: never stored.
+    secret_query: ClassVar[tuple[str, ...]] = ()
     #: The OAuth connect flow of this platform, if it has one.
     oauth: ClassVar[OAuthSpec | None] = None
 

@@ -22,7 +22,12 @@ from syncd.kit.auth import ManifestAuth
 from syncd.kit.classify import classifier
 from syncd.kit.connector import Connector, body_digest
 from syncd.kit.credentials import credentials_model, generate_missing, secret_values
-from syncd.kit.errors import AlreadyDone, PermanentError, SignatureError
+from syncd.kit.errors import (
+    AlreadyDone,
+    MalformedDelivery,
+    PermanentError,
+    SignatureError,
+)
 from syncd.kit.http import Pages, ProviderHttp, RetryPolicy
 from syncd.kit.manifest import EventRule, Manifest, Request
 from syncd.universal import (
@@ -40,10 +45,6 @@ from syncd.universal import (
 )
 
 _MODELS: dict[str, type[BaseModel]] = {"message": MessageData, "chat": ChatData, "user": UserData}
-
-
-class MalformedDelivery(PermanentError):
-    """A verified delivery whose body is not what the platform sends (answered 400)."""
 
 
 def _scope_credentials(credentials: BaseModel) -> dict[str, Any]:
@@ -64,6 +65,8 @@ class ManifestConnector(Connector):
             "can_edit": caps.edit, "can_delete": caps.delete, "has_history": caps.history,
             "can_poll": caps.poll, "maintain_every_s": every.maintain_s, "poll_every_s": every.poll_s,
             "base_url_key": manifest.api.base_url_key if manifest.api else None,
+            "keep_headers": tuple(h.lower() for h in manifest.webhook.keep_headers),
+            "secret_query": tuple(v.param for v in manifest.webhook.verify if v.param),
         }
         if "Credentials" not in cls.__dict__:
             attrs["Credentials"] = credentials_model(manifest)

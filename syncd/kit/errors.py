@@ -9,6 +9,7 @@
     │   └── AlreadyDone           the effect is already there (deleting what is gone)
     └── AuthError                 credentials rejected or expired; the integration needs attention
     SignatureError                a webhook failed verification (answered with 401)
+    MalformedDelivery             a verified webhook whose body is not what the platform sends (400)
 
 Messages never contain credentials: connectors build them from status codes and the
 platform's error code only.
@@ -60,3 +61,7 @@ class SignatureError(Exception):
 
 class AlreadyDone(PermanentError):
     """The operation's effect is already there (deleting what is gone): done, not failed."""
+
+
+class MalformedDelivery(Exception):
+    """A verified delivery whose body is not what the platform sends (answered with 400)."""

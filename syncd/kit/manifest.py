@@ -315,6 +315,8 @@ class Webhook(Strict):
     delivery_id: DeliveryId = Field(default_factory=DeliveryId)
     #: What a delivery is parsed as.
     format: Literal["json", "form"] = "json"
+    #: Headers the events read later (kept with the stored delivery), lower case.
+    keep_headers: list[str] = Field(default_factory=list)
     events: list[EventRule] = Field(default_factory=list)
     #: The answer to an accepted delivery (status and JSON body or text).
     answer_status: int = 200

@@ -205,6 +205,8 @@ def reply_subject(subject: str | None) -> str:
 
 
 class GmailConnector(Connector):
+    #: The push subscription's shared token rides in the URL's query: never stored.
+    secret_query = ("token",)
     platform: ClassVar[str] = "gmail"
     Credentials: ClassVar[type[BaseModel]] = GmailCredentials
     can_edit: ClassVar[bool] = False

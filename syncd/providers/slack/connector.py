@@ -104,6 +104,8 @@ def _files(raw: dict[str, Any]) -> list[dict[str, Any]] | None:
 class SlackConnector(Connector):
     platform = "slack"
     Credentials = SlackCredentials
+    #: Slack's redelivery headers, read when the delivery is processed.
+    keep_headers = ("x-slack-retry-num", "x-slack-retry-reason")
     #: Items per request; Slack recommends at most 200 (new non-Marketplace apps get 15).
     page_limit = 200
     #: "Add to Slack": the consent page is on slack.com, ``oauth.v2.access`` in the Web API.
