@@ -25,7 +25,7 @@ from syncd.connect import connect_router
 from syncd.engine.engine import Engine, IntegrationError
 from syncd.engine.exporter import EventRejected
 from syncd.engine.notifier import message_view, sign
-from syncd.kit.errors import MalformedDelivery, SignatureError
+from syncd.kit.errors import HandshakeRefused, MalformedDelivery, SignatureError
 from syncd.models import AppEvent, Chat, Integration, UserPlatform
 from syncd.universal import WebhookRequest
 
@@ -405,6 +405,8 @@ def create_app(engine: Engine) -> FastAPI:
         )
         try:
             answer = await engine.inbox.receive(integration, delivery)
+        except HandshakeRefused as exc:
+            raise ApiError(403, "forbidden", str(exc)) from None
         except SignatureError as exc:
             raise ApiError(401, "bad_signature", str(exc) or "signature verification failed") from None
         except MalformedDelivery as exc:

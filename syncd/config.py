@@ -26,7 +26,7 @@ class OAuthClient:
     client_id: SecretStr | None
     client_secret: SecretStr | None
     #: Further credential fields every integration connected through this app gets, because a
-    #: token endpoint cannot supply them (Slack's app-level ``signingSecret``).
+    #: token endpoint cannot supply them (an app-level signing secret).
     credentials: dict[str, SecretStr] = field(default_factory=dict)
 
     def missing(self) -> list[str]:
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = 8080
     #: Base of the webhook URLs handed to platforms; unset = platforms cannot reach us (local
-    #: runs), so connectors that can poll instead do (Telegram).
+    #: runs), so connectors that can poll instead do.
     public_url: str | None = None
     admin_token: SecretStr | None = None
     app_webhook_secret: SecretStr | None = None
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     #: The documented API roots by key, as the loaded platform manifests declare them (filled
     #: in by the daemon at start; ``SYNCD_<KEY>_BASE_URL`` and ``base_urls`` replace them).
     api_roots: dict[str, str] = Field(default_factory=dict)
-    #: OAuth apps per platform, JSON: ``{"slack": {"clientId": "...", "clientSecret": "...",
+    #: OAuth apps per platform, JSON: ``{"<platform>": {"clientId": "...", "clientSecret": "...",
     #: "signingSecret": "..."}}``; keys other than the client id and secret are credential
     #: fields added to every integration the connect flow creates. Values never print.
     oauth_clients: dict[str, dict[str, SecretStr]] = Field(default_factory=dict)

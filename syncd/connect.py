@@ -135,7 +135,7 @@ def _fail(status: int, code: str, message: str, details: Any = None) -> Integrat
 
 def _platform_error(body: Any) -> tuple[str, str | None]:
     """``(error code, description)`` of a token endpoint's refusal, in the shapes platforms
-    use: RFC 6749 ``{"error", "error_description"}``, Slack ``{"ok": false, "error"}``,
+    use: RFC 6749 ``{"error", "error_description"}``, ``{"ok": false, "error"}``,
     Graph-style ``{"error": {"code"|"type", "message"}}``."""
     if not isinstance(body, dict):
         return "unreadable_answer", None

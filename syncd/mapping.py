@@ -6,7 +6,7 @@ model, and how an outgoing universal message becomes the platform's request body
 validated at load time against a pydantic schema *and* against the universal model's fields,
 so a wrong file fails at start with the file, the field and what is wrong::
 
-    platform: slack
+    platform: chat
     message:
       externalMessageId: {template: "{ctx.channel}:{ts}", required: true}
       sentAt: {path: ts, transform: slack_ts}

@@ -41,7 +41,7 @@ class ConnectorContext:
     mapping: Mapping
     webhook_url: str
     #: False when no ``SYNCD_PUBLIC_URL`` is configured: platforms cannot reach our webhooks,
-    #: so connectors that can should poll instead (Telegram's getUpdates).
+    #: so connectors that can should poll instead (a long-poll API).
     public_webhooks: bool = True
     webhook_max_skew_s: int = 300
     clock: Callable[[], float] = time.time
@@ -68,7 +68,7 @@ class Connector(abc.ABC):
     can_poll: ClassVar[bool] = True
 
     #: Which ``SYNCD_<KEY>_BASE_URL`` / documented API root this connector talks to (several
-    #: platforms share one, e.g. ``meta`` for WhatsApp, Messenger and Instagram).
+    #: platforms share one, e.g. one vendor's Graph API).
     base_url_key: ClassVar[str | None] = None
     #: How often ``maintain`` must run (webhook subscriptions and watches expire); None = never.
     maintain_every_s: ClassVar[float | None] = None
@@ -98,7 +98,7 @@ class Connector(abc.ABC):
 
     @classmethod
     async def finish_oauth(cls, credentials: dict[str, Any], http: ProviderHttp) -> dict[str, Any]:
-        """Complete what the token answer alone cannot give (e.g. Meta's page id and page token
+        """Complete what the token answer alone cannot give (e.g. a page id and page token
         come from ``/me/accounts``). ``http`` is a client on the platform's API root that
         carries no credentials. Default: unchanged."""
         return credentials
@@ -183,7 +183,7 @@ class OAuthSpec:
     base_url_key: str
     #: Extra query parameters of the authorize URL (e.g. ``access_type=offline``).
     authorize_params: tuple[tuple[str, str], ...] = ()
-    #: How ``scopes`` are joined in the ``scope`` parameter (Slack: ","; OAuth 2.0: " ").
+    #: How ``scopes`` are joined in the ``scope`` parameter (some platforms: ","; OAuth 2.0: " ").
     scope_separator: str = " "
 
 

@@ -1,7 +1,7 @@
 """The connector that runs a manifest: every operation is a declared request.
 
 A platform with no module gets ``ManifestConnector`` bound to its manifest; a platform's module
-subclasses it and overrides single operations (Telegram's offset polling, a MIME body), never
+subclasses it and overrides single operations (offset polling, a MIME body), never
 the whole connector. The class attributes the engine reads (``has_history``, ``can_edit``,
 ``poll_every_s`` ...) come from the manifest's capabilities and intervals (``bind``).
 """

@@ -9,6 +9,7 @@
     │   └── AlreadyDone           the effect is already there (deleting what is gone)
     └── AuthError                 credentials rejected or expired; the integration needs attention
     SignatureError                a webhook failed verification (answered with 401)
+    └── HandshakeRefused          a handshake with the wrong verify token (403)
     MalformedDelivery             a verified webhook whose body is not what the platform sends (400)
 
 Messages never contain credentials: connectors build them from status codes and the
@@ -57,6 +58,10 @@ class AuthError(ProviderError):
 
 class SignatureError(Exception):
     """A webhook delivery whose signature, token or timestamp does not verify."""
+
+
+class HandshakeRefused(SignatureError):
+    """A verification handshake with the wrong verify token (answered with 403)."""
 
 
 class AlreadyDone(PermanentError):

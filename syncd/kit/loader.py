@@ -137,7 +137,7 @@ def load_all(builtin: Path | None = None, extra: Path | None = None) -> dict[str
 
 def api_roots(platforms: dict[str, Loaded]) -> dict[str, str]:
     """Every documented API root by key (``SYNCD_<KEY>_BASE_URL`` replaces it); two manifests
-    may share a key (Meta's Graph API) only with the same root."""
+    may share a key (one vendor's Graph API) only with the same root."""
     roots: dict[str, tuple[str, str]] = {}
     for name, loaded in platforms.items():
         api = loaded.manifest.api

@@ -55,7 +55,7 @@ class Intervals(Strict):
 class Api(Strict):
     #: The documented API root; ``SYNCD_<BASE_URL_KEY>_BASE_URL`` replaces it.
     root: str = Field(pattern=r"^https?://")
-    #: The name of the root when several platforms share it (``meta``); default: the platform.
+    #: The name of the root when several platforms share it (a vendor's Graph API); default: the platform.
     base_url_key: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
     #: Further named roots (an OAuth consent page on another host), each replaceable the same way.
     roots: dict[str, Annotated[str, Field(pattern=r"^https?://")]] = Field(default_factory=dict)
@@ -273,8 +273,8 @@ class Handshake(Strict):
     """A verification request the platform sends, answered without storing anything.
 
     ``echo``: a GET whose query ``param`` is answered back as text, when ``token`` (a query
-    parameter) equals ``expect`` (Meta's ``hub.challenge``). ``challenge``: a (signed) JSON
-    body matching ``when`` answered with ``answer`` (Slack's ``url_verification``). ``crc``: a
+    parameter) equals ``expect`` (``hub.challenge``). ``challenge``: a (signed) JSON
+    body matching ``when`` answered with ``answer`` (a ``url_verification``). ``crc``: a
     GET whose query ``param`` is answered as ``{field: prefix + base64(HMAC-SHA256(key, it))}``.
     """
 
@@ -332,7 +332,7 @@ class Webhook(Strict):
 class Manifest(Strict):
     platform: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: str | None = None
-    #: Other names the platform answers to (``x`` for ``twitter``).
+    #: Other names the platform answers to (a short name).
     aliases: list[str] = Field(default_factory=list)
     docs: str | None = None
     capabilities: Capabilities = Field(default_factory=Capabilities)

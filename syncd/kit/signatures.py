@@ -18,7 +18,7 @@ from typing import Any
 import jwt
 
 from syncd.kit import templates
-from syncd.kit.errors import SignatureError
+from syncd.kit.errors import HandshakeRefused, SignatureError
 from syncd.kit.manifest import Handshake, Verifier
 from syncd.universal import WebhookAccepted, WebhookAnswer, WebhookRequest
 
@@ -122,4 +122,4 @@ def _check_token(spec: Handshake, request: WebhookRequest, scope: dict[str, Any]
     expected = str(templates.render(spec.expect, scope) or "")
     presented = request.query.get(spec.token, "")
     if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise SignatureError("verify token mismatch")
+        raise HandshakeRefused("the verify token does not match")
