@@ -105,8 +105,9 @@ class ManifestConnector(Connector):
             if not next_url.startswith(self.http.base_url + "/") and not next_url.startswith("/"):
                 raise PermanentError("a next-page URL outside the platform's API root was refused")
             return next_url
-        prefix = templates.render(self.manifest.auth.prefix, scope) if self.manifest.auth.type == "path" else ""
-        path = templates.render(spec.path, scope)
+        prefix = (templates.render(self.manifest.auth.prefix, scope, templates.path_segment)
+                  if self.manifest.auth.type == "path" else "")
+        path = templates.render(spec.path, scope, templates.path_segment)
         if path is None:
             raise PermanentError(f"the request path {spec.path!r} has a value missing")
         return f"{prefix or ''}{path}"

@@ -155,7 +155,8 @@ class Request(Strict):
     """One HTTP call of an operation, and how its answer becomes records."""
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
-    path: str
+    #: Relative to the API root (so requests never leave it); placeholder values are escaped.
+    path: str = Field(pattern=r"^/")
     params: dict[str, Any] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
     #: A JSON/form body of templates, or the name of a ``mapping`` section that builds it

@@ -13,7 +13,8 @@ conditions and record selectors.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+from urllib.parse import quote
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.\-]*)\}")
 _MISSING = object()
@@ -40,24 +41,31 @@ def placeholders(template: str) -> list[str]:
     return _PLACEHOLDER.findall(template)
 
 
-def render(template: Any, scope: dict[str, Any]) -> Any:
-    """``template`` with its placeholders filled from ``scope`` (dicts and lists recursively)."""
+def render(template: Any, scope: dict[str, Any], escape: Callable[[str], str] | None = None) -> Any:
+    """``template`` with its placeholders filled from ``scope`` (dicts and lists recursively);
+    ``escape`` is applied to every value put into a string (a path segment's quoting)."""
     if isinstance(template, dict):
-        return {k: render(v, scope) for k, v in template.items()}
+        return {k: render(v, scope, escape) for k, v in template.items()}
     if isinstance(template, list):
-        return [render(v, scope) for v in template]
+        return [render(v, scope, escape) for v in template]
     if not isinstance(template, str) or "{" not in template:
         return template
     whole = _PLACEHOLDER.fullmatch(template)
-    if whole:
+    if whole and escape is None:
         return lookup(scope, whole.group(1))
     values: dict[str, str] = {}
     for name in placeholders(template):
         value = lookup(scope, name)
         if value is None:
             return None
-        values[name] = value if isinstance(value, str) else str(value)
+        text = value if isinstance(value, str) else str(value)
+        values[name] = escape(text) if escape else text
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def path_segment(value: str) -> str:
+    """A value made safe inside a URL path: no ``/``, ``?`` or ``#`` can change where it goes."""
+    return quote(value, safe=":@!$&'()*+,;=-._~")
 
 
 def without_none(values: dict[str, Any]) -> dict[str, Any]:
