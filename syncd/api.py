@@ -1,4 +1,4 @@
-"""The HTTP API (DESIGN §4): admin endpoints behind a bearer token, provider webhooks
+"""The HTTP API (docs/architecture.md, README "HTTP API"): admin endpoints behind a bearer token, provider webhooks
 authenticated by each platform's own signature, and app events signed with HMAC.
 
 Every error is ``{"error": {"code", "message"}}`` with a fitting status.

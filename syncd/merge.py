@@ -1,4 +1,4 @@
-"""How a message the platform reports merges into the stored document (DESIGN §2).
+"""How a message the platform reports merges into the stored document (docs/architecture.md §2).
 
 Pure functions, no I/O: the store reads the existing document, calls :func:`merge` and writes
 what it returns. ``None`` in an incoming message means "not said", never "erase".

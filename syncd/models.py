@@ -211,7 +211,7 @@ class AppMessage(BaseModel):
 
 
 class AppEvent(BaseModel):
-    """A change event posted by the app to ``POST /events`` (DESIGN §4)."""
+    """A change event posted by the app to ``POST /events`` (docs/architecture.md, README "HTTP API")."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 

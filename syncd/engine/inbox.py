@@ -184,7 +184,7 @@ class Inbox:
             if integration is None or integration.status == "deleted":
                 raise LookupError("the integration was deleted")
             connector = await connector_for(self.ctx, integration)
-        except Exception as exc:  # noqa: BLE001 - every failure is kept with its error
+        except Exception as exc:
             for item in items:
                 await self._failed(item, exc)
             return []
@@ -192,17 +192,17 @@ class Inbox:
         for item in items:
             try:
                 parsed.append((item, await connector.parse_webhook(self._request(item))))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 await self._failed(item, exc)
         try:
             await self._ingest(integration, [changes for _, changes in parsed])
-        except Exception:  # noqa: BLE001 - retried one by one below
+        except Exception:
             alone: list[tuple[InboxItem, Changes]] = []
             for item, changes in parsed:
                 try:
                     await self._ingest(integration, [changes])
                     alone.append((item, changes))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     await self._failed(item, exc)
             parsed = alone
         # One poll (or resync) answers every delivery of the batch that asked for it.
@@ -213,7 +213,7 @@ class Inbox:
                     await self.poller.restart(integration.id)
                 else:
                     await self.poller.poll(integration.id)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 for item in asking:
                     await self._failed(item, exc)
                 return [item for item, _ in parsed if item not in asking]

@@ -51,7 +51,7 @@ class Outbox:
         bound = log.bind(outbox_id=item.id, type=item.type, customer_id=item.customer_id, attempts=item.attempts)
         try:
             result = await deliver(item)
-        except Exception as exc:  # noqa: BLE001 - every failure is classified and kept
+        except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             # Anything else (a database failover, a bug) may pass: retried within the budget.
             permanent = isinstance(exc, (PermanentError, MappingError, ValidationError))

@@ -9,7 +9,8 @@ request path and are placed by the connector, so this class leaves them alone.
 from __future__ import annotations
 
 import base64
-from typing import Any, AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
 
 import httpx
 
@@ -46,7 +47,7 @@ class ManifestAuth(httpx.Auth):
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         self.apply(request)
         response = yield request
-        if response.status_code == 401 and self.spec.type == "oauth2" and self.refresh is not None:
-            if await self.refresh():
-                self.apply(request)
-                yield request
+        refresh = self.refresh if self.spec.type == "oauth2" else None
+        if response.status_code == 401 and refresh is not None and await refresh():
+            self.apply(request)
+            yield request

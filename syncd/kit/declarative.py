@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl
 
@@ -57,7 +57,7 @@ class ManifestConnector(Connector):
     manifest: ClassVar[Manifest]
 
     @classmethod
-    def bind(cls, manifest: Manifest) -> type["ManifestConnector"]:
+    def bind(cls, manifest: Manifest) -> type[ManifestConnector]:
         """This class (or a platform module's subclass) made for ``manifest``."""
         caps, every = manifest.capabilities, manifest.intervals
         attrs: dict[str, Any] = {
@@ -295,9 +295,8 @@ class ManifestConnector(Connector):
         mapped = self.map_as(rule.as_, rule.map or rule.as_, record, ctx)
         if isinstance(mapped, MessageData):
             changes.messages.append(mapped)
-        elif isinstance(mapped, ChatData):
-            if mapped.external_chat_id not in chats or mapped.name:
-                chats[mapped.external_chat_id] = mapped
+        elif isinstance(mapped, ChatData) and (mapped.external_chat_id not in chats or mapped.name):
+            chats[mapped.external_chat_id] = mapped
 
     # -- polling and upkeep -------------------------------------------------------------------
     async def poll(self, state: Any, chats: list[ChatData], lookback_s: float) -> PollResult:
@@ -328,7 +327,7 @@ def _format_mark(seconds: float, fmt: str) -> Any:
     if fmt == "epoch_ms":
         return int(seconds * 1000)
     if fmt == "iso8601":
-        return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+        return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")
     if fmt == "slack_ts":
         return f"{seconds:.6f}"
     return int(seconds)

@@ -113,7 +113,7 @@ class Auth(Strict):
     scopes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _complete(self) -> "Auth":
+    def _complete(self) -> Auth:
         needs = {"bearer": ("token",), "header": ("header", "value"), "query": ("param", "value"),
                  "path": ("prefix",), "basic": ("username", "password"),
                  "oauth2": ("token", "token_url", "refresh_token")}.get(self.type, ())
@@ -143,7 +143,7 @@ class Paginator(Strict):
     start: int = 1
 
     @model_validator(mode="after")
-    def _complete(self) -> "Paginator":
+    def _complete(self) -> Paginator:
         needs = {"cursor": ("path", "param"), "next_url": ("path",), "offset": ("param",), "page": ("param",)}
         missing = [n for n in needs.get(self.type, ()) if getattr(self, n) is None]
         if missing:
@@ -171,7 +171,7 @@ class Request(Strict):
     #: Extra mapping context (templates), e.g. ``{channel: "{chat.externalChatId}"}``.
     ctx: dict[str, Any] = Field(default_factory=dict)
     #: Keep only records that match (``{path, equals|in|present}``).
-    where: list["Condition"] = Field(default_factory=list)
+    where: list[Condition] = Field(default_factory=list)
     paginator: Paginator | None = None
     #: A mapping section turning the answer into a send result (``externalMessageId``, ``sentAt``).
     result: str | None = None
@@ -260,7 +260,7 @@ class Verifier(Strict):
     only_if: str | None = None
 
     @model_validator(mode="after")
-    def _complete(self) -> "Verifier":
+    def _complete(self) -> Verifier:
         if self.header is None and self.param is None:
             raise ValueError("a verifier reads a header or a query param")
         if self.type in ("hmac", "jwt") and self.key is None:

@@ -13,7 +13,8 @@ conditions and record selectors.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][\w.\-]*)\}")

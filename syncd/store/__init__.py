@@ -1,4 +1,4 @@
-"""The only package that talks to MongoDB (DESIGN §2, §7, §8).
+"""The only package that talks to MongoDB (docs/architecture.md §2, §5).
 
 Every document is camelCase (the models' ``.doc()``), carries ``id`` and is stored with
 ``_id = id`` so lookups by id are primary-key lookups. MongoDB hands back naive UTC datetimes;
@@ -55,7 +55,7 @@ _CLIENT_BULK_WIRE_VERSION = 25
 
 class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, UpsertsStore,
             SyncStatusStore, QueuesStore, LeasesStore):
-    """MongoDB access for every collection of DESIGN §2. ``clock`` is replaceable in tests."""
+    """MongoDB access for every collection of docs/architecture.md §2. ``clock`` is replaceable in tests."""
 
     def __init__(self, client: Any, db: Any, fernet: Fernet | MultiFernet):
         self.client, self.db, self._fernet = client, db, fernet

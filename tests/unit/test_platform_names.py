@@ -1,4 +1,4 @@
-"""The generic layers contain no platform name (DESIGN §3): they read declared capabilities.
+"""The generic layers contain no platform name (docs/architecture.md §1): they read declared capabilities.
 
 Read from the code itself, docstrings and comments included, so that no engine, store, API,
 daemon, logging, configuration, kit or console module grows a special case for one platform.
