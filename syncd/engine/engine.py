@@ -95,6 +95,7 @@ class Engine:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.ctx.users.close()
         await self.store.release_all(self.ctx.owner)
         await self.callbacks.aclose()
         await self.ctx.connectors.close()

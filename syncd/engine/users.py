@@ -35,6 +35,9 @@ log = structlog.get_logger(__name__)
 RELIST_AFTER_S = 300.0
 #: A listing older than this is refreshed at the next message that has a sender to name.
 MAX_AGE_S = 6 * 3600.0
+#: How long a webhook or poll batch waits for a listing it caused; a big workspace's listing
+#: (rate-limited pages) goes on in the background, and later messages get the names.
+INLINE_WAIT_S = 5.0
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Users:
         self.clock = clock
         self._known: dict[str, _Known] = {}
         self._listing: dict[str, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[int]] = set()
 
     async def known(self, ctx: EngineContext, integration: Integration) -> _Known:
         known = self._known.get(integration.id)
@@ -95,7 +99,13 @@ class Users:
         unknown = any(m.sender.name is None and m.sender.external_user_id not in known.names
                       for m in messages if m.sender.external_user_id)
         if unknown or self._due(known, MAX_AGE_S):
-            await self.refresh(ctx, integration, age_s=RELIST_AFTER_S if unknown else MAX_AGE_S)
+            task = asyncio.ensure_future(self.refresh(ctx, integration, age_s=RELIST_AFTER_S if unknown else MAX_AGE_S))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            try:
+                await asyncio.wait_for(asyncio.shield(task), INLINE_WAIT_S)
+            except TimeoutError:
+                pass
         return [self._named(m, known.names) for m in messages]
 
     @staticmethod
@@ -105,6 +115,12 @@ class Users:
         if name is None:
             return message
         return message.model_copy(update={"sender": sender.model_copy(update={"name": name})})
+
+    async def close(self) -> None:
+        """Cancel the listings still running in the background (at shutdown)."""
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     def forget(self, integration_id: str) -> None:
         self._known.pop(integration_id, None)

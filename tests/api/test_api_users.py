@@ -3,7 +3,11 @@ a sender id (Slack's history pages, its message events) get the sender's real na
 
 from __future__ import annotations
 
+import asyncio
+
 from apisupport import chat_messages
+
+from syncd.engine import users as users_module
 
 
 async def user_platforms(tb, customer: str = "cust-1") -> dict[str, dict]:
@@ -72,3 +76,28 @@ async def test_an_unknown_sender_lists_the_users_at_most_once_in_a_while(tb, sla
     assert texts["from a stranger 2"]["externalUserId"] == "U0NOBODY" and texts["from a stranger 2"]["name"] is None
     # The import listed them moments ago: three unknown senders cause no new listing.
     assert calls == []
+
+
+async def test_a_slow_listing_does_not_hold_up_the_messages_that_caused_it(tb, slack_ws, slack, monkeypatch):
+    monkeypatch.setattr(users_module, "INLINE_WAIT_S", 0.05)
+    release = asyncio.Event()
+    original = tb.slack._users_list
+
+    async def slow(params):
+        await release.wait()
+        return await original(params)
+
+    tb.slack._users_list = slow
+    erin = tb.slack.add_user("erin", "Erin Eve")
+    tb.daemon.engine.ctx.users.clock = lambda: 10**9
+    delivery = tb.slack.post_user_message(slack_ws["general"], "while the list is slow", erin)
+    assert (await tb.deliver_slack(slack, delivery)).status_code == 200
+    await tb.settle()
+    [message] = [m for m in await chat_messages(tb, slack, slack_ws["general"]) if m["text"] == "while the list is slow"]
+    assert message["sender"]["name"] is None
+    release.set()
+    for _ in range(200):
+        if erin in await user_platforms(tb):
+            break
+        await asyncio.sleep(0.01)
+    assert (await user_platforms(tb))[erin]["displayName"] == "Erin Eve"
