@@ -121,6 +121,7 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "email_name": _email_name,
     "email_list": _email_list,
     "first": _first,
+    "list": lambda v: v if isinstance(v, list) else [v],
     "nonempty": lambda v: v if v not in ("", [], {}) else None,
 }
 

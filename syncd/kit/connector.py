@@ -66,6 +66,9 @@ class Connector(abc.ABC):
     has_history: ClassVar[bool] = True
     #: False where the platform has nothing to poll (webhooks are the only inbound channel).
     can_poll: ClassVar[bool] = True
+    #: True where ``list_users`` can name the platform's users (the engine then keeps them in
+    #: ``user_platforms`` and names the senders of messages that carry only an id).
+    can_list_users: ClassVar[bool] = False
 
     #: Which ``SYNCD_<KEY>_BASE_URL`` / documented API root this connector talks to (several
     #: platforms share one, e.g. one vendor's Graph API).
@@ -124,6 +127,11 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def list_chats(self) -> list[ChatData]:
         """Every chat the account can read, with real names, following all pages."""
+
+    async def list_users(self) -> list[UserData]:
+        """The platform's users the account can see, with names, following all pages (only
+        where ``can_list_users``). Default: none."""
+        return []
 
     @abc.abstractmethod
     async def fetch_history_page(self, chat: ChatData, cursor: str | None) -> HistoryPage:

@@ -55,6 +55,9 @@ class ManifestConnector(Connector):
     """A platform described by ``manifest``; see the module docstring."""
 
     manifest: ClassVar[Manifest]
+    #: Items per page asked where a request says ``{pageSize}``; ``None``: the manifest's
+    #: ``api.pageSize``. Set on a class or a connector to shrink pages (tests, benchmarks).
+    page_limit: ClassVar[int | None] = None
 
     @classmethod
     def bind(cls, manifest: Manifest) -> type[ManifestConnector]:
@@ -63,7 +66,7 @@ class ManifestConnector(Connector):
         attrs: dict[str, Any] = {
             "manifest": manifest, "platform": manifest.platform,
             "can_edit": caps.edit, "can_delete": caps.delete, "has_history": caps.history,
-            "can_poll": caps.poll, "maintain_every_s": every.maintain_s, "poll_every_s": every.poll_s,
+            "can_poll": caps.poll, "can_list_users": caps.list_users, "maintain_every_s": every.maintain_s, "poll_every_s": every.poll_s,
             "base_url_key": manifest.api.base_url_key if manifest.api else None,
             "keep_headers": tuple(h.lower() for h in manifest.webhook.keep_headers),
             "secret_query": tuple(v.param for v in manifest.webhook.verify if v.param),
@@ -95,7 +98,7 @@ class ManifestConnector(Connector):
     # -- requests ---------------------------------------------------------------------------
     def scope(self, **more: Any) -> dict[str, Any]:
         """What templates read: credentials, settings, the webhook URL, the page size, ``more``."""
-        page_size = self.manifest.api.page_size if self.manifest.api else 100
+        page_size = self.page_limit or (self.manifest.api.page_size if self.manifest.api else 100)
         defaults = {name: spec.default for name, spec in self.manifest.settings.items() if spec.default is not None}
         return {"credentials": _scope_credentials(self.credentials), "settings": {**defaults, **self.settings},
                 "webhookUrl": self.ctx.webhook_url, "pageSize": page_size, **more}
@@ -150,11 +153,40 @@ class ManifestConnector(Connector):
 
     async def page(self, name: str, spec: Request, kind: str, scope: dict[str, Any],
                    cursor: str | None) -> tuple[list[Any], str | None]:
+        found, after = await self.page_records(name, spec, scope, cursor)
+        ctx = templates.render(spec.ctx, scope)
+        return [self.map_as(kind, spec.map or kind, r, {**ctx, "parent": p}) for r, p in found], after
+
+    async def page_records(self, name: str, spec: Request, scope: dict[str, Any],
+                           cursor: str | None) -> tuple[list[tuple[Any, Any]], str | None]:
+        """The ``(record, parent)`` pairs of one page, unmapped, and the next cursor."""
         response, body = await self.call(name, spec, scope, cursor=cursor)
         found = self.records(spec, body, scope)
-        ctx = templates.render(spec.ctx, scope)
-        mapped = [self.map_as(kind, spec.map or kind, r, {**ctx, "parent": p}) for r, p in found]
-        return mapped, paging.next_cursor(spec.paginator, response, body, len(found), cursor, name)
+        after = paging.next_cursor(spec.paginator, response, body, len(found), cursor, name)
+        return await self.expand(name, spec, body, found, scope), after
+
+    async def expand(self, name: str, spec: Request, body: Any, found: list[tuple[Any, Any]],
+                     scope: dict[str, Any]) -> list[tuple[Any, Any]]:
+        """The records of one page of request ``name``, plus any it only points to (thread
+        replies that a platform lists under another request); a module overrides this.
+        Default: the page's own records."""
+        return found
+
+    async def walk_records(self, name: str, spec: Request, scope: dict[str, Any]) -> list[tuple[Any, Any]]:
+        """Every ``(record, parent)`` of every page of ``spec``, unmapped."""
+        out, pages, cursor = [], Pages(name), None
+        while True:
+            found, cursor = await self.page_records(name, spec, scope, cursor)
+            out += found
+            if pages.advance(cursor) is None:
+                return out
+
+    def named(self, name: str) -> Request:
+        """The manifest's named request ``name`` (``requests.named``)."""
+        spec = self.manifest.requests.named.get(name)
+        if spec is None:
+            raise PermanentError(f"{self.platform} declares no named request {name!r}")
+        return spec
 
     def required(self, name: str) -> Request:
         spec = getattr(self.manifest.requests, name)
@@ -245,9 +277,17 @@ class ManifestConnector(Connector):
         shook = signatures.handshake(hook.handshakes, request, scope, verified=True)
         if shook is not None:
             return shook
-        body = self.parse_body(request)
         answer = WebhookAnswer(hook.answer_status, hook.answer_body if hook.answer_body is not None else {"ok": True},
                                hook.answer_media_type)
+        if hook.store_when:
+            try:
+                body = self.parse_body(request)
+            except MalformedDelivery:
+                return WebhookAccepted(None, answer)
+            if not isinstance(body, dict) or not all(templates.matches(body, c) for c in hook.store_when):
+                return WebhookAccepted(None, answer)
+        else:
+            body = self.parse_body(request)
         return WebhookAccepted(self._delivery_id(request, body), answer)
 
     def parse_body(self, request: WebhookRequest) -> Any:

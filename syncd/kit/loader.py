@@ -52,8 +52,10 @@ def _sections(manifest: Manifest) -> set[str]:
 def _references(manifest: Manifest) -> list[tuple[str, str]]:
     """(where, section name) of every mapping section the manifest refers to."""
     found: list[tuple[str, str]] = []
-    for op in type(manifest.requests).model_fields:
-        spec: Request | None = getattr(manifest.requests, op)
+    ops: dict[str, Request | None] = {op: getattr(manifest.requests, op)
+                                      for op in type(manifest.requests).model_fields if op != "named"}
+    ops.update({f"named.{name}": spec for name, spec in manifest.requests.named.items()})
+    for op, spec in ops.items():
         if spec is None:
             continue
         for attr in ("map", "result", "body_mapping"):

@@ -197,6 +197,9 @@ class Requests(Strict):
     delete: Request | None = None
     register_webhook: Request | None = None
     unregister_webhook: Request | None = None
+    #: Further requests a platform's module calls by name (``self.named("replies")``), so their
+    #: paths, parameters, paging and filters are data too.
+    named: dict[str, Request] = Field(default_factory=dict)
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -206,6 +209,9 @@ class Condition(Strict):
     """A test on a JSON document (an answer, a record, a webhook body)."""
 
     path: str
+    #: What ``path`` is read from: the record (default), the object enclosing it, or the whole
+    #: webhook body (an event rule that must look at the envelope of the record it maps).
+    of: Literal["record", "parent", "body"] = "record"
     equals: Any = None
     in_: list[Any] | None = Field(None, alias="in")
     not_equals: Any = None
@@ -319,6 +325,10 @@ class Webhook(Strict):
     #: Headers the events read later (kept with the stored delivery), lower case.
     keep_headers: list[str] = Field(default_factory=list)
     events: list[EventRule] = Field(default_factory=list)
+    #: Only deliveries matching every condition are stored; other verified ones (notices,
+    #: and bodies that are not JSON, which the platform posts to the same URL) are answered
+    #: and dropped. Empty: every delivery is stored, and one that is not JSON is answered 400.
+    store_when: list[Condition] = Field(default_factory=list)
     #: The answer to an accepted delivery (status and JSON body or text).
     answer_status: int = 200
     answer_body: Any = None

@@ -76,8 +76,9 @@ def without_none(values: dict[str, Any]) -> dict[str, Any]:
 
 def matches(doc: Any, condition: Any, scope: dict[str, Any] | None = None) -> bool:
     """Whether ``doc`` passes one ``Condition`` (expected values may be templates on ``scope``)."""
-    value = lookup(doc, condition.path)
     scope = scope or {}
+    of = getattr(condition, "of", "record")
+    value = lookup(doc if of == "record" else scope.get(of), condition.path)
     if condition.present is not None and (value is not None) != condition.present:
         return False
     if condition.equals is not None and value != render(condition.equals, scope):
