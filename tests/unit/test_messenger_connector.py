@@ -10,14 +10,16 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd import providers
 from syncd.kit.connector import ConnectorContext
 from syncd.kit.errors import AuthError, PermanentError, RateLimited, TransientError
 from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
-from syncd.providers.messenger.connector import MessengerConnector
 from syncd.providers.messenger.sim import MessengerSimulator
 from syncd.providers.meta.pages import OutsideWindow
 from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
+
+MessengerConnector = providers.bound("messenger")
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "EAAG-sim-page-token"
