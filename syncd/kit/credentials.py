@@ -11,7 +11,14 @@ import re
 import secrets
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+)
 from pydantic.alias_generators import to_snake
 
 from syncd.kit.manifest import CredentialField, Manifest

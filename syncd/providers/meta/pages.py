@@ -1,8 +1,8 @@
 """Page messaging, as Facebook Messenger and Instagram Messaging share it: the same Graph API
-conversations, the same Send API and the same ``messaging[]`` webhook items. The two platform
-modules (``messenger.py``, ``instagram.py``) only name their credentials and a few constants.
-
-Transport quirks kept here (shape lives in ``mappings/messenger.yaml`` / ``instagram.yaml``):
+conversations, the same Send API and the same ``messaging[]`` webhook items. Endpoints, auth,
+paging, errors, signatures, the handshake and which deliveries and items count are data in
+``mappings/messenger.yaml`` / ``instagram.yaml``; this module overrides the operations that
+data cannot say, and the two platform modules add their OAuth connect flow.
 
 - **A chat is a person.** Webhooks name the user (PSID on Messenger, IGSID on Instagram) and
   never the Graph conversation id, so ``externalChatId`` is the user's id. The conversation of
@@ -14,9 +14,8 @@ Transport quirks kept here (shape lives in ``mappings/messenger.yaml`` / ``insta
   the message instead of failing the page, and ends the chat's history: everything older is
   beyond the window too. The cursor kept in ``SyncStatus`` is ``{conversation}|{after}`` (no
   URL: Graph's ``paging.next`` may carry the access token).
-- **Webhooks** are signed with the app secret (``meta.verify_signature``); the GET handshake
-  checks the verify token. Deliveries of another ``object`` are acknowledged and dropped;
-  entries of another account (one Meta app serves many Pages) are ignored.
+- **Webhook items** are filed by what they are (message, echo, edit, unsend, receipt), and
+  a new person's chat is named with one Graph lookup.
 - **Echoes** (``is_echo``) are the account's own messages: ``fromSelf``, in the chat of the
   other party. Their ``mid`` is the ``message_id`` the Send API answered, so the echo of an app
   message merges into it.
