@@ -45,7 +45,8 @@ def _retry_after(rule: ErrorRule, response: httpx.Response, body: Any) -> float 
         value = templates.lookup(body, rule.retry_after_path)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return max(0.0, float(value))
-    return parse_retry_after(response.headers.get(rule.retry_after_header or "retry-after"))
+    found = parse_retry_after(response.headers.get(rule.retry_after_header or "retry-after"))
+    return found if found is not None else rule.retry_after_default
 
 
 def _applies(rule: ErrorRule, response: httpx.Response, body: Any) -> bool:
@@ -60,10 +61,15 @@ def raise_for(rule: ErrorRule, response: httpx.Response, body: Any) -> None:
     status = response.status_code
     code = templates.lookup(body, rule.code) if rule.code else None
     code = str(code)[:80] if code is not None else None
-    message = f"{rule.as_.replace('_', ' ')} ({status}{', ' + code if code else ''})"
+    message = templates.render(rule.message, {"code": code, "status": status, "body": body}) if rule.message else None
+    message = message or f"{rule.as_.replace('_', ' ')} ({status}{', ' + code if code else ''})"
+    error: ProviderError
     if rule.as_ == "rate_limited":
-        raise RateLimited(message, status=status, code=code, retry_after=_retry_after(rule, response, body))
-    raise _RAISE[rule.as_](message, status=status, code=code)
+        error = RateLimited(message, status=status, code=code, retry_after=_retry_after(rule, response, body))
+    else:
+        error = _RAISE[rule.as_](message, status=status, code=code)
+    error.reason = rule.reason
+    raise error
 
 
 def classifier(rules: list[ErrorRule]) -> Classifier:
