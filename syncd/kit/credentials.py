@@ -7,10 +7,18 @@ errors.
 
 from __future__ import annotations
 
+import re
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+)
 from pydantic.alias_generators import to_snake
 
 from syncd.kit.manifest import CredentialField, Manifest
@@ -24,12 +32,26 @@ class ManifestCredentials(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
 
 
+def _matching(pattern: str, message: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> Any:
+        if value is not None and not compiled.search(str(value)):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
 def _field(name: str, spec: CredentialField) -> tuple[Any, Any]:
     kind: Any = _TYPES[spec.type]
     required = spec.required and spec.generate is None
     annotation = kind if required else kind | None
     constraints: dict[str, Any] = {"min_length": 1} if spec.type == "string" else {}
-    if spec.pattern:
+    if spec.pattern and spec.pattern_message:
+        # The pattern alone decides (an empty value gets the same message).
+        annotation, constraints = Annotated[annotation, _matching(spec.pattern, spec.pattern_message)], {}
+    elif spec.pattern:
         constraints["pattern"] = spec.pattern
     return annotation, Field(
         ... if required else None, alias=name, validation_alias=AliasChoices(name, *spec.aliases),

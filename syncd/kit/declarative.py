@@ -84,7 +84,7 @@ class ManifestConnector(Connector):
         api = cls.manifest.api
         scope = {"credentials": _scope_credentials(credentials)}
         return ProviderHttp(
-            base_url, classify=classifier(cls.manifest.errors), auth=ManifestAuth(cls.manifest.auth, scope),
+            base_url, classify=classifier(cls.manifest.errors, secret_values(cls.manifest, credentials)), auth=ManifestAuth(cls.manifest.auth, scope),
             policy=policy, timeout_s=(api.timeout_s if api and api.timeout_s else timeout_s),
             transport=transport, headers=dict(api.headers) if api else None,
         )
@@ -176,7 +176,9 @@ class ManifestConnector(Connector):
         return await self.walk("list_users", spec, "user", self.scope()) if spec else []
 
     async def fetch_history_page(self, chat: ChatData, cursor: str | None) -> HistoryPage:
-        spec = self.required("history")
+        spec = self.manifest.requests.history
+        if spec is None:
+            return HistoryPage([], None)  # a platform that keeps no history (bots)
         messages, after = await self.page("history", spec, "message", self.scope(chat=chat.model_dump(by_alias=True)), cursor)
         return HistoryPage(messages, after)
 
@@ -237,10 +239,15 @@ class ManifestConnector(Connector):
         shook = signatures.handshake(hook.handshakes, request, scope, verified=True)
         if shook is not None:
             return shook
-        body = self.parse_body(request)
         answer = WebhookAnswer(hook.answer_status, hook.answer_body if hook.answer_body is not None else {"ok": True},
                                hook.answer_media_type)
-        return WebhookAccepted(self._delivery_id(request, body), answer)
+        try:
+            body = self.parse_body(request)
+            return WebhookAccepted(self._delivery_id(request, body), answer)
+        except MalformedDelivery:
+            if hook.malformed == "ignore":
+                return WebhookAccepted(None, answer)  # acknowledged, nothing stored
+            raise
 
     def parse_body(self, request: WebhookRequest) -> Any:
         """The delivery as a document: JSON, or a form as a dict; ``MalformedDelivery`` if not."""
@@ -260,10 +267,18 @@ class ManifestConnector(Connector):
             found = templates.lookup(body, spec.path)
         elif spec.template:
             found = templates.render(spec.template, {"body": body, "header": request.headers})
-        return str(found) if found not in (None, "") else body_digest(request.body)
+        if found not in (None, ""):
+            return str(found)
+        if self.manifest.webhook.malformed == "ignore" and (spec.header or spec.path or spec.template):
+            raise MalformedDelivery("the delivery has no delivery id")
+        return body_digest(request.body)
 
     async def parse_webhook(self, request: WebhookRequest) -> Changes:
-        body = self.parse_body(request)
+        return self.changes_of(self.parse_body(request))
+
+    def changes_of(self, body: Any) -> Changes:
+        """What one delivery's document says changed, by the webhook's event rules (a platform
+        module reuses this for the same documents read by polling)."""
         changes, chats = Changes(), {}
         scope = self.scope(body=body)
         for rule in self.manifest.webhook.events:

@@ -75,6 +75,9 @@ class CredentialField(Strict):
     #: Other names accepted for this field (Smooch's argument names).
     aliases: list[str] = Field(default_factory=list)
     pattern: str | None = None
+    #: What the refusal says when the value does not match ``pattern`` (the value itself is
+    #: never echoed): "not a bot token: expected '<id>:<secret>'".
+    pattern_message: str | None = None
     description: str | None = None
     #: Shown where to paste a generated value (``setup``), e.g. "Webhook verify token".
     setup: str | None = None
@@ -202,13 +205,17 @@ class Requests(Strict):
 
 
 class Condition(Strict):
-    """A test on a JSON document (an answer, a record, a webhook body)."""
+    """A test on a JSON document (an answer, a record, a webhook body). A list of paths reads
+    the first that has a value, as in mapping rules: ``{path: [text, caption], present: true}``
+    holds when any of them is present."""
 
-    path: str
+    path: str | list[str]
     equals: Any = None
     in_: list[Any] | None = Field(None, alias="in")
     not_equals: Any = None
     present: bool | None = None
+    #: The value is a string containing this text (a platform's fixed error description).
+    contains: str | None = None
 
 
 class ErrorRule(Strict):
@@ -223,6 +230,10 @@ class ErrorRule(Strict):
     #: Seconds to wait: a header (``retry-after``) or a body path (``parameters.retry_after``).
     retry_after_header: str | None = None
     retry_after_path: str | None = None
+    #: The error's message, a template on ``{status}`` and ``{body.<path>}`` (the platform's own
+    #: description, where it says more than a code). Every secret of the integration is
+    #: scrubbed from it; when a placeholder is missing the generic message is used.
+    message: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -315,6 +326,10 @@ class Webhook(Strict):
     delivery_id: DeliveryId = Field(default_factory=DeliveryId)
     #: What a delivery is parsed as.
     format: Literal["json", "form"] = "json"
+    #: A verified delivery that is not what the platform sends (not JSON, no delivery id):
+    #: ``refuse`` answers 400; ``ignore`` acknowledges it and stores nothing, for platforms
+    #: that would redeliver a refused delivery forever.
+    malformed: Literal["refuse", "ignore"] = "refuse"
     events: list[EventRule] = Field(default_factory=list)
     #: The answer to an accepted delivery (status and JSON body or text).
     answer_status: int = 200
