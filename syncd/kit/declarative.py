@@ -279,7 +279,7 @@ class ManifestConnector(Connector):
     def changes_of(self, body: Any) -> Changes:
         """What one delivery's document says changed, by the webhook's event rules (a platform
         module reuses this for the same documents read by polling)."""
-        changes, chats = Changes(), {}
+        changes, chats = Changes(), dict[str, ChatData]()
         scope = self.scope(body=body)
         for rule in self.manifest.webhook.events:
             for record, parent in self.records(rule, body, scope):
