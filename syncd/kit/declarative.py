@@ -83,8 +83,9 @@ class ManifestConnector(Connector):
                   transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp:
         api = cls.manifest.api
         scope = {"credentials": _scope_credentials(credentials)}
+        classify = classifier(cls.manifest.errors, secret_values(cls.manifest, credentials))
         return ProviderHttp(
-            base_url, classify=classifier(cls.manifest.errors, secret_values(cls.manifest, credentials)), auth=ManifestAuth(cls.manifest.auth, scope),
+            base_url, classify=classify, auth=ManifestAuth(cls.manifest.auth, scope),
             policy=policy, timeout_s=(api.timeout_s if api and api.timeout_s else timeout_s),
             transport=transport, headers=dict(api.headers) if api else None,
         )
