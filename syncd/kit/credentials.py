@@ -34,13 +34,25 @@ class ManifestCredentials(BaseModel):
                               coerce_numbers_to_str=True)
 
 
+def _matching(pattern: str, message: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> Any:
+        if value is not None and not compiled.search(str(value)):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
+
+
 def _field(name: str, spec: CredentialField) -> tuple[Any, Any]:
     kind: Any = _TYPES[spec.type]
     required = spec.required and spec.generate is None
     annotation = kind if required else kind | None
     constraints: dict[str, Any] = {"min_length": 1} if spec.type == "string" else {}
     if spec.pattern and spec.pattern_message:
-        annotation = Annotated[annotation, AfterValidator(_matching(spec.pattern, spec.pattern_message))]
+        # The pattern alone decides (an empty value gets the same message).
+        annotation, constraints = Annotated[annotation, _matching(spec.pattern, spec.pattern_message)], {}
     elif spec.pattern:
         constraints["pattern"] = spec.pattern
     return annotation, Field(
@@ -48,17 +60,6 @@ def _field(name: str, spec: CredentialField) -> tuple[Any, Any]:
         repr=not spec.secret, description=spec.description,
         json_schema_extra={"secret": spec.secret, "generated": spec.generate is not None}, **constraints,
     )
-
-
-def _matching(pattern: str, message: str) -> Any:
-    compiled = re.compile(pattern)
-
-    def check(value: Any) -> Any:
-        if isinstance(value, str) and not compiled.search(value):
-            raise ValueError(message)
-        return value
-
-    return check
 
 
 def credentials_model(manifest: Manifest) -> type[BaseModel]:

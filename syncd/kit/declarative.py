@@ -89,8 +89,9 @@ class ManifestConnector(Connector):
                   transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp:
         api = cls.manifest.api
         scope = {"credentials": _scope_credentials(credentials)}
+        classify = classifier(cls.manifest.errors, secret_values(cls.manifest, credentials))
         return ProviderHttp(
-            base_url, classify=classifier(cls.manifest.errors), auth=ManifestAuth(cls.manifest.auth, scope),
+            base_url, classify=classify, auth=ManifestAuth(cls.manifest.auth, scope),
             policy=policy, timeout_s=(api.timeout_s if api and api.timeout_s else timeout_s),
             transport=transport, headers=dict(api.headers) if api else None,
         )
@@ -226,7 +227,9 @@ class ManifestConnector(Connector):
         return await self.walk("list_users", spec, "user", self.scope()) if spec else []
 
     async def fetch_history_page(self, chat: ChatData, cursor: str | None) -> HistoryPage:
-        spec = self.required("history")
+        spec = self.manifest.requests.history
+        if spec is None:
+            return HistoryPage([], None)  # a platform that keeps no history (bots)
         messages, after = await self.page("history", spec, "message", self.scope(chat=chat.model_dump(by_alias=True)), cursor)
         return HistoryPage(messages, after)
 
@@ -294,14 +297,14 @@ class ManifestConnector(Connector):
                                hook.answer_media_type)
         try:
             body = self.parse_body(request)
+            local = self.scope(body=body)
+            if not all(self.records(selection, body, local) for selection in hook.accept):
+                return WebhookAccepted(None, answer)  # not this integration's: acknowledged, dropped
+            return WebhookAccepted(self._delivery_id(request, body), answer)
         except MalformedDelivery:
             if hook.malformed == "ignore":
-                return WebhookAccepted(None, answer)  # the platform's own non-event posts
+                return WebhookAccepted(None, answer)  # acknowledged, nothing stored
             raise
-        local = self.scope(body=body)
-        if not all(self.records(selection, body, local) for selection in hook.accept):
-            return WebhookAccepted(None, answer)  # not this integration's: acknowledged, dropped
-        return WebhookAccepted(self._delivery_id(request, body), answer)
 
     def parse_body(self, request: WebhookRequest) -> Any:
         """The delivery as a document: JSON, or a form as a dict; ``MalformedDelivery`` if not."""
@@ -321,11 +324,19 @@ class ManifestConnector(Connector):
             found = templates.lookup(body, spec.path)
         elif spec.template:
             found = templates.render(spec.template, {"body": body, "header": request.headers})
-        return str(found) if found not in (None, "") else body_digest(request.body)
+        if found not in (None, ""):
+            return str(found)
+        if self.manifest.webhook.malformed == "ignore" and (spec.header or spec.path or spec.template):
+            raise MalformedDelivery("the delivery has no delivery id")
+        return body_digest(request.body)
 
     async def parse_webhook(self, request: WebhookRequest) -> Changes:
-        body = self.parse_body(request)
-        changes, chats = Changes(), {}
+        return self.changes_of(self.parse_body(request))
+
+    def changes_of(self, body: Any) -> Changes:
+        """What one delivery's document says changed, by the webhook's event rules (a platform
+        module reuses this for the same documents read by polling)."""
+        changes, chats = Changes(), dict[str, ChatData]()
         scope = self.scope(body=body)
         for rule in self.manifest.webhook.events:
             for record, parent in self.records(rule, body, scope):

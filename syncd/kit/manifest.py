@@ -75,7 +75,8 @@ class CredentialField(Strict):
     #: Other names accepted for this field (Smooch's argument names).
     aliases: list[str] = Field(default_factory=list)
     pattern: str | None = None
-    #: What a value that does not match ``pattern`` is told (instead of the regular expression).
+    #: What the refusal says when the value does not match ``pattern`` (the value itself is
+    #: never echoed): "not a bot token: expected '<id>:<secret>'".
     pattern_message: str | None = None
     description: str | None = None
     #: Shown where to paste a generated value (``setup``), e.g. "Webhook verify token".
@@ -212,14 +213,17 @@ class Requests(Strict):
 
 class Condition(Strict):
     """A test on a JSON document (an answer, a record, a webhook body). ``of`` picks what
-    ``path`` reads in a record selection: the record, the object enclosing it, or the whole body."""
+    ``path`` reads in a record selection: the record, the object enclosing it, or the whole body.
+    A list of paths reads the first that has a value, as in mapping rules."""
 
-    path: str
+    path: str | list[str]
     of: Literal["record", "parent", "root"] = "record"
     equals: Any = None
     in_: list[Any] | None = Field(None, alias="in")
     not_equals: Any = None
     present: bool | None = None
+    #: The value is a string containing this text (a platform's fixed error description).
+    contains: str | None = None
 
 
 class ErrorRule(Strict):
@@ -237,8 +241,9 @@ class ErrorRule(Strict):
     retry_after_path: str | None = None
     #: Seconds to wait when the answer says nothing (in-body throttling that lasts minutes).
     retry_after_default: float | None = Field(None, ge=0)
-    #: The error's message, a template on ``{code}``, ``{status}`` and ``{body.x}`` (say what the
-    #: operator should know; never the platform's free text, which can echo a token back).
+    #: The error's message, a template on ``{code}``, ``{status}`` and ``{body.<path>}`` (the
+    #: platform's own description, where it says more than a code). Every secret of the
+    #: integration is scrubbed from it; when a placeholder is missing the generic message is used.
     message: str | None = None
     #: A name for this kind of failure that a platform's module can act on (``exc.reason``).
     reason: str | None = None
@@ -361,8 +366,9 @@ class Webhook(Strict):
     #: (another product's or another account's, where one app serves many) are acknowledged
     #: and dropped.
     accept: list[Selection] = Field(default_factory=list)
-    #: A verified body that is not an event: ``refuse`` answers 400; ``ignore`` answers 200 and
-    #: stores nothing (a platform that posts payloads of its own kind to the same URL).
+    #: A verified delivery that is not what the platform sends (not JSON, no delivery id):
+    #: ``refuse`` answers 400; ``ignore`` acknowledges it and stores nothing (a platform that
+    #: posts payloads of its own kind to the same URL, or would redeliver a refusal forever).
     malformed: Literal["refuse", "ignore"] = "refuse"
     events: list[EventRule] = Field(default_factory=list)
     #: Only deliveries matching every condition are stored; other verified ones (notices,

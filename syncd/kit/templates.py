@@ -74,13 +74,24 @@ def without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def first(doc: Any, paths: str | list[str]) -> Any:
+    """The value of the first of ``paths`` that has one (a single path: its value)."""
+    for path in [paths] if isinstance(paths, str) else paths:
+        value = lookup(doc, path)
+        if value is not None:
+            return value
+    return None
+
+
 def matches(doc: Any, condition: Any, scope: dict[str, Any] | None = None) -> bool:
     """Whether ``doc`` passes one ``Condition`` (expected values may be templates on ``scope``).
     A condition ``of`` ``parent`` or ``root`` reads that entry of ``scope`` instead of ``doc``."""
     scope = scope or {}
     of = getattr(condition, "of", "record")
-    value = lookup(doc if of == "record" else scope.get(of), condition.path)
+    value = first(doc if of == "record" else scope.get(of), condition.path)
     if condition.present is not None and (value is not None) != condition.present:
+        return False
+    if condition.contains is not None and not (isinstance(value, str) and condition.contains in value):
         return False
     if condition.equals is not None and not _same(value, render(condition.equals, scope)):
         return False

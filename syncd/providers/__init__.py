@@ -44,11 +44,15 @@ def part(platform: str, name: str) -> ModuleType | None:
 
 
 def connector_class(platform: str) -> type[Connector]:
-    """The connector class of ``platform``'s module; ``KeyError`` for a platform with none."""
+    """The connector class of ``platform``'s module, bound to its built-in manifest when it
+    runs one; ``KeyError`` for a platform with no module."""
     module = part(platform, "connector")
     if module is None:
         raise KeyError(platform)
-    return module.CONNECTOR
+    cls = module.CONNECTOR
+    if issubclass(cls, ManifestConnector):
+        return cls.bind(load_manifest(mappings_dir() / f"{platform}.yaml").manifest)
+    return cls
 
 
 def connector_for(loaded: Loaded) -> type[Connector]:
