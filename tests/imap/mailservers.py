@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+#: Mailbox users made at start, one per test that asks for one.
+USERS = 300
 INSTALL_HINT = "install Dovecot with `apt-get install -y dovecot-imapd dovecot-lmtpd` (Debian/Ubuntu)"
 
 
@@ -152,15 +154,23 @@ class Dovecot:
     _users: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def add_user(self, prefix: str = "user", password: str = "s3cret-Pa55") -> tuple[str, str]:
-        """A new mailbox user ``(email, password)``; Dovecot re-reads the passwd-file itself."""
+    def add_user(self) -> tuple[str, str]:
+        """A fresh mailbox user ``(email, password)``, one of those made at start: Dovecot
+        notices a changed passwd-file by its mtime, which a quick second write can miss."""
         with self._lock:
             self._users += 1
-            address = f"{prefix}{self._users}@example.test"
-            with open(self.root / "users", "a") as users:
-                users.write(f"{address}:{{PLAIN}}{password}::::::\n")
+            address = f"user{self._users}@example.test"
+        if address not in self.passwords:
+            raise RuntimeError(f"only {len(self.passwords)} test users were made; raise USERS")
+        return address, self.passwords[address]
+
+    def make_users(self, count: int) -> None:
+        lines = []
+        for n in range(1, count + 1):
+            address, password = f"user{n}@example.test", f"s3cret-Pa55-{n}"
             self.passwords[address] = password
-        return address, password
+            lines.append(f"{address}:{{PLAIN}}{password}::::::\n")
+        (self.root / "users").write_text("".join(lines))
 
     def doveadm(self, *args: str, stdin: bytes | None = None) -> str:
         done = subprocess.run(["doveadm", "-c", str(self.config), *args], input=stdin, capture_output=True,
@@ -211,14 +221,15 @@ def start_dovecot(root: Path) -> Dovecot:
         for sub in ("mail", "home"):
             os.chown(root / sub, accounts["uid"], accounts["gid"])
         root.chmod(0o755)
-    (root / "users").touch()
     cert, key = self_signed(root)
     ports = {"imap_port": free_port(), "imaps_port": free_port(), "lmtp_port": free_port()}
     config = root / "dovecot.conf"
     config.write_text(CONFIG.format(root=root, cert=cert, key=key, **accounts, **ports))
+    (root / "users").touch()
     process = subprocess.Popen([binary, "-F", "-c", str(config)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     server = Dovecot(root, config, process=process, **ports)
+    server.make_users(USERS)
     _wait_for_port(ports["imap_port"], process, root / "dovecot.log")
     _wait_for_port(ports["lmtp_port"], process, root / "dovecot.log")
     return server

@@ -63,6 +63,13 @@ def list_folders(conn: imaplib.IMAP4) -> list[Folder]:
 
 
 def status(conn: imaplib.IMAP4, folder: str) -> FolderState:
+    # STATUS of the selected folder answers that session's view, which lags until the next
+    # command: leave the folder first.
+    if conn.state == "SELECTED":
+        if "UNSELECT" in conn.capabilities:
+            conn.unselect()
+        else:
+            conn.noop()
     data = check(*conn.status(quote(folder), "(UIDVALIDITY UIDNEXT MESSAGES)"), f"STATUS {folder}")
     match = _STATUS.search(data[0] if isinstance(data[0], bytes) else b"")
     items = match.group("items").split() if match else []

@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from syncd.kit.errors import AuthError, PermanentError, ProviderError, TransientError
+from syncd.kit.errors import AuthError, PermanentError, TransientError
 from syncd.providers.imap.credentials import ImapCredentials
 
 T = TypeVar("T")
@@ -63,18 +63,27 @@ class ImapPool:
 
     async def run(self, command: Callable[[imaplib.IMAP4], T]) -> T:
         """Run ``command(connection)`` in a thread on a pooled connection. A connection that
-        failed is dropped (the next call opens a new one)."""
+        failed is dropped; a pooled one that was lost (the server closed it while idle, or
+        ended the session after a UIDVALIDITY change) is replaced once, at once."""
         async with self._slots:
-            conn = self._idle.pop() if self._idle else None
-            if conn is None:
-                conn = await asyncio.to_thread(self._open)
-            try:
-                result = await asyncio.to_thread(self._guarded, command, conn)
-            except BaseException:
-                await asyncio.to_thread(_logout, conn)
-                raise
-            self._idle.append(conn)
-            return result
+            for reused in (True, False):
+                conn = self._idle.pop() if reused and self._idle else None
+                if conn is None:
+                    reused = False
+                    conn = await asyncio.to_thread(self._open)
+                try:
+                    result = await asyncio.to_thread(self._guarded, command, conn)
+                except TransientError:
+                    await asyncio.to_thread(_logout, conn)
+                    if reused:
+                        continue
+                    raise
+                except BaseException:
+                    await asyncio.to_thread(_logout, conn)
+                    raise
+                self._idle.append(conn)
+                return result
+            raise AssertionError("unreachable")
 
     def _guarded(self, command: Callable[[imaplib.IMAP4], T], conn: imaplib.IMAP4) -> T:
         try:
@@ -132,7 +141,3 @@ def check(typ: str, data: list[Any], what: str) -> list[Any]:
         text = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
         raise PermanentError(f"IMAP {what} failed: {text[:200]}")
     return data
-
-
-def is_provider_error(exc: BaseException) -> bool:
-    return isinstance(exc, ProviderError)
