@@ -4,22 +4,22 @@ user per test. Missing server binaries fail the tests with the command that inst
 from __future__ import annotations
 
 import email.policy
+import email.utils
 import shutil
 import tempfile
-import email.utils
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
+from mailservers import Dovecot, Submission, start_dovecot, start_submission
 
 from syncd.kit.connector import ConnectorContext
 from syncd.kit.http import ProviderHttp
 from syncd.mapping import load_mapping, mappings_dir
 from syncd.providers.imap.connector import ImapConnector
 from syncd.providers.imap.credentials import ImapCredentials
-from mailservers import Dovecot, Submission, start_dovecot, start_submission
 
 
 @dataclass

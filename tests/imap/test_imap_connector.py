@@ -184,17 +184,17 @@ async def test_an_email_without_message_id_keeps_one_id_across_a_uidvalidity_cha
 
 
 MIME = (
-    "From: =?iso-8859-1?q?Andr=E9?= <andre@outside.test>\r\n"
-    "To: {to}\r\n"
-    "Subject: =?utf-8?b?UmU6IOaXpeacrOiqnuOBruS7tuWQjQ==?=\r\n"
-    "Message-ID: <mime-1@outside.test>\r\n"
-    "MIME-Version: 1.0\r\n"
-    'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
-    "--outer\r\n"
-    'Content-Type: multipart/alternative; boundary="inner"\r\n\r\n'
-    "--inner\r\n"
-    "Content-Type: text/plain; charset=koi8-r\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-).encode() + "Привет".encode("koi8-r") + (
+    b"From: =?iso-8859-1?q?Andr=E9?= <andre@outside.test>\r\n"
+    b"To: {to}\r\n"
+    b"Subject: =?utf-8?b?UmU6IOaXpeacrOiqnuOBruS7tuWQjQ==?=\r\n"
+    b"Message-ID: <mime-1@outside.test>\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
+    b"--outer\r\n"
+    b'Content-Type: multipart/alternative; boundary="inner"\r\n\r\n'
+    b"--inner\r\n"
+    b"Content-Type: text/plain; charset=koi8-r\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+) + "Привет".encode("koi8-r") + (
     "\r\n--inner\r\n"
     "Content-Type: text/html; charset=utf-8\r\n\r\n<p>Привет</p>\r\n"
     "--inner--\r\n"

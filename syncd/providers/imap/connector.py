@@ -26,7 +26,13 @@ import structlog
 from pydantic import BaseModel
 
 from syncd.kit.connector import Connector, ConnectorContext
-from syncd.kit.errors import AuthError, PermanentError, ProviderError, SignatureError, TransientError
+from syncd.kit.errors import (
+    AuthError,
+    PermanentError,
+    ProviderError,
+    SignatureError,
+    TransientError,
+)
 from syncd.kit.http import ProviderHttp, RetryPolicy
 from syncd.providers import email_threads
 from syncd.providers.imap import folders as imap

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from syncd.providers import email_threads
-from syncd.providers.email_threads import Threading, ThreadIndex
+from syncd.providers.email_threads import ThreadIndex, Threading
 from syncd.providers.imap import folders as imap
 from syncd.providers.imap.transport import ImapPool
 from syncd.providers.mime import decode_header_value

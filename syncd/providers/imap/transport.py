@@ -9,8 +9,8 @@ scrubbed before they go into an exception.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import imaplib
-import socket
 import ssl
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -105,7 +105,7 @@ class ImapPool:
                     conn.starttls(self.context())
         except imaplib.IMAP4.error as exc:  # e.g. the server offers no STARTTLS
             raise PermanentError(f"IMAP server {host}:{port}: {scrub(_server_text(exc), c.password)}") from None
-        except (OSError, socket.timeout) as exc:
+        except (TimeoutError, OSError) as exc:
             raise unreachable("IMAP", host, port, exc) from None
         try:
             conn.login(c.login, c.password)
@@ -129,10 +129,8 @@ def _logout(conn: imaplib.IMAP4) -> None:
     try:
         conn.logout()
     except Exception:  # noqa: BLE001 - closing a broken connection: nothing to report
-        try:
+        with contextlib.suppress(Exception):
             conn.shutdown()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def check(typ: str, data: list[Any], what: str) -> list[Any]:
