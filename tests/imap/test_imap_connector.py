@@ -315,3 +315,20 @@ async def test_a_wrong_smtp_password_is_refused(account):
         assert "nope-nope" not in str(failed.value)
     finally:
         await bad.close()
+
+
+async def test_a_uidvalidity_change_between_listing_and_reading_is_caught_not_misread(account, monkeypatch):
+    monkeypatch.setattr(imap_connector, "PAGE_SIZE", 1)
+    root = account.receive("Alice <alice@outside.test>", "Moving target")
+    account.receive("Alice <alice@outside.test>", "Re: Moving target", in_reply_to=root, references=root)
+    connector = make_connector(account.credentials())
+    try:
+        [chat] = await connector.list_chats()
+        first = await connector.fetch_history_page(chat, None)
+        account.servers.dovecot.doveadm("mailbox", "update", "-u", account.email, "--uid-validity", "31", "INBOX")
+        with pytest.raises(TransientError, match="UIDVALIDITY"):
+            await connector.fetch_history_page(chat, first.next_cursor)
+        again = await all_messages(connector, chat)  # the import's retry: from the folder's start
+        assert len({m.external_message_id for m in again}) == 2
+    finally:
+        await connector.close()

@@ -130,7 +130,9 @@ class ImapConnector(Connector):
     async def fetch_history_page(self, chat: ChatData, cursor: str | None) -> HistoryPage:
         box = await self.mailbox()
         if cursor is None:
-            await box.refresh()  # a first page (and every full resync) sees the folders as they are now
+            # A first page (and every full resync) sees the folders as they are now; the
+            # chats of one import share a look taken within the last second.
+            await box.refresh(max_age_s=1.0)
         marks: dict[str, list[int]] = json.loads(cursor) if cursor else {}
         todo: list[tuple[str, int]] = []
         for email_ in box.thread_emails(chat.external_chat_id):
@@ -161,7 +163,14 @@ class ImapConnector(Connector):
             by_folder.setdefault(folder, []).append(uid)
         messages: dict[str, MessageData] = {}
         for folder, uids in by_folder.items():
-            fetched = await self.pool.run(lambda c, f=folder, u=uids: (imap.select(c, f), imap.fetch_bodies(c, u))[1])
+            uidvalidity, fetched = await self.pool.run(
+                lambda c, f=folder, u=uids: (imap.select(c, f), imap.fetch_bodies(c, u)))
+            state = box.index[folder].state
+            if state is None or uidvalidity != state.uidvalidity:
+                # The UIDs were read under another UIDVALIDITY: they may name other emails now.
+                # The folder is read again; the next attempt asks for the right UIDs.
+                await box.refresh()
+                raise TransientError(f"imap: UIDVALIDITY of {folder!r} changed while reading it")
             for item in fetched:
                 key = box.index[folder].uids.get(item.uid)
                 found = box.emails.get(key) if key else None

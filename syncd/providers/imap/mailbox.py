@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email.parser
 import email.utils
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -97,10 +98,13 @@ class Mailbox:
         #: Emails gone from every folder since the last poll took them (it tombstones them).
         self.gone: list[Email] = []
         self.ready = False
+        self.refreshed_at = 0.0
 
-    async def refresh(self) -> Changes:
+    async def refresh(self, max_age_s: float = 0.0) -> Changes:
         async with self._lock:
             changes = Changes()
+            if self.ready and time.monotonic() - self.refreshed_at < max_age_s:
+                return changes
             records: list[tuple[str, int, dict[str, str], datetime | None, str]] = []
             for folder in self.folders:
                 records += await self._refresh_folder(folder, changes)
@@ -114,6 +118,7 @@ class Mailbox:
             changes.gone = [e for e in changes.gone if e.key not in self.emails]
             self.gone += changes.gone
             self.ready = True
+            self.refreshed_at = time.monotonic()
             return changes
 
     async def _refresh_folder(self, folder: str, changes: Changes) -> list:
