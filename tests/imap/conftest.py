@@ -13,13 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from imapsupport import make_connector
 from mailservers import Dovecot, Submission, start_dovecot, start_submission
-
-from syncd.kit.connector import ConnectorContext
-from syncd.kit.http import ProviderHttp
-from syncd.mapping import load_mapping, mappings_dir
-from syncd.providers.imap.connector import ImapConnector
-from syncd.providers.imap.credentials import ImapCredentials
 
 
 @dataclass
@@ -96,13 +91,6 @@ class Account:
 def account(servers) -> Account:
     address, password = servers.dovecot.add_user()
     return Account(servers, address, password)
-
-
-def make_connector(credentials: dict[str, Any], settings: dict[str, Any] | None = None) -> ImapConnector:
-    creds = ImapCredentials.model_validate(credentials)
-    ctx = ConnectorContext(http=ProviderHttp("imap://test"), mapping=load_mapping(mappings_dir() / "imap.yaml"),
-                           webhook_url="")
-    return ImapConnector(creds, settings or {}, ctx)
 
 
 @pytest.fixture

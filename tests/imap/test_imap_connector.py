@@ -5,37 +5,14 @@ from __future__ import annotations
 
 import email
 import email.policy
-import imaplib
 import json
-import ssl
 
 import pytest
-from conftest import make_connector
+from imapsupport import expunge, make_connector
 
 from syncd.kit.errors import AuthError, PermanentError, TransientError
 from syncd.providers.imap import connector as imap_connector
 from syncd.universal import ChatData, OutgoingMessage
-
-
-def imap_client(account) -> imaplib.IMAP4:
-    """Another mail client of the same mailbox."""
-    conn = imaplib.IMAP4("127.0.0.1", account.servers.dovecot.imap_port)
-    conn.starttls(ssl.create_default_context(cafile=account.servers.cert))
-    conn.login(account.email, account.password)
-    return conn
-
-
-def expunge(account, folder: str, message_id: str) -> None:
-    conn = imap_client(account)
-    try:
-        conn.select(f'"{folder}"')
-        _, data = conn.uid("SEARCH", None, "HEADER", "Message-ID", message_id)
-        uids = data[0].split()
-        assert uids, f"{message_id} is not in {folder}"
-        conn.uid("STORE", b",".join(uids), "+FLAGS", "(\\Deleted)")
-        conn.expunge()
-    finally:
-        conn.logout()
 
 
 async def all_messages(connector, chat):

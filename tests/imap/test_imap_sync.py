@@ -8,7 +8,7 @@ import email
 import email.policy
 
 import pytest
-from test_imap_connector import expunge
+from imapsupport import expunge
 
 from syncd.testbed import Testbed
 
