@@ -230,7 +230,9 @@ class ErrorRule(Strict):
     """Answers matching ``status`` (any of; ``"4xx"`` is a whole class) and every condition are
     classified as ``as``."""
 
-    status: list[int] = Field(default_factory=list)
+    #: Statuses that match (any of): codes, or a class such as ``"5xx"``.
+    status: list[int | Annotated[str, Field(pattern=r"^[1-5]xx$")]] | int | Annotated[str, Field(pattern=r"^[1-5]xx$")] \
+        = Field(default_factory=list)
     when: list[Condition] = Field(default_factory=list)
     as_: Literal["rate_limited", "auth", "transient", "permanent", "cursor_expired", "already_done", "ok"] = Field(
         alias="as")
