@@ -47,7 +47,10 @@ def add_chats(router: APIRouter, console: Console) -> None:
         except ValueError:
             raise Refused(400, "That link to older messages is not valid.") from None
         page.reverse()  # read top to bottom, oldest of the page first
-        return console.render(request, "messages.html", chat=chat, messages=page, count=await store.count_messages(chat_id),
+        senders = [m.sender.external_user_id for m in page if m.sender.external_user_id and not m.sender.name]
+        names = await store.display_names(chat.customer_id, chat.platform, senders) if senders else {}
+        return console.render(request, "messages.html", chat=chat, messages=page, names=names,
+                              count=await store.count_messages(chat_id),
                               older=f"/ui/chats/{chat_id}?{urlencode({'before': older})}" if older else None,
                               newest=f"/ui/chats/{chat_id}" if before else None)
 

@@ -136,3 +136,9 @@ class BrowseStore(StoreBase):
             {"$set": {"status": "pending", "nextAttemptAt": self.clock(), "leaseUntil": None,
                       "attempts": 0}})
         return result.modified_count == 1
+
+    async def display_names(self, customer_id: str, platform: str, external_user_ids: list[str]) -> dict[str, str]:
+        """The known display names of these platform users (a page of senders)."""
+        query = {"customerId": customer_id, "platform": platform,
+                 "externalUserId": {"$in": sorted(set(external_user_ids))}, "displayName": {"$ne": None}}
+        return {d["externalUserId"]: d["displayName"] async for d in self.user_platforms.find(query)}
