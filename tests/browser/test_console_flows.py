@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from syncd.models import AppEvent, OutboxItem
 from syncd.testbed import ADMIN_TOKEN
-from tests.browser.conftest import log_in
+from browsersupport import log_in
 
 
 def test_log_in_see_the_onboarding_and_log_out(bed, page):
