@@ -4,6 +4,7 @@ and the route class that turns refusals into pages instead of JSON."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +50,12 @@ def ago(when: datetime | None, now: datetime | None = None) -> str:
     return f"{seconds} s ago"
 
 
+def humanize(name: str) -> str:
+    """``botToken`` -> ``Bot token``: a credential's declared name as a label."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ")).split()
+    return " ".join([words[0].capitalize(), *(w if w.isupper() else w.lower() for w in words[1:])]) if words else name
+
+
 def stamp(when: datetime | None) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if when else ""
 
@@ -92,7 +99,7 @@ class Console:
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(["html"]), trim_blocks=True,
                                      lstrip_blocks=True)
-        self.templates.filters.update(ago=ago, stamp=stamp)
+        self.templates.filters.update(ago=ago, stamp=stamp, humanize=humanize)
 
     def session(self, request: Request) -> str:
         """The session id of a logged-in request; ``LoginRequired`` otherwise."""
