@@ -128,10 +128,11 @@ class Console:
         html = self.templates.get_template(template).render(
             request=request, csrf=self.sessions.csrf_token(sid) if sid else "", logged_in=sid is not None,
             path=request.url.path, **context)
+        # No form-action: the OAuth button's form is redirected on to the platform's consent page.
         return HTMLResponse(html, status_code=status, headers={
             "cache-control": "no-store",
             "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-                                       "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+                                       "script-src 'self'; frame-ancestors 'none'",
             "x-content-type-options": "nosniff", "referrer-policy": "same-origin"})
 
 

@@ -1,7 +1,7 @@
 """Browser tests: Debian's chromium, driven by Playwright, against a syncd served on a loopback
 port (uvicorn) with the in-memory store and the platform simulators of the Testbed.
 
-One browser and one HTTP server for the session; each test gets a fresh Testbed (its own
+One browser per module and one HTTP server for the session; each test gets a fresh Testbed (its own
 store and simulators) behind that server, and its own browser context (cookies).
 The server, the daemon and its workers all run on one event loop in a background thread;
 tests hand work to that loop with ``bed.run(coroutine)``.
@@ -31,7 +31,9 @@ def server() -> Iterator[Server]:
     running.stop()
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps an event loop running in the main
+# thread while it is open, and the async tests of the suites after this one need that thread.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 
+import httpx
+from browsersupport import log_in, make_bed
 from playwright.sync_api import expect
 
 from syncd.models import AppEvent, OutboxItem
 from syncd.testbed import ADMIN_TOKEN
-from browsersupport import log_in
 
 
 def test_log_in_see_the_onboarding_and_log_out(bed, page):
@@ -35,8 +36,9 @@ def test_connect_through_the_credentials_form(bed, page):
     page.get_by_role("link", name=re.compile("^Slack")).click()
     expect(page.get_by_label("botToken")).to_have_attribute("type", "password")
     token = next(iter(bed.tb.slack.valid_tokens))
-    page.get_by_label("Customer id", exact=True).first.fill("acme")
-    page.get_by_label("Name (optional)").first.fill("Acme Slack")
+    form = page.get_by_role("form", name="With credentials")
+    form.get_by_label("Customer id").fill("acme")
+    form.get_by_label("Name (optional)").fill("Acme Slack")
     page.get_by_label("botToken").fill(token)
     page.get_by_label("signingSecret").fill(bed.tb.slack.signing_secret)
     page.get_by_role("button", name="Connect", exact=True).click()
@@ -55,12 +57,12 @@ def test_connect_through_the_credentials_form(bed, page):
 def test_a_rejected_form_keeps_plain_fields_and_never_echoes_secrets(bed, page):
     log_in(page)
     page.goto("/ui/connect/slack")
-    page.get_by_label("Customer id", exact=True).first.fill("acme")
+    page.get_by_role("form", name="With credentials").get_by_label("Customer id").fill("acme")
     page.get_by_label("botToken").fill("not-a-slack-token-1234")
     page.get_by_label("signingSecret").fill("s3cr3t-value-5678")
     page.get_by_role("button", name="Connect", exact=True).click()
     expect(page.get_by_role("alert")).to_contain_text("credentials for slack are invalid")
-    expect(page.get_by_label("Customer id", exact=True).first).to_have_value("acme")
+    expect(page.get_by_role("form", name="With credentials").get_by_label("Customer id")).to_have_value("acme")
     assert "not-a-slack-token-1234" not in page.content()
     assert "s3cr3t-value-5678" not in page.content()
 
@@ -198,3 +200,32 @@ def test_the_read_only_pages_work_without_javascript(browser, bed):
         expect(page.get_by_role("list", name="Messages").get_by_role("listitem").first).to_be_visible()
     finally:
         context.close()
+
+
+def test_connect_through_oauth(server, page):
+    clients = {"slack": {"clientId": "sim-client-id", "clientSecret": "sim-client-secret",
+                         "signingSecret": "sim-signing-secret"}}
+    bed = make_bed(server, oauth_clients=clients, connect_success_url=f"{server.url}/ui/connected")
+    try:
+        def consent(route) -> None:
+            """The platform's consent page, answered by its simulator (which approves at once)."""
+            async def ask() -> str:
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(bed.tb.slack)) as client:
+                    return (await client.get(route.request.url)).headers["location"]
+
+            route.fulfill(status=302, headers={"location": bed.run(ask())})
+
+        page.context.route("https://slack.com/oauth/**", consent)
+        log_in(page)
+        page.goto("/ui/connect/slack")
+        oauth = page.get_by_role("form", name="With Slack sign-in")
+        oauth.get_by_label("Customer id").fill("oauth-customer")
+        oauth.get_by_role("button", name="Sign in with Slack").click()
+
+        expect(page.get_by_role("heading", name="Slack is connected")).to_be_visible()
+        expect(page.get_by_role("status")).to_contain_text("oauth-customer")
+        page.get_by_role("link", name="Open the integration").click()
+        expect(page.get_by_role("table", name="Import progress per chat")
+               .get_by_role("row", name=re.compile("general"))).to_contain_text("done", timeout=10000)
+    finally:
+        server.run(bed.tb.stop())
