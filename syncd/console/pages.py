@@ -108,12 +108,6 @@ def add_pages(router: APIRouter, console: Console) -> None:
         await console.engine.resync(integration_id, chat_ids, first(fields, "full") == "1")
         return see_other(f"/ui/integrations/{integration_id}?{urlencode({'resync': 'started'})}#progress")
 
-    @router.post("/ui/integrations/{integration_id}/delete")
-    async def delete(request: Request, integration_id: str) -> Response:
-        await console.form(request)
-        await console.engine.delete_integration(integration_id)
-        return see_other("/ui/integrations")
-
 
 def _description(console: Console, platform: str) -> dict | None:
     try:
