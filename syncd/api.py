@@ -22,6 +22,7 @@ from starlette.routing import Route
 from syncd import metrics
 from syncd.api_platforms import platforms_router
 from syncd.connect import connect_router
+from syncd.console import console_router
 from syncd.engine.engine import Engine, IntegrationError
 from syncd.engine.exporter import EventRejected
 from syncd.engine.notifier import message_view, sign
@@ -460,6 +461,7 @@ def create_app(engine: Engine) -> FastAPI:
         return JSONResponse(answer, status_code=202)
 
     app.include_router(connect_router(engine))
+    app.include_router(console_router(engine))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
