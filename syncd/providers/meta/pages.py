@@ -188,6 +188,7 @@ class PageMessagingConnector(Connector):
     """The Messenger/Instagram connector; subclasses set the class constants below."""
 
     base_url_key: ClassVar[str | None] = "meta"
+    manual_teardown: ClassVar[str | None] = "the Callback URL under Webhooks in the Meta app dashboard"
     #: Pages cannot edit or unsend their messages through the API.
     can_edit: ClassVar[bool] = False
     can_delete: ClassVar[bool] = False

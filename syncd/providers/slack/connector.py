@@ -104,6 +104,8 @@ def _files(raw: dict[str, Any]) -> list[dict[str, Any]] | None:
 class SlackConnector(Connector):
     platform = "slack"
     Credentials = SlackCredentials
+    manual_teardown = ("the Request URL under Event Subscriptions in the Slack app's settings "
+                       "(api.slack.com/apps), or uninstall the app from the workspace")
     #: Items per request; Slack recommends at most 200 (new non-Marketplace apps get 15).
     page_limit = 200
     #: "Add to Slack": the consent page is on slack.com, ``oauth.v2.access`` in the Web API.

@@ -353,5 +353,13 @@ class TelegramConnector(Connector):
         self._polling_ready = False
         return {"mode": "webhook", "url": self.ctx.webhook_url}
 
+    async def unsubscribe(self, state: Any) -> None:
+        """Remove the webhook, so Telegram stops calling a URL that answers 404 once the
+        integration is gone. Only ours: a webhook the bot's owner set elsewhere since is left."""
+        info = await self._call("getWebhookInfo") or {}
+        if info.get("url") and info["url"] != self.ctx.webhook_url:
+            return
+        await self._call("deleteWebhook", {"drop_pending_updates": False})
+
 
 CONNECTOR = TelegramConnector

@@ -116,6 +116,8 @@ class WhatsAppConnector(Connector):
     can_delete: ClassVar[bool] = False
     has_history: ClassVar[bool] = False
     can_poll: ClassVar[bool] = False
+    manual_teardown: ClassVar[str | None] = (
+        "the Callback URL under WhatsApp > Configuration in the Meta app dashboard")
 
     @classmethod
     def make_http(
