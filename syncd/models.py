@@ -80,6 +80,9 @@ class Disconnect(Doc):
     last_error: str | None = None
     #: What syncd cannot undo and the user must remove by hand.
     left_at_platform: list[str] = Field(default_factory=list)
+    #: What ``maintain`` had set up (the connector's state), kept for the retries: a purge
+    #: removes the sync status it was read from.
+    maintenance: Annotated[Any, AfterValidator(_aware)] = None
     finished_at: UtcDatetime | None = None
 
 
