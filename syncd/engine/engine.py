@@ -328,6 +328,9 @@ class Engine:
         await self.store.set_credentials(integration_id, credentials)
         # Again: a worker that read the old credentials meanwhile may have cached a connector.
         await self.ctx.connectors.forget(integration_id)
+        if integration.status == "paused":
+            # New credentials do not end a pause: the resume (which an operator asks for) does.
+            return await self.store.update_integration(integration_id, status="paused")
         updated = await self.store.update_integration(integration_id, status="active", status_reason=None)
         self.importer.kick(integration_id)
         if connector_cls.maintain_every_s is not None:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from apisupport import assert_error
 
-from syncd.providers.telegram.sim import DEFAULT_TOKEN, TelegramSimulator
 from syncd.providers.teams.sim import TeamsDelivery, TeamsSimulator
+from syncd.providers.telegram.sim import DEFAULT_TOKEN, TelegramSimulator
+from syncd.sim.base import FaultPlan
 from syncd.testbed import BASE, Testbed
 
 TOPIC = "projects/myproject/topics/mytopic"
@@ -180,14 +181,12 @@ async def test_a_disconnect_that_keeps_failing_is_given_up_and_the_credentials_w
     assert (await stored_doc(tb, telegram))["disconnect"]["attempts"] == 2
 
 
-async def test_a_slow_platform_does_not_hold_the_delete(make_tb, monkeypatch):
+async def test_a_slow_platform_does_not_hold_the_delete(make_tb):
     sim = TelegramSimulator()
     sim.seed()
     tb = await make_tb(sims={"telegram": sim}, disconnect_timeout_s=0.2)
     telegram = await tb.create("telegram", {"botToken": DEFAULT_TOKEN})
     await maintained(tb, telegram)
-    from syncd.sim.base import FaultPlan
-
     sim.faults.plan = FaultPlan(latency_s=5, endpoints=frozenset({"getWebhookInfo"}))
     loop = asyncio.get_running_loop()
     started = loop.time()

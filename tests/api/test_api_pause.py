@@ -105,6 +105,15 @@ async def test_a_paused_import_stops_after_its_page_in_hand_and_continues_after_
     assert len(texts) == len(set(texts))
 
 
+async def test_new_credentials_do_not_end_a_pause(tb, slack):
+    await pause(tb, slack, reason="noisy tenant")
+    response = await tb.api.put(f"/integrations/{slack['id']}/credentials", json={"credentials": {
+        "botToken": next(iter(tb.slack.valid_tokens)), "signingSecret": tb.slack.signing_secret}})
+    assert response.status_code == 200, response.text
+    integration = response.json()["integration"]
+    assert (integration["status"], integration["statusReason"]) == ("paused", "noisy tenant")
+
+
 async def test_resuming_an_active_integration_changes_nothing(tb, slack):
     response = await tb.api.post(f"/integrations/{slack['id']}/resume")
     assert response.status_code == 200 and response.json()["integration"]["status"] == "active"
