@@ -94,6 +94,10 @@ class Importer:
             )
             if previous is not None:
                 status.id = previous.id
+                if previous.background and previous.phase in ACTIVE_PHASES:
+                    # Still one of a running full sync's chats, which re-reads it in full anyway:
+                    # it stays one, so that run is counted to its end.
+                    status.full = status.background = True
             await self.ctx.store.save_sync_status(status)
             planned.append(chat)
         return planned

@@ -120,3 +120,14 @@ async def test_sends_and_webhooks_are_not_held_behind_a_running_full_sync(tb, sl
     assert (await full_sync_status(tb, slack))["running"]
     await tb.wait_imported(slack["id"])
     assert (await full_sync_status(tb, slack))["last"]["chatsDone"] == 4
+
+
+async def test_a_resync_during_a_full_sync_leaves_the_run_counted_to_its_end(tb, slack_ws):
+    slack = await tb.create_slack(settings={"fullSyncEveryS": PERIOD})
+    tb.slack.faults.plan = FaultPlan(latency_s=0.2, endpoints=frozenset({"conversations.history"}))
+    await run_due_full_sync(tb, slack)
+    response = await tb.api.post(f"/integrations/{slack['id']}/resync", json={})
+    assert response.status_code == 202
+    await tb.wait_imported(slack["id"])
+    status = await full_sync_status(tb, slack)
+    assert status["running"] is False and status["last"]["chatsDone"] == 4
