@@ -136,6 +136,10 @@ class ImportChats(_In):
     external_chat_ids: list[str] = Field(min_length=1, max_length=1000)
 
 
+class Pause(_In):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
 class Resync(_In):
     chat_ids: list[str] | None = Field(default=None, max_length=10000)
     full: bool = False
@@ -305,9 +309,26 @@ def create_app(engine: Engine) -> FastAPI:
         return {"integration": integration_view(await engine.get_integration(integration_id))}
 
     @app.delete("/integrations/{integration_id}", tags=["integrations"], dependencies=[Depends(admin)])
-    async def delete_integration(integration_id: str) -> dict[str, Any]:
-        await engine.delete_integration(integration_id)
-        return {"deleted": {"integrationId": integration_id}}
+    async def delete_integration(integration_id: str, purge: str | None = None) -> dict[str, Any]:
+        if purge not in (None, "true", "false", "1", "0"):
+            raise ApiError(422, "invalid", "purge must be true or false")
+        done = await engine.delete_integration(integration_id, purge=purge in ("true", "1"))
+        disconnect = done["disconnect"]
+        return {"deleted": {
+            "integrationId": integration_id,
+            "disconnect": disconnect.model_dump(by_alias=True, mode="json", exclude={"maintenance"}),
+            "leftAtPlatform": disconnect.left_at_platform,
+            "purged": done["purged"],
+        }}
+
+    @app.post("/integrations/{integration_id}/pause", tags=["integrations"], dependencies=[Depends(admin)])
+    async def pause_integration(integration_id: str, body: Pause | None = None) -> dict[str, Any]:
+        reason = body.reason if body is not None else None
+        return {"integration": integration_view(await engine.pause_integration(integration_id, reason))}
+
+    @app.post("/integrations/{integration_id}/resume", tags=["integrations"], dependencies=[Depends(admin)])
+    async def resume_integration(integration_id: str) -> dict[str, Any]:
+        return {"integration": integration_view(await engine.resume_integration(integration_id))}
 
     @app.put("/integrations/{integration_id}/credentials", tags=["integrations"], dependencies=[Depends(admin)])
     async def put_credentials(integration_id: str, body: UpdateCredentials) -> dict[str, Any]:
@@ -339,6 +360,7 @@ def create_app(engine: Engine) -> FastAPI:
         return {
             "status": [_view(s) for s in statuses],
             "integration": integration_view(integration),
+            "fullSync": engine.full_sync_view(integration, next((s for s in statuses if s.chat_id is None), None)),
             "inbox": await store.inbox_counts(integration_id),
             "failedDeliveries": [
                 {"id": f.id, "deliveryId": f.delivery_id, "attempts": f.attempts, "error": f.error} for f in failed

@@ -1,7 +1,8 @@
 """The ``syncd`` command line.
 
 ``syncd run`` starts the daemon; ``syncd demo`` runs the whole two-way sync against the
-built-in simulators; ``resync``, ``status`` and ``integrations`` talk to a running daemon's
+built-in simulators; ``resync``, ``status`` and ``integrations`` (list, show, create, pause,
+resume, delete) talk to a running daemon's
 HTTP API (``--api``, default ``http://localhost:$SYNCD_HTTP_PORT``) with ``$SYNCD_ADMIN_TOKEN``.
 """
 
@@ -111,7 +112,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         answer = _call(client, "GET", f"/integrations/{args.integration_id}/status")
         integration = answer["integration"]
         print(f"{integration['platform']} integration {integration['id']} ({integration['status']})")
+        if integration["status"] == "paused":
+            print(f"paused since {integration.get('pausedAt')}: {integration.get('statusReason') or 'no reason given'}")
         print(_status_table(answer["status"]))
+        full = answer.get("fullSync") or {}
+        if full.get("everyS"):
+            last = full.get("last") or {}
+            state = "running" if full.get("running") else f"last finished {last.get('finishedAt') or 'never'}"
+            print(f"full sync every {full['everyS']:g}s, next {full.get('nextAt') or 'not scheduled yet'}; {state}"
+                  + (f" ({last.get('chatsDone', 0)}/{last.get('chats', 0)} chats, {last.get('deleted', 0)} deleted, "
+                     f"{last.get('updated', 0)} updated)" if last else ""))
         inbox = answer.get("inbox") or {}
         if inbox:
             print("inbox: " + ", ".join(f"{k}={v}" for k, v in sorted(inbox.items())))
@@ -127,8 +137,12 @@ def cmd_integrations(args: argparse.Namespace) -> int:
         elif args.action == "show":
             print(json.dumps(_call(client, "GET", f"/integrations/{args.id}")["integration"], indent=2))
         elif args.action == "delete":
-            _call(client, "DELETE", f"/integrations/{args.id}")
-            print(f"deleted {args.id}")
+            return _delete(client, args)
+        elif args.action in ("pause", "resume"):
+            body = {"reason": args.reason} if args.action == "pause" and args.reason else None
+            integration = _call(client, "POST", f"/integrations/{args.id}/{args.action}", json=body)["integration"]
+            reason = f": {integration['statusReason']}" if integration.get("statusReason") else ""
+            print(f"{args.id} is {integration['status']}{reason}")
         elif args.action == "create":
             try:
                 credentials = json.loads(args.credentials)
@@ -141,6 +155,19 @@ def cmd_integrations(args: argparse.Namespace) -> int:
             print(f"created {integration['id']}; webhook URL: {integration['webhookUrl']}")
             if args.wait:
                 return _wait(client, integration["id"], args.timeout)
+    return 0
+
+
+def _delete(client: httpx.Client, args: argparse.Namespace) -> int:
+    query = "?purge=true" if args.purge else ""
+    deleted = _call(client, "DELETE", f"/integrations/{args.id}{query}")["deleted"]
+    disconnect = deleted["disconnect"]
+    print(f"deleted {args.id}; disconnect at the platform: {disconnect['state']}"
+          + (f" ({disconnect['lastError']}; retried in the background)" if disconnect["state"] == "pending" else ""))
+    for step in deleted.get("leftAtPlatform") or []:
+        print(f"  remove by hand: {step}")
+    if deleted.get("purged"):
+        print("purged: " + ", ".join(f"{k}={v}" for k, v in deleted["purged"].items()))
     return 0
 
 
@@ -179,14 +206,21 @@ def parser() -> argparse.ArgumentParser:
     client_args(status)
     status.set_defaults(func=cmd_status)
 
-    integrations = sub.add_parser("integrations", help="list, show, create or delete integrations")
+    integrations = sub.add_parser("integrations", help="list, show, create, pause, resume or delete integrations")
     isub = integrations.add_subparsers(dest="action", required=True)
     lst = isub.add_parser("list")
     lst.add_argument("--customer")
     lst.add_argument("--platform")
-    for name in ("show", "delete"):
-        p = isub.add_parser(name)
+    helps = {"show": "one integration as JSON",
+             "delete": "stop its sync, undo its webhooks and subscriptions at the platform, wipe its credentials",
+             "pause": "stop its polls, imports, full syncs and deliveries; webhooks and app events wait",
+             "resume": "process what waited while paused, and sync again"}
+    for name, text in helps.items():
+        p = isub.add_parser(name, help=text)
         p.add_argument("id")
+    isub.choices["delete"].add_argument("--purge", action="store_true",
+                                        help="also remove its chats, messages, user mappings and sync status")
+    isub.choices["pause"].add_argument("--reason", help="why (shown in its status)")
     create = isub.add_parser("create")
     create.add_argument("--platform", required=True)
     create.add_argument("--customer", required=True)
@@ -195,7 +229,7 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--settings", help="JSON object")
     create.add_argument("--wait", action="store_true", help="show import progress until it finishes")
     create.add_argument("--timeout", type=float, default=3600)
-    for p in (lst, create, *[isub.choices[n] for n in ("show", "delete")]):
+    for p in (lst, create, *[isub.choices[n] for n in helps]):
         client_args(p)
     integrations.set_defaults(func=cmd_integrations)
     return root

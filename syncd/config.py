@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(default=60.0, gt=0)
     worker_poll_s: float = Field(default=0.5, gt=0)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
+    #: How long ``DELETE /integrations/{id}`` waits for the platform to undo its webhooks and
+    #: subscriptions; what did not finish by then is retried in the background.
+    disconnect_timeout_s: float = Field(default=10.0, gt=0)
+    #: Background attempts to undo them before giving up (the credentials are then wiped anyway).
+    disconnect_max_attempts: int = Field(default=10, ge=1)
     base_urls: dict[str, str] = Field(default_factory=dict)
     #: The documented API roots by key, as the loaded platform manifests declare them (filled
     #: in by the daemon at start; ``SYNCD_<KEY>_BASE_URL`` and ``base_urls`` replace them).

@@ -29,6 +29,7 @@ from syncd.config import Settings
 from syncd.engine.connectors import Connectors, UnknownPlatform
 from syncd.engine.context import EngineContext
 from syncd.engine.engine import Engine, work_budget
+from syncd.engine.lifecycle import check_every, full_sync_period
 from syncd.kit.loader import api_roots, extra_dir, load_all
 from syncd.logs import configure_logging
 from syncd.store import Store
@@ -61,13 +62,15 @@ class Daemon:
             await self.reconcile()
 
     async def reconcile(self) -> None:
-        """Keep one poll job per active integration, and resume imports that stalled."""
+        """Keep one poll, maintenance and full-sync job per live integration, resume imports that
+        stalled, and retry disconnects that failed. A paused integration keeps its jobs (they
+        skip it), so a resume on any replica needs no rescheduling."""
         if self.scheduler is None:
             return
-        integrations = {i.id: i for i in await self.store.list_integrations(status="active")}
+        integrations = {i.id: i for i in await self.store.list_integrations(status=("active", "paused"))}
         for job in self.scheduler.get_jobs():
             kind, _, integration_id = job.id.partition(":")
-            if kind in ("poll", "maintain") and integration_id not in integrations:
+            if kind in ("poll", "maintain", "full-sync") and integration_id not in integrations:
                 job.remove()
         now = datetime.now(UTC)
         for integration_id, integration in integrations.items():
@@ -90,7 +93,18 @@ class Daemon:
                     self.engine.maintain, "interval", args=[integration_id], id=f"maintain:{integration_id}",
                     seconds=cls.maintain_every_s, max_instances=1, coalesce=True, next_run_time=now,
                 )
+            period = full_sync_period(cls, integration)
+            if period and self.scheduler.get_job(f"full-sync:{integration_id}") is None:
+                # The job only asks whether a run is due; the due times (with their jitter) are
+                # in the store, shared by every replica.
+                every = check_every(period)
+                self.scheduler.add_job(
+                    self.engine.full_sync, "interval", args=[integration_id], id=f"full-sync:{integration_id}",
+                    seconds=every, max_instances=1, coalesce=True,
+                    next_run_time=now + timedelta(seconds=random.uniform(0, every)),
+                )
         await self.engine.resume()
+        await self.engine.retry_disconnects()
 
     async def stop(self) -> None:
         await self.stop_work()

@@ -70,14 +70,34 @@ class Attachment(Doc):
     external_id: str | None = None
 
 
+class Disconnect(Doc):
+    """Undoing at the platform what an integration set up there (webhooks, subscriptions,
+    watches) after it was deleted: retried in the background until it is done or given up."""
+
+    state: Literal["pending", "done", "given_up"] = "pending"
+    attempts: int = 0
+    next_attempt_at: UtcDatetime | None = None
+    last_error: str | None = None
+    #: What syncd cannot undo and the user must remove by hand.
+    left_at_platform: list[str] = Field(default_factory=list)
+    #: What ``maintain`` had set up (the connector's state), kept for the retries: a purge
+    #: removes the sync status it was read from.
+    maintenance: Annotated[Any, AfterValidator(_aware)] = None
+    finished_at: UtcDatetime | None = None
+
+
 class Integration(Doc):
     id: str = Field(default_factory=new_id)
     customer_id: str
     platform: str
     name: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
-    status: Literal["active", "error", "disabled", "deleted"] = "active"
+    status: Literal["active", "paused", "error", "disabled", "deleted"] = "active"
+    #: Why it is paused, in error or disabled (a pause's reason is the operator's own words).
     status_reason: str | None = None
+    paused_at: UtcDatetime | None = None
+    #: What a delete undid at the platform, or is still trying to (see ``Disconnect``).
+    disconnect: Disconnect | None = None
     created_at: UtcDatetime = Field(default_factory=utcnow)
     updated_at: UtcDatetime = Field(default_factory=utcnow)
 
@@ -143,6 +163,18 @@ class SyncCounts(Doc):
     pages: int = 0
 
 
+class FullSync(Doc):
+    """One periodic full sync of an integration: every imported chat re-read from the start."""
+
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    chats: int = 0
+    chats_done: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
 class SyncStatus(Doc):
     id: str = Field(default_factory=new_id)
     integration_id: str
@@ -154,10 +186,15 @@ class SyncStatus(Doc):
     high_watermark: Annotated[Any, AfterValidator(_aware)] = None
     #: A full resync re-reads from the first page and marks what the platform no longer has.
     full: bool = False
+    #: Read in the low-priority lane of the platform's rate budget (a periodic full sync).
+    background: bool = False
     counts: SyncCounts = Field(default_factory=SyncCounts)
     #: What the connector's ``maintain`` returned last (subscription ids, expiries).
     maintenance: Annotated[Any, AfterValidator(_aware)] = None
     maintained_at: UtcDatetime | None = None
+    #: Integration level: when the next periodic full sync is due, and the current or last one.
+    next_full_sync_at: UtcDatetime | None = None
+    full_sync: FullSync | None = None
     last_error: str | None = None
     started_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None

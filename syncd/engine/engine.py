@@ -20,11 +20,12 @@ from syncd.engine.exporter import Exporter
 from syncd.engine.importer import Importer, chat_data
 from syncd.engine.inbox import Inbox
 from syncd.engine.leases import hold
+from syncd.engine.lifecycle import Lifecycle, full_sync_period, valid_period
 from syncd.engine.notifier import CallbackSender
 from syncd.engine.outbox import Outbox
 from syncd.engine.poller import PollBusy, Poller
 from syncd.kit.errors import AuthError, ProviderError
-from syncd.models import Chat, Integration, UserPlatform
+from syncd.models import Chat, Integration, SyncStatus, UserPlatform
 from syncd.universal import ChatData, UserData
 
 log = structlog.get_logger(__name__)
@@ -61,6 +62,7 @@ class Engine:
         self.exporter = Exporter(ctx)
         self.callbacks = CallbackSender(ctx, transport=callback_transport)
         self.outbox = Outbox(ctx, self.exporter, self.callbacks)
+        self.lifecycle = Lifecycle(ctx, self.importer)
         self._polls: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -195,6 +197,9 @@ class Engine:
         chats = settings.get("importChats")
         if chats is not None and (not isinstance(chats, list) or not all(isinstance(c, str) and c for c in chats)):
             raise IntegrationError(422, "invalid_settings", "settings.importChats must be a list of chat ids")
+        if "fullSyncEveryS" in settings and not valid_period(settings["fullSyncEveryS"]):
+            raise IntegrationError(422, "invalid_settings",
+                                   "settings.fullSyncEveryS must be a number of seconds, 0 or more (0 = never)")
         integration = Integration(customer_id=customer_id, platform=platform, name=name or platform, settings=settings)
         identities, credentials = await self._identify(integration, credentials)
         await self.store.insert_integration(integration, credentials)
@@ -244,12 +249,68 @@ class Engine:
             raise IntegrationError(404, "not_found", f"no integration {integration_id!r}")
         return integration
 
-    async def delete_integration(self, integration_id: str) -> None:
-        await self.get_integration(integration_id)
+    async def delete_integration(self, integration_id: str, *, purge: bool = False) -> dict[str, Any]:
+        """Stop its sync, undo at the platform what syncd set up there (retried in the background
+        when the platform cannot be reached now), wipe its credentials; ``purge`` also removes
+        its chats, messages, user mappings and sync status. What was done, and what is left."""
+        integration = await self.get_integration(integration_id)
         await self.store.update_integration(integration_id, status="deleted")
         await self.importer.cancel(integration_id)
-        await self.ctx.connectors.forget(integration_id)
         self.ctx.users.forget(integration_id)
+        disconnect = await self.lifecycle.start_disconnect(integration)
+        purged = await self.store.purge_integration(integration_id) if purge else None
+        log.info("integration deleted", integration_id=integration_id, purge=purge, disconnect=disconnect.state)
+        return {"disconnect": disconnect, "purged": purged}
+
+    async def pause_integration(self, integration_id: str, reason: str | None = None) -> Integration:
+        """Stop its polls, imports, full syncs and deliveries; webhooks and app events wait."""
+        integration = await self.get_integration(integration_id)
+        if integration.status not in ("active", "paused"):
+            raise IntegrationError(409, "integration_not_active",
+                                   f"only an active integration can be paused; this one is {integration.status}")
+        return await self.lifecycle.pause(integration, reason)
+
+    async def resume_integration(self, integration_id: str) -> Integration:
+        integration = await self.get_integration(integration_id)
+        if integration.status not in ("active", "paused"):
+            raise IntegrationError(409, "integration_not_paused",
+                                   f"only a paused integration can be resumed; this one is {integration.status}")
+        if integration.status == "active":
+            return integration
+        updated = await self.lifecycle.resume(integration)
+        self.inbox.worker.wake()
+        self.outbox.events.wake()
+        if await self.importer.has_work(integration_id):
+            self.importer.kick(integration_id)
+        cls = self.ctx.connectors.connector_class(integration.platform)
+        if cls.maintain_every_s is not None:
+            # Subscriptions may have lapsed while nothing was allowed to renew them.
+            self._track(self.maintain(integration_id), f"maintain:{integration_id}")
+        if cls.can_poll:
+            self._track(self._poll(integration_id), f"poll:{integration_id}")
+        return updated
+
+    async def full_sync(self, integration_id: str) -> None:
+        """One scheduled look at whether the integration's periodic full sync is due."""
+        await self.lifecycle.full_sync(integration_id)
+
+    def full_sync_view(self, integration: Integration, top: SyncStatus | None) -> dict[str, Any]:
+        """The integration's periodic full syncs for its status: how often, when next, and the
+        current or last run with what it changed."""
+        try:
+            cls = self.ctx.connectors.connector_class(integration.platform)
+        except UnknownPlatform:
+            return {"everyS": None}
+        run = top.full_sync if top else None
+        return {
+            "everyS": full_sync_period(cls, integration),
+            "nextAt": top.next_full_sync_at.isoformat() if top and top.next_full_sync_at else None,
+            "running": bool(run and run.finished_at is None),
+            "last": run.model_dump(by_alias=True, mode="json") if run else None,
+        }
+
+    async def retry_disconnects(self) -> None:
+        await self.lifecycle.retry_disconnects()
 
     async def update_credentials(self, integration_id: str, credentials: dict[str, Any]) -> Integration:
         """New credentials (e.g. after a failed refresh) bring an integration back to active."""
@@ -269,6 +330,9 @@ class Engine:
         await self.store.set_credentials(integration_id, credentials)
         # Again: a worker that read the old credentials meanwhile may have cached a connector.
         await self.ctx.connectors.forget(integration_id)
+        if integration.status == "paused":
+            # New credentials do not end a pause: the resume (which an operator asks for) does.
+            return await self.store.update_integration(integration_id, status="paused")
         updated = await self.store.update_integration(integration_id, status="active", status_reason=None)
         self.importer.kick(integration_id)
         if connector_cls.maintain_every_s is not None:

@@ -39,7 +39,8 @@ class WaitingForCreate(Waiting):
 
 class WaitingForIntegration(Waiting):
     """The integration is in ``error`` (e.g. its credentials were revoked) until an operator
-    puts new credentials; its events are kept until then, not dead-lettered."""
+    puts new credentials, or paused until it is resumed; its events are kept until then, not
+    dead-lettered."""
 
 
 class Exporter:
@@ -55,9 +56,11 @@ class Exporter:
             if chat is None or chat.customer_id != event.customer_id or chat.platform != event.platform:
                 raise EventRejected(404, "unknown_chat", f"no chat {event.chat_id!r} for this customer and platform")
             integration = await store.get_integration(chat.integration_id)
-            if integration is not None and integration.status == "active":
+            if integration is not None and integration.status in ("active", "paused"):
                 return integration
-        active = await store.list_integrations(customer_id=event.customer_id, platform=event.platform, status="active")
+        # A paused integration keeps its events until it is resumed.
+        active = await store.list_integrations(customer_id=event.customer_id, platform=event.platform,
+                                               status=("active", "paused"))
         if not active:
             raise EventRejected(
                 422, "no_integration",

@@ -84,6 +84,13 @@ class Connector(abc.ABC):
     secret_query: ClassVar[tuple[str, ...]] = ()
     #: The OAuth connect flow of this platform, if it has one.
     oauth: ClassVar[OAuthSpec | None] = None
+    #: How often every imported chat is re-read in full, by default (``settings.fullSyncEveryS``
+    #: overrides it per integration, 0 turns it off): what increments cannot see, messages gone
+    #: at the platform and edits no event announced, is found then. Ignored without history.
+    full_sync_every_s: ClassVar[float | None] = 86400
+    #: What a disconnect cannot undo at the platform because syncd did not set it up there
+    #: (a webhook URL pasted into the platform's console): told to the user, who removes it.
+    manual_teardown: ClassVar[str | None] = None
 
     @classmethod
     def prepare_credentials(cls, credentials: dict[str, Any], settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -172,6 +179,13 @@ class Connector(abc.ABC):
         webhook URL); called when the integration starts and every ``maintain_every_s``.
         ``state`` is what the previous call returned (``None`` the first time)."""
         return state
+
+    async def unsubscribe(self, state: Any) -> None:
+        """Undo at the platform what ``maintain`` set up (delete subscriptions, remove the
+        webhook, stop the watch), on disconnect. ``state`` is what ``maintain`` returned last
+        (``None`` if it never ran). Raises ``ProviderError`` when the platform could not be
+        reached, so the engine retries; what is already gone is not an error. Default: nothing
+        to undo."""
 
     async def close(self) -> None:
         await self.http.aclose()

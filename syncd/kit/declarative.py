@@ -69,8 +69,11 @@ class ManifestConnector(Connector):
             "can_poll": caps.poll, "can_list_users": caps.list_users, "maintain_every_s": every.maintain_s, "poll_every_s": every.poll_s,
             "base_url_key": manifest.api.base_url_key if manifest.api else None,
             "keep_headers": tuple(h.lower() for h in manifest.webhook.keep_headers),
+            "manual_teardown": manifest.webhook.manual_teardown,
             "secret_query": tuple(v.param for v in manifest.webhook.verify if v.param),
         }
+        if every.full_sync_s is not None:
+            attrs["full_sync_every_s"] = every.full_sync_s
         if "Credentials" not in cls.__dict__:
             attrs["Credentials"] = credentials_model(manifest)
         return type(f"{cls.__name__}[{manifest.platform}]", (cls,), attrs)
@@ -378,6 +381,12 @@ class ManifestConnector(Connector):
             messages += await self.walk("poll", history, "message", self.scope(chat=chat.model_dump(by_alias=True)))
         marks = [m.sent_at.timestamp() for m in messages if m.sent_at is not None]
         return PollResult(Changes(messages=messages), max([float(state), *marks]))
+
+    async def unsubscribe(self, state: Any) -> None:
+        """Undo ``maintain``: the declared ``unregisterWebhook`` request, if there is one."""
+        spec = self.manifest.requests.unregister_webhook
+        if spec is not None:
+            await self.call("unregister_webhook", spec, self.scope())
 
     async def maintain(self, state: Any) -> Any:
         spec = self.manifest.requests.register_webhook

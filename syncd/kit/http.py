@@ -11,11 +11,13 @@ the engine can reschedule the work instead of dropping it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import email.utils
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -36,6 +38,23 @@ _OUTCOMES: dict[type, str] = {RateLimited: "rate_limited", TransientError: "tran
 Classifier = Callable[[httpx.Response], None]
 #: Called before each request to add auth (e.g. a bearer token refreshed on expiry).
 Authenticator = Callable[[httpx.Request], Awaitable[None]]
+
+
+#: The lane of the requests made in this task: ``live`` (webhooks, polls, sends, imports) or
+#: ``background`` (a periodic full sync), which takes what live requests leave of the budget.
+_LANE: contextvars.ContextVar[str] = contextvars.ContextVar("syncd_http_lane", default="live")
+
+
+@contextlib.contextmanager
+def background_lane() -> Iterator[None]:
+    """Requests made inside are background work: one at a time per client, each waiting until
+    no live request of the client is in flight and no 429 is being waited out. A full re-read
+    of every chat thus never holds back the webhooks, polls and sends of its integration."""
+    token = _LANE.set("background")
+    try:
+        yield
+    finally:
+        _LANE.reset(token)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -148,6 +167,11 @@ class ProviderHttp:
         self.calls = 0
         #: Set while a request waits out a 429's Retry-After: the others wait with it.
         self._pause: asyncio.Event | None = None
+        #: Live requests in flight, and the background lane's one slot (see ``background_lane``).
+        self._live = 0
+        self._live_idle = asyncio.Event()
+        self._live_idle.set()
+        self._background = asyncio.Semaphore(1)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -213,8 +237,25 @@ class ProviderHttp:
     async def _once(
         self, method: str, url: str, name: str, check: Classifier, kwargs: dict[str, Any]
     ) -> httpx.Response:
+        if _LANE.get() == "background":
+            async with self._background:
+                while self._pause is not None or self._live:
+                    await (self._pause.wait() if self._pause is not None else self._live_idle.wait())
+                return await self._send(method, url, name, check, kwargs)
         while self._pause is not None:
             await self._pause.wait()
+        self._live += 1
+        self._live_idle.clear()
+        try:
+            return await self._send(method, url, name, check, kwargs)
+        finally:
+            self._live -= 1
+            if not self._live:
+                self._live_idle.set()
+
+    async def _send(
+        self, method: str, url: str, name: str, check: Classifier, kwargs: dict[str, Any]
+    ) -> httpx.Response:
         request = self.client.build_request(method, url, **kwargs)
         if self.authenticate is not None:
             await self.authenticate(request)

@@ -383,6 +383,9 @@ class Webhook(Strict):
     answer_media_type: str = "application/json"
     #: Where to paste the webhook URL and what else to configure at the platform.
     setup: str | None = None
+    #: What syncd cannot undo at the platform when an integration is disconnected (the user
+    #: removes it): the webhook URL pasted in a dashboard.
+    manual_teardown: str | None = None
 
 
 # -- the manifest --------------------------------------------------------------------------

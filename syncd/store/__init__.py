@@ -16,7 +16,8 @@ already created; for a real server the daemon calls :meth:`Store.ensure_indexes`
 :class:`Store` is composed of one part per concern, each a module of this package:
 ``integrations`` (with the credentials they hold), ``user_platforms``, ``chats``,
 ``messages`` (lookups, pages, the app's own messages), ``upserts`` (platform pages merged in
-rounds, with their checkpoint), ``sync_status``, ``queues`` (inbox and outbox) and ``leases``;
+rounds, with their checkpoint), ``sync_status``, ``queues`` (inbox and outbox), ``leases`` and ``purge`` (an integration's
+data removed);
 ``documents`` holds what they share, ``indexes`` the index list, ``crypto`` the secret key.
 What this module exports is the whole public surface.
 """
@@ -40,6 +41,7 @@ from syncd.store.indexes import INDEXES, RETIRED_INDEXES
 from syncd.store.integrations import INTEGRATION_CACHE_S, IntegrationsStore
 from syncd.store.leases import LeasesStore
 from syncd.store.messages import MAX_PAGE, MessagesStore, decode_cursor, encode_cursor
+from syncd.store.purge import PurgeStore
 from syncd.store.queues import QueuesStore
 from syncd.store.sync_status import SyncStatusStore
 from syncd.store.upserts import Checkpoint, UpsertsStore, WriteResult
@@ -55,7 +57,7 @@ _CLIENT_BULK_WIRE_VERSION = 25
 
 
 class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, UpsertsStore,
-            SyncStatusStore, QueuesStore, LeasesStore, BrowseStore):
+            SyncStatusStore, QueuesStore, LeasesStore, BrowseStore, PurgeStore):
     """MongoDB access for every collection of docs/architecture.md §2. ``clock`` is replaceable in tests."""
 
     def __init__(self, client: Any, db: Any, fernet: Fernet | MultiFernet):

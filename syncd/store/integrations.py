@@ -12,7 +12,7 @@ from pymongo import ASCENDING
 from syncd.models import Integration
 from syncd.store.documents import _AFTER, StoreBase, _doc, _strip
 
-_INTEGRATION_FIELDS = ("status", "status_reason", "settings", "name")
+_INTEGRATION_FIELDS = ("status", "status_reason", "settings", "name", "paused_at", "disconnect")
 #: How long an integration read is reused. Every webhook request and every inbox batch needs
 #: its integration, which rarely changes: writes through this store refresh the copy at once,
 #: other replicas' writes are seen within this many seconds.
@@ -53,14 +53,17 @@ class IntegrationsStore(StoreBase):
         return self._remember(id, Integration.model_validate(_strip(doc)) if doc else None)
 
     async def list_integrations(self, *, customer_id: str | None = None,
-                                platform: str | None = None, status: str | None = None,
+                                platform: str | None = None,
+                                status: str | tuple[str, ...] | None = None,
                                 include_deleted: bool = False) -> list[Integration]:
         query: dict[str, Any] = {}
         if customer_id is not None:
             query["customerId"] = customer_id
         if platform is not None:
             query["platform"] = platform
-        if status is not None:
+        if isinstance(status, tuple):
+            query["status"] = {"$in": list(status)}
+        elif status is not None:
             query["status"] = status
         elif not include_deleted:
             query["status"] = {"$ne": "deleted"}
@@ -72,7 +75,8 @@ class IntegrationsStore(StoreBase):
         unknown = set(fields) - set(_INTEGRATION_FIELDS)
         if unknown:
             raise TypeError(f"integration fields cannot be updated: {sorted(unknown)}")
-        sets = {Integration.model_fields[k].alias or k: v for k, v in fields.items()}
+        sets = {Integration.model_fields[k].alias or k: v.doc() if hasattr(v, "doc") else v
+                for k, v in fields.items()}
         sets["updatedAt"] = self.clock()
         doc = await self.integrations.find_one_and_update(
             {"_id": id}, {"$set": sets}, projection={"credentials": 0}, return_document=_AFTER)
@@ -95,3 +99,19 @@ class IntegrationsStore(StoreBase):
                                    "updatedAt": self.clock()}})
         if result.matched_count == 0:
             raise KeyError(f"integration {id} not found")
+
+    async def wipe_credentials(self, id: str) -> None:
+        """Remove the stored credentials for good (a deleted integration keeps none)."""
+        self._integration_cache.pop(id, None)
+        await self.integrations.update_one({"_id": id}, {"$unset": {"credentials": ""},
+                                                         "$set": {"updatedAt": self.clock()}})
+
+    async def has_credentials(self, id: str) -> bool:
+        return await self.integrations.find_one({"_id": id, "credentials": {"$exists": True}},
+                                                {"_id": 1}) is not None
+
+    async def due_disconnects(self, now: Any) -> list[Integration]:
+        """Deleted integrations whose disconnect at the platform is due for another attempt."""
+        cursor = self.integrations.find({"status": "deleted", "disconnect.state": "pending",
+                                         "disconnect.nextAttemptAt": {"$lte": now}}, {"credentials": 0})
+        return [Integration.model_validate(_strip(d)) async for d in cursor]

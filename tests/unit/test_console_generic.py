@@ -1,4 +1,4 @@
-"""The console is a generic layer (DESIGN §3): no platform is named in its code or templates,
+"""The console is a generic layer: no platform is named in its code or templates,
 and it reaches platforms only through the engine."""
 
 from __future__ import annotations

@@ -492,6 +492,12 @@ class GmailConnector(Connector):
         answer = await self._call("POST", "/watch", json={"topicName": topic})
         return {"historyId": str(answer["historyId"]), "expiration": int(answer["expiration"]), "topicName": topic}
 
+    async def unsubscribe(self, state: Any) -> None:
+        """``users.stop``: the mailbox stops publishing to the Pub/Sub topic. Without a watch
+        there is nothing to stop."""
+        if (isinstance(state, dict) and state.get("topicName")) or self.settings.get("pubsubTopic"):
+            await self._call("POST", "/stop")
+
     # -- polling --------------------------------------------------------------------------
     async def poll(self, state: Any, chats: list[ChatData], lookback_s: float) -> PollResult:
         # history.list is exact (every change since the mark), so lookback_s is not needed.

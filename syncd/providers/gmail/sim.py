@@ -140,6 +140,8 @@ class GmailSimulator:
         self.push_endpoint: str | None = None
         #: Every ``users.watch`` call: ``{"address", "topicName", "expiration"}``.
         self.watches: list[dict[str, Any]] = []
+        #: Mailboxes whose watch ``users.stop`` ended, in call order.
+        self.stopped: list[str] = []
         #: Codes handed out by the consent page, and the account that consents there.
         self.oauth_codes: dict[str, dict[str, Any]] = {}
         self.oauth_account = address
@@ -552,7 +554,10 @@ class GmailSimulator:
         return JSONResponse({"historyId": str(box.history_id), "expiration": str(expiration)})
 
     async def _stop(self, request: Request) -> Response:
-        await self._enter(request, "stop")
+        # A mailbox has one watch at a time; users.stop ends it (and answers 204 when there is none).
+        box = await self._enter(request, "stop")
+        self.watches = [w for w in self.watches if w["address"] != box.address]
+        self.stopped.append(box.address)
         return Response(status_code=204)
 
     async def _authorize(self, request: Request) -> Response:
