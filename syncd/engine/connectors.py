@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,13 +14,59 @@ from pydantic import BaseModel
 from syncd import providers
 from syncd.config import Settings
 from syncd.kit.connector import Connector, ConnectorContext
+from syncd.kit.errors import scrub_exception
 from syncd.kit.http import RetryPolicy
+from syncd.logs import KNOWN_SECRETS, SecretValues, is_secret_key
 from syncd.mapping import Mapping
 from syncd.models import Integration
 
 
 class UnknownPlatform(KeyError):
     pass
+
+
+#: What the engine calls on a connector: whatever they raise leaves scrubbed of secrets.
+GUARDED_METHODS = ("identify", "list_chats", "fetch_history_page", "send", "edit", "delete",
+                   "accept_webhook", "parse_webhook", "poll", "maintain")
+
+
+def secret_values(model: type[BaseModel], credentials: dict[str, Any]) -> list[str]:
+    """The values of ``credentials`` that are secrets: fields the model keeps out of ``repr``
+    or whose name says so (``token``, ``secret``, ``key``...). Identifiers (a phone number
+    id, an email address) are not: errors and logs may name them."""
+    fields = {}
+    for name, info in model.model_fields.items():
+        fields[name] = info
+        if info.alias:
+            fields[info.alias] = info
+    return [str(value) for key, value in credentials.items()
+            if isinstance(value, str) and (is_secret_key(key) or getattr(fields.get(key), "repr", True) is False)]
+
+
+def guard(connector: Connector, secrets: SecretValues) -> Connector:
+    """Make every exception leaving ``connector``'s engine-facing methods carry no secret
+    value, whatever text the platform put in it: the one place where provider errors meet
+    the engine, which stores, logs and answers them."""
+    for name in GUARDED_METHODS:
+        method = getattr(connector, name)
+        if inspect.iscoroutinefunction(method):
+            @functools.wraps(method)
+            async def guarded(*args: Any, __method: Any = method, **kwargs: Any) -> Any:
+                try:
+                    return await __method(*args, **kwargs)
+                except Exception as exc:
+                    scrub_exception(exc, secrets)
+                    raise
+        else:
+            @functools.wraps(method)
+            def guarded(*args: Any, __method: Any = method, **kwargs: Any) -> Any:
+                try:
+                    return __method(*args, **kwargs)
+                except Exception as exc:
+                    scrub_exception(exc, secrets)
+                    raise
+        setattr(connector, name, guarded)
+    return connector
 
 
 class Connectors:
@@ -78,17 +126,30 @@ class Connectors:
             transport=self.transports.get(integration.platform) or self.transports.get(cls.base_url_key or ""),
         )
         http.platform = integration.platform
+        secrets = secret_values(cls.Credentials, credentials)
+        http.secrets.add(*secrets)
+        KNOWN_SECRETS.add(*secrets, owner=integration.id)
+
+        async def remember(new: dict[str, Any]) -> None:
+            # A refreshed token is as secret as the one it replaces; the old one stays known
+            # until the connector is forgotten (a late error may still quote it).
+            fresh = secret_values(cls.Credentials, new)
+            http.secrets.add(*fresh)
+            KNOWN_SECRETS.add(*fresh, owner=integration.id)
+            if on_credentials is not None:
+                await on_credentials(new)
+
         ctx = ConnectorContext(
             http=http,
             mapping=self.mappings[integration.platform],
             webhook_url=self.settings.webhook_url(integration.platform, integration.id),
             public_webhooks=self.settings.public_url is not None,
             webhook_max_skew_s=self.settings.webhook_max_skew_s,
-            on_credentials=on_credentials,
+            on_credentials=remember,
         )
         if self.clock is not None:
             ctx.clock = self.clock
-        return cls(creds, integration.settings, ctx)
+        return guard(cls(creds, integration.settings, ctx), http.secrets)
 
     def cached(self, integration_id: str) -> Connector | None:
         return self._cache.get(integration_id)

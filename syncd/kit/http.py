@@ -29,7 +29,9 @@ from syncd.kit.errors import (
     RateLimited,
     RetryableError,
     TransientError,
+    scrub_exception,
 )
+from syncd.logs import SecretValues
 
 _OUTCOMES: dict[type, str] = {RateLimited: "rate_limited", TransientError: "transient", AuthError: "auth"}
 
@@ -143,6 +145,9 @@ class ProviderHttp:
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
         self.calls = 0
+        #: This integration's secret values (its credentials, what it refreshed, whatever it
+        #: sent as ``Authorization``): scrubbed from every error a platform answers.
+        self.secrets = SecretValues()
         #: Set while a request waits out a 429's Retry-After: the others wait with it.
         self._pause: asyncio.Event | None = None
 
@@ -215,6 +220,7 @@ class ProviderHttp:
         request = self.client.build_request(method, url, **kwargs)
         if self.authenticate is not None:
             await self.authenticate(request)
+        self._remember_auth(request)
         self.calls += 1
         try:
             response = await self.client.send(request)
@@ -230,9 +236,18 @@ class ProviderHttp:
         except ProviderError as exc:
             self._count(_OUTCOMES.get(type(exc), "permanent"))
             exc.args = (f"{name}: {exc.args[0]}",)
+            scrub_exception(exc, self.secrets)
             raise
         self._count("ok")
         return response
+
+    def _remember_auth(self, request: httpx.Request) -> None:
+        """Whatever authenticates a request is a secret, however the connector got it (a
+        refreshed access token included)."""
+        given = request.headers.get("authorization")
+        if given:
+            scheme, _, value = given.partition(" ")
+            self.secrets.add(value.strip() or scheme)
 
     def _count(self, outcome: str) -> None:
         metrics.PROVIDER_REQUESTS.labels(self.platform or "unknown", outcome).inc()
