@@ -41,6 +41,20 @@ def as_utc(value: datetime | None) -> datetime | None:
 #: A timestamp field of a stored document: MongoDB hands back naive UTC, the model keeps aware UTC.
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
+#: The longest id syncd takes from a client: longer than any platform's (Gmail's thread ids
+#: and Graph's composed chat ids stay well under it), short enough for an index key.
+MAX_ID_LENGTH = 512
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL bytes")
+    return value
+
+
+#: An id a client gives (a chat, a customer, an event, a message): bounded and NUL-free.
+ClientId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_no_nul)]
+
 
 def _aware(value: Any) -> Any:
     return as_utc(value) if isinstance(value, datetime) else value
@@ -202,12 +216,12 @@ class AppMessage(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    id: str | None = Field(default=None, min_length=1, max_length=512)
+    id: ClientId | None = None
     text: str | None = None
     html: str | None = None
     subject: str | None = None
-    external_message_id: str | None = None
-    external_thread_id: str | None = None
+    external_message_id: ClientId | None = None
+    external_thread_id: ClientId | None = None
 
 
 class AppEvent(BaseModel):
@@ -215,12 +229,12 @@ class AppEvent(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    id: str = Field(min_length=1, max_length=512)
+    id: ClientId
     type: Literal["message.created", "message.updated", "message.deleted"]
-    customer_id: str = Field(min_length=1, max_length=512)
+    customer_id: ClientId
     platform: str = Field(min_length=1, max_length=64)
-    chat_id: str | None = None
-    external_chat_id: str | None = None
+    chat_id: ClientId | None = None
+    external_chat_id: ClientId | None = None
     message: AppMessage
 
     @model_validator(mode="after")

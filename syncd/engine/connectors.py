@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from syncd import providers
 from syncd.config import Settings
@@ -109,8 +109,15 @@ class Connectors:
             raise UnknownPlatform(platform) from None
 
     def validate_credentials(self, platform: str, credentials: dict[str, Any]) -> BaseModel:
-        """Raises ``UnknownPlatform`` or pydantic's ``ValidationError``."""
-        return self.connector_class(platform).Credentials.model_validate(credentials)
+        """Raises ``UnknownPlatform`` or pydantic's ``ValidationError``, which names every
+        field the platform does not take (a typo such as ``bottoken`` is not ignored)."""
+        model = self.connector_class(platform).Credentials
+        known = {name for name, info in model.model_fields.items() for name in (name, info.alias) if name}
+        unknown = [key for key in credentials if key not in known]
+        if unknown:
+            raise ValidationError.from_exception_data(model.__name__, [
+                {"type": "extra_forbidden", "loc": (key,), "input": None} for key in unknown])
+        return model.model_validate(credentials)
 
     def build(
         self,

@@ -8,6 +8,7 @@
     │   └── CursorExpired         a saved cursor/high-water mark is no longer valid: resync
     └── AuthError                 credentials rejected or expired; the integration needs attention
     SignatureError                a webhook failed verification (answered with 401)
+    MalformedDelivery             a verified webhook whose body cannot be read (answered with 400)
 
 Messages never contain credentials: a platform's own text (an error description that quotes
 the token it was sent) is scrubbed of every secret value of the integration by
@@ -59,6 +60,11 @@ class AuthError(ProviderError):
 
 class SignatureError(Exception):
     """A webhook delivery whose signature, token or timestamp does not verify."""
+
+
+class MalformedDelivery(Exception):
+    """A webhook delivery whose signature verified but whose body is not what the platform
+    sends (not JSON, not an object): the sender is who it says, the request is wrong."""
 
 
 def scrub_exception(exc: BaseException, secrets: SecretValues) -> BaseException:

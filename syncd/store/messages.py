@@ -41,7 +41,8 @@ def decode_cursor(cursor: str) -> tuple[datetime | None, str]:
         if not isinstance(message_id, str):
             raise TypeError("message id")
         return (normalize(datetime.fromisoformat(sent_at)) if sent_at else None), message_id
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # OverflowError: a date at the edge of the calendar with an offset that moves it past.
         raise ValueError("invalid cursor") from exc
 
 

@@ -16,6 +16,7 @@ import httpx
 
 from syncd.kit.errors import (
     AuthError,
+    MalformedDelivery,
     PermanentError,
     RateLimited,
     SignatureError,
@@ -59,13 +60,14 @@ def handshake(request: WebhookRequest, verify_token: str) -> WebhookAccepted | N
 
 
 def parse_body(request: WebhookRequest) -> dict[str, Any]:
-    """The delivery's JSON object (ints stay exact: Python's json never makes them floats)."""
+    """The delivery's JSON object (ints stay exact: Python's json never makes them floats).
+    Called once the signature verified, so a body that is not one is a 400, not a 401."""
     try:
         body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
-        raise SignatureError("the delivery is not JSON") from None
+    except (ValueError, RecursionError):
+        raise MalformedDelivery("the delivery is not JSON") from None
     if not isinstance(body, dict):
-        raise SignatureError("the delivery is not a JSON object")
+        raise MalformedDelivery("the delivery is not a JSON object")
     return body
 
 

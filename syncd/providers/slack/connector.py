@@ -345,7 +345,8 @@ class SlackConnector(Connector):
         secret = self.credentials.signing_secret.encode()  # type: ignore[attr-defined]
         signed = b"v0:" + timestamp.encode() + b":" + request.body
         expected = "v0=" + hmac.new(secret, signed, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected.encode(), signature.encode()):
+        # Hex is case-insensitive: an upper-case digest is the same signature.
+        if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
             raise SignatureError("X-Slack-Signature does not match")
         try:
             payload = json.loads(request.body)
