@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +26,9 @@ class UnknownPlatform(KeyError):
     pass
 
 
+#: The longest a credentials check that a client waits on may take per request.
+QUICK_TIMEOUT_S = 10.0
+
 #: What the engine calls on a connector: whatever they raise leaves scrubbed of secrets.
 GUARDED_METHODS = ("identify", "list_chats", "fetch_history_page", "send", "edit", "delete",
                    "accept_webhook", "parse_webhook", "poll", "maintain")
@@ -41,6 +45,17 @@ def secret_values(model: type[BaseModel], credentials: dict[str, Any]) -> list[s
             fields[info.alias] = info
     return [str(value) for key, value in credentials.items()
             if isinstance(value, str) and (is_secret_key(key) or getattr(fields.get(key), "repr", True) is False)]
+
+
+_UNSAFE_IN_IDS = re.compile(r"[/?#\\%\s\x00-\x1f\x7f]")
+
+
+def _safe_id(key: str, value: Any) -> bool:
+    """Credential ids (``pageId``, ``phoneNumberId``, ``accountSid``...) end up in platform URL
+    paths: one that could change the path is refused before it is used or stored."""
+    if not (key.endswith(("Id", "_id", "Sid", "_sid")) and isinstance(value, str)):
+        return True
+    return not _UNSAFE_IN_IDS.search(value) and value not in (".", "..")
 
 
 def guard(connector: Connector, secrets: SecretValues) -> Connector:
@@ -92,6 +107,9 @@ class Connectors:
             max_retries=settings.http_max_retries, base_s=settings.retry_base_s,
             max_s=settings.retry_max_s, sleep=sleep, max_inline_wait_s=settings.http_max_inline_wait_s,
         )
+        #: A 429's short Retry-After is still waited out; nothing else is retried.
+        self.quick_policy = RetryPolicy(max_retries=1, base_s=0.0, max_s=QUICK_TIMEOUT_S, sleep=sleep,
+                                        max_inline_wait_s=QUICK_TIMEOUT_S / 2)
         self.clock = clock
         self._cache: dict[str, Connector] = {}
         #: Held while an integration's connector is being built (see :meth:`get`).
@@ -113,10 +131,13 @@ class Connectors:
         field the platform does not take (a typo such as ``bottoken`` is not ignored)."""
         model = self.connector_class(platform).Credentials
         known = {name for name, info in model.model_fields.items() for name in (name, info.alias) if name}
-        unknown = [key for key in credentials if key not in known]
-        if unknown:
-            raise ValidationError.from_exception_data(model.__name__, [
-                {"type": "extra_forbidden", "loc": (key,), "input": None} for key in unknown])
+        problems = [{"type": "extra_forbidden", "loc": (key,), "input": None} for key in credentials if key not in known]
+        problems += [{"type": "value_error", "loc": (key,), "input": None,
+                      "ctx": {"error": "an id may not contain '/', '?', '#', '\\', '%', spaces or control "
+                                       "characters, nor be '.' or '..'"}}
+                     for key, value in credentials.items() if key in known and not _safe_id(key, value)]
+        if problems:
+            raise ValidationError.from_exception_data(model.__name__, problems)
         return model.model_validate(credentials)
 
     def build(
@@ -124,12 +145,17 @@ class Connectors:
         integration: Integration,
         credentials: dict[str, Any],
         on_credentials: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        *,
+        quick: bool = False,
     ) -> Connector:
+        """``quick``: one attempt and a short timeout, for a check a client waits on (new
+        credentials): a platform that cannot be reached is said so at once, not after minutes."""
         cls = self.connector_class(integration.platform)
         creds = cls.Credentials.model_validate(credentials)
         http = cls.make_http(
-            self.settings.base_url(cls.base_url_key or integration.platform), creds, policy=self.policy,
-            timeout_s=self.settings.http_timeout_s,
+            self.settings.base_url(cls.base_url_key or integration.platform), creds,
+            policy=self.quick_policy if quick else self.policy,
+            timeout_s=min(self.settings.http_timeout_s, QUICK_TIMEOUT_S) if quick else self.settings.http_timeout_s,
             transport=self.transports.get(integration.platform) or self.transports.get(cls.base_url_key or ""),
         )
         http.platform = integration.platform

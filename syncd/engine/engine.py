@@ -23,7 +23,7 @@ from syncd.engine.leases import hold
 from syncd.engine.notifier import CallbackSender
 from syncd.engine.outbox import Outbox
 from syncd.engine.poller import PollBusy, Poller
-from syncd.kit.errors import AuthError, ProviderError
+from syncd.kit.errors import AuthError, PermanentError, ProviderError
 from syncd.models import Chat, Integration, UserPlatform
 from syncd.universal import ChatData, UserData
 
@@ -217,8 +217,9 @@ class Engine:
         credentials to store (a check that refreshed a token hands back the rotated grant:
         storing the one it replaced would lose it where a provider revokes used tokens).
 
-        ``IntegrationError`` 422 when the platform rejects them. When it cannot be reached
-        they are not known to be wrong: accepted, and the sync retries on schedule."""
+        ``IntegrationError`` 422 when the platform rejects them (or the request they make),
+        503 ``platform_unreachable`` at once when it cannot be reached: credentials that were
+        never checked are not stored as working ones."""
         platform = integration.platform
         latest = credentials
 
@@ -226,14 +227,19 @@ class Engine:
             nonlocal latest
             latest = new
 
-        connector = self.ctx.connectors.build(integration, credentials, on_credentials=rotated)
+        connector = self.ctx.connectors.build(integration, credentials, on_credentials=rotated, quick=True)
         try:
             return await connector.identify(), latest
         except AuthError as exc:
             raise IntegrationError(422, "credentials_rejected", f"{platform} rejected the credentials: {exc}") from None
+        except PermanentError as exc:
+            raise IntegrationError(422, "credentials_rejected",
+                                   f"{platform} refused the credentials check: {exc}") from None
         except ProviderError as exc:
             log.warning("could not check credentials with the platform", platform=platform, error=str(exc))
-            return [], latest
+            raise IntegrationError(503, "platform_unreachable",
+                                   f"{platform} cannot be reached to check the credentials ({exc}); "
+                                   "nothing was stored, try again") from None
         finally:
             await connector.close()
 

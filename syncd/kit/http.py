@@ -74,6 +74,20 @@ def default_classify(response: httpx.Response) -> None:
     raise PermanentError(f"request failed ({status})", status=status)
 
 
+_DOT_SEGMENTS = frozenset({".", "..", "%2e", "%2e%2e", ".%2e", "%2e."})
+
+
+def refuse_escaping(url: str, name: str) -> None:
+    """An id that became part of a path (a page id of ``../../escape``, ``x#frag``) must not
+    move the request elsewhere on the platform's host, carrying the integration's token:
+    dot segments, a fragment, and backslashes are refused before anything is sent."""
+    # The string as written: parsing it (httpx too) would already have resolved the dots.
+    path = url.split("?")[0]
+    if "#" in url or "\\" in url or any(seg.lower() in _DOT_SEGMENTS for seg in path.split("/")):
+        raise PermanentError(f"{name}: refused a request whose path escapes its template (an id with "
+                             "'/', '..', '#' or '\\' in it)")
+
+
 class RetryPolicy:
     """How many times and how long to wait; shared by every connector of one daemon."""
 
@@ -170,6 +184,7 @@ class ProviderHttp:
         """
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
         name = label or f"{method} {path.split('?')[0]}"
+        refuse_escaping(url, name)
         check = classify or self.classify
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.max_retries + 1),

@@ -10,6 +10,7 @@ from syncd.kit.http import (
     Pages,
     ProviderHttp,
     RetryPolicy,
+    bearer,
     default_classify,
     parse_retry_after,
 )
@@ -115,3 +116,32 @@ async def test_a_wait_longer_than_the_inline_limit_is_handed_back_to_be_reschedu
         await http.request("GET", "/x")
     assert err.value.retry_after == 120.0  # the engine schedules the next attempt for then
     assert waits == [] and len(script.requests) == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/../../escape/messages", "/v1/x#frag/messages", "/v1/%2E%2E/me",
+                                  "/v1/a\\..\\b"])
+async def test_a_path_that_escapes_its_template_is_refused_before_anything_is_sent(path):
+    sent: list[httpx.Request] = []
+    http = ProviderHttp("https://api.example", transport=httpx.MockTransport(
+        lambda r: sent.append(r) or httpx.Response(200, json={})))
+    with pytest.raises(PermanentError, match="escapes its template"):
+        await http.request("GET", path)
+    assert sent == []
+    await http.aclose()
+
+
+async def test_a_token_the_platform_quotes_in_its_error_is_scrubbed_from_the_exception():
+    def answer(request: httpx.Request) -> httpx.Response:
+        token = request.headers["authorization"].partition(" ")[2]
+        return httpx.Response(400, json={"error": f"bad token {token}"})
+
+    def classify(response: httpx.Response) -> None:
+        if response.status_code >= 400:
+            raise PermanentError(response.json()["error"])
+
+    http = ProviderHttp("https://api.example", classify=classify, authenticate=bearer("tok-echoed-123456"),
+                        transport=httpx.MockTransport(answer))
+    with pytest.raises(PermanentError) as raised:
+        await http.request("GET", "/me")
+    assert "tok-echoed-123456" not in str(raised.value) and "[redacted]" in str(raised.value)
+    await http.aclose()
