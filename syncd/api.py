@@ -27,6 +27,7 @@ from syncd.engine.engine import Engine, IntegrationError
 from syncd.engine.exporter import EventRejected
 from syncd.engine.notifier import message_view, sign
 from syncd.kit.errors import MalformedDelivery, SignatureError
+from syncd.logs import is_secret_key
 from syncd.models import AppEvent, Chat, ClientId, Integration, UserPlatform
 from syncd.universal import WebhookRequest
 
@@ -309,6 +310,14 @@ def create_app(engine: Engine) -> FastAPI:
 
     def integration_view(integration: Integration) -> dict[str, Any]:
         view = _view(integration)
+        try:
+            hidden = engine.ctx.connectors.connector_class(integration.platform).secret_settings
+        except KeyError:
+            hidden = ()
+        # Integrations stored before their secret settings moved to the credentials.
+        if isinstance(view.get("settings"), dict):
+            view["settings"] = {k: v for k, v in view["settings"].items()
+                                if k not in hidden and not (is_secret_key(k) and isinstance(v, str))}
         view["webhookUrl"] = settings.webhook_url(integration.platform, integration.id)
         return view
 
@@ -463,9 +472,13 @@ def create_app(engine: Engine) -> FastAPI:
             raise ApiError(401, "bad_signature", str(exc) or "signature verification failed") from None
         except MalformedDelivery as exc:
             raise ApiError(400, "bad_request", str(exc)) from None
+        # An echoed handshake value (a validationToken, a hub.challenge) is the sender's text:
+        # a browser must never sniff it into HTML.
+        headers = {"x-content-type-options": "nosniff"}
         if isinstance(answer.body, dict):
-            return JSONResponse(answer.body, status_code=answer.status_code)
-        return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type)
+            return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+        return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type,
+                        headers=headers)
 
     route = Route(WEBHOOK_PATH, webhook, methods=["GET", "POST"])
     route.methods.discard("HEAD")  # Starlette adds HEAD to every GET route; a platform never sends it

@@ -43,6 +43,18 @@ def work_budget(grace_s: float) -> float:
     return max(0.0, grace_s - min(1.5, grace_s / 2))
 
 
+def secrets_from_settings(connector_cls: Any, credentials: dict[str, Any],
+                          settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A secret an operator put in ``settings`` (the platform declares which) moves to the
+    credentials: encrypted at rest, and never answered back by the API."""
+    for key in connector_cls.secret_settings:
+        if key in settings:
+            value = settings.pop(key)
+            if value is not None:
+                credentials.setdefault(key, value)
+    return credentials, settings
+
+
 class IntegrationError(Exception):
     """A request about integrations that cannot be done; ``status`` is the HTTP answer."""
 
@@ -178,9 +190,10 @@ class Engine:
     ) -> Integration:
         try:
             connector_cls = self.ctx.connectors.connector_class(platform)
+            credentials, settings = secrets_from_settings(connector_cls, dict(credentials), dict(settings or {}))
             # What syncd generates itself (webhook secret tokens, clientState) is added first,
             # so it is validated and stored like the rest.
-            credentials, settings = connector_cls.prepare_credentials(dict(credentials), dict(settings or {}))
+            credentials, settings = connector_cls.prepare_credentials(credentials, settings)
             self.ctx.connectors.validate_credentials(platform, credentials)
         except UnknownPlatform:
             raise IntegrationError(

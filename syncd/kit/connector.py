@@ -77,6 +77,9 @@ class Connector(abc.ABC):
     poll_every_s: ClassVar[float | None] = None
     #: The OAuth connect flow of this platform, if it has one.
     oauth: ClassVar[OAuthSpec | None] = None
+    #: Settings that are secrets (a webhook secret an operator chose): the engine keeps them
+    #: with the encrypted credentials, where the connector reads them, and never answers them.
+    secret_settings: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def prepare_credentials(cls, credentials: dict[str, Any], settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
