@@ -31,8 +31,8 @@ from syncd.engine.context import EngineContext
 from syncd.engine.engine import Engine, work_budget
 from syncd.logs import configure_logging
 from syncd.mapping import load_mappings
-from syncd.store import Store
 from syncd.serving import server_config
+from syncd.store import Store
 
 log = structlog.get_logger(__name__)
 

@@ -6,8 +6,8 @@ JSON is never answered 401 (that means a bad signature)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import hmac
+import json
 import time
 from typing import Any
 

@@ -8,7 +8,16 @@ import logging
 import pytest
 import structlog
 
-from syncd.logs import KNOWN_SECRETS, REDACTED, SecretValues, bind, bound, configure_logging, redact_secrets, unbind
+from syncd.logs import (
+    KNOWN_SECRETS,
+    REDACTED,
+    SecretValues,
+    bind,
+    bound,
+    configure_logging,
+    redact_secrets,
+    unbind,
+)
 
 # Real signature headers and secrets from the platforms' documentation (see
 # ../shared/fixtures/providers/*.json for the full vectors).
