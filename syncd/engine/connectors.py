@@ -212,10 +212,13 @@ class Connectors:
         self._cache[integration_id] = connector
         return connector
 
-    async def forget(self, integration_id: str) -> None:
+    async def forget(self, integration_id: str, *, close: bool = True) -> None:
+        """Drop the cached connector; ``close=False`` when it is in use by the caller (it is
+        closed when garbage, and the next user builds a fresh one)."""
         self._building.pop(integration_id, None)
+        KNOWN_SECRETS.forget(integration_id)
         connector = self._cache.pop(integration_id, None)
-        if connector is not None:
+        if connector is not None and close:
             await connector.close()
 
     async def close(self) -> None:
