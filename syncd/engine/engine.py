@@ -20,7 +20,7 @@ from syncd.engine.exporter import Exporter
 from syncd.engine.importer import Importer, chat_data
 from syncd.engine.inbox import Inbox
 from syncd.engine.leases import hold
-from syncd.engine.notifier import CallbackSender
+from syncd.engine.notifier import CallbackSender, sweep_owed_callbacks
 from syncd.engine.outbox import Outbox
 from syncd.engine.poller import PollBusy, Poller
 from syncd.kit.errors import AuthError, PermanentError, ProviderError
@@ -113,10 +113,14 @@ class Engine:
 
     async def resume(self) -> None:
         """Continue every unfinished import (after a restart, a crash, a failed page, or a
-        replica that died holding the lease)."""
+        replica that died holding the lease), and queue the app callbacks a process died
+        before queueing."""
         for integration in await self.store.list_integrations(status="active"):
             if await self.importer.has_work(integration.id):
                 self.importer.kick(integration.id)
+        owed = await sweep_owed_callbacks(self.ctx)
+        if owed:
+            log.info("queued callbacks a stopped process owed", messages=owed)
 
     async def poll(self, integration_id: str) -> None:
         """One scheduled poll; a stopping engine starts none, and ``stop`` waits for those in hand.

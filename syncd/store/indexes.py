@@ -21,6 +21,9 @@ INDEXES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("messages", "app_message", "customerId platform appMessageId",
      {"partialFilterExpression": {"appMessageId": _STRING}}),
     ("chats", "chat_integration", "integrationId", {}),
+    # Only messages whose callback is owed carry the mark: the sweep reads a tiny index.
+    ("messages", "callback_owed", "callbackPending updatedAt",
+     {"partialFilterExpression": {"callbackPending": {"$exists": True}}}),
     ("integrations", "integration_owner", "customerId platform", {}),
     # The claims sort due items by these keys: with the tie-breaker in the index a claim reads
     # the first items in order instead of sorting every due item in memory.
