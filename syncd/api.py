@@ -363,7 +363,13 @@ def create_app(engine: Engine) -> FastAPI:
             platform=body.platform, customer_id=body.customer_id, name=body.name,
             credentials=body.credentials, settings=body.settings,
         )
-        return {"integration": integration_view(integration)}
+        view = integration_view(integration)
+        if integration.setup:
+            # Shown this once: it may carry a secret syncd generated, which the user pastes
+            # at the platform (the URL it pushes to, with its token).
+            view["setup"] = integration.setup
+            view["webhookUrl"] = integration.setup.get("webhookUrl", view["webhookUrl"])
+        return {"integration": view}
 
     @app.get("/integrations", tags=["integrations"], dependencies=[Depends(admin)])
     async def list_integrations(customerId: str | None = None, platform: str | None = None) -> dict[str, Any]:

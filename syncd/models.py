@@ -94,6 +94,9 @@ class Integration(Doc):
     status_reason: str | None = None
     created_at: UtcDatetime = Field(default_factory=utcnow)
     updated_at: UtcDatetime = Field(default_factory=utcnow)
+    #: What the user must paste at the platform (a generated secret among it): set only on the
+    #: integration a create returns, never stored nor listed.
+    setup: dict[str, Any] | None = Field(default=None, exclude=True)
 
 
 class Chat(Doc):

@@ -195,6 +195,7 @@ class Engine:
         try:
             connector_cls = self.ctx.connectors.connector_class(platform)
             credentials, settings = secrets_from_settings(connector_cls, dict(credentials), dict(settings or {}))
+            given = set(credentials)
             # What syncd generates itself (webhook secret tokens, clientState) is added first,
             # so it is validated and stored like the rest.
             credentials, settings = connector_cls.prepare_credentials(credentials, settings)
@@ -226,6 +227,8 @@ class Engine:
         if connector_cls.maintain_every_s is not None:
             self._track(self.maintain(integration.id), f"maintain:{integration.id}")
         log.info("integration created", integration_id=integration.id, platform=platform, customer_id=customer_id)
+        generated = {k: v for k, v in credentials.items() if k not in given}
+        integration.setup = connector_cls.setup(generated, self.ctx.settings.webhook_url(platform, integration.id))
         return integration
 
     async def _identify(self, integration: Integration,

@@ -88,6 +88,14 @@ class Connector(abc.ABC):
         return credentials, settings
 
     @classmethod
+    def setup(cls, generated: dict[str, Any], webhook_url: str) -> dict[str, Any] | None:
+        """What the user must paste at the platform of the credentials syncd ``generated``
+        (``prepare_credentials``), shown once in the creation answer, the only place a
+        generated secret is ever answered: e.g. a push endpoint URL that carries its token.
+        ``None``: nothing to paste. Must not do I/O."""
+        return None
+
+    @classmethod
     def credentials_from_oauth(
         cls, token: dict[str, Any], *, client_id: str, client_secret: str
     ) -> dict[str, Any]:
