@@ -57,7 +57,7 @@ def tally_callbacks(received: list[dict], truth_ids: set[str]) -> Tally:
 async def crash_once(page: int, seed: int = 0) -> Row:
     row = Row(NAME, runs=1)
     with slack_pages(PAGE):
-        async with testbed(seed) as (tb, wire):
+        async with testbed(seed) as (tb, _wire):
             _workspace(tb)
             victim = await mortal(tb)
             counter = {"pages": 0}
