@@ -66,8 +66,8 @@ FILE_KEYS = {"document": None, "audio": None, "video": None, "voice": "audio/ogg
              "video_note": "video/mp4", "animation": None, "sticker": None, "photo": "image/jpeg"}
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
 SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
-#: ``{bot id}:{secret}`` as @BotFather issues it. The shape is enforced because the log
-#: redactor (``syncd.logs``) masks exactly this shape in URLs (httpx logs them at DEBUG).
+#: ``{bot id}:{secret}`` as @BotFather issues it. The token sits in URLs (httpx logs them at
+#: DEBUG); the log redactor masks it by value, as the engine registers every credential.
 TOKEN_PATTERN = re.compile(r"[0-9]{5,}:[A-Za-z0-9_-]{30,}")
 #: Telegram picks a random next update_id after a week without updates, possibly below a
 #: stored offset (which would confirm, i.e. drop, it). Older offsets are not sent: every
