@@ -14,20 +14,31 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi.routing import APIRoute
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from syncd import metrics
 from syncd.api_platforms import platforms_router
+from syncd.bodies import MAX_JSON_DEPTH, too_deep
 from syncd.connect import connect_router
 from syncd.console import console_router
 from syncd.engine.engine import Engine, IntegrationError
 from syncd.engine.exporter import EventRejected
 from syncd.engine.notifier import message_view, sign
 from syncd.kit.errors import HandshakeRefused, MalformedDelivery, SignatureError
-from syncd.models import AppEvent, Chat, Integration, UserPlatform
+from syncd.logs import is_secret_key
+from syncd.models import AppEvent, Chat, ClientId, Integration, UserPlatform
 from syncd.universal import WebhookRequest
 
 
@@ -120,20 +131,46 @@ class _In(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
+def _storable_keys(value: Any, path: str = "settings") -> None:
+    """MongoDB reads a key that starts with ``$`` as an operator and one with ``.`` as a path:
+    neither may come from a client, at any depth."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            where = f"{path}.{key}"
+            if not isinstance(key, str) or key.startswith("$") or "." in key or "\x00" in key:
+                raise ValueError(f"key {where!r} may not start with '$' nor contain '.' or NUL")
+            _storable_keys(inner, where)
+    elif isinstance(value, list):
+        for item in value:
+            _storable_keys(item, path)
+
+
 class CreateIntegration(_In):
     platform: str = Field(min_length=1, max_length=64)
-    customer_id: str = Field(min_length=1, max_length=512)
+    customer_id: ClientId
     name: str | None = Field(default=None, max_length=512)
     credentials: dict[str, Any]
     settings: dict[str, Any] | None = None
+
+    @field_validator("credentials", "settings")
+    @classmethod
+    def _keys(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        _storable_keys(value, to_camel(info.field_name or ""))
+        return value
 
 
 class UpdateCredentials(_In):
     credentials: dict[str, Any]
 
+    @field_validator("credentials")
+    @classmethod
+    def _keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _storable_keys(value, "credentials")
+        return value
+
 
 class ImportChats(_In):
-    external_chat_ids: list[str] = Field(min_length=1, max_length=1000)
+    external_chat_ids: list[ClientId] = Field(min_length=1, max_length=1000)
 
 
 class Pause(_In):
@@ -141,18 +178,18 @@ class Pause(_In):
 
 
 class Resync(_In):
-    chat_ids: list[str] | None = Field(default=None, max_length=10000)
-    full: bool = False
+    chat_ids: list[ClientId] | None = Field(default=None, max_length=10000)
+    full: StrictBool = False
 
 
 class UserPlatformIn(_In):
-    customer_id: str = Field(min_length=1, max_length=512)
+    customer_id: ClientId
     platform: str = Field(min_length=1, max_length=64)
-    external_user_id: str = Field(min_length=1, max_length=512)
+    external_user_id: ClientId
     external_email: str | None = Field(default=None, max_length=512)
     display_name: str | None = Field(default=None, max_length=512)
-    integration_id: str | None = None
-    is_self: bool = False
+    integration_id: ClientId | None = None
+    is_self: StrictBool = False
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -192,6 +229,33 @@ def _webhook_operations() -> dict[str, Any]:
         }
         for method in ("GET", "POST")
     }
+
+
+def _refuse_deep(body: bytes) -> None:
+    if too_deep(body):
+        raise ApiError(400, "bad_request", f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+
+
+def guarded_route(admin: Any) -> type[APIRoute]:
+    """The route class of the API: FastAPI reads and parses a body before it runs a route's
+    dependencies, so an admin route checks its bearer token here first (a request without
+    one hears 401 whatever its body), and any body is refused if it nests too deep for a parser."""
+
+    class GuardedRoute(APIRoute):
+        def get_route_handler(self) -> Any:
+            handler = super().get_route_handler()
+            needs_admin = any(d.dependency is admin for d in self.dependencies)
+
+            async def guarded(request: Request) -> Response:
+                if needs_admin:
+                    admin(request)
+                if request.method in ("POST", "PUT", "PATCH"):
+                    _refuse_deep(await request.body())
+                return await handler(request)
+
+            return guarded
+
+    return GuardedRoute
 
 
 def _in_route_order(paths: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
@@ -256,8 +320,18 @@ def create_app(engine: Engine) -> FastAPI:
         if scheme.lower() != "bearer" or not matched:
             raise ApiError(401, "unauthorized", "missing or wrong bearer token")
 
+    app.router.route_class = guarded_route(admin)
+
     def integration_view(integration: Integration) -> dict[str, Any]:
         view = _view(integration)
+        try:
+            hidden = engine.ctx.connectors.connector_class(integration.platform).secret_settings
+        except KeyError:
+            hidden = ()
+        # Integrations stored before their secret settings moved to the credentials.
+        if isinstance(view.get("settings"), dict):
+            view["settings"] = {k: v for k, v in view["settings"].items()
+                                if k not in hidden and not (is_secret_key(k) and isinstance(v, str))}
         view["webhookUrl"] = settings.webhook_url(integration.platform, integration.id)
         return view
 
@@ -297,7 +371,13 @@ def create_app(engine: Engine) -> FastAPI:
             platform=body.platform, customer_id=body.customer_id, name=body.name,
             credentials=body.credentials, settings=body.settings,
         )
-        return {"integration": integration_view(integration)}
+        view = integration_view(integration)
+        if integration.setup:
+            # Shown this once: it may carry a secret syncd generated, which the user pastes
+            # at the platform (the URL it pushes to, with its token).
+            view["setup"] = integration.setup
+            view["webhookUrl"] = integration.setup.get("webhookUrl", view["webhookUrl"])
+        return {"integration": view}
 
     @app.get("/integrations", tags=["integrations"], dependencies=[Depends(admin)])
     async def list_integrations(customerId: str | None = None, platform: str | None = None) -> dict[str, Any]:
@@ -420,6 +500,7 @@ def create_app(engine: Engine) -> FastAPI:
         if integration is None or integration.platform != platform or integration.status == "deleted":
             raise ApiError(404, "not_found", f"no {platform} integration {integration_id!r}")
         body = await request.body()
+        _refuse_deep(body)
         scope = request.scope
         delivery = WebhookRequest(
             method=scope["method"], url=lambda: str(request.url),
@@ -434,9 +515,13 @@ def create_app(engine: Engine) -> FastAPI:
             raise ApiError(401, "bad_signature", str(exc) or "signature verification failed") from None
         except MalformedDelivery as exc:
             raise ApiError(400, "bad_request", str(exc)) from None
+        # An echoed handshake value (a validationToken, a hub.challenge) is the sender's text:
+        # a browser must never sniff it into HTML.
+        headers = {"x-content-type-options": "nosniff"}
         if isinstance(answer.body, dict):
-            return JSONResponse(answer.body, status_code=answer.status_code)
-        return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type)
+            return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
+        return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type,
+                        headers=headers)
 
     route = Route(WEBHOOK_PATH, webhook, methods=["GET", "POST"])
     route.methods.discard("HEAD")  # Starlette adds HEAD to every GET route; a platform never sends it
@@ -454,12 +539,14 @@ def create_app(engine: Engine) -> FastAPI:
         if secret is None:
             raise ApiError(503, "not_configured", "SYNCD_APP_WEBHOOK_SECRET is not set; events are disabled")
         body = await request.body()
-        given = request.headers.get("x-syncd-signature", "")
+        # Hex is case-insensitive, as everywhere a signature is checked.
+        given = request.headers.get("x-syncd-signature", "").strip().lower()
         if not hmac.compare_digest(given.encode(), sign(secret.get_secret_value(), body).encode()):
             raise ApiError(401, "bad_signature", "X-Syncd-Signature is missing or does not match the body")
+        _refuse_deep(body)
         try:
             raw = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):
             raise ApiError(400, "bad_request", "body is not valid JSON") from None
         if not isinstance(raw, dict):
             raise ApiError(400, "bad_request", "body must be a JSON object")

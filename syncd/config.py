@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     poll_lookback_s: float = Field(default=300.0, ge=0)
     webhook_max_skew_s: int = Field(default=300, ge=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    #: Longest a client may take to send one request, headers and body (slow-loris bound).
+    http_read_timeout_s: float = Field(default=30.0, gt=0)
+    #: Longest an idle keep-alive connection is kept open.
+    http_keep_alive_s: int = Field(default=15, gt=0)
+    #: Open connections (and requests in hand) beyond which new ones get 503.
+    http_max_connections: int = Field(default=2000, gt=0)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     outbox_max_attempts: int = Field(default=8, ge=1)

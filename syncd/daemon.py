@@ -32,6 +32,7 @@ from syncd.engine.engine import Engine, work_budget
 from syncd.engine.lifecycle import check_every, full_sync_period
 from syncd.kit.loader import api_roots, extra_dir, load_all
 from syncd.logs import configure_logging
+from syncd.serving import server_config
 from syncd.store import Store
 
 log = structlog.get_logger(__name__)
@@ -191,11 +192,10 @@ async def serve(settings: Settings, *, on_built: Callable[[Daemon], None] | None
     daemon = await build(settings, **kwargs)
     if on_built is not None:
         on_built(daemon)
-    server = uvicorn.Server(uvicorn.Config(
-        daemon.app, host=settings.http_host, port=settings.http_port, log_config=None,
-        access_log=False, lifespan="off",
+    server = uvicorn.Server(server_config(
+        daemon.app, settings,
         # Seconds, not whole seconds: int() made a grace under 1 s "wait for ever" (None).
-        timeout_graceful_shutdown=work_budget(settings.shutdown_grace_s),  # type: ignore[arg-type]
+        timeout_graceful_shutdown=work_budget(settings.shutdown_grace_s),
     ))
     _stop_on_signals(server)
     await daemon.start()

@@ -41,6 +41,20 @@ def as_utc(value: datetime | None) -> datetime | None:
 #: A timestamp field of a stored document: MongoDB hands back naive UTC, the model keeps aware UTC.
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
 
+#: The longest id syncd takes from a client: longer than any platform's (email thread ids
+#: and Graph's composed chat ids stay well under it), short enough for an index key.
+MAX_ID_LENGTH = 512
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL bytes")
+    return value
+
+
+#: An id a client gives (a chat, a customer, an event, a message): bounded and NUL-free.
+ClientId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_no_nul)]
+
 
 def _aware(value: Any) -> Any:
     return as_utc(value) if isinstance(value, datetime) else value
@@ -100,6 +114,9 @@ class Integration(Doc):
     disconnect: Disconnect | None = None
     created_at: UtcDatetime = Field(default_factory=utcnow)
     updated_at: UtcDatetime = Field(default_factory=utcnow)
+    #: What the user must paste at the platform (a generated secret among it): set only on the
+    #: integration a create returns, never stored nor listed.
+    setup: dict[str, Any] | None = Field(default=None, exclude=True)
 
 
 class Chat(Doc):
@@ -239,12 +256,12 @@ class AppMessage(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    id: str | None = Field(default=None, min_length=1, max_length=512)
+    id: ClientId | None = None
     text: str | None = None
     html: str | None = None
     subject: str | None = None
-    external_message_id: str | None = None
-    external_thread_id: str | None = None
+    external_message_id: ClientId | None = None
+    external_thread_id: ClientId | None = None
 
 
 class AppEvent(BaseModel):
@@ -252,12 +269,12 @@ class AppEvent(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    id: str = Field(min_length=1, max_length=512)
+    id: ClientId
     type: Literal["message.created", "message.updated", "message.deleted"]
-    customer_id: str = Field(min_length=1, max_length=512)
+    customer_id: ClientId
     platform: str = Field(min_length=1, max_length=64)
-    chat_id: str | None = None
-    external_chat_id: str | None = None
+    chat_id: ClientId | None = None
+    external_chat_id: ClientId | None = None
     message: AppMessage
 
     @model_validator(mode="after")

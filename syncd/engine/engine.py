@@ -21,10 +21,10 @@ from syncd.engine.importer import Importer, chat_data
 from syncd.engine.inbox import Inbox
 from syncd.engine.leases import hold
 from syncd.engine.lifecycle import Lifecycle, full_sync_period, valid_period
-from syncd.engine.notifier import CallbackSender
+from syncd.engine.notifier import CallbackSender, sweep_owed_callbacks
 from syncd.engine.outbox import Outbox
 from syncd.engine.poller import PollBusy, Poller
-from syncd.kit.errors import AuthError, ProviderError
+from syncd.kit.errors import AuthError, PermanentError, ProviderError
 from syncd.models import Chat, Integration, SyncStatus, UserPlatform
 from syncd.universal import ChatData, UserData
 
@@ -42,6 +42,18 @@ def work_budget(grace_s: float) -> float:
     leases, and the process exit itself (the interpreter's teardown of syncd's modules alone
     takes 0.6-0.8 s), so a process killed when its grace period ends has done all of that."""
     return max(0.0, grace_s - min(1.5, grace_s / 2))
+
+
+def secrets_from_settings(connector_cls: Any, credentials: dict[str, Any],
+                          settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A secret an operator put in ``settings`` (the platform declares which) moves to the
+    credentials: encrypted at rest, and never answered back by the API."""
+    for key in connector_cls.secret_settings:
+        if key in settings:
+            value = settings.pop(key)
+            if value is not None:
+                credentials.setdefault(key, value)
+    return credentials, settings
 
 
 class IntegrationError(Exception):
@@ -104,10 +116,14 @@ class Engine:
 
     async def resume(self) -> None:
         """Continue every unfinished import (after a restart, a crash, a failed page, or a
-        replica that died holding the lease)."""
+        replica that died holding the lease), and queue the app callbacks a process died
+        before queueing."""
         for integration in await self.store.list_integrations(status="active"):
             if await self.importer.has_work(integration.id):
                 self.importer.kick(integration.id)
+        owed = await sweep_owed_callbacks(self.ctx)
+        if owed:
+            log.info("queued callbacks a stopped process owed", messages=owed)
 
     async def poll(self, integration_id: str) -> None:
         """One scheduled poll; a stopping engine starts none, and ``stop`` waits for those in hand.
@@ -181,9 +197,11 @@ class Engine:
     ) -> Integration:
         try:
             connector_cls = self.ctx.connectors.connector_class(platform)
+            credentials, settings = secrets_from_settings(connector_cls, dict(credentials), dict(settings or {}))
+            given = set(credentials)
             # What syncd generates itself (webhook secret tokens, clientState) is added first,
             # so it is validated and stored like the rest.
-            credentials, settings = connector_cls.prepare_credentials(dict(credentials), dict(settings or {}))
+            credentials, settings = connector_cls.prepare_credentials(credentials, settings)
             self.ctx.connectors.validate_credentials(platform, credentials)
         except UnknownPlatform:
             raise IntegrationError(
@@ -215,6 +233,8 @@ class Engine:
         if connector_cls.maintain_every_s is not None:
             self._track(self.maintain(integration.id), f"maintain:{integration.id}")
         log.info("integration created", integration_id=integration.id, platform=platform, customer_id=customer_id)
+        generated = {k: v for k, v in credentials.items() if k not in given}
+        integration.setup = connector_cls.setup(generated, self.ctx.settings.webhook_url(platform, integration.id))
         return integration
 
     async def _identify(self, integration: Integration,
@@ -223,8 +243,9 @@ class Engine:
         credentials to store (a check that refreshed a token hands back the rotated grant:
         storing the one it replaced would lose it where a provider revokes used tokens).
 
-        ``IntegrationError`` 422 when the platform rejects them. When it cannot be reached
-        they are not known to be wrong: accepted, and the sync retries on schedule."""
+        ``IntegrationError`` 422 when the platform rejects them (or the request they make),
+        503 ``platform_unreachable`` at once when it cannot be reached: credentials that were
+        never checked are not stored as working ones."""
         platform = integration.platform
         latest = credentials
 
@@ -232,14 +253,19 @@ class Engine:
             nonlocal latest
             latest = new
 
-        connector = self.ctx.connectors.build(integration, credentials, on_credentials=rotated)
+        connector = self.ctx.connectors.build(integration, credentials, on_credentials=rotated, quick=True)
         try:
             return await connector.identify(), latest
         except AuthError as exc:
             raise IntegrationError(422, "credentials_rejected", f"{platform} rejected the credentials: {exc}") from None
+        except PermanentError as exc:
+            raise IntegrationError(422, "credentials_rejected",
+                                   f"{platform} refused the credentials check: {exc}") from None
         except ProviderError as exc:
             log.warning("could not check credentials with the platform", platform=platform, error=str(exc))
-            return [], latest
+            raise IntegrationError(503, "platform_unreachable",
+                                   f"{platform} cannot be reached to check the credentials ({exc}); "
+                                   "nothing was stored, try again") from None
         finally:
             await connector.close()
 

@@ -113,6 +113,11 @@ class Exporter:
             # Retried within the attempt budget: its create may still be on its way here
             # (another replica claimed it a moment ago), else it is dead-lettered.
             raise RetryableError("no stored message matches message.id / externalMessageId")
+        if message.deleted_at is not None:
+            # Deleted (by the app or at the platform) before this event was taken: a deleted
+            # message is never edited nor deleted again, there or here.
+            return {"messageId": message.id, "externalMessageId": message.external_message_id,
+                    "skipped": "the message was deleted"}
         if message.external_message_id is None:
             if message.delivery_state == "failed":
                 raise PermanentError("the message's create was dead-lettered; there is nothing to change")
@@ -131,7 +136,7 @@ class Exporter:
             given = {name: getattr(event.message, name) for name in ("text", "html", "subject")}
             await self.ctx.store.update_message(
                 message.id, **{k: v for k, v in given.items() if v is not None},
-                edited_at=result.edited_at or self.ctx.now(),
+                edited_at=result.edited_at or self.ctx.now(), live_only=True,
             )
         else:
             await connector.delete(out)

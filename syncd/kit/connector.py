@@ -91,12 +91,23 @@ class Connector(abc.ABC):
     #: What a disconnect cannot undo at the platform because syncd did not set it up there
     #: (a webhook URL pasted into the platform's console): told to the user, who removes it.
     manual_teardown: ClassVar[str | None] = None
+    #: Settings that are secrets (a webhook secret an operator chose): the engine keeps them
+    #: with the encrypted credentials, where the connector reads them, and never answers them.
+    secret_settings: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def prepare_credentials(cls, credentials: dict[str, Any], settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Fill in what syncd generates itself (a webhook secret token, a clientState) before
         the credentials are validated and stored. Must not do I/O."""
         return credentials, settings
+
+    @classmethod
+    def setup(cls, generated: dict[str, Any], webhook_url: str) -> dict[str, Any] | None:
+        """What the user must paste at the platform of the credentials syncd ``generated``
+        (``prepare_credentials``), shown once in the creation answer, the only place a
+        generated secret is ever answered: e.g. a push endpoint URL that carries its token.
+        ``None``: nothing to paste. Must not do I/O."""
+        return None
 
     @classmethod
     def credentials_from_oauth(
@@ -186,6 +197,7 @@ class Connector(abc.ABC):
         (``None`` if it never ran). Raises ``ProviderError`` when the platform could not be
         reached, so the engine retries; what is already gone is not an error. Default: nothing
         to undo."""
+        return None
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -315,7 +315,7 @@ class ManifestConnector(Connector):
             return dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
         try:
             return json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise MalformedDelivery("the delivery is not JSON") from None
 
     def _delivery_id(self, request: WebhookRequest, body: Any) -> str:

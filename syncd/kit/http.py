@@ -31,7 +31,9 @@ from syncd.kit.errors import (
     RateLimited,
     RetryableError,
     TransientError,
+    scrub_exception,
 )
+from syncd.logs import SecretValues
 
 _OUTCOMES: dict[type, str] = {RateLimited: "rate_limited", TransientError: "transient", AuthError: "auth"}
 
@@ -89,6 +91,20 @@ def default_classify(response: httpx.Response) -> None:
     if status >= 500 or status == 408:
         raise TransientError(f"server error ({status})", status=status)
     raise PermanentError(f"request failed ({status})", status=status)
+
+
+_DOT_SEGMENTS = frozenset({".", "..", "%2e", "%2e%2e", ".%2e", "%2e."})
+
+
+def refuse_escaping(url: str, name: str) -> None:
+    """An id that became part of a path (a page id of ``../../escape``, ``x#frag``) must not
+    move the request elsewhere on the platform's host, carrying the integration's token:
+    dot segments, a fragment, and backslashes are refused before anything is sent."""
+    # The string as written: parsing it (httpx too) would already have resolved the dots.
+    path = url.split("?")[0]
+    if "#" in url or "\\" in url or any(seg.lower() in _DOT_SEGMENTS for seg in path.split("/")):
+        raise PermanentError(f"{name}: refused a request whose path escapes its template (an id with "
+                             "'/', '..', '#' or '\\' in it)")
 
 
 class RetryPolicy:
@@ -165,6 +181,9 @@ class ProviderHttp:
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
         self.calls = 0
+        #: This integration's secret values (its credentials, what it refreshed, whatever it
+        #: sent as ``Authorization``): scrubbed from every error a platform answers.
+        self.secrets = SecretValues()
         #: Set while a request waits out a 429's Retry-After: the others wait with it.
         self._pause: asyncio.Event | None = None
         #: Live requests in flight, and the background lane's one slot (see ``background_lane``).
@@ -192,6 +211,7 @@ class ProviderHttp:
         """
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
         name = label or f"{method} {path.split('?')[0]}"
+        refuse_escaping(url, name)
         check = classify or self.classify
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.max_retries + 1),
@@ -259,6 +279,7 @@ class ProviderHttp:
         request = self.client.build_request(method, url, **kwargs)
         if self.authenticate is not None:
             await self.authenticate(request)
+        self._remember_auth(request)
         self.calls += 1
         try:
             response = await self.client.send(request, auth=self.auth or httpx.USE_CLIENT_DEFAULT)
@@ -274,9 +295,18 @@ class ProviderHttp:
         except ProviderError as exc:
             self._count(_OUTCOMES.get(type(exc), "permanent"))
             exc.args = (f"{name}: {exc.args[0]}",)
+            scrub_exception(exc, self.secrets)
             raise
         self._count("ok")
         return response
+
+    def _remember_auth(self, request: httpx.Request) -> None:
+        """Whatever authenticates a request is a secret, however the connector got it (a
+        refreshed access token included)."""
+        given = request.headers.get("authorization")
+        if given:
+            scheme, _, value = given.partition(" ")
+            self.secrets.add(value.strip() or scheme)
 
     def _count(self, outcome: str) -> None:
         metrics.PROVIDER_REQUESTS.labels(self.platform or "unknown", outcome).inc()

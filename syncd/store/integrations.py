@@ -35,8 +35,8 @@ class IntegrationsStore(StoreBase):
 
     async def insert_integration(self, integration: Integration, credentials: dict) -> None:
         self._integration_cache.pop(integration.id, None)
-        await self.integrations.insert_one({**_doc(integration),
-                                            "credentials": self._encrypt(credentials)})
+        await self.integrations.insert_one({**_doc(integration), "credentials": self._encrypt(credentials),
+                                            "credentialsVersion": 1})
 
     def _remember(self, id: str, integration: Integration | None) -> Integration | None:
         if integration is None:
@@ -83,22 +83,40 @@ class IntegrationsStore(StoreBase):
         return self._remember(id, Integration.model_validate(_strip(doc)) if doc else None)
 
     async def get_credentials(self, id: str) -> dict:
-        doc = await self.integrations.find_one({"_id": id}, {"credentials": 1})
+        return (await self.get_versioned_credentials(id))[0]
+
+    async def get_versioned_credentials(self, id: str) -> tuple[dict, int]:
+        """The credentials and their version: a write made from them names that version (see
+        :meth:`set_credentials`)."""
+        doc = await self.integrations.find_one({"_id": id}, {"credentials": 1, "credentialsVersion": 1})
         if doc is None:
             raise KeyError(f"integration {id} not found")
         try:
-            return json.loads(self._fernet.decrypt(doc["credentials"].encode()))
+            credentials = json.loads(self._fernet.decrypt(doc["credentials"].encode()))
         except (InvalidToken, KeyError, AttributeError) as exc:
             raise ValueError(f"credentials of integration {id} cannot be decrypted with the "
                              "configured secret key") from exc
+        return credentials, int(doc.get("credentialsVersion") or 0)
 
-    async def set_credentials(self, id: str, credentials: dict) -> None:
+    async def set_credentials(self, id: str, credentials: dict, *, based_on: int | None = None) -> int | None:
+        """Store new credentials; returns their version. ``based_on`` fences the write: it is
+        refused (``None``) unless the stored credentials are still that version, so a token
+        refreshed from credentials that were replaced meanwhile never overwrites the new ones.
+        Without it (an operator's new credentials) the write always wins."""
         self._integration_cache.pop(id, None)
-        result = await self.integrations.update_one(
-            {"_id": id}, {"$set": {"credentials": self._encrypt(credentials),
-                                   "updatedAt": self.clock()}})
-        if result.matched_count == 0:
-            raise KeyError(f"integration {id} not found")
+        query: dict[str, Any] = {"_id": id}
+        if based_on is not None:
+            # Integrations stored before versions existed are version 0 (no field).
+            query["credentialsVersion"] = based_on if based_on else {"$in": [0, None]}
+        doc = await self.integrations.find_one_and_update(
+            query, {"$set": {"credentials": self._encrypt(credentials), "updatedAt": self.clock()},
+                    "$inc": {"credentialsVersion": 1}},
+            projection={"credentialsVersion": 1}, return_document=_AFTER)
+        if doc is not None:
+            return int(doc["credentialsVersion"])
+        if based_on is not None and await self.integrations.count_documents({"_id": id}, limit=1):
+            return None
+        raise KeyError(f"integration {id} not found")
 
     async def wipe_credentials(self, id: str) -> None:
         """Remove the stored credentials for good (a deleted integration keeps none)."""

@@ -39,6 +39,9 @@ class WriteResult:
     checkpointed: bool | None = None
 
 
+#: The field that marks a message whose app callback is not queued yet (its value: the kind).
+PENDING_CALLBACK = "callbackPending"
+
 #: Builds the caller's sync status (an import's page cursor and counts) from what a write of
 #: its page did, so the status can travel in the same round-trip as the messages.
 Checkpoint = Callable[[WriteResult], SyncStatus]
@@ -88,12 +91,16 @@ def _plan(existing: dict[str, Any] | None, rows: list[Message], now: datetime, r
     # Several events for one message in one page reach the app as one callback.
     kind = next((k for k in ("deleted", "created", "updated") if k in kinds), None)
     message = Message.model_validate(_strip(current)) if report and kind and current else None
+    # The callback this change owes the app, written with the change itself: a process that
+    # dies before queueing it leaves the mark, and the sweep queues it (``callback_pending``).
+    owed = {PENDING_CALLBACK: kind} if message is not None else {}
     if existing is None:
         assert current is not None
-        document = {**current, "_id": current["id"], "rev": 0}
+        document = {**current, "_id": current["id"], "rev": 0, **owed}
         return _Plan(InsertOne(document), {}, counts, kind, message, document)
     if not sets:
         return _Plan(None, {}, counts, kind, message)
+    sets.update(owed)
     rev = existing.get("rev")
     sets["rev"] = (rev or 0) + 1
     op = UpdateOne({"_id": existing["_id"], "rev": rev}, {"$set": sets})
@@ -197,6 +204,21 @@ class UpsertsStore(StoreBase):
             else:
                 plan.commit(result)
         return retry
+
+    async def owed_callbacks(self, changed_before: datetime, limit: int = 500) -> list[tuple[str, Message]]:
+        """Messages whose change was written but whose app callback was never queued (the
+        process died in between), as (kind, message); only those last changed before
+        ``changed_before``, so a write whose callbacks are being queued right now is left alone."""
+        query = {PENDING_CALLBACK: {"$exists": True}, "updatedAt": {"$lt": changed_before}}
+        return [(doc[PENDING_CALLBACK], Message.model_validate(_strip(doc)))
+                async for doc in self.messages.find(query).limit(limit)]
+
+    async def callbacks_queued(self, message_ids: Iterable[str]) -> None:
+        """The callbacks of these messages are in the outbox: their marks go."""
+        ids = sorted(set(message_ids))
+        if ids:
+            await self.messages.update_many({"_id": {"$in": ids}, PENDING_CALLBACK: {"$exists": True}},
+                                            {"$unset": {PENDING_CALLBACK: ""}})
 
     async def _insert_with_checkpoint(self, pending: dict[tuple, list[Message]],
                                       planned: list[tuple[tuple, _Plan]], result: WriteResult,

@@ -13,6 +13,7 @@ from syncd.kit.http import (
     ProviderHttp,
     RetryPolicy,
     background_lane,
+    bearer,
     default_classify,
     parse_retry_after,
 )
@@ -167,4 +168,32 @@ async def test_live_requests_never_wait_for_the_background_lane_which_runs_one_a
     gates.setdefault("page2", asyncio.Event()).set()
     await asyncio.wait_for(asyncio.gather(first, second), 1)
     assert order == ["page1", "poll", "page2"]
+
+
+@pytest.mark.parametrize("path", ["/v1/../../escape/messages", "/v1/x#frag/messages", "/v1/%2E%2E/me",
+                                  "/v1/a\\..\\b"])
+async def test_a_path_that_escapes_its_template_is_refused_before_anything_is_sent(path):
+    sent: list[httpx.Request] = []
+    http = ProviderHttp("https://api.example", transport=httpx.MockTransport(
+        lambda r: sent.append(r) or httpx.Response(200, json={})))
+    with pytest.raises(PermanentError, match="escapes its template"):
+        await http.request("GET", path)
+    assert sent == []
+    await http.aclose()
+
+
+async def test_a_token_the_platform_quotes_in_its_error_is_scrubbed_from_the_exception():
+    def answer(request: httpx.Request) -> httpx.Response:
+        token = request.headers["authorization"].partition(" ")[2]
+        return httpx.Response(400, json={"error": f"bad token {token}"})
+
+    def classify(response: httpx.Response) -> None:
+        if response.status_code >= 400:
+            raise PermanentError(response.json()["error"])
+
+    http = ProviderHttp("https://api.example", classify=classify, authenticate=bearer("tok-echoed-123456"),
+                        transport=httpx.MockTransport(answer))
+    with pytest.raises(PermanentError) as raised:
+        await http.request("GET", "/me")
+    assert "tok-echoed-123456" not in str(raised.value) and "[redacted]" in str(raised.value)
     await http.aclose()

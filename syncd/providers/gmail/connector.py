@@ -14,10 +14,12 @@ import hmac
 import json
 import os
 import re
+import secrets
 from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -220,6 +222,24 @@ class GmailConnector(Connector):
         base_url_key="google_oauth",
         authorize_params=(("access_type", "offline"), ("prompt", "consent"), ("include_granted_scopes", "true")),
     )
+
+    @classmethod
+    def prepare_credentials(cls, credentials: dict[str, Any],
+                            settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A push token is generated when none is given: without one every Pub/Sub push would
+        be refused and the integration would only poll."""
+        if not (credentials.get("pushToken") or credentials.get("push_token")):
+            credentials = {**credentials, "pushToken": secrets.token_urlsafe(32)}
+        return credentials, settings
+
+    @classmethod
+    def setup(cls, generated: dict[str, Any], webhook_url: str) -> dict[str, Any] | None:
+        """The Pub/Sub push subscription's endpoint: the webhook URL with the generated token."""
+        token = generated.get("pushToken")
+        if not token:
+            return None
+        return {"webhookUrl": f"{webhook_url}?{urlencode({'token': token})}",
+                "where": "Pub/Sub push subscription of settings.pubsubTopic: Endpoint URL"}
 
     @classmethod
     def credentials_from_oauth(cls, token: dict[str, Any], *, client_id: str, client_secret: str) -> dict[str, Any]:

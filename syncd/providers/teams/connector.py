@@ -63,6 +63,7 @@ class TeamsConnector(TeamsAuth, TeamsChats, TeamsMessages, TeamsExport, TeamsWeb
     Credentials: ClassVar[type[BaseModel]] = TeamsCredentials
     base_url_key: ClassVar[str | None] = "teams"
     maintain_every_s: ClassVar[float | None] = 15 * 60
+    secret_settings: ClassVar[tuple[str, ...]] = ("clientState",)
     oauth: ClassVar[OAuthSpec | None] = OAuthSpec(
         authorize_url="/common/oauth2/v2.0/authorize", token_url="/common/oauth2/v2.0/token",
         scopes=SCOPES, base_url_key="microsoft_login", authorize_params=(("response_mode", "query"),),
