@@ -16,7 +16,8 @@ already created; for a real server the daemon calls :meth:`Store.ensure_indexes`
 :class:`Store` is composed of one part per concern, each a module of this package:
 ``integrations`` (with the credentials they hold), ``user_platforms``, ``chats``,
 ``messages`` (lookups, pages, the app's own messages), ``upserts`` (platform pages merged in
-rounds, with their checkpoint), ``sync_status``, ``queues`` (inbox and outbox) and ``leases``;
+rounds, with their checkpoint), ``sync_status``, ``queues`` (inbox and outbox), ``deadletters`` (what the queues gave
+up on) and ``leases``;
 ``documents`` holds what they share, ``indexes`` the index list, ``crypto`` the secret key.
 What this module exports is the whole public surface.
 """
@@ -34,6 +35,7 @@ from pymongo.errors import PyMongoError
 from syncd.models import Integration, utcnow
 from syncd.store.chats import ChatsStore
 from syncd.store.crypto import _fernet
+from syncd.store.deadletters import DeadLetter, DeadLettersStore
 from syncd.store.documents import MAX_ROUNDS, StoreConflict
 from syncd.store.indexes import INDEXES, RETIRED_INDEXES
 from syncd.store.integrations import INTEGRATION_CACHE_S, IntegrationsStore
@@ -46,7 +48,7 @@ from syncd.store.user_platforms import UserPlatformsStore
 
 __all__ = [
     "INDEXES", "INTEGRATION_CACHE_S", "MAX_PAGE", "MAX_ROUNDS", "RETIRED_INDEXES", "Checkpoint",
-    "Store", "StoreConflict", "WriteResult", "decode_cursor", "encode_cursor",
+    "DeadLetter", "Store", "StoreConflict", "WriteResult", "decode_cursor", "encode_cursor",
 ]
 
 #: The wire version of MongoDB 8.0, the first with the client-level ``bulkWrite`` command.
@@ -54,7 +56,7 @@ _CLIENT_BULK_WIRE_VERSION = 25
 
 
 class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, UpsertsStore,
-            SyncStatusStore, QueuesStore, LeasesStore):
+            SyncStatusStore, QueuesStore, DeadLettersStore, LeasesStore):
     """MongoDB access for every collection of DESIGN §2. ``clock`` is replaceable in tests."""
 
     def __init__(self, client: Any, db: Any, fernet: Fernet | MultiFernet):

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from syncd.config import DEFAULT_BASE_URLS, Settings
-from syncd.connect import (
+from syncd.api.connect import (
     StateError,
     link_signature,
     read_state,

@@ -18,7 +18,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2] / "syncd"
 #: Family modules under ``syncd.providers`` that several platforms share (Meta's Graph API,
 #: email MIME). Anything else there is a platform's folder, which no other platform may import.
 SHARED_PROVIDER_MODULES = frozenset({"mime", "meta"})
-_ABOVE_PLATFORMS = ("syncd.store", "syncd.engine", "syncd.api", "syncd.connect", "syncd.cli", "syncd.daemon",
+_ABOVE_PLATFORMS = ("syncd.store", "syncd.engine", "syncd.api", "syncd.cli", "syncd.daemon",
                     "syncd.demo", "syncd.testbed", "syncd.console")
 
 #: (modules this applies to, what they must never import, why).
