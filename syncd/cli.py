@@ -1,14 +1,18 @@
 """The ``syncd`` command line.
 
 ``syncd run`` starts the daemon; ``syncd demo`` runs the whole two-way sync against the
-built-in simulators; ``resync``, ``status`` and ``integrations`` talk to a running daemon's
-HTTP API (``--api``, default ``http://localhost:$SYNCD_HTTP_PORT``) with ``$SYNCD_ADMIN_TOKEN``.
+built-in simulators; ``syncd sim <platform>`` serves one simulator for a trial; ``resync``,
+``status``, ``integrations`` and ``deadletters`` talk to a running daemon's HTTP API (``--api``,
+default ``http://localhost:$SYNCD_HTTP_PORT``) with ``$SYNCD_ADMIN_TOKEN``; ``events send``
+signs an app event with ``$SYNCD_APP_WEBHOOK_SECRET`` and posts it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import json
 import os
 import sys
@@ -144,6 +148,64 @@ def cmd_integrations(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim(args: argparse.Namespace) -> int:
+    from syncd import trial
+
+    try:
+        sim, seeded = trial.make(args.platform, seed=not args.no_seed)
+        sock = trial.bind(args.host, args.port)
+    except trial.TrialError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    host, port = sock.getsockname()[:2]
+    print(trial.instructions(args.platform, sim, f"http://{host}:{port}", seeded), flush=True)
+    try:
+        trial.serve(sim, sock)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    secret = args.secret or os.environ.get("SYNCD_APP_WEBHOOK_SECRET")
+    if not secret:
+        raise SystemExit("error: set SYNCD_APP_WEBHOOK_SECRET or pass --secret")
+    event = {"id": args.id or f"cli-{os.urandom(8).hex()}", "type": f"message.{args.type}",
+             "customerId": args.customer, "platform": args.platform, "externalChatId": args.chat,
+             "message": {"id": args.message_id or f"cli-msg-{os.urandom(8).hex()}", "text": args.text}}
+    body = json.dumps(event).encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    with httpx.Client(base_url=args.api, timeout=30) as client:
+        answer = _call(client, "POST", "/events", content=body,
+                       headers={"content-type": "application/json", "x-syncd-signature": signature})
+    print(f"event {answer['eventId']}: {answer['status']}" + (f" ({answer['error']})" if answer.get("error") else ""))
+    return 0
+
+
+def _dead_letter_table(letters: list[dict[str, Any]]) -> str:
+    if not letters:
+        return "no dead letters"
+    rows = [("id", "kind", "platform", "integration", "what", "attempts", "error")]
+    for d in letters:
+        what = d.get("eventId") or d.get("deliveryId") or ""
+        rows.append((d["id"], d["kind"], d.get("platform") or "", d.get("integrationId") or "", what,
+                     str(d.get("attempts", 0)), (d.get("error") or "")[:80]))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def cmd_deadletters(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "list":
+            params = {k: v for k, v in {"customerId": args.customer, "integrationId": args.integration}.items() if v}
+            print(_dead_letter_table(_call(client, "GET", "/deadletters", params=params)["deadLetters"]))
+        else:
+            for id in args.ids:
+                letter = _call(client, "POST", f"/deadletters/{id}/retry")["deadLetter"]
+                print(f"{id}: {letter['kind']} queued again")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     port = os.environ.get("SYNCD_HTTP_PORT", "8080")
     root = argparse.ArgumentParser(prog="syncd", description="Two-way message sync daemon.")
@@ -162,7 +224,8 @@ def parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     def client_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--api", default=f"http://localhost:{port}", help="syncd base URL")
+        p.add_argument("--api", default=f"http://localhost:{port}",
+                       help="syncd's base URL (default: %(default)s, from $SYNCD_HTTP_PORT)")
         p.add_argument("--token", help="admin token (default $SYNCD_ADMIN_TOKEN)")
 
     resync = sub.add_parser("resync", help="re-read an integration's history (or some chats)")
@@ -198,6 +261,40 @@ def parser() -> argparse.ArgumentParser:
     for p in (lst, create, *[isub.choices[n] for n in ("show", "delete")]):
         client_args(p)
     integrations.set_defaults(func=cmd_integrations)
+
+    sim = sub.add_parser("sim", help="serve one built-in simulator, seeded, for a trial against `syncd run`")
+    sim.add_argument("platform", help="the platform whose simulator to run (e.g. slack)")
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    sim.add_argument("--port", type=int, default=8090, help="port to listen on; 0 picks a free one (default: %(default)s)")
+    sim.add_argument("--no-seed", action="store_true", help="start empty, without sample chats and messages")
+    sim.set_defaults(func=cmd_sim)
+
+    events = sub.add_parser("events", help="post app change events (signed with $SYNCD_APP_WEBHOOK_SECRET)")
+    esub = events.add_subparsers(dest="action", required=True)
+    send = esub.add_parser("send", help="sign and post one app event to /events")
+    send.add_argument("--platform", required=True, help="the integration's platform")
+    send.add_argument("--customer", required=True, help="the customer id the integration belongs to")
+    send.add_argument("--chat", required=True, help="the external chat id (as the platform names the chat)")
+    send.add_argument("--text", required=True, help="the message text")
+    send.add_argument("--type", choices=("created", "updated", "deleted"), default="created",
+                      help="message.<type> (default: %(default)s)")
+    send.add_argument("--id", help="the event id, which is its idempotency key (default: a new one)")
+    send.add_argument("--message-id", help="the app's own message id (default: a new one)")
+    send.add_argument("--secret", help="default: $SYNCD_APP_WEBHOOK_SECRET")
+    send.add_argument("--api", default=f"http://localhost:{port}",
+                      help="syncd's base URL (default: %(default)s, from $SYNCD_HTTP_PORT)")
+    events.set_defaults(func=cmd_events)
+
+    dead = sub.add_parser("deadletters", help="app events and webhook deliveries that failed for good")
+    dsub = dead.add_subparsers(dest="action", required=True)
+    dlist = dsub.add_parser("list", help="list them, newest first, with their errors")
+    dlist.add_argument("--customer", help="only this customer's")
+    dlist.add_argument("--integration", help="only this integration's")
+    retry = dsub.add_parser("retry", help="put them back in their queue, with a fresh attempt budget")
+    retry.add_argument("ids", nargs="+", help="dead letter ids, as `deadletters list` shows them")
+    for p in (dlist, retry):
+        client_args(p)
+    dead.set_defaults(func=cmd_deadletters)
     return root
 
 
