@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The documented API root of each platform, replaced by ``SYNCD_<PLATFORM>_BASE_URL``.
@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     connect_success_url: str | None = None
     #: How long a connect flow may take between the redirect and the callback.
     connect_state_ttl_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("public_url", "app_callback_url", "connect_success_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``SYNCD_PUBLIC_URL=`` (as compose writes an unset variable) means unset, not "" ."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     def base_url(self, platform: str) -> str:
         """The API root for ``platform``: ``SYNCD_<PLATFORM>_BASE_URL`` or the documented one."""
