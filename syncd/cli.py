@@ -77,6 +77,8 @@ def _wait(client: httpx.Client, integration_id: str, timeout_s: float) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from syncd.config import load_settings
     from syncd.daemon import ConfigError, run, serve
     from syncd.mapping import MappingError
@@ -85,6 +87,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                                    "mongodb_uri": args.mongodb_uri, "log_level": args.log_level}.items() if v}
     try:
         settings = load_settings(**overrides)
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "SYNCD_" + "_".join(str(p) for p in error["loc"]).upper()
+            print(f"error: {name}: {error['msg']}", file=sys.stderr)
+        return 2
+    try:
         run(serve(settings))
     except (ConfigError, MappingError) as exc:
         print(f"error: {exc}", file=sys.stderr)

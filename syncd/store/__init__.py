@@ -76,7 +76,9 @@ class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, Up
         self._across_collections: bool | None = None
 
     @classmethod
-    async def connect(cls, uri: str, *, secret_key: str | None = None) -> Store:
+    async def connect(cls, uri: str, *, secret_key: str | None = None, timeout_s: float | None = None) -> Store:
+        """``timeout_s`` bounds how long finding a server may take (the URI's own
+        ``serverSelectionTimeoutMS`` wins)."""
         if uri.startswith("mongomock://"):
             from mongomock_motor import AsyncMongoMockClient
 
@@ -87,7 +89,9 @@ class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, Up
             return store
         from motor.motor_asyncio import AsyncIOMotorClient
 
-        client = AsyncIOMotorClient(uri)
+        options = {} if timeout_s is None or "serverselectiontimeoutms" in uri.lower() else {
+            "serverSelectionTimeoutMS": int(timeout_s * 1000)}
+        client = AsyncIOMotorClient(uri, **options)
         return cls(client, client.get_default_database(default="syncd"), _fernet(secret_key))
 
     async def ensure_indexes(self) -> None:
