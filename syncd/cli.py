@@ -114,7 +114,8 @@ def cmd_resync(args: argparse.Namespace) -> int:
         if args.chat:
             body["chatIds"] = args.chat
         answer = _call(client, "POST", f"/integrations/{args.integration_id}/resync", json=body)
-        print(f"resync queued for {len(answer['resync']['chatIds'])} chats (full={args.full})")
+        count = len(answer["resync"]["chatIds"])
+        print(f"resync queued for {count} chat{'' if count == 1 else 's'} (full={args.full})")
         return _wait(client, args.integration_id, args.timeout) if args.wait else 0
 
 
@@ -134,7 +135,12 @@ def cmd_integrations(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.action == "list":
             params = {k: v for k, v in {"customerId": args.customer, "platform": args.platform}.items() if v}
-            for i in _call(client, "GET", "/integrations", params=params)["integrations"]:
+            found = _call(client, "GET", "/integrations", params=params)["integrations"]
+            if not found:
+                print("no integrations")
+            else:
+                print(f"{'id':<32}  {'platform':<8} {'customer':<20} {'status':<8} name")
+            for i in found:
                 print(f"{i['id']}  {i['platform']:<8} {i['customerId']:<20} {i['status']:<8} {i.get('name') or ''}")
         elif args.action == "show":
             print(json.dumps(_call(client, "GET", f"/integrations/{args.id}")["integration"], indent=2))
@@ -241,7 +247,8 @@ def parser() -> argparse.ArgumentParser:
     resync.add_argument("--chat", action="append", help="our chat id (repeatable); default: every imported chat")
     resync.add_argument("--full", action="store_true", help="also mark messages gone at the platform as deleted")
     resync.add_argument("--wait", action="store_true", help="show progress until it finishes")
-    resync.add_argument("--timeout", type=float, default=3600)
+    resync.add_argument("--timeout", type=float, default=3600,
+                        help="with --wait: seconds to wait before giving up (default: %(default)s)")
     client_args(resync)
     resync.set_defaults(func=cmd_resync)
 
@@ -252,20 +259,21 @@ def parser() -> argparse.ArgumentParser:
 
     integrations = sub.add_parser("integrations", help="list, show, create or delete integrations")
     isub = integrations.add_subparsers(dest="action", required=True)
-    lst = isub.add_parser("list")
-    lst.add_argument("--customer")
-    lst.add_argument("--platform")
-    for name in ("show", "delete"):
-        p = isub.add_parser(name)
-        p.add_argument("id")
-    create = isub.add_parser("create")
-    create.add_argument("--platform", required=True)
-    create.add_argument("--customer", required=True)
-    create.add_argument("--name")
+    lst = isub.add_parser("list", help="list integrations, newest first")
+    lst.add_argument("--customer", help="only this customer's integrations")
+    lst.add_argument("--platform", help="only this platform's integrations (e.g. slack)")
+    for name, what in (("show", "show one integration as JSON"), ("delete", "remove one and stop its sync")):
+        p = isub.add_parser(name, help=what)
+        p.add_argument("id", help="the integration id")
+    create = isub.add_parser("create", help="create one (checks the credentials, starts the import)")
+    create.add_argument("--platform", required=True, help="the platform, as GET /platforms names it (e.g. slack)")
+    create.add_argument("--customer", required=True, help="the customer id the integration belongs to")
+    create.add_argument("--name", help="a name for people (default: the platform)")
     create.add_argument("--credentials", required=True, help="JSON object")
     create.add_argument("--settings", help="JSON object")
     create.add_argument("--wait", action="store_true", help="show import progress until it finishes")
-    create.add_argument("--timeout", type=float, default=3600)
+    create.add_argument("--timeout", type=float, default=3600,
+                        help="with --wait: seconds to wait before giving up (default: %(default)s)")
     for p in (lst, create, *[isub.choices[n] for n in ("show", "delete")]):
         client_args(p)
     integrations.set_defaults(func=cmd_integrations)

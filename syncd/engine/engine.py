@@ -80,9 +80,16 @@ class Engine:
         deadline = loop.time() + work_budget(grace)
         for worker in (self.inbox.worker, self.outbox.events, self.outbox.notify):
             await worker.stop(max(0.0, deadline - loop.time()))
+        importing = self.importer.busy()
+        if importing or self._polls:
+            # Said before waiting, so a slow stop is explained while it happens.
+            log.info("shutdown waiting for work in hand", imports=importing, polls=len(self._polls),
+                     wait_s=round(max(0.0, deadline - loop.time()), 1))
         try:
             await asyncio.wait_for(self.importer.wait(), max(0.0, deadline - loop.time()))
         except TimeoutError:
+            log.warning("shutdown: imports did not finish in the grace period; checkpointed and cancelled",
+                        imports=self.importer.busy())
             await self.importer.cancel()
         if self._polls:
             polls = set(self._polls)
