@@ -261,12 +261,12 @@ def parser() -> argparse.ArgumentParser:
     isub = integrations.add_subparsers(dest="action", required=True)
     lst = isub.add_parser("list", help="list integrations, newest first")
     lst.add_argument("--customer", help="only this customer's integrations")
-    lst.add_argument("--platform", help="only this platform's integrations (e.g. slack)")
+    lst.add_argument("--platform", help="only this platform's integrations (a platform name, lower case)")
     for name, what in (("show", "show one integration as JSON"), ("delete", "remove one and stop its sync")):
         p = isub.add_parser(name, help=what)
         p.add_argument("id", help="the integration id")
     create = isub.add_parser("create", help="create one (checks the credentials, starts the import)")
-    create.add_argument("--platform", required=True, help="the platform, as GET /platforms names it (e.g. slack)")
+    create.add_argument("--platform", required=True, help="the platform name, lower case")
     create.add_argument("--customer", required=True, help="the customer id the integration belongs to")
     create.add_argument("--name", help="a name for people (default: the platform)")
     create.add_argument("--credentials", required=True, help="JSON object")
@@ -279,7 +279,7 @@ def parser() -> argparse.ArgumentParser:
     integrations.set_defaults(func=cmd_integrations)
 
     sim = sub.add_parser("sim", help="serve one built-in simulator, seeded, for a trial against `syncd run`")
-    sim.add_argument("platform", help="the platform whose simulator to run (e.g. slack)")
+    sim.add_argument("platform", help="the platform whose simulator to run; an unknown one lists those that ship")
     sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     sim.add_argument("--port", type=int, default=8090, help="port to listen on; 0 picks a free one (default: %(default)s)")
     sim.add_argument("--no-seed", action="store_true", help="start empty, without sample chats and messages")

@@ -15,6 +15,7 @@ from syncd.api.bodies import (
     UpdateCredentials,
     view,
 )
+from syncd.api.errors import ApiError
 from syncd.config import Settings
 from syncd.engine.engine import Engine
 from syncd.models import Integration
@@ -44,6 +45,10 @@ def integrations_router(engine: Engine) -> APIRouter:
 
     @router.get("/integrations")
     async def list_integrations(customerId: str | None = None, platform: str | None = None) -> dict[str, Any]:
+        known = engine.ctx.connectors.platforms()
+        if platform is not None and platform not in known:
+            # A typo must not look like "no integrations".
+            raise ApiError(422, "unknown_platform", f"unknown platform {platform!r}; loaded: {', '.join(known)}")
         found = await store.list_integrations(customer_id=customerId, platform=platform)
         return {"integrations": [shown(i) for i in found]}
 
