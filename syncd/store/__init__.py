@@ -16,9 +16,9 @@ already created; for a real server the daemon calls :meth:`Store.ensure_indexes`
 :class:`Store` is composed of one part per concern, each a module of this package:
 ``integrations`` (with the credentials they hold), ``user_platforms``, ``chats``,
 ``messages`` (lookups, pages, the app's own messages), ``upserts`` (platform pages merged in
-rounds, with their checkpoint), ``sync_status``, ``queues`` (inbox and outbox), ``deadletters`` (what the queues gave
-up on) and ``leases``;
-``documents`` holds what they share, ``indexes`` the index list, ``crypto`` the secret key.
+rounds, with their checkpoint), ``sync_status``, ``queues`` (inbox and outbox),
+``deadletters`` (what the queues gave up on) and ``leases``; ``documents`` holds what they
+share, ``indexes`` the index list, ``crypto`` the secret key.
 What this module exports is the whole public surface.
 """
 
