@@ -128,6 +128,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         inbox = answer.get("inbox") or {}
         if inbox:
             print("inbox: " + ", ".join(f"{k}={v}" for k, v in sorted(inbox.items())))
+        dead = answer.get("deadLetters") or {}
+        if any(dead.values()):
+            print("dead letters: " + ", ".join(f"{k}={v}" for k, v in sorted(dead.items()))
+                  + f" (syncd deadletters list --integration {integration['id']})")
         return 0
 
 
