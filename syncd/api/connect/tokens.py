@@ -4,7 +4,7 @@ the connector's completion step and the checks that say whose fault a failure is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import structlog
@@ -85,7 +85,7 @@ class TokenExchange:
             self._refused(response.status_code, body, code)
         return body
 
-    def _refused(self, status: int, body: Any, code: str) -> None:
+    def _refused(self, status: int, body: Any, code: str) -> NoReturn:
         error, description = platform_error(body)
         message = f"{self.platform}'s token endpoint refused the code ({status} {error})"
         if description:
