@@ -16,8 +16,12 @@ from dataclasses import dataclass
 
 from bench import ratelimit, slack_events
 from bench.common import Daemon, Record
-from syncd.providers.slack.connector import SlackConnector
+from syncd.kit.loader import load_manifest
+from syncd.mapping import mappings_dir
 from syncd.sim.base import ServerThread
+
+#: Messages per history page the Slack connector asks for (its manifest's api.pageSize).
+SLACK_PAGE = load_manifest(mappings_dir() / "slack.yaml").manifest.api.page_size
 
 NAME = "import_rate_limited"
 TARGET = 0.95
@@ -43,7 +47,7 @@ async def import_once(size: Size, daemon: Daemon, sim, limited: ratelimit.RateLi
     created = await daemon.call("POST", "/integrations", json={
         "platform": "slack", "customerId": "bench-import", "credentials": slack_events.credentials(sim)})
     integration_id = created["integration"]["id"]
-    deadline = started + 30 + 4 * size.chats * size.messages / (size.rate * SlackConnector.page_limit)
+    deadline = started + 30 + 4 * size.chats * size.messages / (size.rate * SLACK_PAGE)
     while True:
         stats = await daemon.stats(integration=integration_id)
         phases = [s["phase"] for s in stats["sync"]]
@@ -68,7 +72,7 @@ async def run(size: Size = QUICK) -> Record:
             stats = outcome["stats"]
             after = stats["totals"]
     elapsed = outcome["elapsed_s"]
-    page = SlackConnector.page_limit
+    page = SLACK_PAGE
     total = size.chats * size.messages
     rate = stats["stored_ids"] / elapsed
     bound = size.rate * page

@@ -25,9 +25,13 @@ from bench.common import ADMIN_TOKEN, APP_SECRET, SECRET_KEY, Record
 from bench.mongo_double import Client
 from syncd.config import Settings
 from syncd.daemon import Daemon, build
-from syncd.providers.slack.connector import SlackConnector
+from syncd.kit.loader import load_manifest
+from syncd.mapping import mappings_dir
 from syncd.providers.slack.sim import SlackSimulator
 from syncd.store import Store, _fernet
+
+#: Messages per history page the Slack connector asks for (its manifest's api.pageSize).
+SLACK_PAGE = load_manifest(mappings_dir() / "slack.yaml").manifest.api.page_size
 
 PAGE_TARGET = 1.0
 EVENT_TARGET = 2.0
@@ -63,7 +67,7 @@ def _api(daemon: Daemon) -> httpx.AsyncClient:
 async def _import(pages: int) -> tuple[Counter, int]:
     """Round-trips of importing one chat of ``pages`` full pages; and the pages imported."""
     sim = SlackSimulator()
-    ratelimit.seed(sim, 1, pages * SlackConnector.page_limit)
+    ratelimit.seed(sim, 1, pages * SLACK_PAGE)
     daemon, client = await _daemon(sim)
     # No inbox or outbox worker: their idle polls are not the import's cost.
     try:
@@ -96,7 +100,7 @@ async def per_page(size: Size) -> Record:
         target=f"<= {PAGE_TARGET:g} write per imported page",
         meets_target=writes <= PAGE_TARGET,
         details={"reads_per_page": reads, "roundtrips_per_page": writes + reads, "per_call": by_call,
-                 "page_size": SlackConnector.page_limit, "pages_compared": pages},
+                 "page_size": SLACK_PAGE, "pages_compared": pages},
     )
 
 

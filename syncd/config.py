@@ -13,23 +13,6 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: The documented API root of each platform, replaced by ``SYNCD_<PLATFORM>_BASE_URL``.
-DEFAULT_BASE_URLS: dict[str, str] = {
-    "slack": "https://slack.com/api",
-    #: Slack's consent page (``/oauth/v2/authorize``) lives outside the Web API root.
-    "slack_oauth": "https://slack.com",
-    "gmail": "https://gmail.googleapis.com",
-    "google_oauth": "https://oauth2.googleapis.com",
-    #: Google's consent page (the OAuth authorize URL the browser is sent to).
-    "google_accounts": "https://accounts.google.com",
-    "teams": "https://graph.microsoft.com/v1.0",
-    "microsoft_login": "https://login.microsoftonline.com",
-    "meta": "https://graph.facebook.com/v21.0",
-    "meta_www": "https://www.facebook.com/v21.0",
-    "telegram": "https://api.telegram.org",
-    "twilio": "https://api.twilio.com",
-}
-
 
 @dataclass(frozen=True)
 class OAuthClient:
@@ -43,7 +26,7 @@ class OAuthClient:
     client_id: SecretStr | None
     client_secret: SecretStr | None
     #: Further credential fields every integration connected through this app gets, because a
-    #: token endpoint cannot supply them (Slack's app-level ``signingSecret``).
+    #: token endpoint cannot supply them (an app-level signing secret).
     credentials: dict[str, SecretStr] = field(default_factory=dict)
 
     def missing(self) -> list[str]:
@@ -75,7 +58,7 @@ class Settings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = 8080
     #: Base of the webhook URLs handed to platforms; unset = platforms cannot reach us (local
-    #: runs), so connectors that can poll instead do (Telegram).
+    #: runs), so connectors that can poll instead do.
     public_url: str | None = None
     admin_token: SecretStr | None = None
     app_webhook_secret: SecretStr | None = None
@@ -100,7 +83,10 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(default=0.5, gt=0)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
     base_urls: dict[str, str] = Field(default_factory=dict)
-    #: OAuth apps per platform, JSON: ``{"slack": {"clientId": "...", "clientSecret": "...",
+    #: The documented API roots by key, as the loaded platform manifests declare them (filled
+    #: in by the daemon at start; ``SYNCD_<KEY>_BASE_URL`` and ``base_urls`` replace them).
+    api_roots: dict[str, str] = Field(default_factory=dict)
+    #: OAuth apps per platform, JSON: ``{"<platform>": {"clientId": "...", "clientSecret": "...",
     #: "signingSecret": "..."}}``; keys other than the client id and secret are credential
     #: fields added to every integration the connect flow creates. Values never print.
     oauth_clients: dict[str, dict[str, SecretStr]] = Field(default_factory=dict)
@@ -124,14 +110,14 @@ class Settings(BaseSettings):
         """``SYNCD_PUBLIC_URL=`` (as compose writes an unset variable) means unset, not "" ."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    def base_url(self, platform: str) -> str:
-        """The API root for ``platform``: ``SYNCD_<PLATFORM>_BASE_URL`` or the documented one."""
-        if platform in self.base_urls:
-            return self.base_urls[platform].rstrip("/")
-        env = os.environ.get(f"SYNCD_{platform.upper()}_BASE_URL")
+    def base_url(self, key: str) -> str:
+        """The API root named ``key``: ``SYNCD_<KEY>_BASE_URL``, or the one its manifest documents."""
+        if key in self.base_urls:
+            return self.base_urls[key].rstrip("/")
+        env = os.environ.get(f"SYNCD_{key.upper()}_BASE_URL")
         if env:
             return env.rstrip("/")
-        return DEFAULT_BASE_URLS.get(platform, "").rstrip("/")
+        return self.api_roots.get(key, "").rstrip("/")
 
     def public_base(self) -> str:
         """The base URL platforms and browsers reach us at (no trailing slash)."""

@@ -30,8 +30,8 @@ from syncd.config import Settings
 from syncd.engine.connectors import Connectors, UnknownPlatform
 from syncd.engine.context import EngineContext
 from syncd.engine.engine import Engine, work_budget
+from syncd.kit.loader import api_roots, extra_dir, load_all
 from syncd.logs import configure_logging
-from syncd.mapping import load_mappings
 from syncd.store import Store
 
 log = structlog.get_logger(__name__)
@@ -170,7 +170,8 @@ async def build(
     store: Store | None = None,
 ) -> Daemon:
     """Everything wired and indexes created, nothing running yet."""
-    mappings = load_mappings()
+    platforms = load_all(extra=extra_dir())
+    settings = settings.model_copy(update={"api_roots": {**api_roots(platforms), **settings.api_roots}})
     if store is None:
         store = await _connect(settings)
     try:
@@ -182,7 +183,7 @@ async def build(
         reason = str(exc).split(", Timeout:")[0].split("\n")[0]
         raise ConfigError(f"cannot reach MongoDB within {settings.mongodb_timeout_s:g}s (SYNCD_MONGODB_TIMEOUT_S): "
                           f"{type(exc).__name__}: {reason}") from None
-    connectors = Connectors(settings, mappings, transports=transports, sleep=sleep, clock=clock)
+    connectors = Connectors(settings, platforms, transports=transports, sleep=sleep, clock=clock)
     ctx = EngineContext(settings=settings, store=store, connectors=connectors)
     engine = Engine(ctx, callback_transport=callback_transport)
     return Daemon(settings=settings, store=store, engine=engine, app=create_app(engine))

@@ -6,7 +6,7 @@ model, and how an outgoing universal message becomes the platform's request body
 validated at load time against a pydantic schema *and* against the universal model's fields,
 so a wrong file fails at start with the file, the field and what is wrong::
 
-    platform: slack
+    platform: chat
     message:
       externalMessageId: {template: "{ctx.channel}:{ts}", required: true}
       sentAt: {path: ts, transform: slack_ts}
@@ -22,7 +22,6 @@ order), ``default`` and ``required``.
 from __future__ import annotations
 
 import email.utils
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -122,6 +121,7 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "email_name": _email_name,
     "email_list": _email_list,
     "first": _first,
+    "list": lambda v: v if isinstance(v, list) else [v],
     "nonempty": lambda v: v if v not in ("", [], {}) else None,
 }
 
@@ -170,20 +170,20 @@ class Rule(BaseModel):
 Section = dict[str, Rule]
 
 
-class MappingFile(BaseModel):
-    """The whole file. Universal sections are checked against the model's field names."""
+class MappingSections(BaseModel):
+    """The ``mapping:`` part of a manifest. Universal sections are checked against the model's
+    field names; ``sections`` holds named ones that requests, webhook events or a platform's
+    module use by name (a send result, a delivery status)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    platform: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     message: Section = Field(default_factory=dict)
     chat: Section = Field(default_factory=dict)
     user: Section = Field(default_factory=dict)
     send: Section = Field(default_factory=dict)
     edit: Section = Field(default_factory=dict)
     delete: Section = Field(default_factory=dict)
-    #: Free-form sections a connector reads by name (e.g. ``webhook.deliveryId``).
-    extras: dict[str, Section] = Field(default_factory=dict)
+    sections: dict[str, Section] = Field(default_factory=dict)
 
 
 UNIVERSAL: dict[str, type[BaseModel]] = {"message": MessageData, "chat": ChatData, "user": UserData}
@@ -223,21 +223,25 @@ def _check_target(model: type[BaseModel], target: str) -> str | None:
 
 
 class Mapping:
-    """A loaded, validated mapping file."""
+    """A platform's loaded, validated mapping sections."""
 
-    def __init__(self, spec: MappingFile, file: str):
+    def __init__(self, platform: str, spec: MappingSections, file: str):
         self.spec = spec
         self.file = file
-        self.platform = spec.platform
+        self.platform = platform
         sections = {name: getattr(spec, name) for name in ("message", "chat", "user", "send", "edit", "delete")}
         #: Every section compiled into one function (``fn.source`` shows its code).
         self.compiled: dict[str, SectionFn] = {
-            name: compile_section(section, TRANSFORMS, self._failure(name), f"{spec.platform}_{name}")
-            for name, section in {**sections, **spec.extras}.items()
+            name: compile_section(section, TRANSFORMS, self._failure(name), f"{platform}_{name}")
+            for name, section in {**sections, **spec.sections}.items()
         }
 
+    def has(self, name: str) -> bool:
+        """Whether section ``name`` exists and has rules."""
+        return bool(self.spec.sections.get(name) or getattr(self.spec, name, None)) if name != "sections" else False
+
     def _failure(self, section: str) -> Callable[[str, str], MappingError]:
-        return lambda target, problem: MappingError(self.file, f"{section}.{target}", problem)
+        return lambda target, problem: MappingError(self.file, f"mapping.{section}.{target}", problem)
 
     def _apply(self, name: str, source: dict[str, Any], ctx: dict[str, Any] | None) -> dict[str, Any]:
         if not isinstance(source, dict):
@@ -252,7 +256,7 @@ class Mapping:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise MappingError(self.file, f"{name}.{where}", first["msg"]) from None
+            raise MappingError(self.file, f"mapping.{name}.{where}", first["msg"]) from None
 
     def message(self, raw: dict[str, Any], ctx: dict[str, Any] | None = None) -> MessageData:
         return self._universal("message", MessageData, raw, ctx)
@@ -267,17 +271,26 @@ class Mapping:
         return self._apply(kind, out.as_source(), None)
 
     def section(self, name: str, raw: dict[str, Any], ctx: dict[str, Any] | None = None) -> dict[str, Any]:
-        if name not in self.spec.extras:
-            raise MappingError(self.file, name, "no such section in the mapping file")
+        """A section by name, universal or named, mapped to a plain dict (not validated)."""
+        if name not in self.compiled:
+            raise MappingError(self.file, f"mapping.{name}", "no such section in the mapping")
         return self._apply(name, raw, ctx)
 
+    def validated(self, name: str, model: type[BaseModel], raw: dict[str, Any], ctx: dict[str, Any] | None = None) -> Any:
+        """Section ``name`` mapped and validated as ``model`` (``MessageData`` and the like)."""
+        if name not in self.compiled:
+            raise MappingError(self.file, f"mapping.{name}", "no such section in the mapping")
+        return self._universal(name, model, raw, ctx)
 
-def _validate(spec: MappingFile, file: str) -> None:
+
+def validate_sections(spec: MappingSections, file: str) -> None:
+    """Targets of universal sections are fields of the model; outgoing sections read only what
+    an outgoing message has. ``MappingError`` names the file, the section path and the problem."""
     for name, model in UNIVERSAL.items():
         for target in getattr(spec, name):
             problem = _check_target(model, target)
             if problem:
-                raise MappingError(file, f"{name}.{target}", problem)
+                raise MappingError(file, f"mapping.{name}.{target}", problem)
     for name in ("send", "edit", "delete"):
         for target, rule in getattr(spec, name).items():
             paths = [rule.path] if isinstance(rule.path, str) else (rule.path or [])
@@ -286,13 +299,13 @@ def _validate(spec: MappingFile, file: str) -> None:
                 head = path.split(".")[0]
                 if head not in OUTGOING_SOURCES:
                     raise MappingError(
-                        file, f"{name}.{target}",
+                        file, f"mapping.{name}.{target}",
                         f"unknown source {head!r}; outgoing messages have: {', '.join(sorted(OUTGOING_SOURCES))}",
                     )
 
 
-def load_mapping(path: str | Path) -> Mapping:
-    """Load and validate one mapping file; ``MappingError`` names the file, field and problem."""
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A manifest file's top-level mapping; ``MappingError`` when unreadable or not a mapping."""
     file = str(path)
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -302,23 +315,25 @@ def load_mapping(path: str | Path) -> Mapping:
         raise MappingError(file, "-", f"not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise MappingError(file, "-", "the file must be a mapping of sections")
-    known = set(MappingFile.model_fields) - {"extras"}
-    raw = {**{k: v for k, v in raw.items() if k in known}, "extras": {k: v for k, v in raw.items() if k not in known}}
+    return raw
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    """The ``mapping:`` part of one manifest file, validated (the rest of the manifest is the
+    platform kit's to validate: ``syncd.kit.loader``)."""
+    file = str(path)
+    raw = read_yaml(path)
     try:
-        spec = MappingFile.model_validate(raw)
+        spec = MappingSections.model_validate(raw.get("mapping") or {})
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = [str(p) for p in first["loc"] if p != "extras"]
-        raise MappingError(file, ".".join(loc) or "-", first["msg"]) from None
-    _validate(spec, file)
-    return Mapping(spec, file)
+        raise MappingError(file, ".".join(["mapping", *(str(p) for p in first["loc"])]), first["msg"]) from None
+    validate_sections(spec, file)
+    return Mapping(str(raw.get("platform") or Path(path).stem), spec, file)
 
 
 def mappings_dir() -> Path:
-    """Where the mapping files are: ``$SYNCD_MAPPINGS_DIR``, the checkout, or the install."""
-    env = os.environ.get("SYNCD_MAPPINGS_DIR")
-    if env:
-        return Path(env)
+    """Where the built-in manifests are: the checkout's ``mappings/``, or the install's."""
     checkout = Path(__file__).resolve().parent.parent / "mappings"
     if checkout.is_dir():
         return checkout
@@ -326,10 +341,10 @@ def mappings_dir() -> Path:
 
 
 def load_mappings(directory: str | Path | None = None, platforms: list[str] | None = None) -> dict[str, Mapping]:
-    """Load every ``<platform>.yaml`` (or just ``platforms``); fails on the first bad file."""
+    """The mappings of every ``<platform>.yaml`` in ``directory`` (default: the built-in ones)."""
     root = Path(directory) if directory else mappings_dir()
-    out: dict[str, Mapping] = {}
     names = platforms or sorted(p.stem for p in root.glob("*.yaml"))
+    out: dict[str, Mapping] = {}
     for name in names:
         mapping = load_mapping(root / f"{name}.yaml")
         if mapping.platform != name:

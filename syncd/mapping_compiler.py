@@ -176,7 +176,7 @@ def compile_section(section: dict[str, Any], transforms: dict[str, Callable[[Any
     where = {len(header) + 1 + line: target for line, target in owners.items()}
     namespace: dict[str, Any] = {"K": em.consts, "F": fail, "W": where,
                                  **{f"T_{name}": fn for name, fn in transforms.items()}}
-    exec(compile(source, f"<mapping {name}>", "exec"), namespace)  # noqa: S102 - our own generated code
+    exec(compile(source, f"<mapping {name}>", "exec"), namespace)
     fn = namespace[fn_name]
     fn.source = source
     return fn

@@ -1,4 +1,4 @@
-"""How a message the platform reports merges into the stored document (DESIGN §2).
+"""How a message the platform reports merges into the stored document (docs/architecture.md §2).
 
 Pure functions, no I/O: the store reads the existing document, calls :func:`merge` and writes
 what it returns. ``None`` in an incoming message means "not said", never "erase".
@@ -75,7 +75,7 @@ def is_older(incoming: dict[str, Any], existing: dict[str, Any]) -> bool:
     """True only when both versions are known and the incoming one is strictly older; an
     event that does not say its time cannot be proven stale. Versions compare at
     microseconds (``versionUs``) where known: BSON dates keep milliseconds, and a platform's
-    create and its edit can fall in the same millisecond (Slack ``ts`` is microseconds)."""
+    create and its edit can fall in the same millisecond (some platforms' ids are microsecond timestamps)."""
     if incoming.get("editedAt") is None and existing.get("editedAt") is not None:
         return True  # the unedited message is older than any edit of it
     new, old = version_us(incoming), version_us(existing)

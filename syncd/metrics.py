@@ -98,7 +98,7 @@ IMPORT_PAGE_SECONDS = Histogram(
     "syncd_import_page_seconds",
     "Time to fetch, map and store one history page during an import or resync.",
     ["platform"],
-    # Pages wait out rate limits (Slack tier 3 allows ~50 calls a minute), so the tail is long.
+    # Pages wait out rate limits (some APIs allow ~50 calls a minute), so the tail is long.
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
     registry=REGISTRY,
 )

@@ -170,7 +170,7 @@ class WebhookAccepted:
 class Changes:
     """What a webhook delivery or a poll says changed at the platform.
 
-    ``poll_requested`` asks the engine to run a poll now (e.g. a Gmail push only carries a
+    ``poll_requested`` asks the engine to run a poll now (e.g. a push that only carries a
     historyId); ``resync_requested`` asks for a full resync (a missed-events notice, an expired
     history mark).
     """

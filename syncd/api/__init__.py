@@ -1,4 +1,4 @@
-"""The HTTP API (DESIGN §4): admin endpoints behind a bearer token, provider webhooks
+"""The HTTP API (docs/architecture.md, README "HTTP API"): admin endpoints behind a bearer token, provider webhooks
 authenticated by each platform's own signature, and app events signed with HMAC.
 
 Every error is ``{"error": {"code", "message"}}`` with a fitting status (``errors``). Each
@@ -8,8 +8,9 @@ area (a console, lifecycle endpoints) is a module and one more line.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
+from syncd.api.auth import admin_dependency
 from syncd.api.chats import chats_router, user_platforms_router
 from syncd.api.connect import connect_router
 from syncd.api.deadletters import deadletters_router
@@ -19,6 +20,7 @@ from syncd.api.health import health_router
 from syncd.api.integrations import integrations_router
 from syncd.api.limits import BodyLimit
 from syncd.api.openapi import SIGNATURE_SECURITY, openapi_builder
+from syncd.api.platforms import platforms_router
 from syncd.api.webhooks import WEBHOOK_PATH, add_webhook_route, webhook_operations
 from syncd.engine.engine import Engine
 
@@ -30,7 +32,9 @@ def create_app(engine: Engine) -> FastAPI:
                   description="Two-way message sync between your app and messaging platforms.")
     app.add_middleware(BodyLimit, max_bytes=engine.ctx.settings.max_body_bytes)
     install_error_handlers(app)
+    settings = engine.ctx.settings
 
+    app.include_router(platforms_router(engine.ctx.connectors, settings, [Depends(admin_dependency(settings))]))
     app.include_router(health_router(engine))
     app.include_router(integrations_router(engine))
     app.include_router(chats_router(engine))

@@ -10,19 +10,18 @@ from fastapi import APIRouter, Depends, Query
 
 from syncd.api.auth import admin_dependency
 from syncd.engine.engine import Engine
+from syncd.models import OutboxItem
 from syncd.store import DeadLetter
 
 
 def dead_letter_view(letter: DeadLetter) -> dict[str, Any]:
     """One dead letter; the same fields for both kinds where they mean the same thing."""
-    kind, item = letter
-    common = {"id": item.id, "kind": kind, "integrationId": item.integration_id, "error": item.error,
-              "attempts": item.attempts}
-    if kind == "event":
-        return {**common, "customerId": item.customer_id, "platform": item.payload.get("platform"),
-                "eventId": item.idempotency_key, "type": item.type,
-                "failedAt": item.updated_at.isoformat()}
-    return {**common, "platform": item.platform, "deliveryId": item.delivery_id,
+    _, item = letter
+    common = {"id": item.id, "integrationId": item.integration_id, "error": item.error, "attempts": item.attempts}
+    if isinstance(item, OutboxItem):
+        return {**common, "kind": "event", "customerId": item.customer_id, "platform": item.payload.get("platform"),
+                "eventId": item.idempotency_key, "type": item.type, "failedAt": item.updated_at.isoformat()}
+    return {**common, "kind": "delivery", "platform": item.platform, "deliveryId": item.delivery_id,
             "failedAt": item.received_at.isoformat()}
 
 

@@ -17,7 +17,7 @@ from starlette.routing import Route
 from syncd.api.errors import ApiError
 from syncd.api.openapi import error_answer
 from syncd.engine.engine import Engine
-from syncd.kit.errors import SignatureError
+from syncd.kit.errors import HandshakeRefused, MalformedDelivery, SignatureError
 from syncd.universal import WebhookRequest
 
 WEBHOOK_PATH = "/webhooks/{platform}/{integration_id}"
@@ -28,6 +28,7 @@ def add_webhook_route(app: FastAPI, engine: Engine) -> None:
 
     async def webhook(request: Request) -> Response:
         platform, integration_id = request.path_params["platform"], request.path_params["integration_id"]
+        platform = engine.ctx.connectors.resolve(platform) or platform
         integration = await store.get_integration(integration_id)
         if integration is None or integration.platform != platform or integration.status == "deleted":
             raise ApiError(404, "not_found", f"no {platform} integration {integration_id!r}")
@@ -40,14 +41,19 @@ def add_webhook_route(app: FastAPI, engine: Engine) -> None:
         )
         try:
             answer = await engine.inbox.receive(integration, delivery)
+        except HandshakeRefused as exc:
+            raise ApiError(403, "forbidden", str(exc)) from None
         except SignatureError as exc:
             raise ApiError(401, "bad_signature", str(exc) or "signature verification failed") from None
+        except MalformedDelivery as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
         if isinstance(answer.body, dict):
             return JSONResponse(answer.body, status_code=answer.status_code)
         return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type)
 
     route = Route(WEBHOOK_PATH, webhook, methods=["GET", "POST"])
-    route.methods.discard("HEAD")  # Starlette adds HEAD to every GET route; a platform never sends it
+    if route.methods is not None:  # Starlette adds HEAD to every GET route; a platform never sends it
+        route.methods.discard("HEAD")
     app.router.routes.append(route)
 
 

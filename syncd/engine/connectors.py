@@ -13,7 +13,7 @@ from syncd import providers
 from syncd.config import Settings
 from syncd.kit.connector import Connector, ConnectorContext
 from syncd.kit.http import RetryPolicy
-from syncd.mapping import Mapping
+from syncd.kit.loader import Loaded
 from syncd.models import Integration
 
 
@@ -31,14 +31,18 @@ class Connectors:
     def __init__(
         self,
         settings: Settings,
-        mappings: dict[str, Mapping],
+        platforms: dict[str, Loaded],
         *,
         transports: dict[str, httpx.AsyncBaseTransport] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] | None = None,
     ):
         self.settings = settings
-        self.mappings = mappings
+        self.loaded = platforms
+        self.mappings = {name: loaded.mapping for name, loaded in platforms.items()}
+        #: Each platform's connector class, bound to its manifest (built once, at start).
+        self.classes: dict[str, type[Connector]] = {
+            name: providers.connector_for(loaded) for name, loaded in platforms.items()}
         self.transports = transports or {}
         self.policy = RetryPolicy(
             max_retries=settings.http_max_retries, base_s=settings.retry_base_s,
@@ -52,13 +56,16 @@ class Connectors:
     def platforms(self) -> list[str]:
         return sorted(self.mappings)
 
+    def resolve(self, name: str) -> str | None:
+        """The platform called ``name``, by its name or one of its aliases (``x``)."""
+        if name in self.classes:
+            return name
+        return next((p for p, loaded in self.loaded.items() if name in loaded.manifest.aliases), None)
+
     def connector_class(self, platform: str) -> type[Connector]:
-        if platform not in self.mappings:
+        if platform not in self.classes:
             raise UnknownPlatform(platform)
-        try:
-            return providers.connector_class(platform)
-        except KeyError:
-            raise UnknownPlatform(platform) from None
+        return self.classes[platform]
 
     def validate_credentials(self, platform: str, credentials: dict[str, Any]) -> BaseModel:
         """Raises ``UnknownPlatform`` or pydantic's ``ValidationError``."""

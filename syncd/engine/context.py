@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from syncd.config import Settings
 from syncd.engine.connectors import Connectors
+from syncd.engine.users import Users
 from syncd.kit.connector import Connector
 from syncd.models import Integration
 from syncd.store import Store
@@ -30,6 +31,8 @@ class EngineContext:
     owner: str = field(default_factory=default_owner)
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The platforms' users each integration knows, for naming senders.
+    users: Users = field(default_factory=Users)
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> datetime:
         """When to try again after ``attempt`` failures (Retry-After wins when longer)."""
@@ -37,6 +40,9 @@ class EngineContext:
         if retry_after is not None:
             delay = max(delay, retry_after)
         return self.now() + timedelta(seconds=delay)
+
+    async def connector(self, integration: Integration) -> Connector:
+        return await connector_for(self, integration)
 
 
 async def connector_for(ctx: EngineContext, integration: Integration) -> Connector:

@@ -97,6 +97,7 @@ class Engine:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self.ctx.users.close()
         await self.store.release_all(self.ctx.owner)
         await self.callbacks.aclose()
         await self.ctx.connectors.close()
@@ -249,6 +250,7 @@ class Engine:
         await self.store.update_integration(integration_id, status="deleted")
         await self.importer.cancel(integration_id)
         await self.ctx.connectors.forget(integration_id)
+        self.ctx.users.forget(integration_id)
 
     async def update_credentials(self, integration_id: str, credentials: dict[str, Any]) -> Integration:
         """New credentials (e.g. after a failed refresh) bring an integration back to active."""

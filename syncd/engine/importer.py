@@ -211,6 +211,8 @@ class Importer:
                 mark = (await connector.poll(None, [], 0)).state
                 await update(integration.id, None, high_watermark=mark)
             chats = await connector.list_chats()
+            # Before any history page: imported messages that carry only a sender id get names.
+            await self.ctx.users.refresh(self.ctx, integration, connector)
             wanted = integration.settings.get("importChats")
             if wanted is not None:
                 chats = [c for c in chats if c.external_chat_id in set(wanted)]

@@ -26,8 +26,9 @@ from syncd.universal import Changes, WebhookAnswer, WebhookRequest
 
 log = structlog.get_logger(__name__)
 
-#: Headers kept with a stored delivery (what ``parse_webhook`` may need); never auth headers.
-_KEEP_HEADERS = ("content-type", "user-agent", "x-slack-retry-num", "x-slack-retry-reason")
+#: Headers every stored delivery keeps; a platform adds what its ``parse_webhook`` reads
+#: (``Connector.keep_headers``). Never auth headers.
+_KEEP_HEADERS = ("content-type", "user-agent")
 #: Deliveries claimed and processed together: a backlog costs a few round-trips per batch,
 #: not several per delivery; small enough to finish well inside one lease.
 BATCH = 100
@@ -102,8 +103,8 @@ class Inbox:
             platform=integration.platform,
             delivery_id=accepted.delivery_id,
             body=_encode(request.body),
-            headers={k: v for k, v in request.headers.items() if k in _KEEP_HEADERS},
-            query={k: v for k, v in request.query.items() if k not in ("token",)},
+            headers={k: v for k, v in request.headers.items() if k in _KEEP_HEADERS or k in connector.keep_headers},
+            query={k: v for k, v in request.query.items() if k not in connector.secret_query},
             received_at=now,
             next_attempt_at=now,
             status="pending",
@@ -183,7 +184,7 @@ class Inbox:
             if integration is None or integration.status == "deleted":
                 raise LookupError("the integration was deleted")
             connector = await connector_for(self.ctx, integration)
-        except Exception as exc:  # noqa: BLE001 - every failure is kept with its error
+        except Exception as exc:
             for item in items:
                 await self._failed(item, exc)
             return []
@@ -191,17 +192,17 @@ class Inbox:
         for item in items:
             try:
                 parsed.append((item, await connector.parse_webhook(self._request(item))))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 await self._failed(item, exc)
         try:
             await self._ingest(integration, [changes for _, changes in parsed])
-        except Exception:  # noqa: BLE001 - retried one by one below
+        except Exception:
             alone: list[tuple[InboxItem, Changes]] = []
             for item, changes in parsed:
                 try:
                     await self._ingest(integration, [changes])
                     alone.append((item, changes))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     await self._failed(item, exc)
             parsed = alone
         # One poll (or resync) answers every delivery of the batch that asked for it.
@@ -212,7 +213,7 @@ class Inbox:
                     await self.poller.restart(integration.id)
                 else:
                     await self.poller.poll(integration.id)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 for item in asking:
                     await self._failed(item, exc)
                 return [item for item, _ in parsed if item not in asking]

@@ -2,7 +2,8 @@
 
 Webhooks, polls, imports and resyncs all end here with universal ``MessageData`` (already
 mapped by the connector through its mapping file). This module attaches them to their chats,
-decides direction from ``user_platforms``, writes them through the store's merge rules in one
+decides direction from ``user_platforms``, names senders the platform gave only an id (from
+the integration's users, ``syncd.engine.users``), writes them through the store's merge rules in one
 bulk call, and queues the app callbacks for what really changed.
 """
 
@@ -83,6 +84,7 @@ async def ingest(
         )
 
     self_ids, self_emails = identities or await self_identities(ctx, integration)
+    messages = await ctx.users.name_senders(ctx, integration, messages)
     rows: list[Message] = []
     for data in messages:
         chat = by_id.get(data.external_chat_id)

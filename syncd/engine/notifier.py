@@ -35,7 +35,7 @@ def message_view(message: Message) -> dict[str, Any]:
 
 def app_visible(message: Message) -> tuple[Any, ...]:
     """What the app sees of a message it wrote itself: a platform change that leaves all of
-    this alone (its echo filling sender fields, Slack's own edit time) is no news to it."""
+    this alone (its echo filling sender fields, the platform's own edit time) is no news to it."""
     return (message.text, message.html, message.subject, message.attachments, message.deleted_at,
             message.delivery_state)
 

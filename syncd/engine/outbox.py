@@ -52,7 +52,7 @@ class Outbox:
                          integration_id=item.integration_id, attempts=item.attempts)
         try:
             result = await deliver(item)
-        except Exception as exc:  # noqa: BLE001 - every failure is classified and kept
+        except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             # Anything else (a database failover, a bug) may pass: retried within the budget.
             permanent = isinstance(exc, (PermanentError, MappingError, ValidationError))

@@ -41,7 +41,7 @@ class ConnectorContext:
     mapping: Mapping
     webhook_url: str
     #: False when no ``SYNCD_PUBLIC_URL`` is configured: platforms cannot reach our webhooks,
-    #: so connectors that can should poll instead (Telegram's getUpdates).
+    #: so connectors that can should poll instead (a long-poll API).
     public_webhooks: bool = True
     webhook_max_skew_s: int = 300
     clock: Callable[[], float] = time.time
@@ -66,15 +66,22 @@ class Connector(abc.ABC):
     has_history: ClassVar[bool] = True
     #: False where the platform has nothing to poll (webhooks are the only inbound channel).
     can_poll: ClassVar[bool] = True
+    #: True where ``list_users`` can name the platform's users (the engine then keeps them in
+    #: ``user_platforms`` and names the senders of messages that carry only an id).
+    can_list_users: ClassVar[bool] = False
 
     #: Which ``SYNCD_<KEY>_BASE_URL`` / documented API root this connector talks to (several
-    #: platforms share one, e.g. ``meta`` for WhatsApp, Messenger and Instagram).
+    #: platforms share one, e.g. one vendor's Graph API).
     base_url_key: ClassVar[str | None] = None
     #: How often ``maintain`` must run (webhook subscriptions and watches expire); None = never.
     maintain_every_s: ClassVar[float | None] = None
     #: This platform's poll interval when it differs from ``SYNCD_POLL_INTERVAL_S`` (e.g. a
     #: long-poll fallback that is the only inbound channel).
     poll_every_s: ClassVar[float | None] = None
+    #: Headers of a delivery that ``parse_webhook`` reads later (stored with it in the inbox).
+    keep_headers: ClassVar[tuple[str, ...]] = ()
+    #: Query parameters of a delivery that carry a secret: never stored.
+    secret_query: ClassVar[tuple[str, ...]] = ()
     #: The OAuth connect flow of this platform, if it has one.
     oauth: ClassVar[OAuthSpec | None] = None
 
@@ -94,7 +101,7 @@ class Connector(abc.ABC):
 
     @classmethod
     async def finish_oauth(cls, credentials: dict[str, Any], http: ProviderHttp) -> dict[str, Any]:
-        """Complete what the token answer alone cannot give (e.g. Meta's page id and page token
+        """Complete what the token answer alone cannot give (e.g. a page id and page token
         come from ``/me/accounts``). ``http`` is a client on the platform's API root that
         carries no credentials. Default: unchanged."""
         return credentials
@@ -120,6 +127,11 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def list_chats(self) -> list[ChatData]:
         """Every chat the account can read, with real names, following all pages."""
+
+    async def list_users(self) -> list[UserData]:
+        """The platform's users the account can see, with names, following all pages (only
+        where ``can_list_users``). Default: none."""
+        return []
 
     @abc.abstractmethod
     async def fetch_history_page(self, chat: ChatData, cursor: str | None) -> HistoryPage:
@@ -179,7 +191,7 @@ class OAuthSpec:
     base_url_key: str
     #: Extra query parameters of the authorize URL (e.g. ``access_type=offline``).
     authorize_params: tuple[tuple[str, str], ...] = ()
-    #: How ``scopes`` are joined in the ``scope`` parameter (Slack: ","; OAuth 2.0: " ").
+    #: How ``scopes`` are joined in the ``scope`` parameter (some platforms: ","; OAuth 2.0: " ").
     scope_separator: str = " "
 
 

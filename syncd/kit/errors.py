@@ -5,9 +5,12 @@
     │   ├── RateLimited           429 or an in-body throttling code; ``retry_after`` seconds
     │   └── TransientError        5xx, timeouts, connection resets
     ├── PermanentError            the request itself is wrong (4xx, ``ok: false``); no retry
-    │   └── CursorExpired         a saved cursor/high-water mark is no longer valid: resync
+    │   ├── CursorExpired         a saved cursor/high-water mark is no longer valid: resync
+    │   └── AlreadyDone           the effect is already there (deleting what is gone)
     └── AuthError                 credentials rejected or expired; the integration needs attention
     SignatureError                a webhook failed verification (answered with 401)
+    └── HandshakeRefused          a handshake with the wrong verify token (403)
+    MalformedDelivery             a verified webhook whose body is not what the platform sends (400)
 
 Messages never contain credentials: connectors build them from status codes and the
 platform's error code only.
@@ -55,3 +58,15 @@ class AuthError(ProviderError):
 
 class SignatureError(Exception):
     """A webhook delivery whose signature, token or timestamp does not verify."""
+
+
+class HandshakeRefused(SignatureError):
+    """A verification handshake with the wrong verify token (answered with 403)."""
+
+
+class AlreadyDone(PermanentError):
+    """The operation's effect is already there (deleting what is gone): done, not failed."""
+
+
+class MalformedDelivery(Exception):
+    """A verified delivery whose body is not what the platform sends (answered with 400)."""

@@ -2,7 +2,7 @@
 rate-limit policy, and a paginator guard.
 
 A connector passes a ``classify`` hook that turns a platform's answer into an exception from
-``errors.py`` (e.g. Slack's HTTP 200 with ``ok: false``); this module retries what is
+``errors.py`` (e.g. an HTTP 200 with ``ok: false``); this module retries what is
 retryable (429 waited out for its Retry-After, 5xx and network faults with exponential
 backoff), a bounded number of times, and re-raises the last error when the budget is spent so
 the engine can reschedule the work instead of dropping it.
@@ -114,7 +114,7 @@ class ProviderHttp:
     """An httpx client bound to one platform root, with retries and error classification.
 
     Error messages name the method and the path template only: URLs can carry tokens
-    (Telegram puts the bot token in the path), so they never reach logs or exceptions.
+    (a bot token can sit in the path), so they never reach logs or exceptions.
     """
 
     def __init__(
@@ -128,12 +128,15 @@ class ProviderHttp:
         transport: httpx.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
         platform: str = "",
+        auth: httpx.Auth | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         #: Label of this client's calls in ``syncd_provider_requests_total``.
         self.platform = platform
         self.classify = classify
         self.authenticate = authenticate
+        #: An ``httpx.Auth`` (a manifest's declared authentication), applied to every request.
+        self.auth = auth
         self.policy = policy or RetryPolicy()
         self.client = httpx.AsyncClient(
             timeout=timeout_s,
@@ -217,7 +220,7 @@ class ProviderHttp:
             await self.authenticate(request)
         self.calls += 1
         try:
-            response = await self.client.send(request)
+            response = await self.client.send(request, auth=self.auth or httpx.USE_CLIENT_DEFAULT)
         except httpx.TimeoutException:
             self._count("transient")
             raise TransientError(f"{name}: timed out") from None

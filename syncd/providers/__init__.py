@@ -20,6 +20,8 @@ from types import ModuleType
 from typing import Any
 
 from syncd.kit.connector import Connector
+from syncd.kit.declarative import ManifestConnector
+from syncd.kit.loader import Loaded, check_capabilities
 
 _HERE = Path(__file__).parent
 
@@ -40,11 +42,23 @@ def part(platform: str, name: str) -> ModuleType | None:
 
 
 def connector_class(platform: str) -> type[Connector]:
-    """The connector class of ``platform``; ``KeyError`` for a platform with no module."""
+    """The connector class of ``platform``'s module; ``KeyError`` for a platform with none."""
     module = part(platform, "connector")
     if module is None:
         raise KeyError(platform)
     return module.CONNECTOR
+
+
+def connector_for(loaded: Loaded) -> type[Connector]:
+    """The connector of a loaded manifest: its module's class bound to the manifest, or, for a
+    platform with no module (an operator's manifest), the manifest connector alone. A custom
+    manifest never picks up a module: its requests go only to the root it declares."""
+    module = None if loaded.custom else part(loaded.manifest.platform, "connector")
+    if module is None:
+        check_capabilities(loaded.manifest, loaded.file)
+        return ManifestConnector.bind(loaded.manifest)
+    cls = module.CONNECTOR
+    return cls.bind(loaded.manifest) if issubclass(cls, ManifestConnector) else cls
 
 
 def simulator(platform: str, **kwargs: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The only package that talks to MongoDB (DESIGN §2, §7, §8).
+"""The only package that talks to MongoDB (docs/architecture.md §2, §5).
 
 Every document is camelCase (the models' ``.doc()``), carries ``id`` and is stored with
 ``_id = id`` so lookups by id are primary-key lookups. MongoDB hands back naive UTC datetimes;
@@ -57,7 +57,7 @@ _CLIENT_BULK_WIRE_VERSION = 25
 
 class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, UpsertsStore,
             SyncStatusStore, QueuesStore, DeadLettersStore, LeasesStore):
-    """MongoDB access for every collection of DESIGN §2. ``clock`` is replaceable in tests."""
+    """MongoDB access for every collection of docs/architecture.md §2. ``clock`` is replaceable in tests."""
 
     def __init__(self, client: Any, db: Any, fernet: Fernet | MultiFernet):
         self.client, self.db, self._fernet = client, db, fernet
@@ -89,10 +89,11 @@ class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, Up
             return store
         from motor.motor_asyncio import AsyncIOMotorClient
 
-        options = {} if timeout_s is None or "serverselectiontimeoutms" in uri.lower() else {
-            "serverSelectionTimeoutMS": int(timeout_s * 1000)}
-        client = AsyncIOMotorClient(uri, **options)
-        return cls(client, client.get_default_database(default="syncd"), _fernet(secret_key))
+        options: dict[str, Any] = {}
+        if timeout_s is not None and "serverselectiontimeoutms" not in uri.lower():
+            options["serverSelectionTimeoutMS"] = int(timeout_s * 1000)
+        motor: Any = AsyncIOMotorClient(uri, **options)
+        return cls(motor, motor.get_default_database(default="syncd"), _fernet(secret_key))
 
     async def ensure_indexes(self) -> None:
         """Create every index of :data:`INDEXES` (idempotent)."""

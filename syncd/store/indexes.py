@@ -1,11 +1,11 @@
-"""The indexes every collection needs (DESIGN §2): created by ``Store.ensure_indexes``."""
+"""The indexes every collection needs (docs/architecture.md §2): created by ``Store.ensure_indexes``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 _STRING = {"$type": "string"}
-#: (collection, name, keys ("-" = descending), options): the unique keys of DESIGN §2, then
+#: (collection, name, keys ("-" = descending), options): the unique keys of docs/architecture.md §2, then
 #: the shapes the queries below use, so a real server never scans a collection.
 INDEXES: list[tuple[str, str, str, dict[str, Any]]] = [
     ("messages", "message_key", "customerId platform externalMessageId",

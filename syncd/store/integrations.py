@@ -1,4 +1,4 @@
-"""Integrations (DESIGN §2): a short-lived read cache, and credentials encrypted at rest."""
+"""Integrations (docs/architecture.md §2): a short-lived read cache, and credentials encrypted at rest."""
 
 from __future__ import annotations
 

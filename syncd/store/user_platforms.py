@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from syncd.models import UserPlatform
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
+
+from syncd.models import UserPlatform, new_id
 from syncd.store.documents import StoreBase, _strip
+from syncd.universal import UserData
 
 
 class UserPlatformsStore(StoreBase):
@@ -17,6 +21,31 @@ class UserPlatformsStore(StoreBase):
         update = {"$set": sets, "$setOnInsert": {"_id": up.id, "id": up.id}}
         saved = await self._upsert(self.user_platforms, key, update)
         return UserPlatform.model_validate(_strip(saved))
+
+    async def upsert_users(self, customer_id: str, platform: str, integration_id: str,
+                           users: list[UserData]) -> None:
+        """The users a platform listed, in one bulk write: names and emails are refreshed;
+        ``isSelf`` is only ever set, never cleared (the platform's list does not know which
+        of them is the customer's own account; ``identify`` and ``PUT /user-platforms`` do)."""
+        ops = []
+        for user in users:
+            key = {"customerId": customer_id, "platform": platform, "externalUserId": user.external_user_id}
+            sets = {k: v for k, v in (("integrationId", integration_id), ("displayName", user.display_name),
+                                      ("externalEmail", user.external_email)) if v is not None}
+            if user.is_self:
+                sets["isSelf"] = True
+            uid = new_id()
+            on_insert = {"_id": uid, "id": uid, **({} if user.is_self else {"isSelf": False})}
+            ops.append(UpdateOne(key, {"$set": sets, "$setOnInsert": on_insert}, upsert=True))
+        if not ops:
+            return
+        try:
+            await self.user_platforms.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            # Two writers inserting one user meet the unique index: the other's insert stands,
+            # and this write's values reach it on the next listing.
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
 
     async def list_user_platforms(self, customer_id: str,
                                   platform: str | None = None) -> list[UserPlatform]:

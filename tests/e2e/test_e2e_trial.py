@@ -3,7 +3,6 @@ it, and what it says works; ``syncd sim`` prints it and serves the simulator for
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import socket

@@ -10,16 +10,21 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from syncd.kit.loader import load_manifest
+from syncd.mapping import mappings_dir
+from syncd.providers import connector_for
 from syncd.providers.gmail.connector import (
     GmailConnector,
     GmailCredentials,
     id_token_claims,
 )
 from syncd.providers.gmail.sim import GmailSimulator
-from syncd.providers.slack.connector import SlackConnector, SlackCredentials
+from syncd.providers.slack.connector import SlackConnector
 from syncd.providers.slack.sim import SlackSimulator
 
 CALLBACK = "https://syncd.example/connect/{}/callback"
+#: Slack's credentials model, generated from its manifest.
+SlackCredentials = connector_for(load_manifest(mappings_dir() / "slack.yaml")).Credentials
 
 #: The example answer of https://docs.slack.dev/reference/methods/oauth.v2.access
 SLACK_ACCESS_EXAMPLE = {

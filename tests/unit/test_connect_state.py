@@ -10,7 +10,6 @@ import json
 
 import pytest
 
-from syncd.config import DEFAULT_BASE_URLS, Settings
 from syncd.api.connect import (
     StateError,
     link_signature,
@@ -19,6 +18,7 @@ from syncd.api.connect import (
     sign_state,
     state_key,
 )
+from syncd.config import Settings
 from syncd.kit.connector import OAuthSpec
 
 KEY = b"k" * 32
@@ -78,13 +78,11 @@ def test_the_link_signature_is_hex_hmac_of_platform_customer_and_expiry():
 
 
 def test_oauth_urls_resolve_against_their_root():
-    settings = Settings(base_urls={"slack_oauth": "http://sim.local/"})
+    settings = Settings(base_urls={"slack_oauth": "http://sim.local/"}, api_roots={"slack": "https://slack.com/api"})
     assert resolve_url(settings, "{slack_oauth}/oauth/v2/authorize", "slack") == (
         "http://sim.local/oauth/v2/authorize", "slack_oauth")
     assert resolve_url(settings, "/oauth.v2.access", "slack") == ("https://slack.com/api/oauth.v2.access", "slack")
     assert resolve_url(settings, "https://login.example/authorize", "x") == ("https://login.example/authorize", "x")
-    assert DEFAULT_BASE_URLS["google_accounts"] == "https://accounts.google.com"
-    assert DEFAULT_BASE_URLS["slack_oauth"] == "https://slack.com"
 
 
 def test_scopes_are_space_separated_unless_the_spec_says_otherwise():

@@ -9,7 +9,7 @@ import pytest
 
 from syncd.config import Settings
 from syncd.engine.connectors import Connectors
-from syncd.mapping import load_mappings
+from syncd.kit.loader import load_all
 from syncd.models import Integration
 
 CREDENTIALS = {"botToken": "xoxb-connectors-test", "signingSecret": "s" * 32}
@@ -17,7 +17,7 @@ CREDENTIALS = {"botToken": "xoxb-connectors-test", "signingSecret": "s" * 32}
 
 @pytest.fixture
 def connectors() -> Connectors:
-    return Connectors(Settings(mongodb_uri="mongomock://"), load_mappings(platforms=["slack"]))
+    return Connectors(Settings(mongodb_uri="mongomock://"), {"slack": load_all()["slack"]})
 
 
 def slow_store(reads: list[int], credentials: dict = CREDENTIALS, fail: int = 0):

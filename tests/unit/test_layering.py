@@ -1,4 +1,4 @@
-"""Dependencies point one way (DESIGN §3, STYLE.md), checked by reading every module's imports.
+"""Dependencies point one way (docs/architecture.md §1), checked by reading every module's imports.
 
 config/models/universal → mapping, store, kit, sim kit → providers → engine → api and cli → daemon.
 Every module under ``syncd/`` is found on disk, so a new module is covered the day it lands; the

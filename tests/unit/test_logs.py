@@ -11,7 +11,7 @@ import structlog
 from syncd.logs import REDACTED, bind, bound, configure_logging, redact_secrets, unbind
 
 # Real signature headers and secrets from the platforms' documentation (see
-# ../shared/fixtures/providers/*.json for the full vectors).
+# tests/fixtures/*.json for the documented vectors).
 SLACK_VECTOR = {
     "secret": "8f742231b10e8888abcd99yyyzzz85a5",
     "headers": {

@@ -7,33 +7,36 @@ from pathlib import Path
 
 import pytest
 
-from syncd.mapping import MappingError, load_mapping, load_mappings, mappings_dir
+from syncd.kit.loader import load_all, load_manifest
+from syncd.mapping import MappingError, load_mapping, mappings_dir
 from syncd.universal import ChatData, MessageData, OutgoingMessage
 
 GOOD = """
 platform: demo
-message:
-  externalChatId: {path: [channel, ctx.channel]}
-  externalMessageId: {template: "{ctx.channel}:{ts}", required: true}
-  sentAt: {path: ts, transform: slack_ts}
-  editedAt: {path: edited.ts, transform: slack_ts}
-  sender.externalUserId: {path: [user, bot_id]}
-  sender.email: {path: headers.from, transform: email_address}
-  sender.name: {path: headers.from, transform: email_name}
-  fromSelf: {path: bot_id, transform: present}
-  text: {path: text}
-  extra.kind: {const: chat}
-chat:
-  externalChatId: {path: id, required: true}
-  name: {path: [name, user], default: unnamed}
-  kind: {cases: [{when: is_im, value: dm}, {when: type, equals: mpim, value: group}], default: channel}
-  participants: {path: members}
-send:
-  channel: {path: externalChatId}
-  text: {path: text}
-  thread: {template: "{externalThreadId}"}
-webhook:
-  deliveryId: {path: event_id}
+mapping:
+  message:
+    externalChatId: {path: [channel, ctx.channel]}
+    externalMessageId: {template: "{ctx.channel}:{ts}", required: true}
+    sentAt: {path: ts, transform: slack_ts}
+    editedAt: {path: edited.ts, transform: slack_ts}
+    sender.externalUserId: {path: [user, bot_id]}
+    sender.email: {path: headers.from, transform: email_address}
+    sender.name: {path: headers.from, transform: email_name}
+    fromSelf: {path: bot_id, transform: present}
+    text: {path: text}
+    extra.kind: {const: chat}
+  chat:
+    externalChatId: {path: id, required: true}
+    name: {path: [name, user], default: unnamed}
+    kind: {cases: [{when: is_im, value: dm}, {when: type, equals: mpim, value: group}], default: channel}
+    participants: {path: members}
+  send:
+    channel: {path: externalChatId}
+    text: {path: text}
+    thread: {template: "{externalThreadId}"}
+  sections:
+    webhook:
+      deliveryId: {path: event_id}
 """
 
 
@@ -72,7 +75,7 @@ def test_a_missing_value_is_not_said_rather_than_erased(mapping):
 def test_a_missing_required_value_names_the_file_and_field(mapping):
     with pytest.raises(MappingError) as err:
         mapping.message({"text": "no ts"}, {"channel": "C1"})
-    assert err.value.field == "message.externalMessageId"
+    assert err.value.field == "mapping.message.externalMessageId"
     assert "demo.yaml" in str(err.value) and "required" in str(err.value)
 
 
@@ -109,17 +112,17 @@ def test_free_sections_are_read_by_name(mapping):
 @pytest.mark.parametrize(
     ("text", "field", "problem"),
     [
-        ("platform: demo\nmessage:\n  textt: {path: text}\n", "message.textt", "unknown field 'textt'"),
-        ("platform: demo\nmessage:\n  sender.nick: {path: a}\n", "message.sender.nick", "unknown field 'nick'"),
-        ("platform: demo\nmessage:\n  text: {path: a, transform: shout}\n", "message.text", "unknown transform 'shout'"),
-        ("platform: demo\nmessage:\n  text: {path: a, const: b}\n", "message.text", "exactly one of"),
-        ("platform: demo\nmessage:\n  text: {}\n", "message.text", "exactly one of"),
-        ("platform: demo\nmessage:\n  text: {path: a, colour: red}\n", "message.text.colour", "Extra inputs"),
-        ("platform: demo\nsend:\n  channel: {path: externalChannel}\n", "send.channel", "unknown source 'externalChannel'"),
-        ("platform: Demo Platform\n", "platform", "pattern"),
-        ("platform: demo\nchat: [1, 2]\n", "chat", "valid dictionary"),
+        ("platform: demo\nmapping:\n  message:\n    textt: {path: text}\n", "mapping.message.textt", "unknown field 'textt'"),
+        ("platform: demo\nmapping:\n  message:\n    sender.nick: {path: a}\n", "mapping.message.sender.nick", "unknown field 'nick'"),
+        ("platform: demo\nmapping:\n  message:\n    text: {path: a, transform: shout}\n", "mapping.message.text", "unknown transform 'shout'"),
+        ("platform: demo\nmapping:\n  message:\n    text: {path: a, const: b}\n", "mapping.message.text", "exactly one of"),
+        ("platform: demo\nmapping:\n  message:\n    text: {}\n", "mapping.message.text", "exactly one of"),
+        ("platform: demo\nmapping:\n  message:\n    text: {path: a, colour: red}\n", "mapping.message.text.colour", "Extra inputs"),
+        ("platform: demo\nmapping:\n  send:\n    channel: {path: externalChannel}\n", "mapping.send.channel", "unknown source 'externalChannel'"),
+        ("platform: demo\nmapping:\n  mesage:\n    text: {path: a}\n", "mapping.mesage", "Extra inputs"),
+        ("platform: demo\nmapping:\n  chat: [1, 2]\n", "mapping.chat", "valid dictionary"),
         ("- just\n- a list\n", "-", "mapping of sections"),
-        ("platform: demo\nmessage: {text: {path: [unclosed}\n", "-", "not valid YAML"),
+        ("platform: demo\nmapping: {message: {text: {path: [unclosed}}\n", "-", "not valid YAML"),
     ],
 )
 def test_a_wrong_mapping_file_fails_at_load_with_file_field_and_problem(tmp_path, text, field, problem):
@@ -131,10 +134,16 @@ def test_a_wrong_mapping_file_fails_at_load_with_file_field_and_problem(tmp_path
     assert problem in err.value.problem
 
 
-def test_a_mapping_file_must_be_named_for_its_platform(tmp_path):
+def test_a_manifest_must_be_named_for_its_platform(tmp_path):
     write(tmp_path, "platform: other\n", name="demo.yaml")
-    with pytest.raises(MappingError, match="file is named 'demo'"):
-        load_mappings(tmp_path)
+    with pytest.raises(MappingError, match="the file is named 'demo'"):
+        load_manifest(tmp_path / "demo.yaml")
+
+
+def test_a_platform_name_is_lower_case(tmp_path):
+    with pytest.raises(MappingError) as err:
+        load_manifest(write(tmp_path, "platform: Demo Platform\n"))
+    assert err.value.field == "platform" and "pattern" in err.value.problem
 
 
 def test_a_missing_mapping_file_is_a_clear_error(tmp_path):
@@ -142,16 +151,16 @@ def test_a_missing_mapping_file_is_a_clear_error(tmp_path):
         load_mapping(tmp_path / "absent.yaml")
 
 
-def test_the_shipped_mappings_load_and_cover_every_platform():
-    loaded = load_mappings()
+def test_the_shipped_manifests_load_and_cover_every_platform():
+    loaded = load_all()
     assert {"slack", "gmail"} <= set(loaded)
     assert mappings_dir().is_dir()
 
 
-def test_the_mappings_directory_can_be_pointed_elsewhere(tmp_path, monkeypatch):
+def test_an_extra_folder_adds_manifests_to_the_built_in_ones(tmp_path):
     write(tmp_path, GOOD)
-    monkeypatch.setenv("SYNCD_MAPPINGS_DIR", str(tmp_path))
-    assert list(load_mappings()) == ["demo"]
+    loaded = load_all(extra=tmp_path)
+    assert "demo" in loaded and "slack" in loaded and loaded["demo"].custom
 
 
 @pytest.mark.parametrize(
@@ -170,6 +179,6 @@ def test_the_mappings_directory_can_be_pointed_elsewhere(tmp_path, monkeypatch):
     ],
 )
 def test_transforms(tmp_path, transform, value, expected):
-    text = f"platform: demo\nextras_probe:\n  out: {{path: v, transform: {transform}}}\n"
+    text = f"platform: demo\nmapping:\n  sections:\n    extras_probe:\n      out: {{path: v, transform: {transform}}}\n"
     mapping = load_mapping(write(tmp_path, text))
     assert mapping.section("extras_probe", {"v": value}).get("out") == expected

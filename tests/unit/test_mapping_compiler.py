@@ -186,12 +186,12 @@ def test_the_shipped_mappings_compile_to_what_their_rules_say_on_the_documented_
             continue
         spec = mapping.spec
         sections = {n: getattr(spec, n) for n in ("message", "chat", "user", "send", "edit", "delete")}
-        for name, section in {**sections, **spec.extras}.items():
+        for name, section in {**sections, **spec.sections}.items():
             for ctx in ({}, {"channel": "C1", "chat": "19:x", "fromSelf": True}):
                 got = outcome(mapping.compiled[name], raw, ctx)
                 want = outcome(reference, section, raw, ctx)
                 if isinstance(want, tuple):  # the compiled error names the section too
-                    want = ("error", f"{name}.{want[1]}", want[2])
+                    want = ("error", f"mapping.{name}.{want[1]}", want[2])
                 assert got == want, (platform, name, raw)
                 checked += 1
     assert checked > 500

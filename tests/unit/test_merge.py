@@ -1,4 +1,4 @@
-"""The message merge rules of DESIGN §2, one specification per test."""
+"""The message merge rules of docs/architecture.md §2, one specification per test."""
 
 from __future__ import annotations
 

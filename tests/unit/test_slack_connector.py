@@ -10,12 +10,15 @@ import pytest
 from syncd.kit.connector import ConnectorContext
 from syncd.kit.errors import AuthError, PermanentError, RateLimited, SignatureError
 from syncd.kit.http import RetryPolicy
-from syncd.mapping import load_mapping
-from syncd.providers.slack.connector import SlackConnector
+from syncd.kit.loader import load_manifest
+from syncd.providers import connector_for
 from syncd.providers.slack.sim import SlackSimulator
 from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
+SLACK = load_manifest(ROOT / "mappings/slack.yaml")
+#: The Slack module's connector bound to its manifest, as the registry makes it.
+SlackConnector = connector_for(SLACK)
 TOKEN = "xoxb-sim-bot-token"
 
 
@@ -58,7 +61,7 @@ def make_connector(sim: SlackSimulator, clock: Clock, policy: RetryPolicy, token
     creds = SlackConnector.Credentials(botToken=token, signingSecret=sim.signing_secret)
     http = SlackConnector.make_http("http://slack.sim/api", creds, policy=policy, timeout_s=5,
                                     transport=httpx.ASGITransport(app=sim))
-    ctx = ConnectorContext(http=http, mapping=load_mapping(ROOT / "mappings/slack.yaml"),
+    ctx = ConnectorContext(http=http, mapping=SLACK.mapping,
                            webhook_url="https://syncd.test/webhooks/slack/i1", clock=clock)
     return SlackConnector(creds, {}, ctx)
 

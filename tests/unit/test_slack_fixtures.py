@@ -16,20 +16,28 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd.kit.classify import classifier
 from syncd.kit.connector import ConnectorContext
 from syncd.kit.errors import (
+    AlreadyDone,
     AuthError,
+    CursorExpired,
     PermanentError,
     RateLimited,
     SignatureError,
     TransientError,
 )
 from syncd.kit.http import RetryPolicy
-from syncd.mapping import load_mapping
-from syncd.providers.slack.connector import SlackConnector
+from syncd.kit.loader import load_manifest
+from syncd.providers import connector_for
 from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
+SLACK = load_manifest(ROOT / "mappings/slack.yaml")
+#: The Slack module's connector bound to its manifest, as the registry makes it.
+SlackConnector = connector_for(SLACK)
+#: Slack's error rules as its HTTP client applies them to every answer.
+classify = classifier(SLACK.manifest.errors)
 FIXTURES = json.loads((ROOT / "tests/fixtures/slack.json").read_text())
 VALID, TAMPERED = FIXTURES["signature_vectors"]
 SECRET = "test-signing-secret"
@@ -60,7 +68,7 @@ def connector(answers: dict[str, Any] | None = None, *, secret: str = SECRET, cl
     creds = SlackConnector.Credentials(botToken="xoxb-test", signingSecret=secret)
     http = SlackConnector.make_http("https://slack.test/api", creds, policy=RetryPolicy(max_retries=0),
                                     timeout_s=5, transport=httpx.MockTransport(handle))
-    ctx = ConnectorContext(http=http, mapping=load_mapping(ROOT / "mappings/slack.yaml"),
+    ctx = ConnectorContext(http=http, mapping=SLACK.mapping,
                            webhook_url="https://syncd.test/webhooks/slack/i1", clock=lambda: clock)
     return SlackConnector(creds, {}, ctx)
 
@@ -110,13 +118,13 @@ def test_a_timestamp_at_the_edge_of_the_window_is_accepted():
 def test_a_delivery_without_signature_headers_is_refused(missing):
     request = vector_request(VALID)
     del request.headers[missing]
-    with pytest.raises(SignatureError, match="missing"):
+    with pytest.raises(SignatureError, match=r"no (valid )?X-Slack-"):
         connector(secret=VALID["secret"], clock=VALID["now_for_test"]).accept_webhook(request)
 
 
 def test_a_signature_made_with_another_secret_is_refused():
     slack = connector(secret="another-secret", clock=VALID["now_for_test"])
-    with pytest.raises(SignatureError, match="does not match"):
+    with pytest.raises(SignatureError, match="signature mismatch"):
         slack.accept_webhook(vector_request(VALID))
 
 
@@ -287,21 +295,35 @@ def test_the_documented_429_is_rate_limited_for_its_retry_after():
     item = next(s for s in FIXTURES["samples"] if s.get("http_status") == 429)
     response = httpx.Response(429, headers=item["headers"], json=item["payload"])
     with pytest.raises(RateLimited) as limited:
-        SlackConnector.classify(response)
+        classify(response)
     assert limited.value.retry_after == 30
 
 
 @pytest.mark.parametrize("code", ["invalid_auth", "not_authed", "token_revoked", "account_inactive", "token_expired"])
 def test_auth_error_codes_need_attention(code):
     with pytest.raises(AuthError):
-        SlackConnector.classify(httpx.Response(200, json={"ok": False, "error": code}))
+        classify(httpx.Response(200, json={"ok": False, "error": code}))
 
 
 def test_in_body_ratelimited_and_server_errors_are_retryable():
     with pytest.raises(RateLimited):
-        SlackConnector.classify(httpx.Response(200, json={"ok": False, "error": "ratelimited"}))
+        classify(httpx.Response(200, json={"ok": False, "error": "ratelimited"}))
     with pytest.raises(TransientError):
-        SlackConnector.classify(httpx.Response(503, text="<html>down</html>"))
+        classify(httpx.Response(503, text="<html>down</html>"))
+    with pytest.raises(TransientError):
+        classify(httpx.Response(200, json={"ok": False, "error": "service_unavailable"}))
+
+
+def test_an_expired_cursor_a_gone_message_and_a_foreign_answer_are_told_apart():
+    with pytest.raises(CursorExpired):
+        classify(httpx.Response(200, json={"ok": False, "error": "invalid_cursor"}))
+    # Only a delete acts on it (a retried delete is done); anywhere else it stays permanent.
+    with pytest.raises(AlreadyDone) as gone:
+        classify(httpx.Response(200, json={"ok": False, "error": "message_not_found"}))
+    assert isinstance(gone.value, PermanentError) and gone.value.code == "message_not_found"
+    with pytest.raises(PermanentError):
+        classify(httpx.Response(200, text="<html>a proxy's page</html>"))
+    classify(httpx.Response(200, json={"ok": True}))
 
 
 def test_credentials_need_a_slack_token_and_never_print_it():

@@ -34,7 +34,7 @@ class OAuthApp:
 
 def platform_error(body: Any) -> tuple[str, str | None]:
     """``(error code, description)`` of a token endpoint's refusal, in the shapes platforms
-    use: RFC 6749 ``{"error", "error_description"}``, Slack ``{"ok": false, "error"}``,
+    use: RFC 6749 ``{"error", "error_description"}``, ``{"ok": false, "error"}``,
     Graph-style ``{"error": {"code"|"type", "message"}}``."""
     if not isinstance(body, dict):
         return "unreadable_answer", None
@@ -110,7 +110,7 @@ class TokenExchange:
         try:
             return self.cls.credentials_from_oauth(token, client_id=self.app.client_id,
                                                    client_secret=self.app.client_secret)
-        except Exception as exc:  # noqa: BLE001 - whatever a connector raises, the answer is a 502
+        except Exception as exc:  # whatever a connector raises, the answer is a 502
             if isinstance(exc, KeyError):
                 what = f"missing {exc}"
             elif isinstance(exc, (ValueError, TypeError)):

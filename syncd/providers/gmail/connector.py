@@ -23,7 +23,6 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from syncd.config import DEFAULT_BASE_URLS
 from syncd.kit.connector import Connector, ConnectorContext, OAuthSpec, body_digest
 from syncd.kit.errors import (
     AuthError,
@@ -68,6 +67,12 @@ WATCH_CHECK_EVERY_S = 6 * 3600
 #: Renew a watch that expires sooner than this (Google: re-watch within 7 days, ideally daily).
 WATCH_RENEW_BEFORE_S = 24 * 3600
 
+#: The documented root (its manifest declares it too; ``SYNCD_GMAIL_BASE_URL`` replaces it).
+GMAIL_ROOT = "https://gmail.googleapis.com"
+#: The documented root (its manifest declares it too; ``SYNCD_GOOGLE_OAUTH_BASE_URL`` replaces it).
+GOOGLE_OAUTH_ROOT = "https://oauth2.googleapis.com"
+
+
 
 class GmailCredentials(BaseModel):
     """What an integration needs; secrets are kept out of ``repr``."""
@@ -97,8 +102,8 @@ def default_token_url(base_url: str) -> str:
     env = os.environ.get("SYNCD_GOOGLE_OAUTH_BASE_URL")
     if env:
         return env.rstrip("/") + "/token"
-    if base_url.rstrip("/") == DEFAULT_BASE_URLS["gmail"]:
-        return DEFAULT_BASE_URLS["google_oauth"] + "/token"
+    if base_url.rstrip("/") == GMAIL_ROOT:
+        return GOOGLE_OAUTH_ROOT + "/token"
     return base_url.rstrip("/") + "/token"
 
 
@@ -200,6 +205,8 @@ def reply_subject(subject: str | None) -> str:
 
 
 class GmailConnector(Connector):
+    #: The push subscription's shared token rides in the URL's query: never stored.
+    secret_query = ("token",)
     platform: ClassVar[str] = "gmail"
     Credentials: ClassVar[type[BaseModel]] = GmailCredentials
     can_edit: ClassVar[bool] = False
@@ -258,7 +265,7 @@ class GmailConnector(Connector):
         transport: httpx.AsyncBaseTransport | None = None,
         token_url: str | None = None,
     ) -> ProviderHttp:
-        base_url = (base_url or DEFAULT_BASE_URLS["gmail"]).rstrip("/")
+        base_url = (base_url or GMAIL_ROOT).rstrip("/")
         auth = GoogleBearer(credentials.access_token, token_url or default_token_url(base_url))
         return ProviderHttp(
             base_url, classify=classify, authenticate=auth, policy=policy, timeout_s=timeout_s, transport=transport

@@ -43,7 +43,7 @@ class PageScenario(Scenario):
     async def live(self) -> None:
         sim, tb = self.sim, self.tb
         newcomer = str(self.first_id + 900_000)  # past every seeded person
-        writers = self.people[:3] + [newcomer]
+        writers = [*self.people[:3], newcomer]
         mids = []
         for i in range(8):
             user = writers[i % len(writers)]

@@ -340,7 +340,7 @@ class SlackSimulator(Trial):
         return {
             "auth.test": self._auth_test, "conversations.list": self._conversations_list,
             "conversations.history": self._history, "conversations.replies": self._replies_api,
-            "users.info": self._users_info, "chat.postMessage": self._post_message,
+            "users.info": self._users_info, "users.list": self._users_list, "chat.postMessage": self._post_message,
             "chat.update": self._update, "chat.delete": self._delete,
         }
 
@@ -496,6 +496,21 @@ class SlackSimulator(Trial):
         if user is None:
             raise _ApiError("user_not_found")
         return {"user": user}
+
+    async def _users_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Every user of the workspace, bots and deleted ones included, paged like Slack."""
+        users = list(self.users.values())
+        start = 0
+        if params.get("cursor"):
+            after = _uncursor("users", str(params["cursor"]))
+            start = next((i for i, u in enumerate(users) if u["id"] == after), None)
+            if start is None:
+                raise _ApiError("invalid_cursor")
+        limit = self._limit(params, 100, 1000)
+        page, rest = users[start:start + limit], users[start + limit:]
+        fresh = _cursor("users", rest[0]["id"]) if rest else ""
+        return {"members": page, "cache_ts": int(self.clock()),
+                "response_metadata": {"next_cursor": self._next_cursor("users.list", params, fresh)}}
 
     async def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(params)

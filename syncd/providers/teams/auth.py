@@ -16,7 +16,6 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from syncd.config import DEFAULT_BASE_URLS
 from syncd.kit.errors import AuthError, ProviderError
 from syncd.kit.http import default_classify
 from syncd.providers.teams.graph import TeamsBase, graph_error
@@ -28,6 +27,10 @@ SCOPES = ("openid", "offline_access", "User.Read", "Chat.ReadWrite", "ChannelMes
           "ChannelMessage.ReadWrite", "Team.ReadBasic.All", "Channel.ReadBasic.All")
 #: A refresh asks for what was consented, whatever the list was then.
 REFRESH_SCOPE = "https://graph.microsoft.com/.default offline_access"
+
+#: The documented root (its manifest declares it too; ``SYNCD_MICROSOFT_LOGIN_BASE_URL`` replaces it).
+LOGIN_ROOT = "https://login.microsoftonline.com"
+
 
 
 class TeamsCredentials(BaseModel):
@@ -61,7 +64,7 @@ class TeamsCredentials(BaseModel):
 def login_root() -> str:
     """Microsoft's identity platform, unless ``SYNCD_MICROSOFT_LOGIN_BASE_URL`` points elsewhere
     (a simulator, a national cloud)."""
-    return (os.environ.get("SYNCD_MICROSOFT_LOGIN_BASE_URL") or DEFAULT_BASE_URLS["microsoft_login"]).rstrip("/")
+    return (os.environ.get("SYNCD_MICROSOFT_LOGIN_BASE_URL") or LOGIN_ROOT).rstrip("/")
 
 
 def _classify_token(response: httpx.Response) -> None:

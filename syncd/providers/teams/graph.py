@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from syncd.config import DEFAULT_BASE_URLS
 from syncd.kit.connector import Connector
 from syncd.kit.errors import (
     AuthError,
@@ -36,6 +35,10 @@ PAGE_SIZE = 50  # Graph's maximum $top for chats and messages
 #: Parallel message fetches; Teams allows about 4 requests per second per chat or channel.
 CONCURRENCY = 4
 THROTTLING_CODES = frozenset({"TooManyRequests", "activityLimitReached", "throttledRequest"})
+
+#: The documented root (its manifest declares it too; ``SYNCD_TEAMS_BASE_URL`` replaces it).
+GRAPH_ROOT = "https://graph.microsoft.com/v1.0"
+
 
 
 class GraphBearer:
@@ -102,7 +105,7 @@ class TeamsBase(Connector):
     def make_http(cls, base_url: str, credentials: BaseModel, *, policy: RetryPolicy, timeout_s: float,
                   transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp:
         auth = GraphBearer(credentials.access_token, credentials.expires_at)  # type: ignore[attr-defined]
-        return ProviderHttp(base_url or DEFAULT_BASE_URLS["teams"], classify=classify, authenticate=auth,
+        return ProviderHttp(base_url or GRAPH_ROOT, classify=classify, authenticate=auth,
                             policy=policy, timeout_s=timeout_s, transport=transport)
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

@@ -1,0 +1,80 @@
+"""A manifest's error rules as the classifier of its HTTP client.
+
+Rules are tried in order; the first that matches the answer's status (any listed) and every
+condition on its JSON body decides: ``ok`` lets it through, ``already_done`` raises
+``AlreadyDone`` (an operation on what is already gone: the caller counts it as done), the
+others raise the exception of ``syncd.kit.errors``. An answer no rule matches falls back to
+status-code classification. Error messages carry the platform's error *code* only: free text
+can echo a token back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from syncd.kit import templates
+from syncd.kit.errors import (
+    AlreadyDone,
+    AuthError,
+    CursorExpired,
+    PermanentError,
+    ProviderError,
+    RateLimited,
+    TransientError,
+)
+from syncd.kit.http import Classifier, default_classify, parse_retry_after
+from syncd.kit.manifest import ErrorRule
+
+_RAISE: dict[str, type[ProviderError]] = {
+    "auth": AuthError, "transient": TransientError, "permanent": PermanentError,
+    "cursor_expired": CursorExpired, "already_done": AlreadyDone,
+}
+
+
+def _body(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _retry_after(rule: ErrorRule, response: httpx.Response, body: Any) -> float | None:
+    if rule.retry_after_path:
+        value = templates.lookup(body, rule.retry_after_path)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return max(0.0, float(value))
+    return parse_retry_after(response.headers.get(rule.retry_after_header or "retry-after"))
+
+
+def _applies(rule: ErrorRule, response: httpx.Response, body: Any) -> bool:
+    if rule.status and response.status_code not in rule.status:
+        return False
+    return all(templates.matches(body, c) for c in rule.when)
+
+
+def raise_for(rule: ErrorRule, response: httpx.Response, body: Any) -> None:
+    if rule.as_ == "ok":
+        return
+    status = response.status_code
+    code = templates.lookup(body, rule.code) if rule.code else None
+    code = str(code)[:80] if code is not None else None
+    message = f"{rule.as_.replace('_', ' ')} ({status}{', ' + code if code else ''})"
+    if rule.as_ == "rate_limited":
+        raise RateLimited(message, status=status, code=code, retry_after=_retry_after(rule, response, body))
+    raise _RAISE[rule.as_](message, status=status, code=code)
+
+
+def classifier(rules: list[ErrorRule]) -> Classifier:
+    """The ``classify`` hook of ``ProviderHttp`` for these rules."""
+
+    def classify(response: httpx.Response) -> None:
+        body = _body(response) if rules else None
+        for rule in rules:
+            if _applies(rule, response, body):
+                raise_for(rule, response, body)
+                return
+        default_classify(response)
+
+    return classify

@@ -1,0 +1,57 @@
+"""A manifest's credential schema as a pydantic model, generated values, and secret values.
+
+The model refuses unknown fields (the 422 names the field), accepts each field's aliases
+(Smooch's argument names), hides secret fields from ``repr`` and never echoes input in its
+errors.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
+from pydantic.alias_generators import to_snake
+
+from syncd.kit.manifest import CredentialField, Manifest
+
+_TYPES: dict[str, type] = {"string": str, "integer": int, "boolean": bool}
+
+
+class ManifestCredentials(BaseModel):
+    """Base of every generated credentials model."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
+
+
+def _field(name: str, spec: CredentialField) -> tuple[Any, Any]:
+    kind: Any = _TYPES[spec.type]
+    required = spec.required and spec.generate is None
+    annotation = kind if required else kind | None
+    constraints: dict[str, Any] = {"min_length": 1} if spec.type == "string" else {}
+    if spec.pattern:
+        constraints["pattern"] = spec.pattern
+    return annotation, Field(
+        ... if required else None, alias=name, validation_alias=AliasChoices(name, *spec.aliases),
+        repr=not spec.secret, description=spec.description,
+        json_schema_extra={"secret": spec.secret, "generated": spec.generate is not None}, **constraints,
+    )
+
+
+def credentials_model(manifest: Manifest) -> type[BaseModel]:
+    fields = {to_snake(name): _field(name, spec) for name, spec in manifest.credentials.items()}
+    return create_model(f"{manifest.platform.title()}Credentials", __base__=ManifestCredentials, **fields)  # type: ignore[call-overload]
+
+
+def generate_missing(manifest: Manifest, credentials: dict[str, Any]) -> dict[str, Any]:
+    """``credentials`` with every absent generated field filled in (no I/O)."""
+    out = dict(credentials)
+    for name, spec in manifest.credentials.items():
+        if spec.generate and not any(out.get(key) for key in (name, *spec.aliases)):
+            out[name] = secrets.token_hex(20) if spec.generate == "hex" else secrets.token_urlsafe(24)
+    return out
+
+
+def secret_values(manifest: Manifest, credentials: BaseModel) -> list[str]:
+    data = credentials.model_dump(by_alias=True)
+    return [str(data[n]) for n, s in manifest.credentials.items() if s.secret and data.get(n)]

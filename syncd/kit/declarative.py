@@ -1,0 +1,373 @@
+"""The connector that runs a manifest: every operation is a declared request.
+
+A platform with no module gets ``ManifestConnector`` bound to its manifest; a platform's module
+subclasses it and overrides single operations (offset polling, a MIME body), never
+the whole connector. The class attributes the engine reads (``has_history``, ``can_edit``,
+``poll_every_s`` ...) come from the manifest's capabilities and intervals (``bind``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl
+
+import httpx
+from pydantic import BaseModel
+
+from syncd.kit import paging, signatures, templates
+from syncd.kit.auth import ManifestAuth
+from syncd.kit.classify import classifier
+from syncd.kit.connector import Connector, body_digest
+from syncd.kit.credentials import credentials_model, generate_missing, secret_values
+from syncd.kit.errors import (
+    AlreadyDone,
+    MalformedDelivery,
+    PermanentError,
+    SignatureError,
+)
+from syncd.kit.http import Pages, ProviderHttp, RetryPolicy
+from syncd.kit.manifest import EventRule, Manifest, Request
+from syncd.universal import (
+    Changes,
+    ChatData,
+    HistoryPage,
+    MessageData,
+    OutgoingMessage,
+    PollResult,
+    SendResult,
+    UserData,
+    WebhookAccepted,
+    WebhookAnswer,
+    WebhookRequest,
+)
+
+_MODELS: dict[str, type[BaseModel]] = {"message": MessageData, "chat": ChatData, "user": UserData}
+
+
+def _scope_credentials(credentials: BaseModel) -> dict[str, Any]:
+    return credentials.model_dump(by_alias=True)
+
+
+class ManifestConnector(Connector):
+    """A platform described by ``manifest``; see the module docstring."""
+
+    manifest: ClassVar[Manifest]
+    #: Items per page asked where a request says ``{pageSize}``; ``None``: the manifest's
+    #: ``api.pageSize``. Set on a class or a connector to shrink pages (tests, benchmarks).
+    page_limit: ClassVar[int | None] = None
+
+    @classmethod
+    def bind(cls, manifest: Manifest) -> type[ManifestConnector]:
+        """This class (or a platform module's subclass) made for ``manifest``."""
+        caps, every = manifest.capabilities, manifest.intervals
+        attrs: dict[str, Any] = {
+            "manifest": manifest, "platform": manifest.platform,
+            "can_edit": caps.edit, "can_delete": caps.delete, "has_history": caps.history,
+            "can_poll": caps.poll, "can_list_users": caps.list_users, "maintain_every_s": every.maintain_s, "poll_every_s": every.poll_s,
+            "base_url_key": manifest.api.base_url_key if manifest.api else None,
+            "keep_headers": tuple(h.lower() for h in manifest.webhook.keep_headers),
+            "secret_query": tuple(v.param for v in manifest.webhook.verify if v.param),
+        }
+        if "Credentials" not in cls.__dict__:
+            attrs["Credentials"] = credentials_model(manifest)
+        return type(f"{cls.__name__}[{manifest.platform}]", (cls,), attrs)
+
+    @classmethod
+    def prepare_credentials(cls, credentials: dict[str, Any], settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        return generate_missing(cls.manifest, credentials), settings
+
+    @classmethod
+    def secrets(cls, credentials: BaseModel) -> list[str]:
+        """Every secret value of these credentials (to scrub from any platform text)."""
+        return secret_values(cls.manifest, credentials)
+
+    @classmethod
+    def make_http(cls, base_url: str, credentials: BaseModel, *, policy: RetryPolicy, timeout_s: float,
+                  transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp:
+        api = cls.manifest.api
+        scope = {"credentials": _scope_credentials(credentials)}
+        return ProviderHttp(
+            base_url, classify=classifier(cls.manifest.errors), auth=ManifestAuth(cls.manifest.auth, scope),
+            policy=policy, timeout_s=(api.timeout_s if api and api.timeout_s else timeout_s),
+            transport=transport, headers=dict(api.headers) if api else None,
+        )
+
+    # -- requests ---------------------------------------------------------------------------
+    def scope(self, **more: Any) -> dict[str, Any]:
+        """What templates read: credentials, settings, the webhook URL, the page size, ``more``."""
+        page_size = self.page_limit or (self.manifest.api.page_size if self.manifest.api else 100)
+        defaults = {name: spec.default for name, spec in self.manifest.settings.items() if spec.default is not None}
+        return {"credentials": _scope_credentials(self.credentials), "settings": {**defaults, **self.settings},
+                "webhookUrl": self.ctx.webhook_url, "pageSize": page_size, **more}
+
+    def _url(self, spec: Request, scope: dict[str, Any], next_url: str | None) -> str:
+        if next_url is not None:
+            if not next_url.startswith(self.http.base_url + "/") and not next_url.startswith("/"):
+                raise PermanentError("a next-page URL outside the platform's API root was refused")
+            return next_url
+        prefix = (templates.render(self.manifest.auth.prefix, scope, templates.path_segment)
+                  if self.manifest.auth.type == "path" else "")
+        path = templates.render(spec.path, scope, templates.path_segment)
+        if path is None:
+            raise PermanentError(f"the request path {spec.path!r} has a value missing")
+        return f"{prefix or ''}{path}"
+
+    async def call(self, name: str, spec: Request, scope: dict[str, Any], *, cursor: str | None = None,
+                   body: dict[str, Any] | None = None) -> tuple[httpx.Response, Any]:
+        """Send one declared request; the answer and its JSON (``None`` if not JSON)."""
+        params = templates.without_none(templates.render(spec.params, scope))
+        if body is None and spec.body is not None:
+            body = templates.without_none(templates.render(spec.body, scope))
+        next_url = paging.apply(spec.paginator, cursor, params, body)
+        kwargs: dict[str, Any] = {"params": params}
+        if spec.headers:
+            kwargs["headers"] = templates.render(spec.headers, scope)
+        if body is not None and spec.method != "GET":
+            kwargs["json" if spec.encoding == "json" else "data"] = body
+        response = await self.http.request(spec.method, self._url(spec, scope, next_url), label=name, **kwargs)
+        try:
+            return response, response.json()
+        except ValueError:
+            return response, None
+
+    def records(self, spec: Request | EventRule, doc: Any, scope: dict[str, Any]) -> list[tuple[Any, Any]]:
+        selector = spec.records or "."
+        conditions = spec.where if isinstance(spec, Request) else spec.when
+        return [(r, p) for r, p in templates.select(doc, selector)
+                if isinstance(r, dict) and all(templates.matches(r, c, {**scope, "parent": p}) for c in conditions)]
+
+    def map_as(self, kind: str, section: str, record: dict[str, Any], ctx: dict[str, Any]) -> Any:
+        return self.mapping.validated(section, _MODELS[kind], record, ctx)
+
+    async def walk(self, name: str, spec: Request, kind: str, scope: dict[str, Any]) -> list[Any]:
+        """Every record of every page of ``spec``, mapped as ``kind``."""
+        out, pages, cursor = [], Pages(name), None
+        while True:
+            page, cursor = await self.page(name, spec, kind, scope, cursor)
+            out += page
+            if pages.advance(cursor) is None:
+                return out
+
+    async def page(self, name: str, spec: Request, kind: str, scope: dict[str, Any],
+                   cursor: str | None) -> tuple[list[Any], str | None]:
+        found, after = await self.page_records(name, spec, scope, cursor)
+        ctx = templates.render(spec.ctx, scope)
+        return [self.map_as(kind, spec.map or kind, r, {**ctx, "parent": p}) for r, p in found], after
+
+    async def page_records(self, name: str, spec: Request, scope: dict[str, Any],
+                           cursor: str | None) -> tuple[list[tuple[Any, Any]], str | None]:
+        """The ``(record, parent)`` pairs of one page, unmapped, and the next cursor."""
+        response, body = await self.call(name, spec, scope, cursor=cursor)
+        found = self.records(spec, body, scope)
+        after = paging.next_cursor(spec.paginator, response, body, len(found), cursor, name)
+        return await self.expand(name, spec, body, found, scope), after
+
+    async def expand(self, name: str, spec: Request, body: Any, found: list[tuple[Any, Any]],
+                     scope: dict[str, Any]) -> list[tuple[Any, Any]]:
+        """The records of one page of request ``name``, plus any it only points to (thread
+        replies that a platform lists under another request); a module overrides this.
+        Default: the page's own records."""
+        return found
+
+    async def walk_records(self, name: str, spec: Request, scope: dict[str, Any]) -> list[tuple[Any, Any]]:
+        """Every ``(record, parent)`` of every page of ``spec``, unmapped."""
+        out, pages, cursor = [], Pages(name), None
+        while True:
+            found, cursor = await self.page_records(name, spec, scope, cursor)
+            out += found
+            if pages.advance(cursor) is None:
+                return out
+
+    def named(self, name: str) -> Request:
+        """The manifest's named request ``name`` (``requests.named``)."""
+        spec = self.manifest.requests.named.get(name)
+        if spec is None:
+            raise PermanentError(f"{self.platform} declares no named request {name!r}")
+        return spec
+
+    def required(self, name: str) -> Request:
+        spec = getattr(self.manifest.requests, name)
+        if spec is None:
+            raise PermanentError(f"{self.platform} declares no {name} request")
+        return spec
+
+    # -- identity, chats, users, history -----------------------------------------------------
+    async def identify(self) -> list[UserData]:
+        spec = self.manifest.requests.identify
+        if spec is None:
+            return []
+        _, body = await self.call("identify", spec, self.scope())
+        ctx = templates.render(spec.ctx, self.scope())
+        return [self.map_as("user", spec.map or "user", r, {**ctx, "parent": p}).model_copy(update={"is_self": True})
+                for r, p in self.records(spec, body, self.scope())]
+
+    async def list_chats(self) -> list[ChatData]:
+        spec = self.manifest.requests.list_chats
+        return await self.walk("list_chats", spec, "chat", self.scope()) if spec else []
+
+    async def list_users(self) -> list[UserData]:
+        spec = self.manifest.requests.list_users
+        return await self.walk("list_users", spec, "user", self.scope()) if spec else []
+
+    async def fetch_history_page(self, chat: ChatData, cursor: str | None) -> HistoryPage:
+        spec = self.required("history")
+        messages, after = await self.page("history", spec, "message", self.scope(chat=chat.model_dump(by_alias=True)), cursor)
+        return HistoryPage(messages, after)
+
+    # -- export -------------------------------------------------------------------------------
+    async def _outgoing(self, name: str, message: OutgoingMessage) -> tuple[httpx.Response, Any]:
+        spec = self.required(name)
+        source = message.as_source()
+        scope = self.scope(message=source, chat=source["chat"])
+        section = spec.body_mapping or name
+        body = self.mapping.section(section, source) if self.mapping.has(section) else None
+        if body is not None and spec.body:
+            # Fixed parts of the body (templates) under what the mapping made of the message.
+            body = {**templates.without_none(templates.render(spec.body, scope)), **body}
+        return await self.call(name, spec, scope, body=body)
+
+    def _result(self, name: str, message: OutgoingMessage, body: Any) -> SendResult:
+        spec = self.required(name)
+        if spec.result is None:
+            return SendResult(message.external_message_id or "")
+        data = self.mapping.section(spec.result, body if isinstance(body, dict) else {},
+                                    {"message": message.as_source()})
+        if not data.get("externalMessageId"):
+            raise PermanentError(f"the {name} answer has no message id")
+        return SendResult(str(data["externalMessageId"]), sent_at=data.get("sentAt"),
+                          external_thread_id=data.get("externalThreadId"), edited_at=data.get("editedAt"),
+                          extra=data.get("extra") or {})
+
+    async def send(self, message: OutgoingMessage) -> SendResult:
+        _, body = await self._outgoing("send", message)
+        return self._result("send", message, body)
+
+    async def edit(self, message: OutgoingMessage) -> SendResult:
+        if not self.can_edit:
+            return await super().edit(message)
+        _, body = await self._outgoing("edit", message)
+        return self._result("edit", message, body)
+
+    async def delete(self, message: OutgoingMessage) -> None:
+        if not self.can_delete:
+            return await super().delete(message)
+        try:
+            await self._outgoing("delete", message)
+        except AlreadyDone:
+            return
+
+    # -- webhooks -----------------------------------------------------------------------------
+    def _delivery_scope(self, request: WebhookRequest) -> dict[str, Any]:
+        form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+        return self.scope(header=request.headers, query=request.query, url=request.url,
+                          formSorted="".join(k + v for k, v in sorted(form.items())))
+
+    def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
+        hook = self.manifest.webhook
+        scope = self._delivery_scope(request) if hook.verify or hook.handshakes else self.scope()
+        shook = signatures.handshake(hook.handshakes, request, scope, verified=False)
+        if shook is not None:
+            return shook
+        if not hook.verify:
+            raise SignatureError(f"{self.platform} declares no webhook verification")
+        signatures.verify(hook.verify, request, scope, now=self.ctx.clock(), max_skew_s=self.ctx.webhook_max_skew_s)
+        shook = signatures.handshake(hook.handshakes, request, scope, verified=True)
+        if shook is not None:
+            return shook
+        answer = WebhookAnswer(hook.answer_status, hook.answer_body if hook.answer_body is not None else {"ok": True},
+                               hook.answer_media_type)
+        if hook.store_when:
+            try:
+                body = self.parse_body(request)
+            except MalformedDelivery:
+                return WebhookAccepted(None, answer)
+            if not isinstance(body, dict) or not all(templates.matches(body, c) for c in hook.store_when):
+                return WebhookAccepted(None, answer)
+        else:
+            body = self.parse_body(request)
+        return WebhookAccepted(self._delivery_id(request, body), answer)
+
+    def parse_body(self, request: WebhookRequest) -> Any:
+        """The delivery as a document: JSON, or a form as a dict; ``MalformedDelivery`` if not."""
+        if self.manifest.webhook.format == "form":
+            return dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+        try:
+            return json.loads(request.body)
+        except ValueError:
+            raise MalformedDelivery("the delivery is not JSON") from None
+
+    def _delivery_id(self, request: WebhookRequest, body: Any) -> str:
+        spec = self.manifest.webhook.delivery_id
+        found: Any = None
+        if spec.header:
+            found = request.headers.get(spec.header.lower())
+        elif spec.path:
+            found = templates.lookup(body, spec.path)
+        elif spec.template:
+            found = templates.render(spec.template, {"body": body, "header": request.headers})
+        return str(found) if found not in (None, "") else body_digest(request.body)
+
+    async def parse_webhook(self, request: WebhookRequest) -> Changes:
+        body = self.parse_body(request)
+        changes, chats = Changes(), {}
+        scope = self.scope(body=body)
+        for rule in self.manifest.webhook.events:
+            for record, parent in self.records(rule, body, scope):
+                self._apply_event(rule, record, parent, scope, changes, chats)
+        changes.chats = list(chats.values())
+        return changes
+
+    def _apply_event(self, rule: EventRule, record: dict[str, Any], parent: Any, scope: dict[str, Any],
+                     changes: Changes, chats: dict[str, ChatData]) -> None:
+        if rule.as_ == "poll":
+            changes.poll_requested = True
+            return
+        if rule.as_ == "resync":
+            changes.resync_requested = True
+            return
+        if rule.as_ == "ignore":
+            return
+        local = {**scope, "record": record, "parent": parent}
+        ctx = {**templates.render(rule.ctx, local), "parent": parent, "root": scope.get("body")}
+        mapped = self.map_as(rule.as_, rule.map or rule.as_, record, ctx)
+        if isinstance(mapped, MessageData):
+            changes.messages.append(mapped)
+        elif isinstance(mapped, ChatData) and (mapped.external_chat_id not in chats or mapped.name):
+            chats[mapped.external_chat_id] = mapped
+
+    # -- polling and upkeep -------------------------------------------------------------------
+    async def poll(self, state: Any, chats: list[ChatData], lookback_s: float) -> PollResult:
+        spec = self.manifest.poll
+        if spec is None or not chats:
+            return PollResult(Changes(), state)
+        now = self.ctx.clock()
+        if state is None:
+            return PollResult(Changes(), now)
+        since = _format_mark(float(state) - lookback_s, spec.format)
+        history = self.required("history").model_copy(
+            update={"params": {**self.required("history").params, spec.param: since}})
+        messages: list[MessageData] = []
+        for chat in chats:
+            messages += await self.walk("poll", history, "message", self.scope(chat=chat.model_dump(by_alias=True)))
+        marks = [m.sent_at.timestamp() for m in messages if m.sent_at is not None]
+        return PollResult(Changes(messages=messages), max([float(state), *marks]))
+
+    async def maintain(self, state: Any) -> Any:
+        spec = self.manifest.requests.register_webhook
+        if spec is None or not self.ctx.public_webhooks:
+            return state
+        await self.call("register_webhook", spec, self.scope())
+        return {"webhookUrl": self.ctx.webhook_url, "at": time.time()}
+
+
+def _format_mark(seconds: float, fmt: str) -> Any:
+    if fmt == "epoch_ms":
+        return int(seconds * 1000)
+    if fmt == "iso8601":
+        return datetime.fromtimestamp(seconds, tz=UTC).isoformat().replace("+00:00", "Z")
+    if fmt == "slack_ts":
+        return f"{seconds:.6f}"
+    return int(seconds)

@@ -1,0 +1,362 @@
+"""The schema of a platform manifest (``mappings/<platform>.yaml``): the whole platform as data.
+
+A manifest declares identity and capabilities, the API root, the credential and settings
+schemas, authentication, one request per operation (with its paginator and record selector),
+error classification, webhook verification and handshakes, how a webhook delivery becomes
+changes, and the field mappings onto the universal model and back. Every model forbids unknown
+keys, so a misspelt key anywhere stops the daemon at start with the file, the path and the
+problem (``syncd.kit.loader``). ``python -m syncd.kit.loader --schema`` prints it as JSON
+Schema (``mappings/manifest.schema.json``), so editors check a manifest as it is typed.
+
+Strings in requests, verifiers and handshakes are templates: ``{credentials.token}``,
+``{chat.externalChatId}``, ``{cursor}``, ``{webhookUrl}``, ``{header.x-name}``, ``{query.p}``,
+``{body}`` (see ``syncd.kit.templates``). A value that is exactly one placeholder keeps its type
+and, when missing, drops the parameter it fills.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from syncd.mapping import MappingSections
+
+
+class Strict(BaseModel):
+    """Every manifest model: camelCase keys, nothing unknown."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+
+# -- identity, capabilities, API ------------------------------------------------------------
+
+
+class Capabilities(Strict):
+    """What the platform can do; the engine branches on these, never on a platform's name."""
+
+    history: bool = False
+    poll: bool = False
+    send: bool = True
+    edit: bool = False
+    delete: bool = False
+    webhooks: bool = True
+    list_chats: bool = False
+    list_users: bool = False
+
+
+class Intervals(Strict):
+    poll_s: float | None = Field(None, gt=0)
+    maintain_s: float | None = Field(None, gt=0)
+    full_sync_s: float | None = Field(None, gt=0)
+
+
+class Api(Strict):
+    #: The documented API root; ``SYNCD_<BASE_URL_KEY>_BASE_URL`` replaces it.
+    root: str = Field(pattern=r"^https?://")
+    #: The name of the root when several platforms share it (a vendor's Graph API); default: the platform.
+    base_url_key: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
+    #: Further named roots (an OAuth consent page on another host), each replaceable the same way.
+    roots: dict[str, Annotated[str, Field(pattern=r"^https?://")]] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float | None = Field(None, gt=0)
+    #: Items per page asked of list and history requests, where the request says ``{pageSize}``.
+    page_size: int = Field(100, gt=0)
+
+
+class CredentialField(Strict):
+    type: Literal["string", "integer", "boolean"] = "string"
+    required: bool = True
+    #: Redacted everywhere by value, never answered back.
+    secret: bool = False
+    #: Generated when absent (a webhook secret or verify token the user pastes at the platform).
+    generate: Literal["token", "hex"] | None = None
+    #: Other names accepted for this field (Smooch's argument names).
+    aliases: list[str] = Field(default_factory=list)
+    pattern: str | None = None
+    description: str | None = None
+    #: Shown where to paste a generated value (``setup``), e.g. "Webhook verify token".
+    setup: str | None = None
+
+
+class SettingField(Strict):
+    type: Literal["string", "integer", "number", "boolean", "array", "object"] = "string"
+    description: str | None = None
+    default: Any = None
+
+
+# -- authentication ------------------------------------------------------------------------
+
+
+class Auth(Strict):
+    """How requests are authenticated; one ``httpx.Auth`` runs every kind (``syncd.kit.auth``).
+
+    ``bearer``: ``Authorization: Bearer <token>``; ``header``: ``<header>: <value>``;
+    ``query``: ``?<param>=<value>``; ``path``: ``prefix`` before every request path
+    (``/bot{credentials.botToken}``); ``basic``: ``username``/``password``; ``oauth2``: a bearer
+    token refreshed at ``tokenUrl`` before expiry and on 401, the new tokens stored.
+    """
+
+    type: Literal["none", "bearer", "header", "query", "path", "basic", "oauth2"] = "none"
+    token: str | None = None
+    header: str | None = None
+    param: str | None = None
+    value: str | None = None
+    prefix: str | None = None
+    username: str | None = None
+    password: str | None = None
+    token_url: str | None = None
+    refresh_token: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    scopes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Auth:
+        needs = {"bearer": ("token",), "header": ("header", "value"), "query": ("param", "value"),
+                 "path": ("prefix",), "basic": ("username", "password"),
+                 "oauth2": ("token", "token_url", "refresh_token")}.get(self.type, ())
+        missing = [to_camel(n) for n in needs if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"auth type {self.type!r} needs {', '.join(missing)}")
+        return self
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+class Paginator(Strict):
+    """How the next page is asked for. A token that repeats is refused (a buggy API cannot loop).
+
+    ``cursor``: the next token at ``path`` of the answer goes in request parameter ``param``;
+    ``next_url``: the answer's ``path`` is the next page's whole URL; ``link_header``: the
+    ``rel="next"`` of the ``Link`` header; ``offset``: ``param`` advances by the records read;
+    ``page``: ``param`` counts pages from ``start``.
+    """
+
+    type: Literal["cursor", "next_url", "link_header", "offset", "page"]
+    path: str | None = None
+    param: str | None = None
+    #: Where the token goes: a query parameter (GET) or a JSON body field (POST APIs).
+    into: Literal["params", "body"] = "params"
+    start: int = 1
+
+    @model_validator(mode="after")
+    def _complete(self) -> Paginator:
+        needs = {"cursor": ("path", "param"), "next_url": ("path",), "offset": ("param",), "page": ("param",)}
+        missing = [n for n in needs.get(self.type, ()) if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"paginator {self.type!r} needs {', '.join(missing)}")
+        return self
+
+
+class Request(Strict):
+    """One HTTP call of an operation, and how its answer becomes records."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    #: Relative to the API root (so requests never leave it); placeholder values are escaped.
+    path: str = Field(pattern=r"^/")
+    params: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    #: A JSON/form body of templates, or the name of a ``mapping`` section that builds it
+    #: from the outgoing message (``send``/``edit``/``delete`` or a named section).
+    body: dict[str, Any] | None = None
+    body_mapping: str | None = None
+    encoding: Literal["json", "form"] = "json"
+    #: The records of the answer: a selector (``messages``, ``data.items[]``, ``.`` = the answer).
+    records: str | None = None
+    #: The mapping section each record goes through.
+    map: str | None = None
+    #: Extra mapping context (templates), e.g. ``{channel: "{chat.externalChatId}"}``.
+    ctx: dict[str, Any] = Field(default_factory=dict)
+    #: Keep only records that match (``{path, equals|in|present}``).
+    where: list[Condition] = Field(default_factory=list)
+    paginator: Paginator | None = None
+    #: A mapping section turning the answer into a send result (``externalMessageId``, ``sentAt``).
+    result: str | None = None
+
+
+class Poll(Strict):
+    """An incremental read: the ``history`` request per chat with ``since`` added, from the
+    stored high-water mark minus the look-back window."""
+
+    request: Literal["history"] = "history"
+    param: str
+    #: How the mark is written in the parameter.
+    format: Literal["epoch_s", "epoch_ms", "iso8601", "slack_ts"] = "epoch_s"
+
+
+class Requests(Strict):
+    identify: Request | None = None
+    list_chats: Request | None = None
+    history: Request | None = None
+    list_users: Request | None = None
+    send: Request | None = None
+    edit: Request | None = None
+    delete: Request | None = None
+    register_webhook: Request | None = None
+    unregister_webhook: Request | None = None
+    #: Further requests a platform's module calls by name (``self.named("replies")``), so their
+    #: paths, parameters, paging and filters are data too.
+    named: dict[str, Request] = Field(default_factory=dict)
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+class Condition(Strict):
+    """A test on a JSON document (an answer, a record, a webhook body)."""
+
+    path: str
+    #: What ``path`` is read from: the record (default), the object enclosing it, or the whole
+    #: webhook body (an event rule that must look at the envelope of the record it maps).
+    of: Literal["record", "parent", "body"] = "record"
+    equals: Any = None
+    in_: list[Any] | None = Field(None, alias="in")
+    not_equals: Any = None
+    present: bool | None = None
+
+
+class ErrorRule(Strict):
+    """Answers matching ``status`` (any of) and every condition are classified as ``as``."""
+
+    status: list[int] = Field(default_factory=list)
+    when: list[Condition] = Field(default_factory=list)
+    as_: Literal["rate_limited", "auth", "transient", "permanent", "cursor_expired", "already_done", "ok"] = Field(
+        alias="as")
+    #: Where the error code is (named in the error message; never the platform's free text).
+    code: str | None = None
+    #: Seconds to wait: a header (``retry-after``) or a body path (``parameters.retry_after``).
+    retry_after_header: str | None = None
+    retry_after_path: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_status(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("status"), int):
+            data = {**data, "status": [data["status"]]}
+        return data
+
+
+# -- webhooks ------------------------------------------------------------------------------
+
+
+class Verifier(Strict):
+    """How a delivery proves it comes from the platform.
+
+    ``hmac``: the ``header`` (after ``prefix``) is the ``encoding`` of HMAC-``algorithm`` keyed
+    with ``key`` over the ``payload`` template (``{body}``, ``{url}``, ``{header.x}``,
+    ``{formSorted}``); with ``timestampHeader`` the delivery must be within the replay window.
+    ``token``: a shared secret in ``header`` or query ``param`` equals ``value``.
+    ``jwt``: an HS256 JWT in ``header`` (after ``prefix``) signed with ``key``.
+    """
+
+    type: Literal["hmac", "token", "jwt"]
+    header: str | None = None
+    param: str | None = None
+    prefix: str = ""
+    algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
+    key: str | None = None
+    payload: str = "{body}"
+    encoding: Literal["hex", "base64"] = "hex"
+    value: str | None = None
+    timestamp_header: str | None = None
+    #: A credential that must be set for this verifier to apply (an optional signing key).
+    only_if: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Verifier:
+        if self.header is None and self.param is None:
+            raise ValueError("a verifier reads a header or a query param")
+        if self.type in ("hmac", "jwt") and self.key is None:
+            raise ValueError(f"a {self.type} verifier needs key")
+        if self.type == "token" and self.value is None:
+            raise ValueError("a token verifier needs value")
+        return self
+
+
+class Handshake(Strict):
+    """A verification request the platform sends, answered without storing anything.
+
+    ``echo``: a GET whose query ``param`` is answered back as text, when ``token`` (a query
+    parameter) equals ``expect`` (``hub.challenge``). ``challenge``: a (signed) JSON
+    body matching ``when`` answered with ``answer`` (a ``url_verification``). ``crc``: a
+    GET whose query ``param`` is answered as ``{field: prefix + base64(HMAC-SHA256(key, it))}``.
+    """
+
+    type: Literal["echo", "challenge", "crc"]
+    param: str | None = None
+    token: str | None = None
+    expect: str | None = None
+    when: list[Condition] = Field(default_factory=list)
+    answer: dict[str, Any] | None = None
+    key: str | None = None
+    field: str = "response_token"
+    prefix: str = ""
+
+
+class DeliveryId(Strict):
+    """Where the delivery's own id is; the body's digest when absent or not given."""
+
+    header: str | None = None
+    path: str | None = None
+    template: str | None = None
+
+
+class EventRule(Strict):
+    """Records of a delivery that become universal data: each record selected by ``records``
+    (``entry[].messaging[]``; ``.`` = the body) that matches ``when`` goes through the mapping
+    section ``map`` and becomes ``as``. ``poll``/``resync`` ask the engine for one instead."""
+
+    records: str = "."
+    when: list[Condition] = Field(default_factory=list)
+    map: str | None = None
+    as_: Literal["message", "chat", "user", "poll", "resync", "ignore"] = Field("message", alias="as")
+    ctx: dict[str, Any] = Field(default_factory=dict)
+
+
+class Webhook(Strict):
+    verify: list[Verifier] = Field(default_factory=list)
+    handshakes: list[Handshake] = Field(default_factory=list)
+    delivery_id: DeliveryId = Field(default_factory=DeliveryId)
+    #: What a delivery is parsed as.
+    format: Literal["json", "form"] = "json"
+    #: Headers the events read later (kept with the stored delivery), lower case.
+    keep_headers: list[str] = Field(default_factory=list)
+    events: list[EventRule] = Field(default_factory=list)
+    #: Only deliveries matching every condition are stored; other verified ones (notices,
+    #: and bodies that are not JSON, which the platform posts to the same URL) are answered
+    #: and dropped. Empty: every delivery is stored, and one that is not JSON is answered 400.
+    store_when: list[Condition] = Field(default_factory=list)
+    #: The answer to an accepted delivery (status and JSON body or text).
+    answer_status: int = 200
+    answer_body: Any = None
+    answer_media_type: str = "application/json"
+    #: Where to paste the webhook URL and what else to configure at the platform.
+    setup: str | None = None
+
+
+# -- the manifest --------------------------------------------------------------------------
+
+
+class Manifest(Strict):
+    platform: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str | None = None
+    #: Other names the platform answers to (a short name).
+    aliases: list[str] = Field(default_factory=list)
+    docs: str | None = None
+    capabilities: Capabilities = Field(default_factory=Capabilities)
+    intervals: Intervals = Field(default_factory=Intervals)
+    api: Api | None = None
+    credentials: dict[str, CredentialField] = Field(default_factory=dict)
+    settings: dict[str, SettingField] = Field(default_factory=dict)
+    auth: Auth = Field(default_factory=Auth)
+    requests: Requests = Field(default_factory=Requests)
+    poll: Poll | None = None
+    errors: list[ErrorRule] = Field(default_factory=list)
+    webhook: Webhook = Field(default_factory=Webhook)
+    mapping: MappingSections = Field(default_factory=MappingSections)
+
+
+Request.model_rebuild()

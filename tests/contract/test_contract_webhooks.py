@@ -1,0 +1,86 @@
+"""Every platform that declares its webhooks and ships a simulator, by existing, through the
+HTTP API: each documented webhook sample is accepted signed, stored once however often it is
+delivered and in whatever order, and a validly signed body that is not an event is never 401."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from contractsupport import LOADED, PLATFORMS, declares, fixtures, sign, simulator_of
+
+from syncd.testbed import BASE, Testbed
+from syncd.universal import WebhookRequest
+
+
+def samples(platform: str) -> list[bytes]:
+    found = [s["payload"] for s in fixtures(platform).get("samples") or [] if s.get("kind") == "webhook"]
+    return [json.dumps(p).encode() if not isinstance(p, str) else p.encode() for p in found]
+
+
+def cases() -> list[Any]:
+    return [pytest.param(p, id=p) for p in PLATFORMS
+            if declares(p) and LOADED[p].manifest.webhook.events and samples(p) and simulator_of(p) is not None]
+
+
+async def _integration(platform: str, customer: str) -> tuple[Testbed, dict[str, Any], Any]:
+    sim = simulator_of(platform)
+    tb = await Testbed.start(sims={platform: sim})
+    integration = await tb.create(platform, sim.trial_credentials(), customer=customer)
+    return tb, integration, sim
+
+
+async def _deliver(tb: Testbed, integration: dict[str, Any], body: bytes) -> int:
+    platform = integration["platform"]
+    credentials = await tb.daemon.store.get_credentials(integration["id"])
+    url = BASE + tb.webhook_url(integration)
+    request = WebhookRequest("POST", url, {"content-type": "application/json"}, {}, body)
+    scope = {"credentials": credentials, "header": request.headers, "query": request.query, "url": url,
+             "settings": {}, "formSorted": ""}
+    signed = sign(LOADED[platform].manifest.webhook.verify, request, scope, tb.clock.now().timestamp())
+    query = "&".join(f"{k}={v}" for k, v in signed.query.items())
+    response = await tb.api.post(tb.webhook_url(integration) + (f"?{query}" if query else ""),
+                                 content=body, headers=signed.headers)
+    return response.status_code
+
+
+async def _stored(tb: Testbed, integration: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
+    out = {}
+    for chat in (await tb.api.get("/chats", params={"integrationId": integration["id"],
+                                                    "customerId": integration["customerId"]})).json()["chats"]:
+        for m in await tb.messages(chat["id"]):
+            out[m["externalMessageId"]] = (m["text"], m["deliveryState"], m["deletedAt"] is not None)
+    return out
+
+
+@pytest.mark.parametrize("platform", cases())
+async def test_every_documented_sample_is_stored_once_in_any_order(platform):
+    tb, integration, _ = await _integration(platform, "cust-forward")
+    try:
+        for body in samples(platform):
+            assert await _deliver(tb, integration, body) == 200
+            assert await _deliver(tb, integration, body) == 200  # the platform's redelivery
+        await tb.settle()
+        forward = await _stored(tb, integration)
+        assert (await tb.daemon.store.inbox_counts()).get("failed", 0) == 0
+        again = await tb.create(platform, (await tb.daemon.store.get_credentials(integration["id"])),
+                                customer="cust-reverse")
+        for body in reversed(samples(platform)):
+            assert await _deliver(tb, again, body) == 200
+        await tb.settle()
+        assert await _stored(tb, again) == forward
+        assert forward, "the documented samples stored no message"
+    finally:
+        await tb.stop()
+
+
+@pytest.mark.parametrize("platform", cases())
+async def test_a_signed_body_that_is_not_an_event_is_not_refused_as_unsigned(platform):
+    tb, integration, _ = await _integration(platform, "cust-1")
+    try:
+        status = await _deliver(tb, integration, b"this is not json")
+        assert status in (200, 400)
+        assert (await tb.api.post(tb.webhook_url(integration), content=b"{}")).status_code == 401
+    finally:
+        await tb.stop()
