@@ -82,7 +82,7 @@ class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, Up
         if uri.startswith("mongomock://"):
             from mongomock_motor import AsyncMongoMockClient
 
-            client = AsyncMongoMockClient()
+            client: Any = AsyncMongoMockClient()
             store = cls(client, client["syncd"], _fernet(secret_key))
             store._across_collections = False  # mongomock has no client-level bulk write
             await store.ensure_indexes()
