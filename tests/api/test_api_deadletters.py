@@ -1,4 +1,4 @@
-"""Dead letters (DESIGN §4): app events and webhook deliveries that failed for good are found by
+"""Dead letters: app events and webhook deliveries that failed for good are found by
 integration and customer, with their errors, and one retry puts one back in its queue."""
 
 from __future__ import annotations
