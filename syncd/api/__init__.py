@@ -2,49 +2,25 @@
 authenticated by each platform's own signature, and app events signed with HMAC.
 
 Every error is ``{"error": {"code", "message"}}`` with a fitting status (``errors``). Each
-area is a module with its own router; ``create_app`` includes one line per area, so a new
+area is a module with its own router; ``create_app`` includes one line per area (``app.py``), so a new
 area (a console, lifecycle endpoints) is a module and one more line.
 """
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI
+from typing import Any
 
-from syncd.api.auth import admin_dependency
-from syncd.api.chats import chats_router, user_platforms_router
-from syncd.api.connect import connect_router
-from syncd.api.deadletters import deadletters_router
-from syncd.api.errors import ApiError, error_body, install_error_handlers
-from syncd.api.events import SIGNATURE_SCHEME, event_schemas, events_router
-from syncd.api.health import health_router
-from syncd.api.integrations import integrations_router
+from syncd.api.errors import ApiError, error_body
 from syncd.api.limits import BodyLimit
-from syncd.api.openapi import SIGNATURE_SECURITY, openapi_builder
-from syncd.api.platforms import platforms_router
-from syncd.api.webhooks import WEBHOOK_PATH, add_webhook_route, webhook_operations
-from syncd.engine.engine import Engine
 
 __all__ = ["ApiError", "BodyLimit", "create_app", "error_body"]
 
 
-def create_app(engine: Engine) -> FastAPI:
-    app = FastAPI(title="syncd", version="0.1.0",
-                  description="Two-way message sync between your app and messaging platforms.")
-    app.add_middleware(BodyLimit, max_bytes=engine.ctx.settings.max_body_bytes)
-    install_error_handlers(app)
-    settings = engine.ctx.settings
+def __getattr__(name: str) -> Any:
+    """``create_app`` (in ``app.py``) on first use: it includes every area, the console among
+    them, and the console uses this package's parts, so either can be imported first."""
+    if name == "create_app":
+        from syncd.api.app import create_app
 
-    app.include_router(platforms_router(engine.ctx.connectors, settings, [Depends(admin_dependency(settings))]))
-    app.include_router(health_router(engine))
-    app.include_router(integrations_router(engine))
-    app.include_router(chats_router(engine))
-    app.include_router(user_platforms_router(engine))
-    add_webhook_route(app, engine)
-    app.include_router(events_router(engine))
-    app.include_router(deadletters_router(engine))
-    app.include_router(connect_router(engine))
-
-    app.openapi = openapi_builder(  # type: ignore[method-assign]
-        app, extra_paths={WEBHOOK_PATH: webhook_operations()}, extra_schemas=event_schemas(),
-        extra_security={SIGNATURE_SCHEME: SIGNATURE_SECURITY})
-    return app
+        return create_app
+    raise AttributeError(name)

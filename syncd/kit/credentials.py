@@ -7,10 +7,18 @@ errors.
 
 from __future__ import annotations
 
+import re
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+)
 from pydantic.alias_generators import to_snake
 
 from syncd.kit.manifest import CredentialField, Manifest
@@ -21,7 +29,20 @@ _TYPES: dict[str, type] = {"string": str, "integer": int, "boolean": bool}
 class ManifestCredentials(BaseModel):
     """Base of every generated credentials model."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True)
+    # A numeric id posted as a JSON number is kept exactly, as text (Python ints are exact).
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, hide_input_in_errors=True,
+                              coerce_numbers_to_str=True)
+
+
+def _matching(pattern: str, message: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(value: Any) -> Any:
+        if value is not None and not compiled.search(str(value)):
+            raise ValueError(message)
+        return value
+
+    return AfterValidator(check)
 
 
 def _field(name: str, spec: CredentialField) -> tuple[Any, Any]:
@@ -29,7 +50,10 @@ def _field(name: str, spec: CredentialField) -> tuple[Any, Any]:
     required = spec.required and spec.generate is None
     annotation = kind if required else kind | None
     constraints: dict[str, Any] = {"min_length": 1} if spec.type == "string" else {}
-    if spec.pattern:
+    if spec.pattern and spec.pattern_message:
+        # The pattern alone decides (an empty value gets the same message).
+        annotation, constraints = Annotated[annotation, _matching(spec.pattern, spec.pattern_message)], {}
+    elif spec.pattern:
         constraints["pattern"] = spec.pattern
     return annotation, Field(
         ... if required else None, alias=name, validation_alias=AliasChoices(name, *spec.aliases),

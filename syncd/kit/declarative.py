@@ -12,7 +12,7 @@ import json
 import time
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from pydantic import BaseModel
@@ -29,7 +29,7 @@ from syncd.kit.errors import (
     SignatureError,
 )
 from syncd.kit.http import Pages, ProviderHttp, RetryPolicy
-from syncd.kit.manifest import EventRule, Manifest, Request
+from syncd.kit.manifest import EventRule, Manifest, Request, Selection
 from syncd.universal import (
     Changes,
     ChatData,
@@ -89,8 +89,9 @@ class ManifestConnector(Connector):
                   transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp:
         api = cls.manifest.api
         scope = {"credentials": _scope_credentials(credentials)}
+        classify = classifier(cls.manifest.errors, secret_values(cls.manifest, credentials))
         return ProviderHttp(
-            base_url, classify=classifier(cls.manifest.errors), auth=ManifestAuth(cls.manifest.auth, scope),
+            base_url, classify=classify, auth=ManifestAuth(cls.manifest.auth, scope),
             policy=policy, timeout_s=(api.timeout_s if api and api.timeout_s else timeout_s),
             transport=transport, headers=dict(api.headers) if api else None,
         )
@@ -105,6 +106,8 @@ class ManifestConnector(Connector):
 
     def _url(self, spec: Request, scope: dict[str, Any], next_url: str | None) -> str:
         if next_url is not None:
+            if spec.paginator is not None and spec.paginator.rebase:
+                next_url = self._rebased(next_url)
             if not next_url.startswith(self.http.base_url + "/") and not next_url.startswith("/"):
                 raise PermanentError("a next-page URL outside the platform's API root was refused")
             return next_url
@@ -115,6 +118,15 @@ class ManifestConnector(Connector):
             raise PermanentError(f"the request path {spec.path!r} has a value missing")
         return f"{prefix or ''}{path}"
 
+    def _rebased(self, url: str) -> str:
+        """``url`` on the configured root: its path below the documented root's path, its query."""
+        if url.startswith(self.http.base_url + "/"):
+            return url
+        parts = urlsplit(url)
+        documented = urlsplit(self.manifest.api.root).path.rstrip("/") if self.manifest.api else ""
+        path = parts.path[len(documented):] if documented and parts.path.startswith(documented + "/") else parts.path
+        return f"{self.http.base_url}{path}" + (f"?{parts.query}" if parts.query else "")
+
     async def call(self, name: str, spec: Request, scope: dict[str, Any], *, cursor: str | None = None,
                    body: dict[str, Any] | None = None) -> tuple[httpx.Response, Any]:
         """Send one declared request; the answer and its JSON (``None`` if not JSON)."""
@@ -122,7 +134,8 @@ class ManifestConnector(Connector):
         if body is None and spec.body is not None:
             body = templates.without_none(templates.render(spec.body, scope))
         next_url = paging.apply(spec.paginator, cursor, params, body)
-        kwargs: dict[str, Any] = {"params": params}
+        # A next-page URL carries its own query; params given with it would replace that query.
+        kwargs: dict[str, Any] = {"params": params if next_url is None else None}
         if spec.headers:
             kwargs["headers"] = templates.render(spec.headers, scope)
         if body is not None and spec.method != "GET":
@@ -133,11 +146,12 @@ class ManifestConnector(Connector):
         except ValueError:
             return response, None
 
-    def records(self, spec: Request | EventRule, doc: Any, scope: dict[str, Any]) -> list[tuple[Any, Any]]:
+    def records(self, spec: Request | Selection, doc: Any, scope: dict[str, Any]) -> list[tuple[Any, Any]]:
         selector = spec.records or "."
         conditions = spec.where if isinstance(spec, Request) else spec.when
         return [(r, p) for r, p in templates.select(doc, selector)
-                if isinstance(r, dict) and all(templates.matches(r, c, {**scope, "parent": p}) for c in conditions)]
+                if isinstance(r, dict)
+                and all(templates.matches(r, c, {**scope, "parent": p, "root": doc}) for c in conditions)]
 
     def map_as(self, kind: str, section: str, record: dict[str, Any], ctx: dict[str, Any]) -> Any:
         return self.mapping.validated(section, _MODELS[kind], record, ctx)
@@ -213,7 +227,9 @@ class ManifestConnector(Connector):
         return await self.walk("list_users", spec, "user", self.scope()) if spec else []
 
     async def fetch_history_page(self, chat: ChatData, cursor: str | None) -> HistoryPage:
-        spec = self.required("history")
+        spec = self.manifest.requests.history
+        if spec is None:
+            return HistoryPage([], None)  # a platform that keeps no history (bots)
         messages, after = await self.page("history", spec, "message", self.scope(chat=chat.model_dump(by_alias=True)), cursor)
         return HistoryPage(messages, after)
 
@@ -279,16 +295,16 @@ class ManifestConnector(Connector):
             return shook
         answer = WebhookAnswer(hook.answer_status, hook.answer_body if hook.answer_body is not None else {"ok": True},
                                hook.answer_media_type)
-        if hook.store_when:
-            try:
-                body = self.parse_body(request)
-            except MalformedDelivery:
-                return WebhookAccepted(None, answer)
-            if not isinstance(body, dict) or not all(templates.matches(body, c) for c in hook.store_when):
-                return WebhookAccepted(None, answer)
-        else:
+        try:
             body = self.parse_body(request)
-        return WebhookAccepted(self._delivery_id(request, body), answer)
+            local = self.scope(body=body)
+            if not all(self.records(selection, body, local) for selection in hook.accept):
+                return WebhookAccepted(None, answer)  # not this integration's: acknowledged, dropped
+            return WebhookAccepted(self._delivery_id(request, body), answer)
+        except MalformedDelivery:
+            if hook.malformed == "ignore":
+                return WebhookAccepted(None, answer)  # acknowledged, nothing stored
+            raise
 
     def parse_body(self, request: WebhookRequest) -> Any:
         """The delivery as a document: JSON, or a form as a dict; ``MalformedDelivery`` if not."""
@@ -308,11 +324,19 @@ class ManifestConnector(Connector):
             found = templates.lookup(body, spec.path)
         elif spec.template:
             found = templates.render(spec.template, {"body": body, "header": request.headers})
-        return str(found) if found not in (None, "") else body_digest(request.body)
+        if found not in (None, ""):
+            return str(found)
+        if self.manifest.webhook.malformed == "ignore" and (spec.header or spec.path or spec.template):
+            raise MalformedDelivery("the delivery has no delivery id")
+        return body_digest(request.body)
 
     async def parse_webhook(self, request: WebhookRequest) -> Changes:
-        body = self.parse_body(request)
-        changes, chats = Changes(), {}
+        return self.changes_of(self.parse_body(request))
+
+    def changes_of(self, body: Any) -> Changes:
+        """What one delivery's document says changed, by the webhook's event rules (a platform
+        module reuses this for the same documents read by polling)."""
+        changes, chats = Changes(), dict[str, ChatData]()
         scope = self.scope(body=body)
         for rule in self.manifest.webhook.events:
             for record, parent in self.records(rule, body, scope):

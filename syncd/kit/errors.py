@@ -23,6 +23,8 @@ class ProviderError(Exception):
     """A platform call failed."""
 
     retryable = False
+    #: The manifest error rule's name for this kind of failure, for a platform module to act on.
+    reason: str | None = None
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
         super().__init__(message)

@@ -75,6 +75,9 @@ class CredentialField(Strict):
     #: Other names accepted for this field (Smooch's argument names).
     aliases: list[str] = Field(default_factory=list)
     pattern: str | None = None
+    #: What the refusal says when the value does not match ``pattern`` (the value itself is
+    #: never echoed): "not a bot token: expected '<id>:<secret>'".
+    pattern_message: str | None = None
     description: str | None = None
     #: Shown where to paste a generated value (``setup``), e.g. "Webhook verify token".
     setup: str | None = None
@@ -141,6 +144,9 @@ class Paginator(Strict):
     #: Where the token goes: a query parameter (GET) or a JSON body field (POST APIs).
     into: Literal["params", "body"] = "params"
     start: int = 1
+    #: ``next_url`` only: a next URL on another host is requested on the configured root (its
+    #: path below the documented root's path, and its query), so credentials go nowhere else.
+    rebase: bool = False
 
     @model_validator(mode="after")
     def _complete(self) -> Paginator:
@@ -206,22 +212,27 @@ class Requests(Strict):
 
 
 class Condition(Strict):
-    """A test on a JSON document (an answer, a record, a webhook body)."""
+    """A test on a JSON document (an answer, a record, a webhook body). ``of`` picks what
+    ``path`` reads in a record selection: the record, the object enclosing it, or the whole body.
+    A list of paths reads the first that has a value, as in mapping rules."""
 
-    path: str
-    #: What ``path`` is read from: the record (default), the object enclosing it, or the whole
-    #: webhook body (an event rule that must look at the envelope of the record it maps).
-    of: Literal["record", "parent", "body"] = "record"
+    path: str | list[str]
+    of: Literal["record", "parent", "root"] = "record"
     equals: Any = None
     in_: list[Any] | None = Field(None, alias="in")
     not_equals: Any = None
     present: bool | None = None
+    #: The value is a string containing this text (a platform's fixed error description).
+    contains: str | None = None
 
 
 class ErrorRule(Strict):
-    """Answers matching ``status`` (any of) and every condition are classified as ``as``."""
+    """Answers matching ``status`` (any of; ``"4xx"`` is a whole class) and every condition are
+    classified as ``as``."""
 
-    status: list[int] = Field(default_factory=list)
+    #: Statuses that match (any of): codes, or a class such as ``"5xx"``.
+    status: list[int | Annotated[str, Field(pattern=r"^[1-5]xx$")]] | int | Annotated[str, Field(pattern=r"^[1-5]xx$")] \
+        = Field(default_factory=list)
     when: list[Condition] = Field(default_factory=list)
     as_: Literal["rate_limited", "auth", "transient", "permanent", "cursor_expired", "already_done", "ok"] = Field(
         alias="as")
@@ -230,13 +241,30 @@ class ErrorRule(Strict):
     #: Seconds to wait: a header (``retry-after``) or a body path (``parameters.retry_after``).
     retry_after_header: str | None = None
     retry_after_path: str | None = None
+    #: Seconds to wait when the answer says nothing (in-body throttling that lasts minutes).
+    retry_after_default: float | None = Field(None, ge=0)
+    #: The error's message, a template on ``{code}``, ``{status}`` and ``{body.<path>}`` (the
+    #: platform's own description, where it says more than a code). Every secret of the
+    #: integration is scrubbed from it; when a placeholder is missing the generic message is used.
+    message: str | None = None
+    #: A name for this kind of failure that a platform's module can act on (``exc.reason``).
+    reason: str | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _one_status(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("status"), int):
+        if isinstance(data, dict) and isinstance(data.get("status"), (int, str)):
             data = {**data, "status": [data["status"]]}
+        if isinstance(data, dict) and isinstance(data.get("status"), list):
+            data = {**data, "status": [n for s in data["status"] for n in _statuses(s)]}
         return data
+
+
+def _statuses(value: Any) -> list[Any]:
+    """``"5xx"`` as the hundred codes it names; anything else as it is (checked as an int)."""
+    if isinstance(value, str) and len(value) == 3 and value[0] in "12345" and value[1:] == "xx":
+        return list(range(int(value[0]) * 100, int(value[0]) * 100 + 100))
+    return [value]
 
 
 # -- webhooks ------------------------------------------------------------------------------
@@ -289,6 +317,12 @@ class Handshake(Strict):
     param: str | None = None
     token: str | None = None
     expect: str | None = None
+    #: ``echo``: further query parameters the request must carry with these values
+    #: (``hub.mode: subscribe``).
+    query: dict[str, str] = Field(default_factory=dict)
+    #: ``echo``: the status a refused handshake is answered with (a JSON error), instead of
+    #: 401; e.g. 403, as some platforms document.
+    refuse_status: int | None = Field(None, ge=400, le=499)
     when: list[Condition] = Field(default_factory=list)
     answer: dict[str, Any] | None = None
     key: str | None = None
@@ -304,13 +338,19 @@ class DeliveryId(Strict):
     template: str | None = None
 
 
-class EventRule(Strict):
+class Selection(Strict):
+    """The records ``records`` picks out of a document (``entry[].messaging[]``; ``.`` = the
+    document) that match every condition of ``when``."""
+
+    records: str = "."
+    when: list[Condition] = Field(default_factory=list)
+
+
+class EventRule(Selection):
     """Records of a delivery that become universal data: each record selected by ``records``
     (``entry[].messaging[]``; ``.`` = the body) that matches ``when`` goes through the mapping
     section ``map`` and becomes ``as``. ``poll``/``resync`` ask the engine for one instead."""
 
-    records: str = "."
-    when: list[Condition] = Field(default_factory=list)
     map: str | None = None
     as_: Literal["message", "chat", "user", "poll", "resync", "ignore"] = Field("message", alias="as")
     ctx: dict[str, Any] = Field(default_factory=dict)
@@ -324,11 +364,19 @@ class Webhook(Strict):
     format: Literal["json", "form"] = "json"
     #: Headers the events read later (kept with the stored delivery), lower case.
     keep_headers: list[str] = Field(default_factory=list)
+    #: A verified delivery is stored only when each selection finds a record in it; others
+    #: (another product's or another account's, where one app serves many) are acknowledged
+    #: and dropped.
+    accept: list[Selection] = Field(default_factory=list)
+    #: A verified delivery that is not what the platform sends (not JSON, no delivery id):
+    #: ``refuse`` answers 400; ``ignore`` acknowledges it and stores nothing (a platform that
+    #: posts payloads of its own kind to the same URL, or would redeliver a refusal forever).
+    malformed: Literal["refuse", "ignore"] = "refuse"
     events: list[EventRule] = Field(default_factory=list)
     #: Only deliveries matching every condition are stored; other verified ones (notices,
     #: and bodies that are not JSON, which the platform posts to the same URL) are answered
     #: and dropped. Empty: every delivery is stored, and one that is not JSON is answered 400.
-    store_when: list[Condition] = Field(default_factory=list)
+
     #: The answer to an accepted delivery (status and JSON body or text).
     answer_status: int = 200
     answer_body: Any = None

@@ -35,7 +35,7 @@ def payload_bytes(template: str, request: WebhookRequest, scope: dict[str, Any])
 def _presented(verifier: Verifier, request: WebhookRequest) -> str:
     value = request.headers.get(verifier.header.lower()) if verifier.header else request.query.get(verifier.param or "")
     if not value:
-        raise SignatureError(f"no {verifier.header or verifier.param}")
+        raise SignatureError(f"{verifier.header or verifier.param} is missing")
     if verifier.prefix:
         if not value.startswith(verifier.prefix):
             raise SignatureError(f"{verifier.header or verifier.param} has no {verifier.prefix!r} prefix")
@@ -62,7 +62,7 @@ def _hmac(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], ke
     expected = digest.hex() if verifier.encoding == "hex" else base64.b64encode(digest).decode()
     if not hmac.compare_digest(expected.lower() if verifier.encoding == "hex" else expected,
                                presented.strip().lower() if verifier.encoding == "hex" else presented.strip()):
-        raise SignatureError("signature mismatch")
+        raise SignatureError(f"{verifier.header or verifier.param} does not match")
 
 
 def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,
@@ -78,7 +78,7 @@ def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, 
         elif verifier.type == "token":
             expected = str(templates.render(verifier.value, scope) or "")
             if not expected or not hmac.compare_digest(_presented(verifier, request).encode(), expected.encode()):
-                raise SignatureError("token mismatch")
+                raise SignatureError(f"{verifier.header or verifier.param} does not match")
         else:
             try:
                 jwt.decode(_presented(verifier, request), str(key or ""), algorithms=["HS256"],
@@ -101,11 +101,12 @@ def handshake(handshakes: list[Handshake], request: WebhookRequest, scope: dict[
     for spec in handshakes:
         if spec.type in ("echo", "crc") and request.method == "GET" and not verified:
             value = request.query.get(spec.param or "")
+            if value is None and spec.type == "echo" and spec.refuse_status is not None:
+                return _refused(spec, f"no {spec.param}")  # deliveries are POSTed: a GET is a handshake
             if value is None:
                 continue
             if spec.type == "echo":
-                _check_token(spec, request, scope)
-                return WebhookAccepted(None, WebhookAnswer(200, value, "text/plain"))
+                return _echo(spec, request, scope, value)
             key = str(templates.render(spec.key, scope) or "")
             digest = hmac.new(key.encode(), value.encode(), hashlib.sha256).digest()
             return WebhookAccepted(None, WebhookAnswer(200, {spec.field: spec.prefix + base64.b64encode(digest).decode()}))
@@ -116,10 +117,27 @@ def handshake(handshakes: list[Handshake], request: WebhookRequest, scope: dict[
     return None
 
 
+def _echo(spec: Handshake, request: WebhookRequest, scope: dict[str, Any], value: str) -> WebhookAccepted:
+    """The echoed value when the token and the required query values match; else refused."""
+    try:
+        _check_token(spec, request, scope)
+        if any(request.query.get(name) != want for name, want in spec.query.items()):
+            raise SignatureError(f"not a {', '.join(f'{k}={v}' for k, v in spec.query.items())} request")
+    except SignatureError as exc:
+        if spec.refuse_status is None:
+            raise
+        return _refused(spec, str(exc))
+    return WebhookAccepted(None, WebhookAnswer(200, value, "text/plain"))
+
+
+def _refused(spec: Handshake, why: str) -> WebhookAccepted:
+    return WebhookAccepted(None, WebhookAnswer(spec.refuse_status or 401, {"error": {"code": "forbidden", "message": why}}))
+
+
 def _check_token(spec: Handshake, request: WebhookRequest, scope: dict[str, Any]) -> None:
     if not spec.token:
         return
     expected = str(templates.render(spec.expect, scope) or "")
     presented = request.query.get(spec.token, "")
     if not expected or not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise HandshakeRefused("the verify token does not match")
+        raise HandshakeRefused(f"{spec.token} does not match")

@@ -74,18 +74,40 @@ def without_none(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
+def first(doc: Any, paths: str | list[str]) -> Any:
+    """The value of the first of ``paths`` that has one (a single path: its value)."""
+    for path in [paths] if isinstance(paths, str) else paths:
+        value = lookup(doc, path)
+        if value is not None:
+            return value
+    return None
+
+
 def matches(doc: Any, condition: Any, scope: dict[str, Any] | None = None) -> bool:
-    """Whether ``doc`` passes one ``Condition`` (expected values may be templates on ``scope``)."""
+    """Whether ``doc`` passes one ``Condition`` (expected values may be templates on ``scope``).
+    A condition ``of`` ``parent`` or ``root`` reads that entry of ``scope`` instead of ``doc``."""
     scope = scope or {}
     of = getattr(condition, "of", "record")
-    value = lookup(doc if of == "record" else scope.get(of), condition.path)
+    value = first(doc if of == "record" else scope.get(of), condition.path)
     if condition.present is not None and (value is not None) != condition.present:
         return False
-    if condition.equals is not None and value != render(condition.equals, scope):
+    if condition.contains is not None and not (isinstance(value, str) and condition.contains in value):
         return False
-    if condition.in_ is not None and value not in [render(v, scope) for v in condition.in_]:
+    if condition.equals is not None and not _same(value, render(condition.equals, scope)):
         return False
-    return condition.not_equals is None or value != render(condition.not_equals, scope)
+    if condition.in_ is not None and not any(_same(value, render(v, scope)) for v in condition.in_):
+        return False
+    return condition.not_equals is None or not _same(value, render(condition.not_equals, scope))
+
+
+def _same(value: Any, expected: Any) -> bool:
+    """Equal, or the same id written as a JSON number on one side and as text on the other
+    (platforms send big ids as numbers; credentials keep them as text)."""
+    if value == expected:
+        return True
+    numbers = [v for v in (value, expected) if isinstance(v, int) and not isinstance(v, bool)]
+    return len(numbers) == 1 and isinstance(value if numbers[0] is expected else expected, str) \
+        and str(value) == str(expected)
 
 
 def select(doc: Any, selector: str) -> Iterator[tuple[Any, Any]]:

@@ -12,6 +12,7 @@ Platform modules never import the store or the engine, nor each other except a f
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import pkgutil
@@ -21,7 +22,8 @@ from typing import Any
 
 from syncd.kit.connector import Connector
 from syncd.kit.declarative import ManifestConnector
-from syncd.kit.loader import Loaded, check_capabilities
+from syncd.kit.loader import Loaded, check_capabilities, load_manifest
+from syncd.mapping import mappings_dir
 
 _HERE = Path(__file__).parent
 
@@ -42,11 +44,15 @@ def part(platform: str, name: str) -> ModuleType | None:
 
 
 def connector_class(platform: str) -> type[Connector]:
-    """The connector class of ``platform``'s module; ``KeyError`` for a platform with none."""
+    """The connector class of ``platform``'s module, bound to its built-in manifest when it
+    runs one; ``KeyError`` for a platform with no module."""
     module = part(platform, "connector")
     if module is None:
         raise KeyError(platform)
-    return module.CONNECTOR
+    cls = module.CONNECTOR
+    if issubclass(cls, ManifestConnector):
+        return cls.bind(load_manifest(mappings_dir() / f"{platform}.yaml").manifest)
+    return cls
 
 
 def connector_for(loaded: Loaded) -> type[Connector]:
@@ -59,6 +65,13 @@ def connector_for(loaded: Loaded) -> type[Connector]:
         return ManifestConnector.bind(loaded.manifest)
     cls = module.CONNECTOR
     return cls.bind(loaded.manifest) if issubclass(cls, ManifestConnector) else cls
+
+
+@functools.cache
+def bound(platform: str) -> type[Connector]:
+    """A built-in platform's connector bound to its manifest, as the engine builds it (for
+    tests and tools that make a connector by hand)."""
+    return connector_for(load_manifest(mappings_dir() / f"{platform}.yaml"))
 
 
 def simulator(platform: str, **kwargs: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Decoding of Gmail's parsed MIME payloads (``format=full`` message resources).
+"""Decoding of email bodies: Gmail's parsed MIME payloads (``format=full`` message resources),
+and raw RFC 5322 emails (IMAP).
 
 Gmail hands each MIME part back as ``{mimeType, filename, headers, body: {data|attachmentId,
 size}, parts}``, with ``body.data`` base64url-encoded in the part's own charset (Gmail does
@@ -13,6 +14,7 @@ import binascii
 import email.errors
 import email.header
 import email.message
+import email.policy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,3 +119,68 @@ def _walk(part: dict[str, Any], body: Body) -> None:
         body.text = _text_of(part)
     elif mime == "text/html" and body.html is None:
         body.html = _text_of(part)
+
+
+# --------------------------------------------------------------------------------------
+# raw RFC 5322 emails (IMAP ``BODY[]``, SMTP)
+
+#: Headers kept from a raw email, lower-cased; the rest (trace headers) are not mapped.
+RAW_HEADERS = ("from", "to", "cc", "reply-to", "subject", "date", "message-id", "in-reply-to", "references")
+
+
+@dataclass
+class RawEmail:
+    """A raw email decoded: headers (decoded, lower-cased names), bodies and attachments."""
+
+    headers: dict[str, str]
+    body: Body
+
+
+def parse_raw(raw: bytes) -> RawEmail:
+    """Decode a whole email with the standard ``email`` package: encoded-word headers, any
+    charset, nested multiparts; attachments are described, not kept."""
+    parsed = email.message_from_bytes(raw, policy=email.policy.compat32)
+    headers: dict[str, str] = {}
+    for name in RAW_HEADERS:
+        value = parsed.get(name)
+        if value is not None:
+            headers[name] = _unfold(decode_header_value(str(value)))
+    body = Body()
+    _walk_raw(parsed, body)
+    return RawEmail(headers, body)
+
+
+def _unfold(value: str) -> str:
+    return " ".join(value.split()) if "\n" in value or "\r" in value else value.strip()
+
+
+def _walk_raw(part: email.message.Message, body: Body) -> None:
+    if part.is_multipart():
+        for child in part.get_payload():
+            _walk_raw(child, body)
+        return
+    mime = part.get_content_type()
+    filename = part.get_filename()
+    disposition = (part.get("content-disposition") or "").split(";")[0].strip().lower()
+    if filename or disposition == "attachment" or not mime.startswith("text/"):
+        payload = part.get_payload(decode=True) or b""
+        body.attachments.append({
+            "name": decode_header_value(filename) if filename else None,
+            "mimeType": mime,
+            "size": len(payload),
+            "externalId": part.get("content-id", "").strip("<> ") or None,
+        })
+        return
+    if mime == "text/plain" and body.text is None:
+        body.text = _raw_text(part)
+    elif mime == "text/html" and body.html is None:
+        body.html = _raw_text(part)
+
+
+def _raw_text(part: email.message.Message) -> str:
+    payload = part.get_payload(decode=True) or b""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:  # a charset Python does not know; UTF-8 is the best guess
+        return payload.decode("utf-8", errors="replace")

@@ -33,6 +33,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import PyMongoError
 
 from syncd.models import Integration, utcnow
+from syncd.store.browse import BrowseStore
 from syncd.store.chats import ChatsStore
 from syncd.store.crypto import _fernet
 from syncd.store.deadletters import DeadLetter, DeadLettersStore
@@ -56,7 +57,7 @@ _CLIENT_BULK_WIRE_VERSION = 25
 
 
 class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, UpsertsStore,
-            SyncStatusStore, QueuesStore, DeadLettersStore, LeasesStore):
+            SyncStatusStore, QueuesStore, DeadLettersStore, LeasesStore, BrowseStore):
     """MongoDB access for every collection of docs/architecture.md §2. ``clock`` is replaceable in tests."""
 
     def __init__(self, client: Any, db: Any, fernet: Fernet | MultiFernet):

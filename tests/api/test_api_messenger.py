@@ -127,10 +127,25 @@ async def test_a_rejected_token_refuses_the_integration(tb):
     assert "EAAG-wrong" not in error["message"]
 
 
-async def test_credentials_without_a_verify_token_are_invalid(tb):
+async def test_without_a_verify_token_one_is_generated_and_the_handshake_needs_it(tb, sim, anon_client):
     response = await tb.api.post("/integrations", json={"platform": "messenger", "customerId": "cust-1",
                                                         "credentials": {"pageAccessToken": TOKEN, "pageId": PAGE,
                                                                         "appSecret": SECRET}})
+    assert response.status_code == 201, response.text
+    made = response.json()["integration"]
+    generated = (await tb.daemon.store.get_credentials(made["id"]))["verifyToken"]
+    assert len(generated) >= 20 and generated not in response.text
+    anon = anon_client(tb)
+    guess = await anon.get(tb.webhook_url(made), params=sim.handshake_query(verify_token="guess"))
+    assert guess.status_code == 403
+    ok = await anon.get(tb.webhook_url(made), params=sim.handshake_query(verify_token=generated, challenge="77"))
+    assert (ok.status_code, ok.text) == (200, "77")
+
+
+async def test_credentials_without_the_app_secret_are_invalid(tb):
+    response = await tb.api.post("/integrations", json={"platform": "messenger", "customerId": "cust-1",
+                                                        "credentials": {"pageAccessToken": TOKEN, "pageId": PAGE,
+                                                                        "verifyToken": VERIFY}})
     assert_error(response, 422, "invalid_credentials")
 
 

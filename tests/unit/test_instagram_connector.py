@@ -10,14 +10,16 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd import providers
 from syncd.kit.connector import ConnectorContext
 from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
-from syncd.providers.instagram.connector import InstagramConnector
 from syncd.providers.instagram.sim import InstagramSimulator
 from syncd.providers.messenger.sim import MessengerSimulator
 from syncd.providers.meta.pages import OutsideWindow
 from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
+
+InstagramConnector = providers.bound("instagram")
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "IGQ-sim-token"
@@ -151,5 +153,5 @@ async def test_finishing_a_connect_finds_the_account_linked_to_the_users_page(si
     creds = {**finished, "verifyToken": "vt"}
     connector = make(sim, clock)
     connector.credentials = InstagramConnector.Credentials.model_validate(creds)
-    connector.auth.token = creds["accessToken"]
+    connector.use_token(creds["accessToken"])
     assert [c.external_chat_id for c in await connector.list_chats()] == ["6001"]

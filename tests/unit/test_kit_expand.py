@@ -1,5 +1,5 @@
 """Kit parts a platform module builds on: named requests, the ``expand`` hook that pulls in
-records a page only points to, conditions on a record's parent or the body, ``storeWhen``,
+records a page only points to, conditions on a record's parent or the body, ``accept`` selections,
 ``page_limit``, and the ``listUsers`` capability."""
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ MANIFEST: dict[str, Any] = {
     },
     "webhook": {
         "verify": [{"type": "hmac", "header": "X-Sig", "key": "{credentials.secret}"}],
-        "storeWhen": [{"path": "type", "equals": "event"}],
+        "accept": [{"when": [{"path": "type", "equals": "event"}]}], "malformed": "ignore",
         "events": [{"records": "event.post", "when": [{"of": "parent", "path": "action", "equals": "edited"},
-                                                      {"of": "body", "path": "type", "equals": "event"}],
+                                                      {"of": "root", "path": "type", "equals": "event"}],
                     "ctx": {"topic": "{parent.topic}"}}],
     },
     "mapping": {
@@ -136,7 +136,7 @@ async def test_event_conditions_read_the_records_parent_and_the_body():
     assert (await forum.parse_webhook(signed(created))).messages == []
 
 
-def test_deliveries_that_store_when_refuses_are_answered_and_not_stored():
+def test_deliveries_no_accept_selection_finds_are_answered_and_not_stored():
     forum = build()
     assert forum.accept_webhook(signed({"type": "event"})).delivery_id is not None
     ignored = forum.accept_webhook(signed({"type": "notice"}))

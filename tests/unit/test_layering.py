@@ -16,8 +16,9 @@ import pytest
 PACKAGE_DIR = Path(__file__).resolve().parents[2] / "syncd"
 
 #: Family modules under ``syncd.providers`` that several platforms share (Meta's Graph API,
-#: email MIME). Anything else there is a platform's folder, which no other platform may import.
-SHARED_PROVIDER_MODULES = frozenset({"mime", "meta"})
+#: email MIME and threading). Anything else there is a platform's folder, which no other
+#: platform may import.
+SHARED_PROVIDER_MODULES = frozenset({"mime", "meta", "email_threads"})
 _ABOVE_PLATFORMS = ("syncd.store", "syncd.engine", "syncd.api", "syncd.cli", "syncd.daemon",
                     "syncd.demo", "syncd.testbed", "syncd.console")
 

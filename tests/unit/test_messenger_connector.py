@@ -10,14 +10,16 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd import providers
 from syncd.kit.connector import ConnectorContext
 from syncd.kit.errors import AuthError, PermanentError, RateLimited, TransientError
 from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
-from syncd.providers.messenger.connector import MessengerConnector
 from syncd.providers.messenger.sim import MessengerSimulator
 from syncd.providers.meta.pages import OutsideWindow
 from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
+
+MessengerConnector = providers.bound("messenger")
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "EAAG-sim-page-token"
@@ -123,7 +125,7 @@ async def test_list_chats_follows_every_page_and_names_each_person(sim, clock):
         sim.add_person(f"80{n}", f"Person {n}")
         sim.add_message(f"80{n}", f"hi {n}")
     connector = make(sim, clock)
-    connector.page_size = 3
+    connector.page_limit = 3
     chats = await connector.list_chats()
     assert len(chats) == 9 and sim.faults.calls["conversations"] == 3
     assert chats[0].external_chat_id == "806"  # newest conversation first
@@ -182,7 +184,7 @@ async def test_only_the_20_newest_messages_are_imported_and_the_rest_is_skipped_
     for n in range(45):
         sim.add_message("7100", f"message {n}", from_account=n % 2 == 1)
     connector = make(sim, clock)
-    connector.page_size = 6
+    connector.page_limit = 6
     messages, pages = await history(connector, "7100")
     assert [m.text for m in messages] == [f"message {n}" for n in range(44, 24, -1)]
     # 4 pages of details, the page crossing the window, one refused look-up: nothing more.
@@ -202,11 +204,11 @@ async def test_history_resumes_from_a_saved_cursor_in_a_new_process(sim, clock):
     for n in range(12):
         sim.add_message("7100", f"message {n}")
     first = make(sim, clock)
-    first.page_size = 5
+    first.page_limit = 5
     page = await first.fetch_history_page(chat("7100"), None)
     assert page.next_cursor and "|" in page.next_cursor and "http" not in page.next_cursor
     restarted = make(sim, clock)
-    restarted.page_size = 5
+    restarted.page_limit = 5
     rest = await restarted.fetch_history_page(chat("7100"), page.next_cursor)
     assert [m.text for m in page.messages + rest.messages] == [f"message {n}" for n in range(11, 1, -1)]
 

@@ -17,12 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd import providers
 from syncd.kit.connector import ConnectorContext
+from syncd.kit.declarative import MalformedDelivery
 from syncd.kit.errors import SignatureError
 from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
-from syncd.providers.messenger.connector import MessengerConnector
 from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
+
+MessengerConnector = providers.bound("messenger")
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = json.loads((ROOT / "tests/fixtures/messenger.json").read_text())
@@ -93,8 +96,8 @@ def vector_request(vector: dict[str, Any]) -> WebhookRequest:
 
 
 def test_the_published_signature_vector_verifies_with_the_app_secret():
-    # "Hello, World!" is no Messenger delivery: verified, then refused as not JSON.
-    with pytest.raises(SignatureError, match="not JSON"):
+    # "Hello, World!" is no Messenger delivery: verified, then refused as not JSON (400, never 401).
+    with pytest.raises(MalformedDelivery, match="not JSON"):
         connector(secret=VALID["secret"]).accept_webhook(vector_request(VALID))
 
 

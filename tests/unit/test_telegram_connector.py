@@ -16,12 +16,14 @@ from syncd.kit.errors import (
     SignatureError,
 )
 from syncd.kit.http import RetryPolicy
-from syncd.mapping import load_mapping
-from syncd.providers.telegram.connector import TelegramConnector
+from syncd.kit.loader import load_manifest
+from syncd.providers import connector_for
 from syncd.providers.telegram.sim import DEFAULT_TOKEN, TelegramSimulator
 from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
 
 ROOT = Path(__file__).resolve().parents[2]
+LOADED = load_manifest(ROOT / "mappings/telegram.yaml")
+TelegramConnector = connector_for(LOADED)
 SECRET = "sim-Secret_token-1"
 URL = "https://syncd.test/webhooks/telegram/i1"
 
@@ -63,7 +65,7 @@ def make_connector(sim, clock, *, public: bool = True, token: str = DEFAULT_TOKE
     policy = RetryPolicy(max_retries=max_retries, sleep=sleep)
     http = TelegramConnector.make_http("http://telegram.sim", creds, policy=policy, timeout_s=5,
                                        transport=httpx.ASGITransport(app=sim))
-    ctx = ConnectorContext(http=http, mapping=load_mapping(ROOT / "mappings/telegram.yaml"), webhook_url=URL,
+    ctx = ConnectorContext(http=http, mapping=LOADED.mapping, webhook_url=URL,
                            public_webhooks=public, clock=clock)
     return TelegramConnector(creds, {}, ctx)
 
@@ -111,7 +113,7 @@ async def test_a_revoked_token_is_an_auth_error_that_does_not_show_the_token(sim
     tg = make_connector(sim, clock)
     with pytest.raises(AuthError) as failed:
         await tg.identify()
-    assert str(failed.value) == "getMe: telegram error 401: Unauthorized"
+    assert str(failed.value) == "identify: telegram error 401: Unauthorized"
     assert_no_token(failed.value)
 
 
@@ -193,7 +195,7 @@ async def test_a_message_older_than_48_hours_cannot_be_deleted(tg, sim):
 async def test_sending_to_an_unknown_chat_is_permanent_and_hides_the_token(tg, sim):
     with pytest.raises(PermanentError) as failed:
         await tg.send(out(-100999, "anyone?"))
-    assert str(failed.value) == "sendMessage: telegram error 400: Bad Request: chat not found"
+    assert str(failed.value) == "send: telegram error 400: Bad Request: chat not found"
     assert_no_token(failed.value)
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from syncd.kit.loader import load_manifest
 from syncd.logs import redact_secrets
-from syncd.providers.telegram.connector import TelegramConnector
+from syncd.providers import connector_for
 
+ROOT = Path(__file__).resolve().parents[2]
+LOADED = load_manifest(ROOT / "mappings/telegram.yaml")
+TelegramConnector = connector_for(LOADED)
 TOKEN = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 Credentials = TelegramConnector.Credentials
 

@@ -9,15 +9,18 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from syncd import providers
 from syncd.kit.connector import ConnectorContext
 from syncd.kit.errors import AuthError, PermanentError, RateLimited, TransientError
 from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping, mappings_dir
 from syncd.models import Attachment, Sender
 from syncd.providers.meta.sim import MetaDelivery
-from syncd.providers.whatsapp.connector import WhatsAppConnector, WhatsAppCredentials
 from syncd.providers.whatsapp.sim import WhatsAppSimulator
 from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
+
+WhatsAppConnector = providers.bound("whatsapp")
+WhatsAppCredentials = WhatsAppConnector.Credentials
 
 TOKEN = "EAAG-test-token"
 NUMBER = "106540352242922"

@@ -16,13 +16,17 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd import providers
 from syncd.kit.connector import ConnectorContext
+from syncd.kit.declarative import MalformedDelivery
 from syncd.kit.errors import SignatureError
 from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
 from syncd.models import Attachment, Sender
-from syncd.providers.whatsapp.connector import WhatsAppConnector, WhatsAppCredentials
 from syncd.universal import WebhookRequest
+
+WhatsAppConnector = providers.bound("whatsapp")
+WhatsAppCredentials = WhatsAppConnector.Credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = json.loads((ROOT / "tests/fixtures/whatsapp.json").read_text())
@@ -76,8 +80,8 @@ def vector_request(vector: dict[str, Any]) -> WebhookRequest:
 
 def test_the_published_signature_vector_verifies_with_the_app_secret():
     wa = connector(secret=VALID["secret"])
-    # "Hello, World!" is no WhatsApp delivery: verified, then refused as not JSON.
-    with pytest.raises(SignatureError, match="not JSON"):
+    # "Hello, World!" is no WhatsApp delivery: verified, then refused as not JSON (400, never 401).
+    with pytest.raises(MalformedDelivery, match="not JSON"):
         wa.accept_webhook(vector_request(VALID))
 
 

@@ -12,6 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from syncd import providers
+from syncd.kit import signatures
+from syncd.kit.classify import classifier
 from syncd.kit.errors import RateLimited
 from syncd.providers import meta
 from syncd.providers.meta.sim import GraphError, MetaGraphSimulator, meta_json
@@ -110,7 +113,9 @@ def test_deliveries_are_signed_over_metas_escaped_bytes(sim):
     expected = hmac.new(sim.app_secret.encode(), delivery.body, hashlib.sha256).hexdigest()
     assert delivery.headers["X-Hub-Signature-256"] == "sha256=" + expected
     request = WebhookRequest("POST", "u", {k.lower(): v for k, v in delivery.headers.items()}, {}, delivery.body)
-    meta.verify_signature(sim.app_secret, request)
+    manifest = providers.bound("whatsapp").manifest
+    signatures.verify(manifest.webhook.verify, request, {"credentials": {"appSecret": sim.app_secret}},
+                      now=0, max_skew_s=300)
     assert json.loads(delivery.body) == delivery.payload
 
 
@@ -203,7 +208,7 @@ async def test_throttling_comes_in_each_of_metas_forms(client, sim, status):
     usage = json.loads(response.headers["x-business-use-case-usage"])
     assert usage["0"][0]["estimated_time_to_regain_access"] == 3
     with pytest.raises(RateLimited) as caught:
-        meta.classify(response)
+        meta.with_usage_wait(classifier(providers.bound("whatsapp").manifest.errors))(response)
     assert caught.value.retry_after == 180.0
     assert (await client.get(f"/{sim.phone_number_id}", headers=AUTH)).status_code == 200
 

@@ -3,8 +3,8 @@
 (``object: "instagram"``). The OAuth connect flow finds the account through the user's Pages
 (``finish_oauth``).
 
-Everything Instagram shares with Messenger lives in ``meta_pages.py``; shape lives in
-``mappings/instagram.yaml``. Users are Instagram-scoped ids (IGSIDs); a user's unsend arrives
+Everything Instagram shares with Messenger lives in ``meta/pages.py``; the rest is its
+manifest, ``mappings/instagram.yaml``. Users are Instagram-scoped ids (IGSIDs); a user's unsend arrives
 as ``message.is_deleted`` and becomes a tombstone.
 """
 
@@ -12,41 +12,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import Field
-
 from syncd.kit.connector import OAuthSpec
 from syncd.kit.errors import AuthError
 from syncd.kit.http import ProviderHttp
-from syncd.providers.meta.pages import (
-    PageCredentials,
-    PageMessagingConnector,
-    managed_pages,
-)
-
-
-class InstagramCredentials(PageCredentials):
-    """An access token with ``instagram_manage_messages``, the Instagram professional
-    account's id, the app secret (webhook signatures) and the handshake's verify token."""
-
-    access_token: str = Field(min_length=1, repr=False)
-    ig_user_id: str = Field(min_length=1, pattern=r"^\S+$")
-
-    @property
-    def token(self) -> str:
-        return self.access_token
-
-    @property
-    def account_id(self) -> str:
-        return self.ig_user_id
+from syncd.providers.meta.pages import PageMessagingConnector, managed_pages
 
 
 class InstagramConnector(PageMessagingConnector):
-    platform: ClassVar[str] = "instagram"
-    Credentials = InstagramCredentials
-    graph_platform: ClassVar[str] = "instagram"
-    webhook_object: ClassVar[str] = "instagram"
-    account_fields: ClassVar[str] = "id,username"
-    account_field: ClassVar[str] = "igUserId"
+    token_field = "accessToken"
+    account_field = "igUserId"
     oauth: ClassVar[OAuthSpec | None] = OAuthSpec(
         authorize_url="/dialog/oauth",
         # The consent dialog is on www.facebook.com, the token endpoint on the Graph API root.
@@ -69,7 +43,7 @@ class InstagramConnector(PageMessagingConnector):
         """The Instagram account linked to the user's Page, with that Page's token (what the
         messaging API takes with Facebook Login). Several such accounts: ``settings.igUserId``
         names one, and the user token is kept as it is."""
-        pages = await managed_pages(http, credentials["accessToken"], "id,name,access_token,instagram_business_account")
+        pages = await managed_pages(cls, http, credentials["accessToken"], "id,name,access_token,instagram_business_account")
         linked = [p for p in pages if (p.get("instagram_business_account") or {}).get("id")]
         if not linked:
             raise AuthError("no Instagram professional account is linked to the connected user's Pages")

@@ -1,7 +1,7 @@
 """Facebook Messenger: a Page's conversations with people, through the Graph API and the
 Messenger Platform webhooks (``object: "page"``).
 
-Everything Messenger shares with Instagram lives in ``meta_pages.py``; shape lives in
+Everything Messenger shares with Instagram lives in ``meta/pages.py``; the rest is its manifest,
 ``mappings/messenger.yaml``. Users are page-scoped ids (PSIDs): the same person has another
 id on every Page, so chats are per integration's Page.
 
@@ -15,44 +15,17 @@ stores the Page token through ``ctx.on_credentials``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
-
-from pydantic import Field
+from typing import Any, ClassVar
 
 from syncd.kit.connector import OAuthSpec
 from syncd.kit.errors import AuthError
 from syncd.kit.http import ProviderHttp
-from syncd.providers.meta.pages import (
-    PageCredentials,
-    PageMessagingConnector,
-    managed_pages,
-)
-
-
-class MessengerCredentials(PageCredentials):
-    """A Page access token (or, from a connect flow, a user token to trade for it), the Page's
-    id, the app secret (webhook signatures) and the verify token of the webhook handshake."""
-
-    page_access_token: str = Field(min_length=1, repr=False)
-    page_id: str = Field(min_length=1, pattern=r"^\S+$")
-    token_kind: Literal["page", "user"] = "page"
-
-    @property
-    def token(self) -> str:
-        return self.page_access_token
-
-    @property
-    def account_id(self) -> str:
-        return self.page_id
+from syncd.providers.meta.pages import PageMessagingConnector, managed_pages
 
 
 class MessengerConnector(PageMessagingConnector):
-    platform: ClassVar[str] = "messenger"
-    Credentials = MessengerCredentials
-    graph_platform: ClassVar[str] = "messenger"
-    webhook_object: ClassVar[str] = "page"
-    account_fields: ClassVar[str] = "id,name"
-    account_field: ClassVar[str] = "pageId"
+    token_field = "pageAccessToken"
+    account_field = "pageId"
     oauth: ClassVar[OAuthSpec | None] = OAuthSpec(
         authorize_url="/dialog/oauth",
         # The consent dialog is on www.facebook.com, the token endpoint on the Graph API root.
@@ -76,7 +49,7 @@ class MessengerConnector(PageMessagingConnector):
         """The user's only Page, with its own token; several Pages: left to ``settings.pageId``."""
         if credentials.get("tokenKind") != "user":
             return credentials
-        pages = await managed_pages(http, credentials["pageAccessToken"], "id,name,access_token")
+        pages = await managed_pages(cls, http, credentials["pageAccessToken"], "id,name,access_token")
         if not pages:
             raise AuthError("the connected Facebook user administers no Page")
         if len(pages) > 1 or not pages[0].get("access_token"):
@@ -85,18 +58,25 @@ class MessengerConnector(PageMessagingConnector):
                 "tokenKind": "page"}
 
     async def _ready(self) -> None:
-        creds: MessengerCredentials = self.credentials  # type: ignore[assignment]
-        if creds.token_kind != "user":
+        creds = self.credentials.model_dump(by_alias=True)
+        if not creds.get("pageId") and creds.get("tokenKind") != "user":
+            # Smooch's arguments name no Page: a Page token's /me is its Page.
+            page = await self._get("/me", {"fields": "id"}, label="GET me")
+            await self._store({**creds, "pageId": str(page["id"])})
+        if creds.get("tokenKind") != "user":
             return
-        data = await self._get(f"/{creds.page_id}", {"fields": "access_token"}, label="GET page token")
+        data = await self._get(f"/{self.account_id}", {"fields": "access_token"}, label="GET page token")
         if not data.get("access_token"):
             raise AuthError("the connected user gives no access to this Page's messages "
                             "(a Page admin with pages_messaging must connect it)")
-        self.auth.token = str(data["access_token"])
-        self.credentials = creds.model_copy(update={"page_access_token": self.auth.token, "token_kind": "page"})
+        self.use_token(str(data["access_token"]))
+        await self._store({**creds, "pageAccessToken": str(data["access_token"]), "tokenKind": "page"})
+
+    async def _store(self, credentials: dict[str, Any]) -> None:
+        """Use ``credentials`` from now on and store them, so a restart starts with them."""
+        self.credentials = self.Credentials.model_validate(credentials)
         if self.ctx.on_credentials is not None:
-            # Stored, so a restart starts with the Page token.
-            await self.ctx.on_credentials(self.credentials.model_dump(by_alias=True))
+            await self.ctx.on_credentials(self.credentials.model_dump(by_alias=True, exclude_none=True))
 
 
 CONNECTOR = MessengerConnector

@@ -1,120 +1,64 @@
-"""What WhatsApp, Messenger and Instagram share: Meta's webhook signature and verification
-handshake, and the Graph API's error classification (throttling often arrives as an error
-code, not as a 429).
+"""What WhatsApp, Messenger and Instagram share beyond their manifests: the wait that Meta's
+usage headers give when the Graph API throttles.
 
-Transport only; each platform module keeps its own endpoints and shapes.
+Signatures, the verification handshake and the error classification (throttling codes in any
+status, 190 as an auth failure, the 24-hour window) are data in each platform's manifest.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
-from syncd.kit.errors import (
-    AuthError,
-    PermanentError,
-    RateLimited,
-    SignatureError,
-    TransientError,
-)
-from syncd.universal import WebhookAccepted, WebhookAnswer, WebhookRequest
+from syncd.kit.declarative import ManifestConnector
+from syncd.kit.errors import RateLimited
+from syncd.kit.http import Classifier, ProviderHttp, RetryPolicy
 
-#: Graph error codes that mean "slow down": app/user/page/account throttling, WhatsApp
-#: throughput (130429) and pair rate (131056), Business Use Case limits (80000-80014).
-THROTTLING_CODES = frozenset({4, 17, 32, 613, 130429, 131056, *range(80000, 80015)})
-#: How long to back off from in-body throttling that says nothing about its duration.
-THROTTLE_FLOOR_S = 60.0
-#: Token expired, revoked or missing permission for the token.
-AUTH_CODES = frozenset({102, 190})
+#: Meta's usage headers; each maps ids to lists of usage entries.
+USAGE_HEADERS = ("x-business-use-case-usage", "x-app-usage", "x-page-usage")
 
 
-def verify_signature(app_secret: str, request: WebhookRequest) -> None:
-    """``X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw body)>``.
-
-    The raw bytes are what Meta signed (it escapes unicode), so the body is never re-encoded."""
-    given = request.headers.get("x-hub-signature-256", "")
-    if not given.startswith("sha256="):
-        raise SignatureError("missing or malformed X-Hub-Signature-256")
-    expected = "sha256=" + hmac.new(app_secret.encode(), request.body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(given.lower().encode(), expected.encode()):
-        raise SignatureError("X-Hub-Signature-256 does not match")
-
-
-def handshake(request: WebhookRequest, verify_token: str) -> WebhookAccepted | None:
-    """The GET ``hub.mode=subscribe`` verification: 200 with the raw challenge when the token
-    matches, 403 otherwise. ``None`` for a request that is not a handshake."""
-    if request.method.upper() != "GET":
-        return None
-    mode = request.query.get("hub.mode")
-    token = request.query.get("hub.verify_token", "")
-    challenge = request.query.get("hub.challenge", "")
-    if mode == "subscribe" and hmac.compare_digest(token.encode(), verify_token.encode()):
-        return WebhookAccepted(None, WebhookAnswer(200, challenge, "text/plain"))
-    return WebhookAccepted(None, WebhookAnswer(
-        403, {"error": {"code": "forbidden", "message": "hub.verify_token does not match"}}))
-
-
-def parse_body(request: WebhookRequest) -> dict[str, Any]:
-    """The delivery's JSON object (ints stay exact: Python's json never makes them floats)."""
-    try:
-        body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
-        raise SignatureError("the delivery is not JSON") from None
-    if not isinstance(body, dict):
-        raise SignatureError("the delivery is not a JSON object")
-    return body
-
-
-def _usage_wait_s(response: httpx.Response) -> float | None:
-    """Minutes until access returns, from Meta's usage headers, in seconds."""
-    for header in ("x-business-use-case-usage", "x-app-usage", "x-page-usage"):
-        raw = response.headers.get(header)
-        if not raw:
-            continue
+def usage_wait_s(response: httpx.Response) -> float | None:
+    """Seconds until access returns, from the usage headers' ``estimated_time_to_regain_access``
+    (minutes); ``None`` when no header says."""
+    for header in USAGE_HEADERS:
         try:
-            usage = json.loads(raw)
+            usage: Any = json.loads(response.headers.get(header) or "null")
         except ValueError:
             continue
         entries = [e for v in usage.values() if isinstance(v, list) for e in v] if isinstance(usage, dict) else []
         waits = [e.get("estimated_time_to_regain_access") for e in entries if isinstance(e, dict)]
-        waits = [w for w in waits if isinstance(w, (int, float))]
+        waits = [w for w in waits if isinstance(w, (int, float)) and not isinstance(w, bool)]
         if waits:
             return max(waits) * 60.0
     return None
 
 
-def classify(response: httpx.Response) -> None:
-    """Graph answers: throttling codes (in any status) wait; 190 is an auth failure; 5xx is
-    transient; any other error is permanent and keeps Meta's code and message."""
-    status = response.status_code
-    error: dict[str, Any] = {}
-    if status >= 400 or response.headers.get("content-type", "").startswith("application/json"):
+def with_usage_wait(classify: Classifier) -> Classifier:
+    """``classify``, with a throttled answer's wait taken from the usage headers where there is
+    no Retry-After: they say how long Meta keeps refusing, a fixed floor does not."""
+
+    def check(response: httpx.Response) -> None:
         try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and isinstance(body.get("error"), dict):
-            error = body["error"]
-    if status < 400 and not error:
-        return
-    code = error.get("code")
-    message = str(error.get("message") or f"HTTP {status}")[:300]
-    label = f"{code}" if code is not None else str(status)
-    code_text = str(code) if code is not None else None
-    if status == 429 or code in THROTTLING_CODES:
-        retry = response.headers.get("retry-after")
-        wait = float(retry) if retry and retry.isdigit() else _usage_wait_s(response)
-        if wait is None and code in THROTTLING_CODES:
-            # In-body throttling without a hint lasts minutes at Meta; quick retries only
-            # prolong it.
-            wait = THROTTLE_FLOOR_S
-        raise RateLimited(f"throttled ({label}): {message}", status=status, code=code_text, retry_after=wait)
-    if code in AUTH_CODES or status == 401:
-        raise AuthError(f"token rejected ({label}): {message}", status=status, code=code_text)
-    if status >= 500 or error.get("is_transient"):
-        raise TransientError(f"server error ({label}): {message}", status=status, code=code_text)
-    raise PermanentError(f"request failed ({label}): {message}", status=status, code=code_text)
+            classify(response)
+        except RateLimited as exc:
+            wait = None if response.headers.get("retry-after") else usage_wait_s(response)
+            if wait is not None:
+                exc.retry_after = wait
+            raise
+
+    return check
+
+
+class GraphConnector(ManifestConnector):
+    """A platform on Meta's Graph API: its manifest, plus the usage headers' wait."""
+
+    @classmethod
+    def make_http(cls, base_url: str, credentials: BaseModel, *, policy: RetryPolicy, timeout_s: float,
+                  transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp:
+        http = super().make_http(base_url, credentials, policy=policy, timeout_s=timeout_s, transport=transport)
+        http.classify = with_usage_wait(http.classify)
+        return http

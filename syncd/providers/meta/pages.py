@@ -1,8 +1,8 @@
 """Page messaging, as Facebook Messenger and Instagram Messaging share it: the same Graph API
-conversations, the same Send API and the same ``messaging[]`` webhook items. The two platform
-modules (``messenger.py``, ``instagram.py``) only name their credentials and a few constants.
-
-Transport quirks kept here (shape lives in ``mappings/messenger.yaml`` / ``instagram.yaml``):
+conversations, the same Send API and the same ``messaging[]`` webhook items. Endpoints, auth,
+paging, errors, signatures, the handshake and which deliveries and items count are data in
+``mappings/messenger.yaml`` / ``instagram.yaml``; this module overrides the operations that
+data cannot say, and the two platform modules add their OAuth connect flow.
 
 - **A chat is a person.** Webhooks name the user (PSID on Messenger, IGSID on Instagram) and
   never the Graph conversation id, so ``externalChatId`` is the user's id. The conversation of
@@ -14,9 +14,8 @@ Transport quirks kept here (shape lives in ``mappings/messenger.yaml`` / ``insta
   the message instead of failing the page, and ends the chat's history: everything older is
   beyond the window too. The cursor kept in ``SyncStatus`` is ``{conversation}|{after}`` (no
   URL: Graph's ``paging.next`` may carry the access token).
-- **Webhooks** are signed with the app secret (``meta.verify_signature``); the GET handshake
-  checks the verify token. Deliveries of another ``object`` are acknowledged and dropped;
-  entries of another account (one Meta app serves many Pages) are ignored.
+- **Webhook items** are filed by what they are (message, echo, edit, unsend, receipt), and
+  a new person's chat is named with one Graph lookup.
 - **Echoes** (``is_echo``) are the account's own messages: ``fromSelf``, in the chat of the
   other party. Their ``mid`` is the ``message_id`` the Send API answered, so the echo of an app
   message merges into it.
@@ -36,21 +35,15 @@ Transport quirks kept here (shape lives in ``mappings/messenger.yaml`` / ``insta
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from typing import Any
 
-import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
 
-from syncd.kit.connector import Connector, body_digest
+from syncd.kit.classify import classifier
 from syncd.kit.errors import PermanentError, ProviderError
-from syncd.kit.http import Pages, ProviderHttp, RetryPolicy
-from syncd.mapping import MappingError
-from syncd.providers.meta import classify, handshake, parse_body, verify_signature
+from syncd.kit.http import Pages, ProviderHttp
+from syncd.providers.meta import GraphConnector, with_usage_wait
 from syncd.universal import (
     Changes,
     ChatData,
@@ -60,87 +53,29 @@ from syncd.universal import (
     PollResult,
     SendResult,
     UserData,
-    WebhookAccepted,
     WebhookRequest,
 )
 
 log = structlog.get_logger(__name__)
 
-MESSAGE_FIELDS = "id,created_time,from,to,message,attachments"
-CONVERSATION_FIELDS = "participants,updated_time"
 #: Meta returns details for this many of a conversation's newest messages.
 DETAIL_WINDOW = 20
-#: Graph error code 10 with these subcodes: the 24-hour messaging window is closed.
-OUTSIDE_WINDOW_SUBCODES = frozenset({2018278, 2534022})
-_VERSION = re.compile(r"^v\d+\.\d+$")
 
 
 class OutsideWindow(PermanentError):
-    """The Send API refused a message outside the 24-hour window (code 10)."""
+    """The Send API refused a message outside the 24-hour window (the manifest's error rule
+    with ``reason: outside_window``)."""
 
 
-class Bearer:
-    """The ``authenticate`` hook: the current token, swapped in place (Messenger trades the
-    user token of an OAuth connect for the Page's token on first use)."""
-
-    def __init__(self, token: str):
-        self.token = token
-
-    async def __call__(self, request: httpx.Request) -> None:
-        # A header, not ?access_token=: URLs end up in proxies' logs.
-        request.headers["Authorization"] = f"Bearer {self.token}"
-
-
-class PageCredentials(BaseModel):
-    """Fields both platforms share; subclasses add the token and the account id. Never printed."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", hide_input_in_errors=True
-    )
-
-    app_secret: str = Field(min_length=1, repr=False)
-    verify_token: str = Field(min_length=1, repr=False)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _ids_as_text(cls, value: Any) -> Any:
-        # A numeric id posted as a JSON number stays exact as text (Python ints are exact).
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-    @property
-    def token(self) -> str:
-        raise NotImplementedError
-
-    @property
-    def account_id(self) -> str:
-        raise NotImplementedError
-
-
-def _error_of(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else {}
-
-
-def classify_send(response: httpx.Response) -> None:
-    """``classify``, plus the 24-hour window refusal as its own exception."""
-    error = _error_of(response)
-    if error.get("code") == 10 and error.get("error_subcode") in OUTSIDE_WINDOW_SUBCODES:
-        raise OutsideWindow(f"outside the 24-hour messaging window ({error['error_subcode']})",
-                            status=response.status_code, code="10")
-    classify(response)
-
-
-async def managed_pages(http: ProviderHttp, user_token: str, fields: str) -> list[dict[str, Any]]:
+async def managed_pages(cls: type[GraphConnector], http: ProviderHttp, user_token: str,
+                        fields: str) -> list[dict[str, Any]]:
     """The Pages a user token administers (``GET /me/accounts``), every page of them; for the
     connect flow, whose client carries no credentials of its own."""
     found: list[dict[str, Any]] = []
     pages = Pages("me/accounts")
     url: str | None = "/me/accounts"
     params: dict[str, Any] | None = {"fields": fields, "limit": 100}
+    classify = with_usage_wait(classifier(cls.manifest.errors))
     while url is not None:
         response = await http.request("GET", url, label="GET me/accounts", classify=classify, params=params,
                                       headers={"Authorization": f"Bearer {user_token}"})
@@ -184,25 +119,13 @@ def _webhook_attachments(message: dict[str, Any]) -> tuple[list[dict[str, Any]] 
             [str(a.get("type")) for a in items if a.get("type")])
 
 
-class PageMessagingConnector(Connector):
+class PageMessagingConnector(GraphConnector):
     """The Messenger/Instagram connector; subclasses set the class constants below."""
 
-    base_url_key: ClassVar[str | None] = "meta"
-    #: Pages cannot edit or unsend their messages through the API.
-    can_edit: ClassVar[bool] = False
-    can_delete: ClassVar[bool] = False
-    #: ``platform=`` of the conversations endpoint.
-    graph_platform: ClassVar[str]
-    #: ``object`` of this platform's webhook deliveries.
-    webhook_object: ClassVar[str]
-    #: ``fields=`` of the account itself for ``identify``.
-    account_fields: ClassVar[str]
-    page_size: ClassVar[int] = 25
-    #: Webhooks carry everything (and Meta redelivers for days); the poll is a safety net and
-    #: the Conversations API allows about 2 calls/s per Page, so it runs every 5 minutes.
-    poll_every_s: ClassVar[float | None] = 300.0
-    #: The credentials field naming the account, which a connect flow takes from settings.
-    account_field: ClassVar[str]
+    #: The credentials fields holding the token and naming the account (a connect flow may
+    #: take the account from settings).
+    token_field: str
+    account_field: str
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -212,15 +135,16 @@ class PageMessagingConnector(Connector):
         self._chat_data: dict[str, ChatData] = {}
         #: users whose chat (and name) this process already handed to the engine.
         self._reported: set[str] = set()
-        auth = self.http.authenticate
-        if not isinstance(auth, Bearer):  # an http built elsewhere (tests): adopt it
-            auth = Bearer(self.credentials.token)  # type: ignore[attr-defined]
-            self.http.authenticate = auth
-        self.auth = auth
 
     @property
     def account_id(self) -> str:
-        return self.credentials.account_id  # type: ignore[attr-defined]
+        return str(self.credentials.model_dump(by_alias=True).get(self.account_field) or "")
+
+    def use_token(self, token: str) -> None:
+        """Authenticate every further request with ``token`` (the auth reads it per request)."""
+        auth = getattr(self.http, "auth", None)
+        if auth is not None and hasattr(auth, "scope"):
+            auth.scope.setdefault("credentials", {})[self.token_field] = token
 
     async def _ready(self) -> None:
         """Called before the work that needs the account's own token (Messenger: the swap of
@@ -233,38 +157,17 @@ class PageMessagingConnector(Connector):
         Page or Instagram account a connect flow is for, the customer does."""
         if not credentials.get(cls.account_field) and settings.get(cls.account_field):
             credentials = {**credentials, cls.account_field: str(settings[cls.account_field])}
-        return credentials, settings
-
-    # -- transport ------------------------------------------------------------------------
-    @classmethod
-    def make_http(
-        cls,
-        base_url: str,
-        credentials: BaseModel,
-        *,
-        policy: RetryPolicy,
-        timeout_s: float,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> ProviderHttp:
-        bearer = Bearer(credentials.token)  # type: ignore[attr-defined]
-        return ProviderHttp(base_url, classify=classify, authenticate=bearer, policy=policy, timeout_s=timeout_s,
-                            transport=transport)
+        return super().prepare_credentials(credentials, settings)
 
     async def _get(self, path: str, params: dict[str, Any] | None = None, *, label: str) -> dict[str, Any]:
         response = await self.http.request("GET", path, label=label, params=params)
         return response.json()
 
-    def _rebased(self, url: str) -> str:
-        """``paging.next`` on our own API root: the bearer token must never go to a host the
-        operator did not configure, and a proxy or simulator root must keep being used."""
-        base = self.http.base_url
-        if url.startswith(base + "/"):
-            return url
-        parts = urlsplit(url)
-        segments = [s for s in parts.path.split("/") if s]
-        if segments and _VERSION.match(segments[0]):
-            segments = segments[1:]
-        return f"{base}/{'/'.join(segments)}" + (f"?{parts.query}" if parts.query else "")
+    async def _messages(self, conversation: str, after: str | None = None, limit: int | None = None) -> dict[str, Any]:
+        """One page of a conversation's messages, newest first (the manifest's history request)."""
+        scope = self.scope(conversation=conversation, after=after or None, **({"pageSize": limit} if limit else {}))
+        _, data = await self.call("history", self.required("history"), scope)
+        return data if isinstance(data, dict) else {}
 
     # -- mapping helpers ------------------------------------------------------------------
     def _graph_message(self, raw: dict[str, Any], user_id: str, **ctx: Any) -> MessageData:
@@ -274,66 +177,46 @@ class PageMessagingConnector(Connector):
 
     def _event_message(self, source: dict[str, Any], ctx: dict[str, Any]) -> MessageData:
         """A webhook item through the mapping's ``event`` section."""
-        data = self.mapping.section("event", source, ctx)
-        try:
-            return MessageData.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise MappingError(self.mapping.file, f"event.{where}", first["msg"]) from None
+        return self.map_as("message", "event", source, ctx)
 
-    def _chat(self, conversation: dict[str, Any]) -> ChatData | None:
-        """A conversation as the chat of its other participant (``None`` if it has none)."""
-        people = (conversation.get("participants") or {}).get("data") or []
+    def map_as(self, kind: str, section: str, record: dict[str, Any], ctx: dict[str, Any]) -> Any:
+        """A conversation is the chat of its other participant (``None`` if it has none)."""
+        if kind != "chat":
+            return super().map_as(kind, section, record, ctx)
+        people = (record.get("participants") or {}).get("data") or []
         user = next((p for p in people if isinstance(p, dict) and str(p.get("id")) != self.account_id), None)
         if user is None:
             return None
         user_id = str(user["id"])
-        if conversation.get("id"):
-            self._conversations[user_id] = str(conversation["id"])
-        chat = self.mapping.chat(conversation, {"user": user, "participants": [user_id]})
+        if record.get("id"):
+            self._conversations[user_id] = str(record["id"])
+        chat = super().map_as(kind, section, record, {**ctx, "user": user, "participants": [user_id]})
         self._chat_data[user_id] = chat
         return chat
+
+    def _chat(self, conversation: dict[str, Any]) -> ChatData | None:
+        return self.map_as("chat", "chat", conversation, {})
 
     # -- identity and chats ---------------------------------------------------------------
     async def identify(self) -> list[UserData]:
         await self._ready()
-        data = await self._get(f"/{self.account_id}", {"fields": self.account_fields}, label="GET account")
-        return [self.mapping.user(data, {"isSelf": True})]
-
-    async def _conversation_page(self, url: str | None, **params: Any) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of the account's conversations, newest first, and the next page's URL."""
-        if url is None:
-            data = await self._get(f"/{self.account_id}/conversations", {
-                "platform": self.graph_platform, "fields": CONVERSATION_FIELDS, "limit": self.page_size, **params,
-            }, label="GET conversations")
-        else:
-            data = await self._get(self._rebased(url), label="GET conversations (next page)")
-        paging = data.get("paging") or {}
-        return [c for c in data.get("data") or [] if isinstance(c, dict)], paging.get("next") or None
+        return await super().identify()
 
     async def list_chats(self) -> list[ChatData]:
         await self._ready()
-        chats: list[ChatData] = []
-        pages = Pages("conversations")
-        url: str | None = None
-        while True:
-            conversations, following = await self._conversation_page(url)
-            chats += [c for c in map(self._chat, conversations) if c is not None]
-            url = pages.advance(following)
-            if url is None:
-                self._reported.update(c.external_chat_id for c in chats)
-                return chats
+        chats = [c for c in await super().list_chats() if c is not None]
+        self._reported.update(c.external_chat_id for c in chats)
+        return chats
 
     async def _conversation_of(self, user_id: str) -> str | None:
         if user_id not in self._conversations:
-            conversations, _ = await self._conversation_page(None, user_id=user_id)
-            for conversation in conversations:
-                self._chat(conversation)
+            await self.page("list_chats", self.required("list_chats"), "chat", self.scope(userId=user_id), None)
         return self._conversations.get(user_id)
 
     # -- history --------------------------------------------------------------------------
     async def fetch_history_page(self, chat: ChatData, cursor: str | None) -> HistoryPage:
+        """The cursor kept is ``{conversation}|{after}``: no URL (Graph's ``paging.next`` may
+        carry the access token)."""
         await self._ready()
         user_id = chat.external_chat_id
         if cursor:
@@ -342,10 +225,7 @@ class PageMessagingConnector(Connector):
             conversation, after = await self._conversation_of(user_id), ""
         if not conversation:
             return HistoryPage([])  # nobody wrote yet: no conversation exists
-        params: dict[str, Any] = {"fields": MESSAGE_FIELDS, "limit": self.page_size}
-        if after:
-            params["after"] = after
-        data = await self._get(f"/{conversation}/messages", params, label="GET conversation messages")
+        data = await self._messages(conversation, after)
         messages: list[MessageData] = []
         beyond = False
         for raw in data.get("data") or []:
@@ -367,7 +247,8 @@ class PageMessagingConnector(Connector):
     async def _details(self, mid: str) -> dict[str, Any] | None:
         """One message with details; ``None`` when Meta refuses it (older than the 20 newest)."""
         try:
-            raw = await self._get(f"/{mid}", {"fields": MESSAGE_FIELDS}, label="GET message")
+            fields = self.required("history").params.get("fields")
+            raw = await self._get(f"/{mid}", {"fields": fields}, label="GET message")
         except PermanentError as exc:
             log.info("message details refused; skipped", platform=self.platform, code=exc.code)
             return None
@@ -375,49 +256,41 @@ class PageMessagingConnector(Connector):
 
     # -- export ---------------------------------------------------------------------------
     async def send(self, message: OutgoingMessage) -> SendResult:
+        """Outside the 24-hour window, with ``settings.humanAgentTag`` the message is sent once
+        more with the ``HUMAN_AGENT`` tag (7 days), meant for integrations where people, not
+        bots, write the app's messages."""
         await self._ready()
-        body = self.mapping.outgoing("send", message)
-        if not (body.get("message") or {}).get("text"):
+        if not (message.text or "").strip():
             raise PermanentError(f"{self.platform}: only text messages can be sent")
         try:
-            data = await self._post_message(body)
-        except OutsideWindow:
-            if not self.settings.get("humanAgentTag"):
-                raise
-            data = await self._post_message({**body, "messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"})
-        mid = data.get("message_id")
-        if not mid:
-            raise PermanentError(f"{self.platform}: the Send API answered without a message_id")
-        return SendResult(external_message_id=str(mid))
-
-    async def _post_message(self, body: dict[str, Any]) -> dict[str, Any]:
-        response = await self.http.request("POST", f"/{self.account_id}/messages", label="POST messages",
-                                           classify=classify_send, json=body)
-        return response.json()
+            try:
+                return await super().send(message)
+            except PermanentError as exc:
+                if exc.reason != "outside_window" or not self.settings.get("humanAgentTag"):
+                    raise
+            body = {**self.mapping.outgoing("send", message), "messaging_type": "MESSAGE_TAG", "tag": "HUMAN_AGENT"}
+            source = message.as_source()
+            _, data = await self.call("send", self.required("send"), self.scope(message=source, chat=source["chat"]),
+                                      body=body)
+            return self._result("send", message, data)
+        except PermanentError as exc:
+            if exc.reason == "outside_window":
+                raise OutsideWindow(str(exc), status=exc.status, code=exc.code) from None
+            raise
 
     # -- webhooks -------------------------------------------------------------------------
-    def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
-        answered = handshake(request, self.credentials.verify_token)  # type: ignore[attr-defined]
-        if answered is not None:
-            return answered
-        verify_signature(self.credentials.app_secret, request)  # type: ignore[attr-defined]
-        if parse_body(request).get("object") != self.webhook_object:
-            return WebhookAccepted(None)  # another product's events: acknowledged, not ours
-        # Meta's deliveries carry no id; a redelivery repeats the same bytes.
-        return WebhookAccepted(body_digest(request.body))
-
     async def parse_webhook(self, request: WebhookRequest) -> Changes:
-        body = parse_body(request)
-        if body.get("object") != self.webhook_object:
+        """The manifest's event records (this account's ``messaging[]`` items), each filed by
+        what it is; receipts by watermark and chat names need the Graph API."""
+        body = self.parse_body(request)
+        scope = self.scope(body=body)
+        items = [item for rule in self.manifest.webhook.events for item, _ in self.records(rule, body, scope)]
+        if not items:
             return Changes()
         await self._ready()
         messages: list[MessageData] = []
-        for entry in body.get("entry") or []:
-            if not isinstance(entry, dict) or str(entry.get("id")) != self.account_id:
-                continue
-            for item in entry.get("messaging") or []:
-                if isinstance(item, dict):
-                    messages += await self._item(item)
+        for item in items:
+            messages += await self._item(item)
         users = {m.external_chat_id for m in messages} - self._reported
         return Changes(messages=messages, chats=await self._chats_of(sorted(users)))
 
@@ -458,8 +331,7 @@ class PageMessagingConnector(Connector):
             conversation = await self._conversation_of(user_id)
             if conversation is None:
                 return []
-            data = await self._get(f"/{conversation}/messages", {"fields": MESSAGE_FIELDS, "limit": DETAIL_WINDOW},
-                                   label="GET conversation messages")
+            data = await self._messages(conversation, limit=DETAIL_WINDOW)
         except PermanentError as exc:
             # A receipt is worth one look, not a failed delivery.
             log.info("receipt watermark not applied", platform=self.platform, code=exc.code)
@@ -498,28 +370,23 @@ class PageMessagingConnector(Connector):
         since = int(mark - lookback_s * 1000)
         newest = int(mark)
         changes = Changes()
-        pages = Pages("conversations")
-        url: str | None = None
+        spec, pages, cursor = self.required("list_chats"), Pages("conversations"), None
         while True:
-            conversations, following = await self._conversation_page(url)
-            for conversation in conversations:
-                updated = _iso_ms(conversation.get("updated_time"))
+            found, cursor = await self.page("list_chats", spec, "chat", self.scope(), cursor)
+            for chat in [c for c in found if c is not None]:
+                updated = int(chat.last_message_at.timestamp() * 1000) if chat.last_message_at else None
                 if updated is None or updated < since:
                     return PollResult(changes, {"updatedMs": newest})  # newest first: the rest is older
-                chat = self._chat(conversation)
-                if chat is None:
-                    continue
                 changes.chats.append(chat)
                 self._reported.add(chat.external_chat_id)
-                changes.messages += await self._recent(str(conversation["id"]), chat.external_chat_id, since)
+                conversation = self._conversations[chat.external_chat_id]
+                changes.messages += await self._recent(conversation, chat.external_chat_id, since)
                 newest = max(newest, updated)
-            url = pages.advance(following)
-            if url is None:
+            if pages.advance(cursor) is None:
                 return PollResult(changes, {"updatedMs": newest})
 
     async def _recent(self, conversation: str, user_id: str, since_ms: int) -> list[MessageData]:
-        data = await self._get(f"/{conversation}/messages", {"fields": MESSAGE_FIELDS, "limit": DETAIL_WINDOW},
-                               label="GET conversation messages")
+        data = await self._messages(conversation, limit=DETAIL_WINDOW)
         return [
             self._graph_message(raw, user_id) for raw in data.get("data") or []
             if "from" in raw and (_iso_ms(raw.get("created_time")) or 0) >= since_ms

@@ -1,0 +1,1 @@
+"""The ``imap`` platform: any mailbox over IMAP (reading) and SMTP (sending)."""
