@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SYNCD_", extra="ignore")
 
     mongodb_uri: str = "mongodb://localhost:27017/syncd"
+    #: How long the start waits for MongoDB before it gives up and says why.
+    mongodb_timeout_s: float = Field(default=5.0, gt=0)
     http_host: str = "0.0.0.0"
     http_port: int = 8080
     #: Base of the webhook URLs handed to platforms; unset = platforms cannot reach us (local
@@ -104,6 +106,20 @@ class Settings(BaseSettings):
     connect_success_url: str | None = None
     #: How long a connect flow may take between the redirect and the callback.
     connect_state_ttl_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongodb_scheme(cls, value: str) -> str:
+        if not value.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
+            scheme = value.partition("://")[0] if "://" in value else "no scheme"
+            raise ValueError(f"must start with mongodb://, mongodb+srv:// or mongomock:// (got {scheme})")
+        return value
+
+    @field_validator("public_url", "app_callback_url", "connect_success_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``SYNCD_PUBLIC_URL=`` (as compose writes an unset variable) means unset, not "" ."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     def base_url(self, key: str) -> str:
         """The API root named ``key``: ``SYNCD_<KEY>_BASE_URL``, or the one its manifest documents."""

@@ -11,6 +11,7 @@ import gc
 import random
 import secrets
 import signal
+import socket
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -129,6 +130,51 @@ def _secret_key(settings: Settings) -> str:
     raise ConfigError("SYNCD_SECRET_KEY is required with a real MongoDB: it encrypts stored credentials")
 
 
+async def _connect(settings: Settings) -> Store:
+    try:
+        return await Store.connect(settings.mongodb_uri, secret_key=_secret_key(settings),
+                                   timeout_s=settings.mongodb_timeout_s)
+    except (PyMongoError, ValueError) as exc:  # a URI pymongo cannot parse; never print the URI itself
+        raise ConfigError(f"SYNCD_MONGODB_URI is not usable: {type(exc).__name__}: "
+                          f"{_without(str(exc), settings.mongodb_uri)}") from None
+
+
+def _without(text: str, uri: str) -> str:
+    """``text`` with the URI's password (if it has one) replaced."""
+    _, _, rest = uri.partition("://")
+    credentials, at, _ = rest.rpartition("@")
+    password = credentials.partition(":")[2] if at else ""
+    return text.replace(password, "[redacted]") if password else text
+
+
+def warn_unconfigured(settings: Settings) -> None:
+    """Say at start what will not work, rather than at the first request."""
+    if settings.admin_token is None:
+        log.warning("SYNCD_ADMIN_TOKEN is not set: the admin API (integrations, chats, status, dead letters) "
+                    "answers 503 until it is")
+    if settings.app_webhook_secret is None:
+        log.warning("SYNCD_APP_WEBHOOK_SECRET is not set: POST /events (app events) and signed connect "
+                    "links answer 503, and callbacks to the app cannot be signed")
+    if settings.mongodb_uri.startswith("mongomock://"):
+        log.warning("SYNCD_MONGODB_URI=mongomock:// is an in-memory store: everything is forgotten when "
+                    "syncd stops")
+    for key, url in sorted(settings.base_urls.items()):
+        log.info("platform API root overridden", key=key, url=url)
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """The HTTP socket, bound before anything starts, so a port in use stops the start."""
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.http_host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.http_host, settings.http_port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {settings.http_host}:{settings.http_port} ({exc.strerror}); "
+                          "set SYNCD_HTTP_PORT or --port") from None
+    return sock
+
+
 async def build(
     settings: Settings,
     *,
@@ -142,13 +188,16 @@ async def build(
     platforms = load_all(extra=extra_dir())
     settings = settings.model_copy(update={"api_roots": {**api_roots(platforms), **settings.api_roots}})
     if store is None:
-        store = await Store.connect(settings.mongodb_uri, secret_key=_secret_key(settings))
+        store = await _connect(settings)
     try:
         await store.ensure_indexes()
     except PyMongoError as exc:
         await store.close()
-        # pymongo names hosts and timeouts, never the URI's password.
-        raise ConfigError(f"cannot reach MongoDB ({type(exc).__name__}): {str(exc)[:300]}") from None
+        # pymongo names hosts and timeouts, never the URI's password; its topology
+        # description after the first line adds nothing an operator can act on.
+        reason = str(exc).split(", Timeout:")[0].split("\n")[0]
+        raise ConfigError(f"cannot reach MongoDB within {settings.mongodb_timeout_s:g}s (SYNCD_MONGODB_TIMEOUT_S): "
+                          f"{type(exc).__name__}: {reason}") from None
     connectors = Connectors(settings, platforms, transports=transports, sleep=sleep, clock=clock)
     ctx = EngineContext(settings=settings, store=store, connectors=connectors)
     engine = Engine(ctx, callback_transport=callback_transport)
@@ -189,7 +238,13 @@ async def serve(settings: Settings, *, on_built: Callable[[Daemon], None] | None
 
     ``on_built`` sees the wired daemon before it starts (the benchmarks add their probes)."""
     configure_logging(settings.log_level, settings.log_format)
-    daemon = await build(settings, **kwargs)
+    warn_unconfigured(settings)
+    sock = _listen(settings)
+    try:
+        daemon = await build(settings, **kwargs)
+    except BaseException:
+        sock.close()
+        raise
     if on_built is not None:
         on_built(daemon)
     server = uvicorn.Server(server_config(
@@ -200,18 +255,28 @@ async def serve(settings: Settings, *, on_built: Callable[[Daemon], None] | None
     _stop_on_signals(server)
     await daemon.start()
     _tune_gc()
-    log.info("syncd started", host=settings.http_host, port=settings.http_port,
-             store="in-memory" if settings.mongodb_uri.startswith("mongomock://") else "mongodb")
     stopping = asyncio.create_task(_stop_when_asked(server, daemon))
+    started = asyncio.create_task(_say_started(server, settings))
     try:
         # uvicorn turns SIGTERM/SIGINT into a graceful HTTP shutdown and returns.
-        await server.serve()
+        await server.serve(sockets=[sock])
     finally:
         if not server.should_exit:  # the server failed rather than being asked to stop
             server.should_exit = True
         await stopping
+        started.cancel()
         await daemon.store.close()
         log.info("syncd stopped")
+
+
+async def _say_started(server: uvicorn.Server, settings: Settings) -> None:
+    """"syncd started" once the server accepts connections, not before."""
+    while not server.started:
+        if server.should_exit:
+            return
+        await asyncio.sleep(0.02)
+    log.info("syncd started", host=settings.http_host, port=settings.http_port,
+             store="in-memory" if settings.mongodb_uri.startswith("mongomock://") else "mongodb")
 
 
 async def _stop_when_asked(server: uvicorn.Server, daemon: Daemon) -> None:

@@ -265,7 +265,8 @@ class AppMessage(BaseModel):
 
 
 class AppEvent(BaseModel):
-    """A change event posted by the app to ``POST /events`` (docs/architecture.md, README "HTTP API")."""
+    """A change event posted by the app to ``POST /events``: a message created, updated or deleted
+    in the app, to be carried to the platform. ``id`` is the idempotency key."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 

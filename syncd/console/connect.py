@@ -12,10 +12,11 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from syncd.connect import link_signature
+from syncd.api.connect import link_signature
+from syncd.api.errors import engine_status
 from syncd.console import platforms
 from syncd.console.web import Console, Refused, first, see_other
-from syncd.engine.engine import IntegrationError
+from syncd.engine.errors import EngineError
 
 #: How long the signed link behind the console's OAuth button stays usable.
 OAUTH_LINK_S = 300
@@ -59,8 +60,8 @@ def add_connect(router: APIRouter, console: Console) -> None:
         try:
             integration = await engine.create_integration(platform=platform, customer_id=customer, name=name or None,
                                                           credentials=credentials, settings=None)
-        except IntegrationError as exc:
-            return console.render(request, "connect_form.html", status=exc.status, platform=description,
+        except EngineError as exc:
+            return console.render(request, "connect_form.html", status=engine_status(exc), platform=description,
                                   values=typed, error=str(exc), details=exc.details,
                                   oauth_ready=_oauth_ready(console))
         generated = await _generated(console, integration.id, description)

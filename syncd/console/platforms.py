@@ -1,12 +1,12 @@
 """What the console knows about a platform: exactly what ``GET /platforms/{name}`` serves
-(``syncd.api_platforms.describe``, read from the manifests), so every platform-specific part of a
+(``syncd.api.platforms.describe``, read from the manifests), so every platform-specific part of a
 page (the credentials form, which buttons make sense) is generated from declared data."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from syncd.api_platforms import describe as describe_platform
+from syncd.api.platforms import describe as describe_platform
 from syncd.engine.engine import Engine
 
 

@@ -16,8 +16,10 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from syncd.api.errors import engine_status
 from syncd.console.session import Sessions
-from syncd.engine.engine import Engine, IntegrationError
+from syncd.engine.engine import Engine
+from syncd.engine.errors import EngineError
 
 HERE = Path(__file__).parent
 PAGE_SIZE = 50
@@ -162,8 +164,8 @@ def console_route(console_ref: Callable[[], Console]) -> type[APIRoute]:
                     return see_other(f"/ui/login?{urlencode({'next': target})}")
                 except Refused as exc:
                     return console_ref().render(request, "error.html", status=exc.status, message=str(exc))
-                except IntegrationError as exc:
-                    return console_ref().render(request, "error.html", status=exc.status, message=str(exc),
+                except EngineError as exc:
+                    return console_ref().render(request, "error.html", status=engine_status(exc), message=str(exc),
                                                 details=exc.details)
 
             return guarded

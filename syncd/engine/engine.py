@@ -16,6 +16,8 @@ from pydantic import ValidationError
 
 from syncd.engine.connectors import UnknownPlatform
 from syncd.engine.context import EngineContext, connector_for
+from syncd.engine.deadletters import DeadLetters
+from syncd.engine.errors import Conflict, Invalid, NotFound, Unavailable
 from syncd.engine.exporter import Exporter
 from syncd.engine.importer import Importer, chat_data
 from syncd.engine.inbox import Inbox
@@ -56,14 +58,6 @@ def secrets_from_settings(connector_cls: Any, credentials: dict[str, Any],
     return credentials, settings
 
 
-class IntegrationError(Exception):
-    """A request about integrations that cannot be done; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, code: str, message: str, details: Any = None):
-        super().__init__(message)
-        self.status, self.code, self.details = status, code, details
-
-
 class Engine:
     def __init__(self, ctx: EngineContext, *, callback_transport: httpx.AsyncBaseTransport | None = None):
         self.ctx = ctx
@@ -75,6 +69,7 @@ class Engine:
         self.callbacks = CallbackSender(ctx, transport=callback_transport)
         self.outbox = Outbox(ctx, self.exporter, self.callbacks)
         self.lifecycle = Lifecycle(ctx, self.importer)
+        self.dead_letters = DeadLetters(ctx, events=self.outbox.events, deliveries=self.inbox.worker)
         self._polls: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -99,9 +94,16 @@ class Engine:
         deadline = loop.time() + work_budget(grace)
         for worker in (self.inbox.worker, self.outbox.events, self.outbox.notify):
             await worker.stop(max(0.0, deadline - loop.time()))
+        importing = self.importer.busy()
+        if importing or self._polls:
+            # Said before waiting, so a slow stop is explained while it happens.
+            log.info("shutdown waiting for work in hand", imports=importing, polls=len(self._polls),
+                     wait_s=round(max(0.0, deadline - loop.time()), 1))
         try:
             await asyncio.wait_for(self.importer.wait(), max(0.0, deadline - loop.time()))
         except TimeoutError:
+            log.warning("shutdown: imports did not finish in the grace period; checkpointed and cancelled",
+                        imports=self.importer.busy())
             await self.importer.cancel()
         if self._polls:
             polls = set(self._polls)
@@ -204,20 +206,18 @@ class Engine:
             credentials, settings = connector_cls.prepare_credentials(credentials, settings)
             self.ctx.connectors.validate_credentials(platform, credentials)
         except UnknownPlatform:
-            raise IntegrationError(
-                422, "unknown_platform",
-                f"unknown platform {platform!r}; supported: {', '.join(self.ctx.connectors.platforms())}",
+            raise Invalid(
+                "unknown_platform", f"unknown platform {platform!r}; supported: {', '.join(self.ctx.connectors.platforms())}",
             ) from None
         except ValidationError as exc:
             details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
-            raise IntegrationError(422, "invalid_credentials", f"credentials for {platform} are invalid", details) from None
+            raise Invalid("invalid_credentials", f"credentials for {platform} are invalid", details) from None
         settings = settings or {}
         chats = settings.get("importChats")
         if chats is not None and (not isinstance(chats, list) or not all(isinstance(c, str) and c for c in chats)):
-            raise IntegrationError(422, "invalid_settings", "settings.importChats must be a list of chat ids")
+            raise Invalid("invalid_settings", "settings.importChats must be a list of chat ids")
         if "fullSyncEveryS" in settings and not valid_period(settings["fullSyncEveryS"]):
-            raise IntegrationError(422, "invalid_settings",
-                                   "settings.fullSyncEveryS must be a number of seconds, 0 or more (0 = never)")
+            raise Invalid("invalid_settings", "settings.fullSyncEveryS must be a number of seconds, 0 or more (0 = never)")
         integration = Integration(customer_id=customer_id, platform=platform, name=name or platform, settings=settings)
         identities, credentials = await self._identify(integration, credentials)
         await self.store.insert_integration(integration, credentials)
@@ -243,8 +243,8 @@ class Engine:
         credentials to store (a check that refreshed a token hands back the rotated grant:
         storing the one it replaced would lose it where a provider revokes used tokens).
 
-        ``IntegrationError`` 422 when the platform rejects them (or the request they make),
-        503 ``platform_unreachable`` at once when it cannot be reached: credentials that were
+        ``Invalid`` when the platform rejects them (or the request they make), ``Unavailable``
+        (``platform_unreachable``) at once when it cannot be reached: credentials that were
         never checked are not stored as working ones."""
         platform = integration.platform
         latest = credentials
@@ -257,13 +257,12 @@ class Engine:
         try:
             return await connector.identify(), latest
         except AuthError as exc:
-            raise IntegrationError(422, "credentials_rejected", f"{platform} rejected the credentials: {exc}") from None
+            raise Invalid("credentials_rejected", f"{platform} rejected the credentials: {exc}") from None
         except PermanentError as exc:
-            raise IntegrationError(422, "credentials_rejected",
-                                   f"{platform} refused the credentials check: {exc}") from None
+            raise Invalid("credentials_rejected", f"{platform} refused the credentials check: {exc}") from None
         except ProviderError as exc:
             log.warning("could not check credentials with the platform", platform=platform, error=str(exc))
-            raise IntegrationError(503, "platform_unreachable",
+            raise Unavailable("platform_unreachable",
                                    f"{platform} cannot be reached to check the credentials ({exc}); "
                                    "nothing was stored, try again") from None
         finally:
@@ -272,7 +271,7 @@ class Engine:
     async def get_integration(self, integration_id: str) -> Integration:
         integration = await self.store.get_integration(integration_id)
         if integration is None or integration.status == "deleted":
-            raise IntegrationError(404, "not_found", f"no integration {integration_id!r}")
+            raise NotFound("not_found", f"no integration {integration_id!r}")
         return integration
 
     async def delete_integration(self, integration_id: str, *, purge: bool = False) -> dict[str, Any]:
@@ -292,14 +291,14 @@ class Engine:
         """Stop its polls, imports, full syncs and deliveries; webhooks and app events wait."""
         integration = await self.get_integration(integration_id)
         if integration.status not in ("active", "paused"):
-            raise IntegrationError(409, "integration_not_active",
+            raise Conflict("integration_not_active",
                                    f"only an active integration can be paused; this one is {integration.status}")
         return await self.lifecycle.pause(integration, reason)
 
     async def resume_integration(self, integration_id: str) -> Integration:
         integration = await self.get_integration(integration_id)
         if integration.status not in ("active", "paused"):
-            raise IntegrationError(409, "integration_not_paused",
+            raise Conflict("integration_not_paused",
                                    f"only a paused integration can be resumed; this one is {integration.status}")
         if integration.status == "active":
             return integration
@@ -349,7 +348,7 @@ class Engine:
             self.ctx.connectors.validate_credentials(integration.platform, credentials)
         except ValidationError as exc:
             details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
-            raise IntegrationError(422, "invalid_credentials", "credentials are invalid", details) from None
+            raise Invalid("invalid_credentials", "credentials are invalid", details) from None
         # Checked first, so credentials the platform refuses never replace working ones.
         _, credentials = await self._identify(integration, credentials)
         await self.ctx.connectors.forget(integration_id)
@@ -371,7 +370,7 @@ class Engine:
         try:
             return await connector.list_chats()
         except ProviderError as exc:
-            raise IntegrationError(503, "platform_unavailable", f"listing chats failed: {exc}") from None
+            raise Unavailable("platform_unavailable", f"listing chats failed: {exc}") from None
 
     async def import_chats(self, integration_id: str, external_chat_ids: list[str]) -> list[Chat]:
         integration = await self._active(integration_id)
@@ -383,7 +382,7 @@ class Engine:
         available = {c.external_chat_id: c for c in await self.available_chats(integration_id)}
         missing = [c for c in external_chat_ids if c not in available]
         if missing:
-            raise IntegrationError(404, "unknown_chat", f"the platform has no chats {missing} for this account")
+            raise NotFound("unknown_chat", f"the platform has no chats {missing} for this account")
         chats = await self.importer.plan_chats(integration, [available[c] for c in external_chat_ids])
         self.importer.kick(integration.id)
         return chats
@@ -391,9 +390,8 @@ class Engine:
     async def resync(self, integration_id: str, chat_ids: list[str] | None = None, full: bool = False) -> list[Chat]:
         integration = await self._active(integration_id)
         if not self.ctx.connectors.connector_class(integration.platform).has_history:
-            raise IntegrationError(
-                409, "no_history",
-                f"{integration.platform} has no history API: there is nothing to re-read, and what "
+            raise Conflict(
+                "no_history", f"{integration.platform} has no history API: there is nothing to re-read, and what "
                 "webhooks delivered is kept as it is",
             )
         chats = [c for c in await self.store.list_chats(integration_id=integration_id) if c.imported]
@@ -401,7 +399,7 @@ class Engine:
             by_id = {c.id: c for c in await self.store.list_chats(integration_id=integration_id)}
             unknown = [c for c in chat_ids if c not in by_id]
             if unknown:
-                raise IntegrationError(404, "unknown_chat", f"no chats {unknown} in this integration")
+                raise NotFound("unknown_chat", f"no chats {unknown} in this integration")
             chats = [by_id[c] for c in chat_ids]
         planned = await self.importer.plan_chats(integration, [chat_data(c) for c in chats], full=full)
         self.importer.kick(integration.id)
@@ -410,8 +408,7 @@ class Engine:
     async def _active(self, integration_id: str) -> Integration:
         integration = await self.get_integration(integration_id)
         if integration.status != "active":
-            raise IntegrationError(
-                409, "integration_not_active",
-                f"integration is {integration.status}: {integration.status_reason or 'no reason recorded'}",
+            raise Conflict(
+                "integration_not_active", f"integration is {integration.status}: {integration.status_reason or 'no reason recorded'}",
             )
         return integration

@@ -157,6 +157,10 @@ class Importer:
             if integration_id not in self._kicked_again or self.ctx.stopping.is_set():
                 return drained
 
+    def busy(self) -> list[str]:
+        """The integrations being imported right now."""
+        return sorted(i for i, t in self._tasks.items() if not t.done())
+
     async def wait(self) -> None:
         tasks = [t for t in self._tasks.values() if not t.done()]
         if tasks:

@@ -69,7 +69,8 @@ def test_integrations_list_and_status_show_the_integration(created, syncd, capsy
 
     code, listed = run(capsys, syncd, "integrations", "list", "--customer", "cust-cli")
     assert code == 0
-    (line,) = listed.splitlines()
+    header, line = listed.splitlines()
+    assert header.split() == ["id", "platform", "customer", "status", "name"]
     assert line.split()[:4] == [integration_id, "slack", "cust-cli", "active"]
 
     code, status = run(capsys, syncd, "status", integration_id)
@@ -128,6 +129,7 @@ def test_an_unknown_integration_exits_non_zero_with_not_found(syncd, capsys) -> 
     [], ["run"], ["demo"], ["resync"], ["status"], ["integrations"],
     ["integrations", "list"], ["integrations", "show"], ["integrations", "create"], ["integrations", "delete"],
     ["integrations", "pause"], ["integrations", "resume"],
+    ["sim"], ["events", "send"], ["deadletters"], ["deadletters", "list"], ["deadletters", "retry"],
 ])
 def test_every_command_has_help(argv, capsys) -> None:
     with pytest.raises(SystemExit) as exited:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 from urllib.parse import parse_qs, urlencode
 
 import httpx
@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from syncd.sim.base import Fault, Faults
+from syncd.sim.base import Fault, Faults, Trial
 
 USERS = "/gmail/v1/users/{userId}"
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
@@ -113,7 +113,7 @@ class Mailbox:
 PUSH_TOKEN = "testbed-push-token"
 
 
-class GmailSimulator:
+class GmailSimulator(Trial):
     """An ASGI app: ``await sim(scope, receive, send)``; mailboxes keyed by access token."""
 
     def __init__(
@@ -171,6 +171,24 @@ class GmailSimulator:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+    # -- a trial (``syncd sim gmail``) ------------------------------------------------------
+    trial_roots: ClassVar[dict[str, str]] = {"gmail": "", "google_oauth": "", "google_accounts": ""}
+
+    def trial_seed(self) -> str:
+        box, thread = self._box(None), None
+        for i, sender in enumerate(("Ana Lima <ana@customer.example>", "Ben Ode <ben@customer.example>") * 2):
+            message_id = self.add_incoming(thread, sender, "Order #1001", f"Message {i} about order 1001")
+            thread = thread or box.messages[message_id].thread_id
+        self._trial_thread = thread
+        return f"{len(box.messages)} emails in 1 thread"
+
+    def trial_credentials(self) -> dict[str, Any]:
+        token = next(t for t, address in self.tokens.items() if address == self.address)
+        return {"accessToken": token, "emailAddress": self.address}
+
+    def trial_chat(self) -> str | None:
+        return getattr(self, "_trial_thread", None)
 
     # -- setup and mutations (tests, demo) -------------------------------------------------
     def add_mailbox(self, address: str, token: str, refresh_token: str | None = None) -> Mailbox:

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from starlette.applications import Starlette
@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from syncd.sim.base import Fault, Faults
+from syncd.sim.base import Fault, Faults, Trial
 
 MAX_TOP = 50
 #: chatMessage subscriptions without resource data live at most an hour.
@@ -111,7 +111,7 @@ class Box:
     replies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-class TeamsSimulator:
+class TeamsSimulator(Trial):
     """The truth of one Microsoft 365 tenant, served as an ASGI app (``httpx.ASGITransport(sim)``)."""
 
     def __init__(self, *, tenant_id: str = "84bd8158-6d4d-4958-8b9f-9d6445542f95", token: str = "sim-graph-token",
@@ -151,6 +151,20 @@ class TeamsSimulator:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+    # -- a trial (``syncd sim teams``) ------------------------------------------------------
+    trial_roots: ClassVar[dict[str, str]] = {"teams": "/v1.0", "microsoft_login": ""}
+
+    def trial_seed(self) -> str:
+        self._trial_ids = self.seed()
+        return f"{sum(len(b.messages) for b in self.boxes.values())} messages in {len(self.boxes)} chats and channels"
+
+    def trial_credentials(self) -> dict[str, Any]:
+        return {"tenantId": self.tenant_id, "clientId": self.client[0], "clientSecret": self.client[1],
+                "refreshToken": next(iter(self.refresh_tokens))}
+
+    def trial_chat(self) -> str | None:
+        return getattr(self, "_trial_ids", {}).get("group")
 
     # -- building the tenant (tests, demo) ---------------------------------------------------
     def _now_ms(self) -> int:

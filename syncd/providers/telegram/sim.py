@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from syncd.sim.base import Faults
+from syncd.sim.base import Faults, Trial
 
 DEFAULT_TOKEN = "7000000001:AAHsimBotTokenForTestsOnly_0123456789"
 PATH = re.compile(r"/bot([^/]+)/([A-Za-z]+)/?$")
@@ -88,7 +88,7 @@ class SimBot:
         return self.user["id"]
 
 
-class TelegramSimulator:
+class TelegramSimulator(Trial):
     """The truth of a small Telegram, served as an ASGI app (``httpx.ASGITransport(sim)``)."""
 
     def __init__(
@@ -127,6 +127,19 @@ class TelegramSimulator:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+    # -- a trial (``syncd sim telegram``) ---------------------------------------------------
+    trial_roots: ClassVar[dict[str, str]] = {"telegram": ""}
+
+    def trial_seed(self) -> str:
+        self.seed()
+        return "4 chats the bot is in; Telegram keeps no history: messages are seen as they arrive"
+
+    def trial_credentials(self) -> dict[str, Any]:
+        return {"botToken": self.bot.token}
+
+    def trial_chat(self) -> str | None:
+        return str(self.ids["group"]) if "group" in self.ids else None
 
     # -- building the world -----------------------------------------------------------------
     def add_bot(self, token: str, first_name: str, username: str) -> SimBot:

@@ -75,6 +75,10 @@ class WhatsAppSimulator(MetaGraphSimulator):
         self.route("GET", "{phone_number_id}", self._phone_number, endpoint="phone_number")
         self.route("POST", "{phone_number_id}/messages", self._send, endpoint="messages")
 
+    def trial_credentials(self) -> dict[str, Any]:
+        return {"accessToken": min(self.valid_tokens), "phoneNumberId": self.phone_number_id,
+                "appSecret": self.app_secret, "verifyToken": self.verify_token}
+
     # -- the truth --------------------------------------------------------------------------------
     def truth(self, wa_id: str | None = None) -> list[dict[str, Any]]:
         """Every message sent or received (of one customer), oldest first."""
