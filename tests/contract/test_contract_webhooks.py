@@ -70,7 +70,9 @@ async def _parsed(tb: Testbed, integration: dict[str, Any], bodies: list[bytes])
         signed = sign(LOADED[integration["platform"]].manifest.webhook.verify, request, scope,
                       tb.clock.now().timestamp())
         if connector.accept_webhook(signed).delivery_id is not None:
-            ids |= {m.external_message_id for m in (await connector.parse_webhook(signed)).messages}
+            # A delete of a message never stored leaves nothing to mark.
+            ids |= {m.external_message_id for m in (await connector.parse_webhook(signed)).messages
+                    if m.deleted_at is None}
     return ids
 
 
