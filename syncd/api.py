@@ -292,7 +292,19 @@ def create_app(engine: Engine) -> FastAPI:
             platform=body.platform, customer_id=body.customer_id, name=body.name,
             credentials=body.credentials, settings=body.settings,
         )
-        return {"integration": integration_view(integration)}
+        return {"integration": integration_view(integration), **await generated_setup(integration, body.credentials)}
+
+    async def generated_setup(integration: Integration, given: dict[str, Any]) -> dict[str, Any]:
+        """The values syncd generated that the user must paste at the platform (a webhook
+        token), answered once, here, with where to paste them; never shown again."""
+        loaded = engine.ctx.connectors.loaded.get(integration.platform)
+        specs = loaded.manifest.credentials if loaded else {}
+        made = [(name, spec) for name, spec in specs.items()
+                if spec.generate and spec.setup and not any(given.get(k) for k in (name, *spec.aliases))]
+        if not made:
+            return {}
+        stored = await store.get_credentials(integration.id)
+        return {"setup": [{"field": name, "where": spec.setup, "value": stored.get(name)} for name, spec in made]}
 
     @app.get("/integrations", tags=["integrations"], dependencies=[Depends(admin)])
     async def list_integrations(customerId: str | None = None, platform: str | None = None) -> dict[str, Any]:
