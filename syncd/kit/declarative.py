@@ -83,6 +83,15 @@ class ManifestConnector(Connector):
         return generate_missing(cls.manifest, credentials), settings
 
     @classmethod
+    def setup(cls, generated: dict[str, Any], webhook_url: str) -> dict[str, Any] | None:
+        """Each generated credential that declares where it is pasted at the platform, with its
+        value: shown once, in the creation answer."""
+        fields = [{"field": name, "where": spec.setup, "value": generated[name]}
+                  for name, spec in cls.manifest.credentials.items()
+                  if spec.generate and spec.setup and generated.get(name)]
+        return {"webhookUrl": webhook_url, "fields": fields} if fields else None
+
+    @classmethod
     def secrets(cls, credentials: BaseModel) -> list[str]:
         """Every secret value of these credentials (to scrub from any platform text)."""
         return secret_values(cls.manifest, credentials)

@@ -72,6 +72,9 @@ class CredentialField(Strict):
     secret: bool = False
     #: Generated when absent (a webhook secret or verify token the user pastes at the platform).
     generate: Literal["token", "hex"] | None = None
+    #: The generated value's length in characters (a platform that limits it); default 40 hex
+    #: characters or 32 URL-safe ones.
+    length: int | None = Field(None, ge=8, le=64)
     #: Other names accepted for this field (Smooch's argument names).
     aliases: list[str] = Field(default_factory=list)
     pattern: str | None = None
