@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -107,6 +107,35 @@ class ManifestConnector(Connector):
             policy=policy, timeout_s=(api.timeout_s if api and api.timeout_s else timeout_s),
             transport=transport, headers=dict(api.headers) if api else None,
         )
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        auth = getattr(self.http, "auth", None)
+        if isinstance(auth, ManifestAuth) and self.manifest.auth.type == "oauth2":
+            auth.refresh = self.refresh_token
+
+    async def refresh_token(self) -> bool:
+        """OAuth 2's refresh grant at the declared ``tokenUrl``: the new access token (and a
+        rotated refresh token) go into the credentials the requests read, and are stored."""
+        spec, scope = self.manifest.auth, self.scope()
+        form = templates.without_none({
+            "grant_type": "refresh_token", "refresh_token": templates.render(spec.refresh_token, scope),
+            "client_id": templates.render(spec.client_id, scope), "client_secret": templates.render(spec.client_secret, scope),
+        })
+        url = templates.render(spec.token_url, scope)
+        response = await self.http.client.post(url if "://" in str(url) else f"{self.http.base_url}{url}", data=form)
+        answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        if response.status_code != 200 or not isinstance(answer, dict) or not answer.get("access_token"):
+            return False
+        updated = dict(_scope_credentials(self.credentials))
+        updated[_field_of(spec.token)] = answer["access_token"]
+        if answer.get("refresh_token"):
+            updated[_field_of(spec.refresh_token)] = answer["refresh_token"]
+        self.credentials = type(self.credentials).model_validate(updated)
+        cast(ManifestAuth, self.http.auth).scope["credentials"] = updated
+        if self.ctx.on_credentials is not None:
+            await self.ctx.on_credentials(updated)
+        return True
 
     # -- requests ---------------------------------------------------------------------------
     def scope(self, **more: Any) -> dict[str, Any]:
@@ -403,6 +432,14 @@ class ManifestConnector(Connector):
             return state
         await self.call("register_webhook", spec, self.scope())
         return {"webhookUrl": self.ctx.webhook_url, "at": time.time()}
+
+
+def _field_of(template: str | None) -> str:
+    """The credential a ``{credentials.x}`` template names."""
+    names = templates.placeholders(template or "")
+    if len(names) != 1 or not names[0].startswith("credentials."):
+        raise PermanentError(f"{template!r} does not name one credential")
+    return names[0].split(".", 1)[1]
 
 
 def _format_mark(seconds: float, fmt: str) -> Any:
