@@ -169,6 +169,9 @@ class Request(Strict):
     #: from the outgoing message (``send``/``edit``/``delete`` or a named section).
     body: dict[str, Any] | None = None
     body_mapping: str | None = None
+    #: The name of a ``mapping`` section that builds request headers from the outgoing message
+    #: (an idempotency key derived from the app's message id), added to ``headers``.
+    headers_mapping: str | None = None
     encoding: Literal["json", "form"] = "json"
     #: The records of the answer: a selector (``messages``, ``data.items[]``, ``.`` = the answer).
     records: str | None = None
@@ -329,11 +332,20 @@ class Handshake(Strict):
 
 
 class DeliveryId(Strict):
-    """Where the delivery's own id is; the body's digest when absent or not given."""
+    """Where the delivery's own id is; the body's digest when absent or not given. With
+    ``records`` the id is made of every selected record's own id at ``path`` (a batch of events
+    each with its id: the same events redelivered, flagged or regrouped, are the same delivery)."""
 
     header: str | None = None
     path: str | None = None
     template: str | None = None
+    records: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> DeliveryId:
+        if self.records is not None and self.path is None:
+            raise ValueError("a delivery id read from records needs path")
+        return self
 
 
 class Selection(Strict):
@@ -352,6 +364,11 @@ class EventRule(Selection):
     map: str | None = None
     as_: Literal["message", "chat", "user", "poll", "resync", "ignore"] = Field("message", alias="as")
     ctx: dict[str, Any] = Field(default_factory=dict)
+    #: A named request (``requests.named``) called per record (its templates read ``record``
+    #: and ``parent``); its answer, not the record, goes through ``map``. For details a
+    #: delivery lacks (a chat's name from a profile API). Answers are cached per connector; a
+    #: refused call (unknown, blocked) leaves the record out of this rule.
+    fetch: str | None = None
 
 
 class Webhook(Strict):
