@@ -271,6 +271,23 @@ def _statuses(value: Any) -> list[Any]:
 # -- webhooks ------------------------------------------------------------------------------
 
 
+class JwtClaim(Strict):
+    """What one JWT claim must be: ``equals`` a template, or the hex SHA-256 of the ``sha256``
+    payload template (``{body}`` = the raw body, ``{webhookUrl}`` = the public URL); with
+    ``absentIfEmpty`` the claim must be missing when that payload is empty (a body hash that
+    is only sent for a body), else it is required."""
+
+    equals: str | None = None
+    sha256: str | None = None
+    absent_if_empty: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> JwtClaim:
+        if (self.equals is None) == (self.sha256 is None):
+            raise ValueError("a JWT claim is checked by one of equals or sha256")
+        return self
+
+
 class Verifier(Strict):
     """How a delivery proves it comes from the platform.
 
@@ -278,7 +295,9 @@ class Verifier(Strict):
     with ``key`` over the ``payload`` template (``{body}``, ``{url}``, ``{header.x}``,
     ``{formSorted}``); with ``timestampHeader`` the delivery must be within the replay window.
     ``token``: a shared secret in ``header`` or query ``param`` equals ``value``.
-    ``jwt``: an HS256 JWT in ``header`` (after ``prefix``) signed with ``key``.
+    ``jwt``: an HMAC-signed JWT (``algorithms``) in ``header`` (after ``prefix``) signed with
+    ``key``; ``nbf``/``exp``/``iat`` are checked against syncd's clock with ``leewayS``,
+    ``require`` names claims that must be present, ``claims`` checks claims' values.
     """
 
     type: Literal["hmac", "token", "jwt"]
@@ -293,6 +312,11 @@ class Verifier(Strict):
     timestamp_header: str | None = None
     #: A credential that must be set for this verifier to apply (an optional signing key).
     only_if: str | None = None
+    #: ``jwt`` only: the algorithms accepted (never ``none``), the claims required and checked.
+    algorithms: list[Literal["HS256", "HS384", "HS512"]] = Field(default_factory=lambda: ["HS256"])
+    require: list[str] = Field(default_factory=list)
+    claims: dict[str, JwtClaim] = Field(default_factory=dict)
+    leeway_s: float = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _complete(self) -> Verifier:
