@@ -47,7 +47,7 @@ def test_messagebirds_documented_vectors(vector):
     verifier = VERIFIER.model_copy(update={"claims": {**VERIFIER.claims, "iss": VERIFIER.claims["iss"].model_copy(
         update={"equals": "MessageBird"})}})
     body = (vector["body"] or "").encode()
-    run = lambda: check(vector["headers"]["MessageBird-Signature-JWT"], body, now=vector["now_unix"],  # noqa: E731
+    run = lambda: check(vector["headers"]["MessageBird-Signature-JWT"], body, now=vector["now_unix"],
                         url=vector["url"], verifier=verifier, key=vector["secret"])
     if vector["expect_valid"]:
         run()
