@@ -158,6 +158,15 @@ async def test_a_retried_push_answered_409_counts_as_sent_once(tb, sim, line):
     assert stored is not None and stored["appMessageId"] == "app-1"
 
 
+async def test_a_409_without_sent_messages_still_counts_as_sent(tb, sim, line):
+    sim.users[ANN] = "Ann"
+    sim.retry_keys[str(uuid.uuid5(uuid.NAMESPACE_URL, "app-1"))] = None  # accepted, ids not answered
+    await tb.post_event(event("evt-1", externalChatId=ANN, message={"id": "app-1", "text": "again"}))
+    await tb.settle()
+    assert (await tb.daemon.store.find_outbox("cust-1", "evt-1")).status == "sent" and sim.pushes == []
+    assert await find_message(tb, line, ANN, "app-1") is not None
+
+
 async def test_the_monthly_quota_is_a_clear_failure_not_a_retry_loop(tb, sim, line):
     sim.users[ANN] = "Ann"
     sim.quota = 0

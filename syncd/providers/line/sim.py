@@ -70,7 +70,8 @@ class LineSimulator:
     rooms: set[str] = field(default_factory=set)
     messages: dict[str, LineMessage] = field(default_factory=dict)
     pushes: list[dict[str, Any]] = field(default_factory=list)
-    retry_keys: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    #: Accepted retry keys and the messages their push made (``None``: not told in a 409).
+    retry_keys: dict[str, list[dict[str, str]] | None] = field(default_factory=dict)
     profile_calls: int = 0
 
     def __post_init__(self) -> None:
@@ -138,7 +139,8 @@ class LineSimulator:
         if key is not None and not _is_uuid(key):
             return self._error(400, "The value of the X-Line-Retry-Key header is invalid")
         if key in self.retry_keys:
-            return self._error(409, "The retry key is already accepted", sentMessages=self.retry_keys[key])
+            accepted = self.retry_keys[key]
+            return self._error(409, "The retry key is already accepted", **({"sentMessages": accepted} if accepted else {}))
         try:
             body = json.loads(await request.body())
         except ValueError:
