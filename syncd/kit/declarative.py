@@ -8,6 +8,7 @@ the whole connector. The class attributes the engine reads (``has_history``, ``c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from syncd.kit.errors import (
     AlreadyDone,
     MalformedDelivery,
     PermanentError,
+    ProviderError,
     SignatureError,
 )
 from syncd.kit.http import Pages, ProviderHttp, RetryPolicy
@@ -43,6 +45,9 @@ from syncd.universal import (
     WebhookAnswer,
     WebhookRequest,
 )
+
+#: Answers of ``fetch`` requests kept per connector before the cache starts over.
+_FETCH_CACHE_MAX = 1000
 
 _MODELS: dict[str, type[BaseModel]] = {"message": MessageData, "chat": ChatData, "user": UserData}
 
@@ -169,7 +174,8 @@ class ManifestConnector(Connector):
         return f"{self.http.base_url}{path}" + (f"?{parts.query}" if parts.query else "")
 
     async def call(self, name: str, spec: Request, scope: dict[str, Any], *, cursor: str | None = None,
-                   body: dict[str, Any] | None = None) -> tuple[httpx.Response, Any]:
+                   body: dict[str, Any] | None = None,
+                   headers: dict[str, Any] | None = None) -> tuple[httpx.Response, Any]:
         """Send one declared request; the answer and its JSON (``None`` if not JSON)."""
         params = templates.without_none(templates.render(spec.params, scope))
         if body is None and spec.body is not None:
@@ -177,8 +183,9 @@ class ManifestConnector(Connector):
         next_url = paging.apply(spec.paginator, cursor, params, body)
         # A next-page URL carries its own query; params given with it would replace that query.
         kwargs: dict[str, Any] = {"params": params if next_url is None else None}
-        if spec.headers:
-            kwargs["headers"] = templates.render(spec.headers, scope)
+        if spec.headers or headers:
+            kwargs["headers"] = templates.without_none(
+                {**templates.render(spec.headers, scope), **{k: str(v) for k, v in (headers or {}).items() if v is not None}})
         if body is not None and spec.method != "GET":
             kwargs["json" if spec.encoding == "json" else "data"] = body
         response = await self.http.request(spec.method, self._url(spec, scope, next_url), label=name, **kwargs)
@@ -284,7 +291,8 @@ class ManifestConnector(Connector):
         if body is not None and spec.body:
             # Fixed parts of the body (templates) under what the mapping made of the message.
             body = {**templates.without_none(templates.render(spec.body, scope)), **body}
-        return await self.call(name, spec, scope, body=body)
+        headers = self.mapping.section(spec.headers_mapping, source) if spec.headers_mapping else None
+        return await self.call(name, spec, scope, body=body, headers=headers)
 
     def _result(self, name: str, message: OutgoingMessage, body: Any) -> SendResult:
         spec = self.required(name)
@@ -361,6 +369,8 @@ class ManifestConnector(Connector):
         found: Any = None
         if spec.header:
             found = request.headers.get(spec.header.lower())
+        elif spec.records and spec.path:
+            found = _records_id(body, spec.records, spec.path)
         elif spec.path:
             found = templates.lookup(body, spec.path)
         elif spec.template:
@@ -372,7 +382,40 @@ class ManifestConnector(Connector):
         return body_digest(request.body)
 
     async def parse_webhook(self, request: WebhookRequest) -> Changes:
-        return self.changes_of(self.parse_body(request))
+        body = self.parse_body(request)
+        changes = self.changes_of(body)
+        if any(rule.fetch for rule in self.manifest.webhook.events):
+            await self.fetched_changes(body, changes)
+        return changes
+
+    async def fetched_changes(self, body: Any, changes: Changes) -> None:
+        """Add what the event rules with ``fetch`` make of their requests' answers."""
+        chats = {c.external_chat_id: c for c in changes.chats}
+        scope = self.scope(body=body)
+        for rule in self.manifest.webhook.events:
+            if rule.fetch is None:
+                continue
+            for record, parent in self.records(rule, body, scope):
+                answer = await self._fetch(rule.fetch, {**scope, "record": record, "parent": parent})
+                if answer is not None:
+                    self._apply_event(rule, answer, record, scope, changes, chats)
+        changes.chats = list(chats.values())
+
+    async def _fetch(self, name: str, scope: dict[str, Any]) -> dict[str, Any] | None:
+        """The first record of named request ``name``'s answer; cached by its rendered path."""
+        spec = self.named(name)
+        key = f"{name}:{templates.render(spec.path, scope, templates.path_segment)}"
+        cache: dict[str, Any] = self.__dict__.setdefault("_fetch_cache", {})
+        if key not in cache:
+            try:
+                _, answer = await self.call(name, spec, scope)
+            except ProviderError:
+                return None  # details are optional: the record stays what the delivery says
+            if len(cache) >= _FETCH_CACHE_MAX:
+                cache.clear()
+            found = self.records(spec, answer, scope)
+            cache[key] = found[0][0] if found else None
+        return cache[key]
 
     def changes_of(self, body: Any) -> Changes:
         """What one delivery's document says changed, by the webhook's event rules (a platform
@@ -380,6 +423,8 @@ class ManifestConnector(Connector):
         changes, chats = Changes(), dict[str, ChatData]()
         scope = self.scope(body=body)
         for rule in self.manifest.webhook.events:
+            if rule.fetch is not None:
+                continue  # needs a request: ``fetched_changes``
             for record, parent in self.records(rule, body, scope):
                 self._apply_event(rule, record, parent, scope, changes, chats)
         changes.chats = list(chats.values())
@@ -440,6 +485,14 @@ def _field_of(template: str | None) -> str:
     if len(names) != 1 or not names[0].startswith("credentials."):
         raise PermanentError(f"{template!r} does not name one credential")
     return names[0].split(".", 1)[1]
+
+
+def _records_id(body: Any, records: str, path: str) -> str | None:
+    """The ids of the selected records, sorted and joined (hashed when long); ``None`` if none."""
+    ids = sorted(str(v) for r, _ in templates.select(body, records) if isinstance(r, dict)
+                 for v in [templates.lookup(r, path)] if v not in (None, ""))
+    joined = ",".join(ids)
+    return (joined if len(joined) <= 200 else "sha256:" + hashlib.sha256(joined.encode()).hexdigest()) or None
 
 
 def _format_mark(seconds: float, fmt: str) -> Any:

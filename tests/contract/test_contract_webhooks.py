@@ -38,7 +38,7 @@ async def _deliver(tb: Testbed, integration: dict[str, Any], body: bytes) -> int
     url = BASE + tb.webhook_url(integration)
     request = WebhookRequest("POST", url, {"content-type": "application/json"}, {}, body)
     scope = {"credentials": credentials, "header": request.headers, "query": request.query, "url": url,
-             "settings": {}, "formSorted": ""}
+             "settings": {}, "formSorted": "", "webhookUrl": url}
     signed = sign(LOADED[platform].manifest.webhook.verify, request, scope, tb.clock.now().timestamp())
     query = "&".join(f"{k}={v}" for k, v in signed.query.items())
     response = await tb.api.post(tb.webhook_url(integration) + (f"?{query}" if query else ""),
