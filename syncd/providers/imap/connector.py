@@ -17,10 +17,10 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import hashlib
+import imaplib
 import json
 from datetime import UTC, datetime
 from email.message import EmailMessage
-import imaplib
 from typing import Any, ClassVar, cast
 
 import structlog
