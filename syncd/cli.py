@@ -190,6 +190,7 @@ def _delete(client: httpx.Client, args: argparse.Namespace) -> int:
         print(f"  remove by hand: {step}")
     if deleted.get("purged"):
         print("purged: " + ", ".join(f"{k}={v}" for k, v in deleted["purged"].items()))
+    return 0
 
 
 def cmd_sim(args: argparse.Namespace) -> int:

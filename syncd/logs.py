@@ -224,7 +224,7 @@ def bound(**kw: Any) -> AbstractContextManager[None]:
 _CHATTY_LOGGERS = ("httpx", "httpcore", "apscheduler.executors", "apscheduler.scheduler")
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at emit time, not at configuration time.
 
     Test runners and CLI harnesses swap ``sys.stderr`` after logging was configured; a handler
@@ -234,7 +234,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__(sys.stderr)
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):
         return sys.stderr
 

@@ -121,7 +121,7 @@ class Console:
         fields: dict[str, list[str]] = {}
         for key, value in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
             fields.setdefault(key, []).append(value)
-        if not self.sessions.csrf_ok(sid, (fields.get("csrf") or [None])[0]):
+        if not self.sessions.csrf_ok(sid, next(iter(fields.get("csrf") or []), None)):
             raise Refused(403, "The form's security token is missing or stale: reload the page and try again.")
         return fields
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 from pydantic import BaseModel, ValidationError
+from pydantic_core import InitErrorDetails
 
 from syncd import providers
 from syncd.config import Settings
@@ -137,8 +138,9 @@ class Connectors:
         """Raises ``UnknownPlatform`` or pydantic's ``ValidationError``, which names every
         field the platform does not take (a typo such as ``bottoken`` is not ignored)."""
         model = self.connector_class(platform).Credentials
-        known = {name for name, info in model.model_fields.items() for name in (name, info.alias) if name}
-        problems = [{"type": "extra_forbidden", "loc": (key,), "input": None} for key in credentials if key not in known]
+        known = {n for name, info in model.model_fields.items() for n in (name, info.alias) if n}
+        problems: list[InitErrorDetails] = [
+            {"type": "extra_forbidden", "loc": (key,), "input": None} for key in credentials if key not in known]
         problems += [{"type": "value_error", "loc": (key,), "input": None,
                       "ctx": {"error": "an id may not contain '/', '?', '#', '\\', '%', spaces or control "
                                        "characters, nor be '.' or '..'"}}

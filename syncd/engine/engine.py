@@ -357,8 +357,13 @@ class Engine:
         await self.ctx.connectors.forget(integration_id)
         if integration.status == "paused":
             # New credentials do not end a pause: the resume (which an operator asks for) does.
-            return await self.store.update_integration(integration_id, status="paused")
+            paused = await self.store.update_integration(integration_id, status="paused")
+            if paused is None:
+                raise NotFound("not_found", f"no integration {integration_id!r}")
+            return paused
         updated = await self.store.update_integration(integration_id, status="active", status_reason=None)
+        if updated is None:
+            raise NotFound("not_found", f"no integration {integration_id!r}")
         self.importer.kick(integration_id)
         if connector_cls.maintain_every_s is not None:
             self._track(self.maintain(integration_id), f"maintain:{integration_id}")
@@ -377,8 +382,8 @@ class Engine:
         if not self.ctx.connectors.connector_class(integration.platform).has_history:
             # The platform cannot list chats nor read their past: selecting a chat means
             # syncing what arrives for it from now on.
-            chats = [ChatData(external_chat_id=c) for c in external_chat_ids]
-            return await self.importer.plan_chats(integration, chats)
+            selected = [ChatData(external_chat_id=c) for c in external_chat_ids]
+            return await self.importer.plan_chats(integration, selected)
         available = {c.external_chat_id: c for c in await self.available_chats(integration_id)}
         missing = [c for c in external_chat_ids if c not in available]
         if missing:

@@ -282,7 +282,7 @@ class Importer:
     async def _import_chat(self, integration: Integration, connector: Connector, status: SyncStatus,
                            warmed: asyncio.Event | None = None) -> None:
         """Import one chat from its checkpoint; stops when a newer plan supersedes this run."""
-        chat = await self.ctx.store.get_chat(status.chat_id)
+        chat = await self.ctx.store.get_chat(status.chat_id) if status.chat_id is not None else None
         if chat is None:
             status.phase, status.last_error = "cancelled", "chat was deleted"
             await self._save(status)

@@ -28,6 +28,7 @@ import structlog
 from syncd import metrics
 from syncd.engine.connectors import UnknownPlatform
 from syncd.engine.context import EngineContext, connector_for
+from syncd.engine.errors import NotFound
 from syncd.engine.importer import Importer
 from syncd.engine.leases import hold
 from syncd.kit.connector import Connector
@@ -102,6 +103,8 @@ class Lifecycle:
             return integration
         updated = await self.ctx.store.update_integration(
             integration.id, status="paused", status_reason=reason, paused_at=self.ctx.now())
+        if updated is None:
+            raise NotFound("not_found", f"no integration {integration.id!r}")
         log.info("integration paused", integration_id=integration.id, reason=reason)
         return updated
 
@@ -111,6 +114,8 @@ class Lifecycle:
             return integration
         updated = await self.ctx.store.update_integration(
             integration.id, status="active", status_reason=None, paused_at=None)
+        if updated is None:
+            raise NotFound("not_found", f"no integration {integration.id!r}")
         now = self.ctx.now()
         await self.ctx.store.inbox_wake(integration.id, now)
         await self.ctx.store.outbox_wake(integration.id, now)

@@ -30,7 +30,9 @@ from syncd.universal import (
 )
 
 if TYPE_CHECKING:
-    from syncd.kit.http import ProviderHttp
+    import httpx
+
+    from syncd.kit.http import ProviderHttp, RetryPolicy
     from syncd.mapping import Mapping
 
 @dataclass
@@ -123,6 +125,12 @@ class Connector(abc.ABC):
         come from ``/me/accounts``). ``http`` is a client on the platform's API root that
         carries no credentials. Default: unchanged."""
         return credentials
+
+    if TYPE_CHECKING:
+        # Every connector defines it (``ManifestConnector`` for the manifest platforms).
+        @classmethod
+        def make_http(cls, base_url: str, credentials: BaseModel, *, policy: RetryPolicy, timeout_s: float,
+                      transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp: ...
 
     def __init__(self, credentials: BaseModel, settings: dict[str, Any], ctx: ConnectorContext):
         self.credentials = credentials

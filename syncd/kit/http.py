@@ -18,10 +18,10 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from syncd import metrics
 from syncd.kit.errors import (
@@ -216,7 +216,7 @@ class ProviderHttp:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.max_retries + 1),
             retry=retry_if_exception(self._worth_waiting),
-            wait=lambda rs: self.policy.wait_for(rs.outcome.exception(), rs.attempt_number),
+            wait=lambda rs: self.policy.wait_for(_failure(rs), rs.attempt_number),
             sleep=self.policy.sleep,
             reraise=True,
         )
@@ -351,3 +351,10 @@ def bearer(token: str) -> Authenticator:
         request.headers["Authorization"] = f"Bearer {token}"
 
     return authenticate
+
+
+def _failure(rs: RetryCallState) -> BaseException:
+    """The error of the attempt tenacity waits after (it retries only on exceptions)."""
+    outcome = rs.outcome
+    assert outcome is not None  # set before tenacity asks how long to wait
+    return cast(BaseException, outcome.exception())

@@ -47,9 +47,9 @@ class Capabilities(Strict):
 
 
 class Intervals(Strict):
-    poll_s: float | None = Field(None, gt=0)
-    maintain_s: float | None = Field(None, gt=0)
-    full_sync_s: float | None = Field(None, gt=0)
+    poll_s: float | None = Field(default=None, gt=0)
+    maintain_s: float | None = Field(default=None, gt=0)
+    full_sync_s: float | None = Field(default=None, gt=0)
 
 
 class Api(Strict):

@@ -8,7 +8,7 @@ import binascii
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
@@ -48,6 +48,10 @@ def decode_cursor(cursor: str) -> tuple[datetime | None, str]:
 
 class MessagesStore(StoreBase):
     """The ``messages`` collection, except the merge of platform pages (:mod:`.upserts`)."""
+
+    if TYPE_CHECKING:
+        # Defined by :class:`.upserts.UpsertsStore`, the other part of ``Store``.
+        async def _read_keys(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple, dict]: ...
 
     async def get_message(self, id: str) -> Message | None:
         doc = await self.messages.find_one({"_id": id})

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError, ClientBulkWriteException
@@ -109,6 +109,12 @@ def _plan(existing: dict[str, Any] | None, rows: list[Message], now: datetime, r
 
 class UpsertsStore(StoreBase):
     """Platform pages into ``messages``, and their checkpoint into ``sync_status``."""
+
+    if TYPE_CHECKING:
+        # Defined by the other parts of ``Store`` (``__init__.py``, ``sync_status.py``).
+        async def writes_across_collections(self) -> bool: ...
+        def _checkpoint_update(self, status: SyncStatus) -> tuple[dict[str, Any], dict[str, Any]]: ...
+        async def _checkpoint_missed(self, status: SyncStatus) -> bool: ...
 
     async def upsert_messages(self, rows: list[Message], *, guess_new: bool = False,
                               report: bool = True, checkpoint: Checkpoint | None = None) -> WriteResult:
@@ -232,7 +238,8 @@ class UpsertsStore(StoreBase):
         try:
             written = await self.client.bulk_write(ops, ordered=True)
         except ClientBulkWriteException as exc:
-            errors = exc.write_errors or []
+            # pymongo types them as WriteError; they are the server's error documents.
+            errors = cast(list[dict[str, Any]], exc.write_errors or [])
             if exc.error is not None or exc.write_concern_errors or len(errors) != 1 \
                     or errors[0].get("code") != _DUP_KEY or errors[0]["idx"] >= len(planned):
                 raise

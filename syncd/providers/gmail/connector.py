@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import urlencode
 
 import httpx
@@ -207,6 +207,7 @@ def reply_subject(subject: str | None) -> str:
 
 
 class GmailConnector(Connector):
+    credentials: GmailCredentials  # validated against ``Credentials`` by the caller
     #: The push subscription's shared token rides in the URL's query: never stored.
     secret_query = ("token",)
     platform: ClassVar[str] = "gmail"
@@ -270,7 +271,7 @@ class GmailConnector(Connector):
         self.page_size = 500  # Gmail's maximum for threads.list and history.list
         auth = self.http.authenticate
         if not isinstance(auth, GoogleBearer):  # an http built elsewhere (tests): adopt it
-            auth = GoogleBearer(credentials.access_token, default_token_url(self.http.base_url))
+            auth = GoogleBearer(self.credentials.access_token, default_token_url(self.http.base_url))
             self.http.authenticate = auth
         self.auth = auth
 
@@ -286,7 +287,8 @@ class GmailConnector(Connector):
         token_url: str | None = None,
     ) -> ProviderHttp:
         base_url = (base_url or GMAIL_ROOT).rstrip("/")
-        auth = GoogleBearer(credentials.access_token, token_url or default_token_url(base_url))
+        token = cast(GmailCredentials, credentials).access_token  # validated against ``Credentials``
+        auth = GoogleBearer(token, token_url or default_token_url(base_url))
         return ProviderHttp(
             base_url, classify=classify, authenticate=auth, policy=policy, timeout_s=timeout_s, transport=transport
         )

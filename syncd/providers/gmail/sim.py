@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 from urllib.parse import parse_qs, urlencode
 
 import httpx
@@ -95,7 +95,7 @@ class Stored:
 
     @property
     def mail(self) -> email.message.EmailMessage:
-        return email.message_from_bytes(self.raw, policy=email.policy.default)  # type: ignore[return-value]
+        return email.message_from_bytes(self.raw, policy=email.policy.default)
 
 
 @dataclass
@@ -370,7 +370,7 @@ class GmailSimulator(Trial):
             prefix = f"{part_id}." if part_id else ""
             out["parts"] = [self._part(stored, p, f"{prefix}{i}") for i, p in enumerate(part.get_payload())]
             return out
-        data = part.get_payload(decode=True) or b""
+        data = cast(bytes, part.get_payload(decode=True) or b"")  # a leaf part: its bytes
         if out["filename"]:
             out["body"] = {"attachmentId": _attachment_id(stored, part_id), "size": len(data)}
         else:
@@ -528,7 +528,7 @@ class GmailSimulator(Trial):
                 prefix = f"{part_id}." if part_id else ""
                 stack += [(p, f"{prefix}{i}") for i, p in enumerate(part.get_payload())]
             elif _attachment_id(stored, part_id) == request.path_params["id"]:
-                data = part.get_payload(decode=True) or b""
+                data = cast(bytes, part.get_payload(decode=True) or b"")  # a leaf part: its bytes
                 return JSONResponse({"attachmentId": request.path_params["id"], "size": len(data), "data": _b64url(data)})
         raise GoogleError(404, "Requested entity was not found.", "notFound")
 

@@ -366,6 +366,7 @@ class PageMessagingSimulator(MetaGraphSimulator):
     def _messages_page(self, request: Request, user: str, fields: dict[str, str | None],
                        nested: bool = False) -> dict[str, Any]:
         thread = self._thread(user)
+        paging: dict[str, Any]
         if nested:  # an edge inside another object: its first page, without the outer paging
             page, paging, start = thread[:25], {}, 0
         else:

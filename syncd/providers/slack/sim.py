@@ -429,9 +429,10 @@ class SlackSimulator(Trial):
         start = 0
         if params.get("cursor"):
             after = _uncursor("team", str(params["cursor"]))
-            start = next((i for i, c in enumerate(matching) if c["id"] == after), None)
-            if start is None:
+            found = next((i for i, c in enumerate(matching) if c["id"] == after), None)
+            if found is None:
                 raise _ApiError("invalid_cursor")
+            start = found
         limit = self._limit(params, 100, 1000)
         page, rest = matching[start:start + limit], matching[start + limit:]
         fresh = _cursor("team", rest[0]["id"]) if rest else ""
@@ -503,9 +504,10 @@ class SlackSimulator(Trial):
         start = 0
         if params.get("cursor"):
             after = _uncursor("users", str(params["cursor"]))
-            start = next((i for i, u in enumerate(users) if u["id"] == after), None)
-            if start is None:
+            found = next((i for i, u in enumerate(users) if u["id"] == after), None)
+            if found is None:
                 raise _ApiError("invalid_cursor")
+            start = found
         limit = self._limit(params, 100, 1000)
         page, rest = users[start:start + limit], users[start + limit:]
         fresh = _cursor("users", rest[0]["id"]) if rest else ""

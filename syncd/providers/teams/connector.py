@@ -74,7 +74,7 @@ class TeamsConnector(TeamsAuth, TeamsChats, TeamsMessages, TeamsExport, TeamsWeb
         self.page_size = PAGE_SIZE
         auth = self.http.authenticate
         if not isinstance(auth, GraphBearer):  # an http built elsewhere (tests): adopt it
-            auth = GraphBearer(credentials.access_token, credentials.expires_at)  # type: ignore[attr-defined]
+            auth = GraphBearer(self.credentials.access_token, self.credentials.expires_at)
             self.http.authenticate = auth
         self.auth = auth
         self.login_root = login_root()

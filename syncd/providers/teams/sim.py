@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from starlette.applications import Starlette
@@ -55,6 +55,11 @@ def parse_iso(value: Any) -> float | None:
     except ValueError:
         return None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def stamp(value: Any) -> float:
+    """``parse_iso`` of a time known to parse: one the simulator wrote, or one checked already."""
+    return cast(float, parse_iso(value))
 
 
 class GraphError(Exception):
@@ -221,7 +226,7 @@ class TeamsSimulator(Trial):
             "@odata.type": "#microsoft.graph.teamworkUserIdentity", "id": user,
             "displayName": self.users[user]["displayName"], "userIdentityType": "aadUser", "tenantId": self.tenant_id}}
         team, channel = (chat.split("/")[1], chat.split("/")[3]) if box.channel else (None, None)
-        message = {
+        message: dict[str, Any] = {
             "id": str(ms), "replyToId": reply_to, "etag": str(ms), "messageType": message_type,
             "createdDateTime": iso(ms), "lastModifiedDateTime": iso(ms), "lastEditedDateTime": None,
             "deletedDateTime": None, "subject": subject, "summary": None, "chatId": None if box.channel else chat,
@@ -318,7 +323,7 @@ class TeamsSimulator(Trial):
     # -- notifications ----------------------------------------------------------------------------
     def _live(self) -> dict[str, dict[str, Any]]:
         now = self.clock()
-        for sid in [s for s, sub in self.subscriptions.items() if parse_iso(sub["expirationDateTime"]) <= now]:
+        for sid in [s for s, sub in self.subscriptions.items() if stamp(sub["expirationDateTime"]) <= now]:
             del self.subscriptions[sid]
         return self.subscriptions
 
@@ -329,7 +334,7 @@ class TeamsSimulator(Trial):
         if resource in ("chats/getAllMessages", f"chats/{box.external_id}/messages"):
             return True
         user = re.fullmatch(r"(?:users/([^/]+)|me)/chats/getAllMessages", resource)
-        return bool(user) and (user.group(1) or sub["creatorId"]) in self.members.get(box.external_id, [])
+        return user is not None and (user.group(1) or sub["creatorId"]) in self.members.get(box.external_id, [])
 
     @staticmethod
     def resource_of(box: Box, message: dict[str, Any]) -> str:
@@ -484,8 +489,8 @@ class TeamsSimulator(Trial):
                 raise GraphError(400, "BadRequest", f"Invalid $filter clause: '{clause.strip()}'.")
             if match[1] != prop:
                 continue  # Graph ignores a filter that does not match the order
-            bound, newer = parse_iso(match[3]), match[2] == "gt"
-            rows = [m for m in rows if (parse_iso(m[prop]) > bound) == newer and parse_iso(m[prop]) != bound]
+            bound, newer = stamp(match[3]), match[2] == "gt"
+            rows = [m for m in rows if (stamp(m[prop]) > bound) == newer and stamp(m[prop]) != bound]
         return rows
 
     # -- routes -------------------------------------------------------------------------------------
@@ -603,10 +608,10 @@ class TeamsSimulator(Trial):
             since = parse_iso(match[3]) or since
         elif token:
             since = int(token) / 1000
-        rows = sorted((m for m in box.messages if parse_iso(m["lastModifiedDateTime"]) > since),
+        rows = sorted((m for m in box.messages if stamp(m["lastModifiedDateTime"]) > since),
                       key=lambda m: m["lastModifiedDateTime"])
         response = self._collection(request, rows, "Collection(chatMessage)", default_top=MAX_TOP)
-        body = json.loads(response.body)
+        body = json.loads(bytes(response.body))
         if "@odata.nextLink" not in body:
             query = urlencode({"$deltatoken": str(self._last_ms)}, safe="$")
             body["@odata.deltaLink"] = str(request.url.replace(query=query))
@@ -686,6 +691,7 @@ class TeamsSimulator(Trial):
             return
         delivery = self.validation(url)
         status, content_type, body = await self.validator(delivery)
+        assert delivery.payload is not None  # a validation request carries its token
         if status != 200 or not content_type.startswith("text/plain") or body != delivery.payload["validationToken"]:
             raise GraphError(400, "ValidationError", "Subscription validation request failed. Notification endpoint "
                              "must respond with 200 OK to validation request.")

@@ -167,7 +167,7 @@ class TelegramSimulator(Trial):
     def add_private_chat(self, user_id: int) -> int:
         """A private chat's id is the user's id."""
         user = self.users[user_id]
-        fields = {k: user[k] for k in ("first_name", "last_name", "username") if k in user}
+        fields: dict[str, Any] = {k: user[k] for k in ("first_name", "last_name", "username") if k in user}
         return self._add_chat({"id": user_id, **fields, "type": "private"})
 
     def add_group(self, title: str) -> int:
@@ -368,7 +368,7 @@ class TelegramSimulator(Trial):
                                               policy=email.policy.HTTP)
             for part in parsed.iter_parts():
                 name = part.get_param("name", header="content-disposition")
-                if name:
+                if name and isinstance(name, str):
                     params[name] = part.get_content()
         elif body:
             params.update(parse_qsl(body.decode(), keep_blank_values=True))

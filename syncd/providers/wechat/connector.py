@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import BaseModel
 
 from syncd.kit import templates
 from syncd.kit.classify import classifier
-from syncd.kit.credentials import secret_values
+from syncd.kit.credentials import ManifestCredentials, secret_values
 from syncd.kit.declarative import ManifestConnector
 from syncd.kit.errors import MalformedDelivery, SignatureError
 from syncd.kit.http import ProviderHttp, RetryPolicy
@@ -86,7 +86,18 @@ class AccessTokenAuth(httpx.Auth):
         return str(body["access_token"]), float(body.get("expires_in") or 7200)
 
 
+if TYPE_CHECKING:
+    class WeChatCredentials(ManifestCredentials):
+        """The fields of the credentials model generated from mappings/wechat.yaml."""
+
+        app_id: str
+        token: str | None
+        encoding_aes_key: str | None
+
+
 class WeChatConnector(ManifestConnector):
+    credentials: WeChatCredentials  # validated against the manifest's model by the caller
+
     @classmethod
     def make_http(cls, base_url: str, credentials: BaseModel, *, policy: RetryPolicy, timeout_s: float,
                   transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp:

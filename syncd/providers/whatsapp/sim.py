@@ -163,7 +163,8 @@ class WhatsAppSimulator(MetaGraphSimulator):
         if last is None or self._now() - last > WINDOW_S:
             raise GraphError(131047, "Re-engagement message", title="Re-engagement message",
                              error_data={"messaging_product": "whatsapp", "details": _WINDOW_DETAILS})
-        context = body.get("context") if isinstance(body.get("context"), dict) else {}
+        given = body.get("context")
+        context: dict[str, Any] = given if isinstance(given, dict) else {}
         wamid = self._wamid()
         self.messages[wamid] = WhatsAppMessage(wamid, wa_id, "out", "text", {"text": {"body": text["body"]}},
                                                self._now(), context_id=context.get("message_id"), status="accepted")
