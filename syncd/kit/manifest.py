@@ -293,6 +293,13 @@ class JwtClaim(Strict):
         return self
 
 
+JwtAlgorithm = Literal["HS256", "HS384", "HS512"]
+
+
+def _hs256() -> list[JwtAlgorithm]:
+    return ["HS256"]
+
+
 class Verifier(Strict):
     """How a delivery proves it comes from the platform.
 
@@ -318,7 +325,7 @@ class Verifier(Strict):
     #: A credential that must be set for this verifier to apply (an optional signing key).
     only_if: str | None = None
     #: ``jwt`` only: the algorithms accepted (never ``none``), the claims required and checked.
-    algorithms: list[Literal["HS256", "HS384", "HS512"]] = Field(default_factory=lambda: ["HS256"])
+    algorithms: list[JwtAlgorithm] = Field(default_factory=_hs256)
     require: list[str] = Field(default_factory=list)
     claims: dict[str, JwtClaim] = Field(default_factory=dict)
     leeway_s: float = Field(0, ge=0)

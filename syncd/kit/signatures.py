@@ -92,9 +92,10 @@ def _jwt(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], key
     except jwt.PyJWTError as exc:
         raise SignatureError(f"JWT rejected ({type(exc).__name__})") from None
     leeway = verifier.leeway_s
-    if _number(claims, "nbf") is not None and now + leeway < _number(claims, "nbf"):
+    not_before, expires = _number(claims, "nbf"), _number(claims, "exp")
+    if not_before is not None and now + leeway < not_before:
         raise SignatureError("JWT rejected (not valid yet)")
-    if _number(claims, "exp") is not None and now - leeway >= _number(claims, "exp"):
+    if expires is not None and now - leeway >= expires:
         raise SignatureError("JWT rejected (expired)")
     for name, claim in verifier.claims.items():
         _claim(name, claim, claims.get(name), request, scope)
