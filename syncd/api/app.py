@@ -8,6 +8,7 @@ from syncd.api.auth import admin_dependency
 from syncd.api.chats import chats_router, user_platforms_router
 from syncd.api.connect import connect_router
 from syncd.api.deadletters import deadletters_router
+from syncd.api.docs import docs_router
 from syncd.api.errors import install_error_handlers
 from syncd.api.events import SIGNATURE_SCHEME, event_schemas, events_router
 from syncd.api.health import health_router
@@ -21,7 +22,7 @@ from syncd.engine.engine import Engine
 
 
 def create_app(engine: Engine) -> FastAPI:
-    app = FastAPI(title="syncd", version="0.1.0",
+    app = FastAPI(title="syncd", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Two-way message sync between your app and messaging platforms.")
     app.add_middleware(BodyLimit, max_bytes=engine.ctx.settings.max_body_bytes)
     install_error_handlers(app)
@@ -37,6 +38,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(deadletters_router(engine))
     app.include_router(connect_router(engine))
     app.include_router(console_router(engine))
+    app.include_router(docs_router())
 
     app.openapi = openapi_builder(  # type: ignore[method-assign]
         app, extra_paths={WEBHOOK_PATH: webhook_operations()}, extra_schemas=event_schemas(),
