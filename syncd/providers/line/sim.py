@@ -22,14 +22,14 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from syncd.sim.base import Faults
+from syncd.sim.base import Faults, Trial
 
 FIRST_MESSAGE_ID = 468_789_577_898_262_530
 MONTHLY_LIMIT = "You have reached your monthly limit."
@@ -55,8 +55,11 @@ class LineMessage:
 
 
 @dataclass
-class LineSimulator:
+class LineSimulator(Trial):
     """One channel (``token``, ``secret``) and the chats it is in; an ASGI app."""
+
+    #: ``syncd sim``: the one API root it serves, at its URL.
+    trial_roots: ClassVar[dict[str, str]] = {"line": ""}
 
     token: str = field(default_factory=lambda: secrets.token_urlsafe(48))
     secret: str = field(default_factory=lambda: secrets.token_hex(16))

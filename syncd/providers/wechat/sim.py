@@ -19,7 +19,7 @@ import secrets
 import string
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from syncd.providers.wechat import wire
-from syncd.sim.base import Faults
+from syncd.sim.base import Faults, Trial
 
 #: MsgIds are int64 beyond 2**53: a float parser would corrupt them.
 FIRST_MSG_ID = 6_054_768_590_064_713_728
@@ -67,8 +67,11 @@ def _alnum(n: int) -> str:
 
 
 @dataclass
-class WeChatSimulator:
+class WeChatSimulator(Trial):
     """One Official Account (``app_id``) and its followers; an ASGI app."""
+
+    #: ``syncd sim``: the one API root it serves, at its URL.
+    trial_roots: ClassVar[dict[str, str]] = {"wechat": ""}
 
     app_id: str = field(default_factory=lambda: "wx" + secrets.token_hex(8))
     app_secret: str = field(default_factory=lambda: secrets.token_hex(16))
