@@ -1,5 +1,5 @@
 """``/docs``: Swagger UI served from assets inside the package (swagger-ui-dist 5.35.0, Apache
-2.0, see ``static/swagger-ui-LICENSE.txt``), so it works on a machine with no internet."""
+2.0, see ``syncd/console/static/swagger-ui-LICENSE.txt``; vendored beside the console's assets), so it works on a machine with no internet."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from syncd.api.errors import ApiError
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).resolve().parents[1] / "console" / "static"
 ASSETS = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css"}
 
 
