@@ -13,7 +13,7 @@ import secrets
 import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -288,12 +288,13 @@ async def _stop_when_asked(server: uvicorn.Server, daemon: Daemon) -> None:
     await daemon.stop_work()
 
 
-def run(main: Awaitable[Any]) -> Any:
+def run(main: Coroutine[Any, Any, Any]) -> Any:
     """Run ``main`` to completion on uvloop when it is installed (``pip install syncd[fast]``),
     else on asyncio's own loop: uvloop's socket and timer handling is markedly cheaper under
     webhook load, and nothing in syncd depends on which loop runs it."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main)  # type: ignore[arg-type]
-    return uvloop.run(main)  # type: ignore[arg-type]
+        return asyncio.run(main)
+    run_on_uvloop: Callable[[Coroutine[Any, Any, Any]], Any] = uvloop.run
+    return run_on_uvloop(main)
