@@ -18,6 +18,7 @@ from syncd.config import Settings
 from syncd.kit.connector import Connector, ConnectorContext
 from syncd.kit.errors import scrub_exception
 from syncd.kit.http import RetryPolicy
+from syncd.kit.jwks import KeySets
 from syncd.kit.loader import Loaded
 from syncd.logs import KNOWN_SECRETS, SecretValues, is_secret_key
 from syncd.models import Integration
@@ -32,7 +33,7 @@ QUICK_TIMEOUT_S = 10.0
 
 #: What the engine calls on a connector: whatever they raise leaves scrubbed of secrets.
 GUARDED_METHODS = ("identify", "list_chats", "fetch_history_page", "send", "edit", "delete",
-                   "accept_webhook", "parse_webhook", "poll", "maintain")
+                   "prepare_webhook", "accept_webhook", "parse_webhook", "poll", "maintain")
 
 
 def secret_values(model: type[BaseModel], credentials: dict[str, Any]) -> list[str]:
@@ -116,6 +117,8 @@ class Connectors:
         self.quick_policy = RetryPolicy(max_retries=1, base_s=0.0, max_s=QUICK_TIMEOUT_S, sleep=sleep,
                                         max_inline_wait_s=QUICK_TIMEOUT_S / 2)
         self.clock = clock
+        #: Published signing keys, fetched once per their cache lifetime for every integration.
+        self.key_sets = KeySets(settings.base_url, transport=self.transports.get)
         self._cache: dict[str, Connector] = {}
         #: Held while an integration's connector is being built (see :meth:`get`).
         self._building: dict[str, asyncio.Lock] = {}
@@ -188,6 +191,7 @@ class Connectors:
             public_webhooks=self.settings.public_url is not None,
             webhook_max_skew_s=self.settings.webhook_max_skew_s,
             on_credentials=remember,
+            key_sets=self.key_sets,
         )
         if self.clock is not None:
             ctx.clock = self.clock

@@ -69,7 +69,7 @@ class ManifestConnector(Connector):
         """This class (or a platform module's subclass) made for ``manifest``."""
         caps, every = manifest.capabilities, manifest.intervals
         attrs: dict[str, Any] = {
-            "manifest": manifest, "platform": manifest.platform,
+            "manifest": manifest, "platform": manifest.platform, "webhook_spec": manifest.webhook,
             "can_edit": caps.edit, "can_delete": caps.delete, "has_history": caps.history,
             "can_poll": caps.poll, "can_list_users": caps.list_users, "maintain_every_s": every.maintain_s, "poll_every_s": every.poll_s,
             "base_url_key": manifest.api.base_url_key if manifest.api else None,
@@ -330,6 +330,9 @@ class ManifestConnector(Connector):
         return self.scope(header=request.headers, query=request.query, url=request.url,
                           formSorted="".join(k + v for k, v in sorted(form.items())))
 
+    def webhook_scope(self, request: WebhookRequest) -> dict[str, Any]:
+        return self._delivery_scope(request)
+
     def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
         hook = self.manifest.webhook
         scope = self._delivery_scope(request) if hook.verify or hook.handshakes else self.scope()
@@ -338,7 +341,8 @@ class ManifestConnector(Connector):
             return shook
         if not hook.verify:
             raise SignatureError(f"{self.platform} declares no webhook verification")
-        signatures.verify(hook.verify, request, scope, now=self.ctx.clock(), max_skew_s=self.ctx.webhook_max_skew_s)
+        signatures.verify(hook.verify, request, scope, now=self.ctx.clock(), max_skew_s=self.ctx.webhook_max_skew_s,
+                          keys=self.ctx.key_sets)
         shook = signatures.handshake(hook.handshakes, request, scope, verified=True)
         if shook is not None:
             return shook

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import email.utils
-import hmac
 import json
 import os
 import re
@@ -480,12 +479,8 @@ class GmailConnector(Connector):
 
     # -- webhooks -------------------------------------------------------------------------
     def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
-        expected = self.credentials.push_token
-        if not expected:
-            raise SignatureError("gmail: this integration has no pushToken; Pub/Sub pushes are refused")
-        given = request.query.get("token") or ""
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise SignatureError("gmail: push token missing or wrong")
+        # The push token or Google's OIDC token, as mappings/gmail.yaml declares.
+        self.verify_declared(request)
         message, _ = decode_push(request.body)
         delivery_id = message.get("messageId") or message.get("message_id")
         return WebhookAccepted(delivery_id=str(delivery_id) if delivery_id else body_digest(request.body))
