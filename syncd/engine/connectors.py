@@ -159,6 +159,7 @@ class Connectors:
         on_credentials: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
         *,
         quick: bool = False,
+        refresh_once: Any = None,
     ) -> Connector:
         """``quick``: one attempt and a short timeout, for a check a client waits on (new
         credentials): a platform that cannot be reached is said so at once, not after minutes."""
@@ -184,6 +185,13 @@ class Connectors:
             if on_credentials is not None:
                 await on_credentials(new)
 
+        async def refreshed(refresh: Any, usable: Any) -> dict[str, Any]:
+            new: dict[str, Any] = await refresh_once(refresh, usable)
+            fresh = secret_values(cls.Credentials, new)
+            http.secrets.add(*fresh)
+            KNOWN_SECRETS.add(*fresh, owner=integration.id)
+            return new
+
         ctx = ConnectorContext(
             http=http,
             mapping=self.mappings[integration.platform],
@@ -192,6 +200,7 @@ class Connectors:
             webhook_max_skew_s=self.settings.webhook_max_skew_s,
             on_credentials=remember,
             key_sets=self.key_sets,
+            refresh_once=refreshed if refresh_once is not None else None,
         )
         if self.clock is not None:
             ctx.clock = self.clock
@@ -205,6 +214,7 @@ class Connectors:
         integration: Integration,
         read_credentials: Callable[[], Awaitable[dict[str, Any]]],
         on_credentials: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        refresh_once: Any = None,
     ) -> Connector:
         """The integration's cached connector, else one built from what ``read_credentials``
         returns. Callers that miss together wait for a single build: reading the credentials
@@ -217,7 +227,8 @@ class Connectors:
         async with self._building.setdefault(integration.id, asyncio.Lock()):
             connector = self._cache.get(integration.id)
             if connector is None:
-                connector = self.build(integration, await read_credentials(), on_credentials)
+                connector = self.build(integration, await read_credentials(), on_credentials,
+                                       refresh_once=refresh_once)
                 self._cache[integration.id] = connector
             return connector
 

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from syncd.kit.jwks import KeySets
     from syncd.mapping import Mapping
 
+#: A refresh grant: new full credentials made from the given (stored) ones, with no side effect.
+Refresh = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
 @dataclass
 class ConnectorContext:
     """What the engine hands a connector: its HTTP client, mapping and a few settings."""
@@ -56,6 +60,10 @@ class ConnectorContext:
     on_credentials: Callable[[dict[str, Any]], Awaitable[None]] | None = None
     #: The platforms' published signing keys (``oidc`` verifiers), shared by every connector.
     key_sets: KeySets | None = None
+    #: Runs a token refresh once per integration across replicas (see ``Connector.refresh_grant``):
+    #: ``refresh_once(refresh, usable)`` returns the new credentials, either made by ``refresh``
+    #: from the stored ones and stored, or another replica's fresh grant that ``usable`` accepts.
+    refresh_once: Callable[[Refresh, Callable[[dict[str, Any]], bool]], Awaitable[dict[str, Any]]] | None = None
 
 
 class Connector(abc.ABC):
@@ -160,6 +168,21 @@ class Connector(abc.ABC):
     @property
     def mapping(self) -> Mapping:
         return self.ctx.mapping
+
+    async def refresh_grant(self, refresh: Refresh, usable: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """New credentials after a refused or expiring access token. ``refresh`` makes them from
+        the credentials it is given (the refresh grant); ``usable`` says whether credentials
+        another replica stored meanwhile carry a token worth trying (not the refused one).
+        Where the engine coordinates (``ctx.refresh_once``) one replica refreshes at a time and
+        the others take its grant (a rotated refresh token used twice may revoke both); else
+        ``refresh`` runs here and its result is handed to ``ctx.on_credentials``. The caller
+        adopts what is returned."""
+        if self.ctx.refresh_once is not None:
+            return await self.ctx.refresh_once(refresh, usable)
+        new = await refresh(self.credentials.model_dump(by_alias=True, exclude_none=True))
+        if self.ctx.on_credentials is not None:
+            await self.ctx.on_credentials(new)
+        return new
 
     # -- identity and chats -------------------------------------------------------------
     @abc.abstractmethod

@@ -317,28 +317,30 @@ class GmailConnector(Connector):
         async with self.auth.lock:
             if self.auth.token != used:  # a concurrent call refreshed it already
                 return
-            c = self.credentials
-            response = await self.http.request(
-                "POST",
-                self.auth.token_url,
-                label="POST oauth2 token",
-                classify=_classify_token,
-                data={
-                    "grant_type": "refresh_token",
-                    "refresh_token": c.refresh_token,
-                    "client_id": c.client_id,
-                    "client_secret": c.client_secret,
-                },
-            )
-            token = response.json().get("access_token")
-            if not token:
-                raise AuthError("token refresh answered without an access token", status=401)
-            self.auth.token = token
-            self.refreshed_credentials = {"accessToken": token}
-            if self.ctx.on_credentials is not None:
-                # Stored so a restart does not begin with the expired token.
-                full = self.credentials.model_dump(by_alias=True, exclude_none=True)
-                await self.ctx.on_credentials({**full, "accessToken": token})
+            new = await self.refresh_grant(self._refresh_grant, lambda stored: stored.get("accessToken") != used)
+            self.credentials = GmailCredentials.model_validate(new)
+            self.auth.token = self.credentials.access_token
+            self.refreshed_credentials = {"accessToken": self.auth.token}
+
+    async def _refresh_grant(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The refresh grant at Google's token endpoint, from the stored credentials."""
+        c = GmailCredentials.model_validate(current)
+        response = await self.http.request(
+            "POST",
+            self.auth.token_url,
+            label="POST oauth2 token",
+            classify=_classify_token,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": c.refresh_token,
+                "client_id": c.client_id,
+                "client_secret": c.client_secret,
+            },
+        )
+        token = response.json().get("access_token")
+        if not token:
+            raise AuthError("token refresh answered without an access token", status=401)
+        return {**current, "accessToken": token}
 
     def _scrub(self, exc: ProviderError) -> None:
         c = self.credentials
