@@ -32,7 +32,7 @@ class UnknownPlatform(KeyError):
 QUICK_TIMEOUT_S = 10.0
 
 #: What the engine calls on a connector: whatever they raise leaves scrubbed of secrets.
-GUARDED_METHODS = ("identify", "list_chats", "fetch_history_page", "send", "edit", "delete",
+GUARDED_METHODS = ("identify", "list_chats", "fetch_history_page", "send", "reconcile_send", "edit", "delete",
                    "prepare_webhook", "accept_webhook", "parse_webhook", "poll", "maintain")
 
 

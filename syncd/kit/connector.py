@@ -206,6 +206,13 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def send(self, message: OutgoingMessage) -> SendResult: ...
 
+    async def reconcile_send(self, message: OutgoingMessage) -> SendResult | None:
+        """Whether an earlier attempt to send ``message`` (whose answer was lost) reached the
+        platform: its result, or ``None`` to send it again. Called before a send is retried.
+        Default ``None``: the platform offers no way to find out (or makes retries idempotent
+        itself, as a retry key does)."""
+        return None
+
     async def edit(self, message: OutgoingMessage) -> SendResult:
         from syncd.kit.errors import PermanentError
 

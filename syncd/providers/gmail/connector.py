@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import email.utils
+import hashlib
 import json
 import os
 import re
@@ -452,7 +453,7 @@ class GmailConnector(Connector):
         mail["To"] = ", ".join(recipients)
         mail["Subject"] = reply_subject(fields.get("subject"))
         mail["Date"] = email.utils.formatdate(usegmt=True)
-        rfc_id = email.utils.make_msgid(domain=me.rsplit("@", 1)[-1])
+        rfc_id = self._message_id(message)
         mail["Message-ID"] = rfc_id
         references = fields.get("references")
         if fields.get("inReplyTo"):
@@ -470,6 +471,28 @@ class GmailConnector(Connector):
         if references:
             extra["references"] = references
         return SendResult(external_message_id=sent["id"], external_thread_id=sent.get("threadId"), extra=extra)
+
+    def _message_id(self, message: OutgoingMessage) -> str:
+        """The RFC Message-ID of an app message: the same for every attempt to send it, so a
+        send whose answer was lost can be found by it (``reconcile_send``)."""
+        me = self.credentials.email_address
+        if not message.app_message_id:
+            return email.utils.make_msgid(domain=me.rsplit("@", 1)[-1])
+        digest = hashlib.sha256(f"{me.lower()}\n{message.app_message_id}".encode()).hexdigest()[:32]
+        return f"<syncd.{digest}@{me.rsplit('@', 1)[-1]}>"
+
+    async def reconcile_send(self, message: OutgoingMessage) -> SendResult | None:
+        """The email an earlier attempt sent, found by its Message-ID; ``None`` if it never arrived."""
+        if not message.app_message_id:
+            return None
+        rfc_id = self._message_id(message)
+        found = await self._call("GET", "/messages", params={"q": f"rfc822msgid:{rfc_id.strip('<>')}",
+                                                             "includeSpamTrash": "true", "maxResults": 1})
+        hits = found.get("messages") or []
+        if not hits:
+            return None
+        return SendResult(external_message_id=hits[0]["id"], external_thread_id=hits[0].get("threadId"),
+                          extra={"rfcMessageId": rfc_id})
 
     async def delete(self, message: OutgoingMessage) -> None:
         fields = self.mapping.outgoing("delete", message)
