@@ -428,6 +428,12 @@ class GmailSimulator(Trial):
         wanted = request.query_params.getlist("labelIds")
         if not spam_trash and ({"TRASH", "SPAM"} & set(stored.labels)):
             return False
+        # Of Gmail's search operators, only rfc822msgid: (what syncd searches a lost send by).
+        query = request.query_params.get("q", "").strip()
+        if query.startswith("rfc822msgid:"):
+            wanted_id = query.removeprefix("rfc822msgid:").strip().strip("<>")
+            if str(stored.mail.get("message-id", "")).strip().strip("<>") != wanted_id:
+                return False
         return all(label in stored.labels for label in wanted)
 
     # -- endpoints ------------------------------------------------------------------------------
