@@ -262,8 +262,9 @@ class MessageBirdSimulator(Trial):
         """A status report for a sent message, as GET query parameters to its report URL."""
         message = self.messages[message_id]
         message.status = status
-        params = {"id": message.id, "reference": message.reference or "", "recipient": message.recipient,
-                  "status": status, "statusDatetime": _iso(datetime.now(tz=UTC)), "mccmnc": "20408", "ported": "0"}
+        params = {"id": message.id, **({"reference": message.reference} if message.reference else {}),
+                  "recipient": message.recipient, "status": status, "statusDatetime": _iso(datetime.now(tz=UTC)),
+                  "mccmnc": "20408", "ported": "0"}
         if status == "delivery_failed":
             params |= {"statusReason": "unknown subscriber", "statusErrorCode": "1"}
         return self.sign("GET", params, url=signing.pop("url", None) or message.report_url, **signing)
