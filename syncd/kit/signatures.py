@@ -24,7 +24,6 @@ from syncd.kit.errors import HandshakeRefused, SignatureError
 from syncd.kit.manifest import Handshake, Verifier
 from syncd.universal import WebhookAccepted, WebhookAnswer, WebhookRequest
 
-
 #: Payload elements that are bytes, not text: the raw body, and its raw SHA-256 digest (a
 #: scheme that signs the digest's 32 bytes rather than its hex).
 _RAW = re.compile(r"\{(body|bodySha256)\}")
