@@ -190,6 +190,9 @@ class GmailSimulator(Trial):
     def trial_chat(self) -> str | None:
         return getattr(self, "_trial_thread", None)
 
+    def trial_inbound(self, text: str) -> None:
+        self.add_incoming(self._trial_thread, "Ana Lima <ana@customer.example>", "Re: Order #1001", text)
+
     # -- setup and mutations (tests, demo) -------------------------------------------------
     def add_mailbox(self, address: str, token: str, refresh_token: str | None = None) -> Mailbox:
         box = self.mailboxes.setdefault(address.lower(), Mailbox(address))
