@@ -248,8 +248,9 @@ class Connector(abc.ABC):
         if none is declared (a class not bound to its manifest verifies nothing, so accepts nothing)."""
         if not self.webhook_spec.verify:
             raise SignatureError(f"{self.platform} declares no webhook verification")
-        signatures.verify(self.webhook_spec.verify, request, self.webhook_scope(request), now=self.ctx.clock(),
-                          max_skew_s=self.ctx.webhook_max_skew_s, keys=self.ctx.key_sets)
+        signatures.verify_declared(self.webhook_spec.verify_mode, self.webhook_spec.verify, request,
+                                   self.webhook_scope(request), now=self.ctx.clock(),
+                                   max_skew_s=self.ctx.webhook_max_skew_s, keys=self.ctx.key_sets)
 
     @abc.abstractmethod
     async def parse_webhook(self, request: WebhookRequest) -> Changes:

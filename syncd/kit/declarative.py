@@ -352,8 +352,8 @@ class ManifestConnector(Connector):
             return shook
         if not hook.verify:
             raise SignatureError(f"{self.platform} declares no webhook verification")
-        signatures.verify(hook.verify, request, scope, now=self.ctx.clock(), max_skew_s=self.ctx.webhook_max_skew_s,
-                          keys=self.ctx.key_sets)
+        signatures.verify_declared(hook.verify_mode, hook.verify, request, scope, now=self.ctx.clock(),
+                                   max_skew_s=self.ctx.webhook_max_skew_s, keys=self.ctx.key_sets)
         shook = signatures.handshake(hook.handshakes, request, scope, verified=True)
         if shook is not None:
             return shook
@@ -374,6 +374,8 @@ class ManifestConnector(Connector):
         """The delivery as a document: JSON, or a form as a dict; ``MalformedDelivery`` if not."""
         if self.manifest.webhook.format == "form":
             return dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+        if self.manifest.webhook.format == "params":
+            return {**request.query, **dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))}
         try:
             return json.loads(request.body)
         except (ValueError, RecursionError):
@@ -389,7 +391,9 @@ class ManifestConnector(Connector):
         elif spec.path:
             found = templates.lookup(body, spec.path)
         elif spec.template:
-            found = templates.render(spec.template, {"body": body, "header": request.headers})
+            scope = {"body": body, "header": request.headers}
+            choices = [spec.template] if isinstance(spec.template, str) else spec.template
+            found = next((v for v in (templates.render(t, scope) for t in choices) if v not in (None, "")), None)
         if found not in (None, ""):
             return str(found)
         if self.manifest.webhook.malformed == "ignore" and (spec.header or spec.path or spec.template):

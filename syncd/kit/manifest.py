@@ -402,7 +402,9 @@ class DeliveryId(Strict):
 
     header: str | None = None
     path: str | None = None
-    template: str | None = None
+    #: A template on ``{body.x}`` and ``{header.x}``; a list: the first that resolves (deliveries
+    #: of several kinds, each with its own id).
+    template: str | list[str] | None = None
     records: str | None = None
 
     @model_validator(mode="after")
@@ -437,10 +439,14 @@ class EventRule(Selection):
 
 class Webhook(Strict):
     verify: list[Verifier] = Field(default_factory=list)
+    #: ``all``: a delivery must pass every verifier that applies. ``any``: one of those whose
+    #: header or parameter it carries (a current and a legacy scheme); carrying none is refused.
+    verify_mode: Literal["all", "any"] = "all"
     handshakes: list[Handshake] = Field(default_factory=list)
     delivery_id: DeliveryId = Field(default_factory=DeliveryId)
-    #: What a delivery is parsed as.
-    format: Literal["json", "form"] = "json"
+    #: What a delivery is parsed as: ``params`` is the query's parameters and a form body's
+    #: fields together (a platform that calls back with GET query parameters or form posts).
+    format: Literal["json", "form", "params"] = "json"
     #: Headers the events read later (kept with the stored delivery), lower case.
     keep_headers: list[str] = Field(default_factory=list)
     #: A verified delivery is stored only when each selection finds a record in it; others

@@ -15,7 +15,9 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
 
 import jwt
 
@@ -27,14 +29,35 @@ from syncd.universal import WebhookAccepted, WebhookAnswer, WebhookRequest
 if TYPE_CHECKING:
     from syncd.kit.jwks import KeySets
 
+#: Payload elements that are bytes, not text: the raw body, and its raw SHA-256 digest (a
+#: scheme that signs the digest's 32 bytes rather than its hex).
+_RAW = re.compile(r"\{(body|bodySha256)\}")
+
+
+def request_values(request: WebhookRequest) -> dict[str, str]:
+    """What payload templates read of the request itself: ``urlQuery`` (``?`` and the query
+    exactly as received, or nothing; after ``{webhookUrl}`` it makes the public URL that was
+    called) and ``querySorted`` (the query's parameters sorted by name, form-encoded)."""
+    query = urlsplit(request.url).query if "?" in request.url else ""
+    return {"urlQuery": f"?{query}" if query else "", "querySorted": urlencode(sorted(request.query.items()))}
+
 
 def payload_bytes(template: str, request: WebhookRequest, scope: dict[str, Any]) -> bytes:
-    """The signed bytes: ``template`` rendered, with ``{body}`` as the raw body's bytes."""
-    parts = template.split("{body}")
-    rendered = [templates.render(part, scope) if part else "" for part in parts]
-    if any(r is None for r in rendered):
-        raise SignatureError("a part of the signed payload is missing")
-    return request.body.join(str(r).encode() for r in rendered)
+    """The signed bytes: ``template`` rendered, with ``{body}`` as the raw body's bytes and
+    ``{bodySha256}`` as its raw SHA-256 digest."""
+    if "{urlQuery}" in template or "{querySorted}" in template:
+        scope = {**request_values(request), **scope}
+    pieces = _RAW.split(template)  # literal text and raw element names alternate
+    out = b""
+    for i, piece in enumerate(pieces):
+        if i % 2:
+            out += request.body if piece == "body" else hashlib.sha256(request.body).digest()
+            continue
+        rendered = templates.render(piece, scope) if piece else ""
+        if rendered is None:
+            raise SignatureError("a part of the signed payload is missing")
+        out += str(rendered).encode()
+    return out
 
 
 def _presented(verifier: Verifier, request: WebhookRequest) -> str:
@@ -123,6 +146,38 @@ def signing_keys_needed(verifiers: list[Verifier], request: WebhookRequest,
         if isinstance(kid, str) and kid:
             needed.append((verifier.jwks.root, verifier.jwks.path, kid))
     return needed
+
+
+def verify_declared(mode: str, verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,
+                    now: float, max_skew_s: float, keys: KeySets | None = None) -> None:
+    """The manifest's ``verifyMode``: ``all`` verifiers that apply must pass, or ``any`` one."""
+    check = verify_any if mode == "any" else verify
+    check(verifiers, request, scope, now=now, max_skew_s=max_skew_s, keys=keys)
+
+
+def verify_any(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,
+               now: float, max_skew_s: float, keys: KeySets | None = None) -> None:
+    """Raise ``SignatureError`` unless the delivery passes one of the verifiers that apply
+    (``onlyIf``) and whose header or parameter it carries (a platform that signs with a new
+    scheme or a legacy one). None applying is a refusal, never a pass."""
+    applicable = [v for v in verifiers if not v.only_if or templates.render(v.only_if, scope)]
+    if not applicable:
+        raise SignatureError("no verification applies: is the signing key configured?")
+    carried = [v for v in applicable if _presented_or_none(v, request)]
+    if not carried:
+        raise SignatureError(f"none of {', '.join(str(v.header or v.param) for v in applicable)} is present")
+    failures: list[SignatureError] = []
+    for verifier in carried:
+        try:
+            return verify([verifier.model_copy(update={"only_if": None})], request, scope, now=now,
+                          max_skew_s=max_skew_s, keys=keys)
+        except SignatureError as exc:
+            failures.append(exc)
+    raise failures[0]
+
+
+def _presented_or_none(verifier: Verifier, request: WebhookRequest) -> str | None:
+    return request.headers.get(verifier.header.lower()) if verifier.header else request.query.get(verifier.param or "")
 
 
 def _jwt(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], key: str, now: float) -> None:

@@ -66,7 +66,7 @@ async def _parsed(tb: Testbed, integration: dict[str, Any], bodies: list[bytes])
         url = BASE + tb.webhook_url(integration)
         request = WebhookRequest("POST", url, {"content-type": "application/json"}, {}, body)
         scope = {"credentials": credentials, "header": request.headers, "query": request.query, "url": url,
-                 "settings": {}, "formSorted": ""}
+                 "settings": {}, "formSorted": "", "webhookUrl": url}
         signed = sign(LOADED[integration["platform"]].manifest.webhook.verify, request, scope,
                       tb.clock.now().timestamp())
         if connector.accept_webhook(signed).delivery_id is not None:
@@ -127,7 +127,7 @@ async def _distinct(tb: Testbed, integration: dict[str, Any], bodies: list[bytes
         url = BASE + tb.webhook_url(integration)
         request = WebhookRequest("POST", url, {"content-type": "application/json"}, {}, body)
         scope = {"credentials": credentials, "header": request.headers, "query": request.query, "url": url,
-                 "settings": {}, "formSorted": ""}
+                 "settings": {}, "formSorted": "", "webhookUrl": url}
         signed = sign(LOADED[integration["platform"]].manifest.webhook.verify, request, scope,
                       tb.clock.now().timestamp())
         delivery = connector.accept_webhook(signed).delivery_id
