@@ -8,12 +8,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, in their own layer, so a code change does not reinstall them; with the
-# `fast` extras (uvloop, httptools), which `syncd run` picks up when installed.
+# Dependencies first, in their own layer, so a code change does not reinstall them: the pinned
+# versions of requirements.lock, every file checked against its hash, with the `fast` extras
+# (uvloop, httptools) that `syncd run` picks up when installed. deploy/lock-requirements.sh
+# regenerates the lock after a change to pyproject.toml.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
+
 COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['fast']))" > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
 
 COPY README.md ./
 COPY syncd/ syncd/
