@@ -23,9 +23,11 @@ COPY mappings/ mappings/
 RUN pip install --no-deps . \
  && useradd --system --uid 10001 --create-home --home-dir /home/syncd --shell /usr/sbin/nologin syncd
 
-# The installed code and mappings stay owned by root: the service cannot rewrite itself.
-ENV SYNCD_MAPPINGS_DIR=/app/mappings \
-    SYNCD_HTTP_HOST=0.0.0.0 \
+# The installed code and mappings stay owned by root: the service cannot rewrite itself. The
+# mappings are installed with the package (share/syncd/mappings); SYNCD_MAPPINGS_DIR is left for
+# an operator's own manifests, since a folder holding the built-in ones again would define each
+# platform twice and stop the start.
+ENV SYNCD_HTTP_HOST=0.0.0.0 \
     SYNCD_HTTP_PORT=8080 \
     SYNCD_LOG_FORMAT=json
 
