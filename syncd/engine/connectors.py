@@ -32,7 +32,7 @@ QUICK_TIMEOUT_S = 10.0
 
 #: What the engine calls on a connector: whatever they raise leaves scrubbed of secrets.
 GUARDED_METHODS = ("identify", "list_chats", "fetch_history_page", "send", "edit", "delete",
-                   "accept_webhook", "parse_webhook", "poll", "maintain")
+                   "accept_webhook", "parse_webhook", "poll", "maintain", "listen")
 
 
 def secret_values(model: type[BaseModel], credentials: dict[str, Any]) -> list[str]:
