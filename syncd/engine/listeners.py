@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 #: How long a wake waits before asking again when a poll of the integration is running already
 #: (it may have read the platform before the change it was woken for).
 BUSY_RETRY_S = 0.2
+BUSY_ATTEMPTS = 300
 #: How long a listener that stopped is given to end before shutdown goes on without it.
 STOP_WAIT_S = 2.0
 
@@ -194,8 +195,17 @@ class Listeners:
             await listener._changed.wait()
             listener._changed.clear()
             listener.polled_at = time.monotonic()
-            while not await self._poll(listener.integration_id):
-                await asyncio.sleep(BUSY_RETRY_S)
+            await self._poll_once(listener.integration_id)
+
+    async def _poll_once(self, integration_id: str) -> None:
+        """Poll; when one is running already, poll again after it (it may have read the
+        platform before the change)."""
+        for _ in range(BUSY_ATTEMPTS):
+            if await self._poll(integration_id):
+                return
+            await asyncio.sleep(BUSY_RETRY_S)
+        log.warning("a woken poll found the integration busy throughout; the next one catches up",
+                    integration_id=integration_id)
 
     async def _renew(self, integration_id: str) -> None:
         ttl = self.ctx.settings.lease_ttl_s

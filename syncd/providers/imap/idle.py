@@ -99,7 +99,7 @@ class IdleConnection:
         tag = f"S{self._tags}".encode()
         self.writer.write(tag + b" " + text.encode() + b"\r\n")
         await self.writer.drain()
-        untagged = []
+        untagged: list[bytes] = []
         while True:
             line = await asyncio.wait_for(self.read(), TIMEOUT_S)
             if line.startswith(tag + b" "):
