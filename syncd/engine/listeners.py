@@ -69,6 +69,10 @@ class Listeners:
         #: Set when the engine starts its workers: an engine wired but not started (a tool,
         #: a test of stored state) opens no connection to any platform.
         self.enabled = False
+        #: Integrations whose account cannot have a listener: not asked again at every
+        #: ``keep`` (a server without the extension), only after a pause, resume or new
+        #: credentials (``stop``).
+        self._unavailable: set[str] = set()
 
     # -- what the engine asks --------------------------------------------------------------
     def get(self, integration_id: str) -> Listener | None:
@@ -98,7 +102,7 @@ class Listeners:
     def start(self, integration: Integration) -> None:
         """Run the integration's listener if its platform has one and none runs here yet."""
         if (not self.enabled or integration.status != "active" or integration.id in self._running
-                or self.ctx.stopping.is_set()):
+                or integration.id in self._unavailable or self.ctx.stopping.is_set()):
             return
         try:
             if not self.ctx.connectors.connector_class(integration.platform).can_listen:
@@ -116,6 +120,7 @@ class Listeners:
             del self._running[listener.integration_id]
 
     async def stop(self, integration_id: str) -> None:
+        self._unavailable.discard(integration_id)
         running = self._running.pop(integration_id, None)
         if running is not None:
             await self._end([running[1]])
@@ -164,6 +169,7 @@ class Listeners:
             except ListenerUnavailable as exc:
                 log.info("no listener for this integration; polling serves it", integration_id=integration_id,
                          reason=str(exc))
+                self._unavailable.add(integration_id)
                 return
             except Exception as exc:  # any failure of the platform's connection is a drop
                 listener.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -118,6 +118,8 @@ async def test_the_listener_follows_pause_resume_delete_and_shutdown(account):
 
         again = await bed.create("imap", account.credentials())
         await idling(bed, again)
+        platforms = {p: (await bed.api.get(f"/platforms/{p}")).json() for p in ("imap", "slack")}
+        assert [platforms[p]["platform"]["capabilities"]["listen"] for p in ("imap", "slack")] == [True, False]
     finally:
         # Shutdown closes the idling connection at once instead of waiting for the server.
         await asyncio.wait_for(bed.stop(), 10)

@@ -139,6 +139,8 @@ async def test_an_account_that_cannot_listen_is_left_to_polls(store):
         await eventually(lambda: listeners.get(integration.id) is None)
     assert any(e["event"].startswith("no listener") and e["reason"] == "the server has no push" for e in logs)
     assert listeners.safety_poll_due(integration.id, every_s=300) and polls.count == 0
+    await listeners.keep([integration])  # the periodic reconcile does not ask again
+    assert listeners.get(integration.id) is None
 
 
 async def test_one_replica_listens_at_a_time_and_the_other_takes_over(store):
