@@ -1,7 +1,8 @@
 """IMAP IDLE as the engine's listener, against the real Dovecot: mail delivered while idling
 is stored without a scheduled poll (the testbed schedules none, and the poll interval is an
 hour), an expunge becomes a tombstone, a dropped IDLE connection hands over to polling and
-comes back, and the listener follows the integration's pause, resume and delete."""
+comes back, the listener follows the integration's pause, resume and delete, and IDLE is
+re-issued (RFC 2177) without missing mail."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from typing import Any
 import pytest
 from imapsupport import expunge
 
+from syncd.kit.connector import Listening
+from syncd.providers.imap import idle
+from syncd.providers.imap.credentials import ImapCredentials
 from syncd.testbed import Testbed
 
 
@@ -124,3 +128,31 @@ async def test_the_listener_follows_pause_resume_delete_and_shutdown(account):
         # Shutdown closes the idling connection at once instead of waiting for the server.
         await asyncio.wait_for(bed.stop(), 10)
     assert bed.engine.listeners.count == 0
+
+
+class Recorded(Listening):
+    def __init__(self) -> None:
+        self.ups = 0
+        self.changes = 0
+
+    def up(self) -> None:
+        self.ups += 1
+
+    def changed(self) -> None:
+        self.changes += 1
+
+
+async def test_idle_is_reissued_before_the_server_may_drop_it_and_still_hears_new_mail(account):
+    assert idle.RENEW_S < 29 * 60  # RFC 2177
+    conn = await idle.IdleConnection.open(ImapCredentials.model_validate(account.credentials()))
+    signals = Recorded()
+    task = asyncio.create_task(conn.idle("INBOX", signals, renew_s=0.2))
+    try:
+        await eventually(lambda: conn.issued >= 4)  # DONE, answered, IDLE again, three times
+        account.receive("Frank <frank@outside.test>", "After three renewals")
+        await eventually(lambda: signals.changes >= 1)
+        assert signals.ups == 1 and not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await conn.close()

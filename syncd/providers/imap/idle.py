@@ -45,6 +45,8 @@ class IdleConnection:
         self.writer = writer
         self._tags = 0
         self.capabilities: frozenset[str] = frozenset()
+        #: IDLE commands issued on this connection (one more at every renewal).
+        self.issued = 0
 
     @classmethod
     async def open(cls, credentials: ImapCredentials,
@@ -135,6 +137,7 @@ class IdleConnection:
 
     async def _idle_once(self, signals: Listening, renew_s: float, first: bool) -> None:
         self._tags += 1
+        self.issued += 1
         tag = f"S{self._tags}".encode()
         self.writer.write(tag + b" IDLE\r\n")
         await self.writer.drain()
