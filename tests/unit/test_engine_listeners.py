@@ -49,7 +49,7 @@ class FakeConnectors:
     def connector_class(self, platform: str) -> Any:
         return self.connector
 
-    async def get(self, integration: Integration, read: Any, save: Any) -> ScriptedConnector:
+    async def get(self, integration: Integration, *how: Any) -> ScriptedConnector:
         return self.connector
 
 
