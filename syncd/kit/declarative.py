@@ -277,9 +277,9 @@ class ManifestConnector(Connector):
 
     # -- webhooks -----------------------------------------------------------------------------
     def _delivery_scope(self, request: WebhookRequest) -> dict[str, Any]:
-        form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
         return self.scope(header=request.headers, query=request.query, url=request.url,
-                          formSorted="".join(k + v for k, v in sorted(form.items())))
+                          publicUrl=signatures.public_url(self.ctx.webhook_url, request),
+                          formSorted=signatures.form_sorted(request))
 
     def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
         hook = self.manifest.webhook

@@ -273,7 +273,8 @@ class Verifier(Strict):
 
     ``hmac``: the ``header`` (after ``prefix``) is the ``encoding`` of HMAC-``algorithm`` keyed
     with ``key`` over the ``payload`` template (``{body}``, ``{url}``, ``{header.x}``,
-    ``{formSorted}``); with ``timestampHeader`` the delivery must be within the replay window.
+    ``{formSorted}``, ``{publicUrl}``); with ``timestampHeader`` the delivery must be within the
+    replay window.
     ``token``: a shared secret in ``header`` or query ``param`` equals ``value``.
     ``jwt``: an HS256 JWT in ``header`` (after ``prefix``) signed with ``key``.
     """
@@ -290,6 +291,12 @@ class Verifier(Strict):
     timestamp_header: str | None = None
     #: A credential that must be set for this verifier to apply (an optional signing key).
     only_if: str | None = None
+    #: A signed URL (``{url}``, ``{publicUrl}``) is also accepted with its default port (:443,
+    #: :80) added or removed, as proxies change it.
+    any_default_port: bool = False
+    #: A body that is not a form is covered by this query parameter of the signed URL: the hex
+    #: SHA-256 of the raw body, which must be present and match.
+    body_digest_param: str | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Verifier:

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import jwt
 
@@ -30,6 +31,60 @@ def payload_bytes(template: str, request: WebhookRequest, scope: dict[str, Any])
     if any(r is None for r in rendered):
         raise SignatureError("a part of the signed payload is missing")
     return request.body.join(str(r).encode() for r in rendered)
+
+
+def is_form(request: WebhookRequest) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+
+
+def form_sorted(request: WebhookRequest) -> str:
+    """A form body as signers concatenate it: names sorted, each name's values sorted without
+    repeats, ``name + value`` each; empty for a body that is not a form."""
+    if not is_form(request):
+        return ""
+    pairs = parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+    return "".join(k + v for k, v in sorted(set(pairs)))
+
+
+def public_url(webhook_url: str | None, request: WebhookRequest) -> str | None:
+    """The URL the platform was given (the integration's public webhook URL) with the query the
+    delivery arrived with: what a platform that signs its URL signed, whatever proxy is between."""
+    if not webhook_url:
+        return None
+    query = urlsplit(request.url).query if request.query else ""
+    return webhook_url + (f"?{query}" if query else "")
+
+
+def port_toggled(url: str) -> str:
+    """``url`` with its scheme's default port removed if written, added if not."""
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    if default is None or parts.hostname is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    userinfo = parts.netloc[: len(parts.netloc) - len(host)]
+    if parts.port == default:
+        netloc = userinfo + host.rsplit(":", 1)[0]
+    elif parts.port is None:
+        netloc = f"{userinfo}{host}:{default}"
+    else:
+        return url
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _variants(verifier: Verifier, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    if not verifier.any_default_port:
+        return [scope]
+    toggled = {k: port_toggled(scope[k]) for k in ("url", "publicUrl") if isinstance(scope.get(k), str)}
+    return [scope, {**scope, **toggled}]
+
+
+def _body_digest(verifier: Verifier, request: WebhookRequest) -> None:
+    if not verifier.body_digest_param or is_form(request):
+        return
+    presented = request.query.get(verifier.body_digest_param, "")
+    if not hmac.compare_digest(presented.lower().encode(), hashlib.sha256(request.body).hexdigest().encode()):
+        raise SignatureError(f"{verifier.body_digest_param} does not match the body")
 
 
 def _presented(verifier: Verifier, request: WebhookRequest) -> str:
@@ -56,13 +111,16 @@ def _fresh(verifier: Verifier, request: WebhookRequest, now: float, max_skew_s: 
 
 
 def _hmac(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], key: str) -> None:
-    presented = _presented(verifier, request)
-    digest = hmac.new(key.encode(), payload_bytes(verifier.payload, request, scope),
-                      getattr(hashlib, verifier.algorithm)).digest()
-    expected = digest.hex() if verifier.encoding == "hex" else base64.b64encode(digest).decode()
-    if not hmac.compare_digest(expected.lower() if verifier.encoding == "hex" else expected,
-                               presented.strip().lower() if verifier.encoding == "hex" else presented.strip()):
-        raise SignatureError(f"{verifier.header or verifier.param} does not match")
+    presented = _presented(verifier, request).strip()
+    presented = presented.lower() if verifier.encoding == "hex" else presented
+    for variant in _variants(verifier, scope):
+        digest = hmac.new(key.encode(), payload_bytes(verifier.payload, request, variant),
+                          getattr(hashlib, verifier.algorithm)).digest()
+        expected = digest.hex() if verifier.encoding == "hex" else base64.b64encode(digest).decode()
+        if hmac.compare_digest(expected.encode(), presented.encode()):
+            _body_digest(verifier, request)
+            return
+    raise SignatureError(f"{verifier.header or verifier.param} does not match")
 
 
 def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,

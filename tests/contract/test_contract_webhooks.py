@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from contractsupport import LOADED, PLATFORMS, declares, fixtures, sign, simulator_of
 
+from syncd.kit.signatures import form_sorted
 from syncd.testbed import BASE, Testbed
 from syncd.universal import WebhookRequest
 
@@ -35,9 +36,11 @@ async def _deliver(tb: Testbed, integration: dict[str, Any], body: bytes) -> int
     platform = integration["platform"]
     credentials = await tb.daemon.store.get_credentials(integration["id"])
     url = BASE + tb.webhook_url(integration)
-    request = WebhookRequest("POST", url, {"content-type": "application/json"}, {}, body)
+    form = LOADED[platform].manifest.webhook.format == "form"
+    content_type = "application/x-www-form-urlencoded" if form else "application/json"
+    request = WebhookRequest("POST", url, {"content-type": content_type}, {}, body)
     scope = {"credentials": credentials, "header": request.headers, "query": request.query, "url": url,
-             "settings": {}, "formSorted": ""}
+             "publicUrl": url, "settings": {}, "formSorted": form_sorted(request)}
     signed = sign(LOADED[platform].manifest.webhook.verify, request, scope, tb.clock.now().timestamp())
     query = "&".join(f"{k}={v}" for k, v in signed.query.items())
     response = await tb.api.post(tb.webhook_url(integration) + (f"?{query}" if query else ""),
