@@ -279,7 +279,14 @@ class ManifestConnector(Connector):
     def _delivery_scope(self, request: WebhookRequest) -> dict[str, Any]:
         return self.scope(header=request.headers, query=request.query, url=request.url,
                           publicUrl=signatures.public_url(self.ctx.webhook_url, request),
-                          formSorted=signatures.form_sorted(request))
+                          formSorted=signatures.form_sorted(request), delivery=self._signed_document(request))
+
+    def _signed_document(self, request: WebhookRequest) -> Any:
+        """The parsed delivery, where a verifier reads its signature from it (else not parsed);
+        a body that cannot be read cannot carry a signature: ``MalformedDelivery`` (400)."""
+        if not any(v.path for v in self.manifest.webhook.verify):
+            return None
+        return self.parse_body(request)
 
     def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
         hook = self.manifest.webhook

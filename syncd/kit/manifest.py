@@ -282,6 +282,12 @@ class Verifier(Strict):
     type: Literal["hmac", "token", "jwt"]
     header: str | None = None
     param: str | None = None
+    #: The signature is a field of the delivery itself (``signature.signature``), read from the
+    #: parsed delivery, which templates read as ``{delivery.<path>}``.
+    path: str | None = None
+    #: With ``path``: the delivery's own timestamp (epoch seconds), which must be within the
+    #: replay window.
+    timestamp_path: str | None = None
     prefix: str = ""
     algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
     key: str | None = None
@@ -300,8 +306,8 @@ class Verifier(Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> Verifier:
-        if self.header is None and self.param is None:
-            raise ValueError("a verifier reads a header or a query param")
+        if self.header is None and self.param is None and self.path is None:
+            raise ValueError("a verifier reads a header, a query param or a path of the delivery")
         if self.type in ("hmac", "jwt") and self.key is None:
             raise ValueError(f"a {self.type} verifier needs key")
         if self.type == "token" and self.value is None:

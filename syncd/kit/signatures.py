@@ -87,31 +87,45 @@ def _body_digest(verifier: Verifier, request: WebhookRequest) -> None:
         raise SignatureError(f"{verifier.body_digest_param} does not match the body")
 
 
-def _presented(verifier: Verifier, request: WebhookRequest) -> str:
-    value = request.headers.get(verifier.header.lower()) if verifier.header else request.query.get(verifier.param or "")
+def _name(verifier: Verifier) -> str:
+    return verifier.header or verifier.param or verifier.path or "the signature"
+
+
+def _presented(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any] | None = None) -> str:
+    if verifier.path:
+        found = templates.lookup((scope or {}).get("delivery"), verifier.path)
+        value = found if isinstance(found, str) else None
+    elif verifier.header:
+        value = request.headers.get(verifier.header.lower())
+    else:
+        value = request.query.get(verifier.param or "")
     if not value:
-        raise SignatureError(f"{verifier.header or verifier.param} is missing")
+        raise SignatureError(f"{_name(verifier)} is missing")
     if verifier.prefix:
         if not value.startswith(verifier.prefix):
-            raise SignatureError(f"{verifier.header or verifier.param} has no {verifier.prefix!r} prefix")
+            raise SignatureError(f"{_name(verifier)} has no {verifier.prefix!r} prefix")
         value = value[len(verifier.prefix):]
     return value
 
 
-def _fresh(verifier: Verifier, request: WebhookRequest, now: float, max_skew_s: float) -> None:
-    if not verifier.timestamp_header:
+def _fresh(verifier: Verifier, request: WebhookRequest, now: float, max_skew_s: float,
+           scope: dict[str, Any] | None = None) -> None:
+    if verifier.timestamp_path:
+        raw = templates.lookup((scope or {}).get("delivery"), verifier.timestamp_path)
+    elif verifier.timestamp_header:
+        raw = request.headers.get(verifier.timestamp_header.lower(), "")
+    else:
         return
-    raw = request.headers.get(verifier.timestamp_header.lower(), "")
     try:
         stamp = float(raw)
-    except ValueError:
-        raise SignatureError(f"no valid {verifier.timestamp_header}") from None
+    except (TypeError, ValueError):
+        raise SignatureError(f"no valid {verifier.timestamp_header or verifier.timestamp_path}") from None
     if abs(now - stamp) > max_skew_s:
         raise SignatureError("the delivery is outside the replay window")
 
 
 def _hmac(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], key: str) -> None:
-    presented = _presented(verifier, request).strip()
+    presented = _presented(verifier, request, scope).strip()
     presented = presented.lower() if verifier.encoding == "hex" else presented
     for variant in _variants(verifier, scope):
         digest = hmac.new(key.encode(), payload_bytes(verifier.payload, request, variant),
@@ -120,7 +134,7 @@ def _hmac(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], ke
         if hmac.compare_digest(expected.encode(), presented.encode()):
             _body_digest(verifier, request)
             return
-    raise SignatureError(f"{verifier.header or verifier.param} does not match")
+    raise SignatureError(f"{_name(verifier)} does not match")
 
 
 def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,
@@ -131,15 +145,15 @@ def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, 
             continue
         key = templates.render(verifier.key, scope) if verifier.key else None
         if verifier.type == "hmac":
-            _fresh(verifier, request, now, max_skew_s)
+            _fresh(verifier, request, now, max_skew_s, scope)
             _hmac(verifier, request, scope, str(key or ""))
         elif verifier.type == "token":
             expected = str(templates.render(verifier.value, scope) or "")
             if not expected or not hmac.compare_digest(_presented(verifier, request).encode(), expected.encode()):
-                raise SignatureError(f"{verifier.header or verifier.param} does not match")
+                raise SignatureError(f"{_name(verifier)} does not match")
         else:
             try:
-                jwt.decode(_presented(verifier, request), str(key or ""), algorithms=["HS256"],
+                jwt.decode(_presented(verifier, request, scope), str(key or ""), algorithms=["HS256"],
                            options={"verify_aud": False})
             except jwt.PyJWTError as exc:
                 raise SignatureError(f"JWT rejected ({type(exc).__name__})") from None

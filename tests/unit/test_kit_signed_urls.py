@@ -70,3 +70,19 @@ def test_a_json_body_is_covered_by_its_digest_in_the_signed_query():
         check(request(b'{"a": 2}', f"{PUBLIC}?bodySHA256={digest}", json_headers, f"bodySHA256={digest}"))
     with pytest.raises(SignatureError, match="bodySHA256"):
         check(request(body, PUBLIC, json_headers))  # no digest: the signature covers no body
+
+
+def test_a_signature_carried_in_the_delivery_is_read_from_its_path_and_its_time_checked():
+    body = {"sig": {"t": "1000", "n": "abc", "s": hmac.new(b"k", b"1000abc", hashlib.sha256).hexdigest()}}
+    verifier = Verifier(type="hmac", path="sig.s", timestamp_path="sig.t", key="{credentials.secret}",
+                        payload="{delivery.sig.t}{delivery.sig.n}")
+    req = WebhookRequest("POST", "https://h/x", {}, {}, b"")
+    scope = {"credentials": {"secret": "k"}, "delivery": body}
+    signatures.verify([verifier], req, scope, now=1100, max_skew_s=300)
+    with pytest.raises(SignatureError, match="replay window"):
+        signatures.verify([verifier], req, scope, now=5000, max_skew_s=300)
+    with pytest.raises(SignatureError, match="sig.s does not match"):
+        signatures.verify([verifier], req, {**scope, "delivery": {"sig": {**body["sig"], "n": "abd"}}},
+                          now=1100, max_skew_s=300)
+    with pytest.raises(SignatureError, match="missing"):
+        signatures.verify([verifier], req, {**scope, "delivery": {"sig": {"t": "1000"}}}, now=1100, max_skew_s=300)
