@@ -29,7 +29,8 @@ def form_fields(content_type: str, body: bytes) -> dict[str, str]:
             name = part.get_param("name", header="content-disposition")
             if name and not part.get_filename():
                 # RFC 7578: a field without a charset is UTF-8.
-                raw = part.get_payload(decode=True) or b""
+                raw = part.get_payload(decode=True)
+                raw = raw if isinstance(raw, bytes) else b""
                 fields[str(name)] = raw.decode(part.get_content_charset() or "utf-8", "replace")
         return fields
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))

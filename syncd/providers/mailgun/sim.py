@@ -19,7 +19,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncd.sim.base import Faults
+from syncd.sim.base import Faults, Trial
 
 
 @dataclass
@@ -51,7 +51,7 @@ class MailgunEmail:
 
 
 @dataclass
-class MailgunSimulator:
+class MailgunSimulator(Trial):
     domain: str = "mg.example.com"
     api_key: str = field(default_factory=lambda: "key-" + secrets.token_hex(16))
     signing_key: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -69,6 +69,9 @@ class MailgunSimulator:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+    #: ``syncd sim mailgun``: the API root is the simulator's own.
+    trial_roots: ClassVar[dict[str, str]] = {"mailgun": ""}
 
     def trial_credentials(self) -> dict[str, str]:
         return {"apiKey": self.api_key, "domain": self.domain, "incomingAddress": self.address,

@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.applications import Starlette
@@ -29,9 +29,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncd.sim.base import Faults
+from syncd.sim.base import Faults, Trial
 
 ROOT = "/2010-04-01/Accounts/{account}"
+#: The counterparts ``syncd sim twilio`` seeds a conversation with.
+TRIAL_PEOPLE = ("+15551230001", "+15551230002")
 
 
 def signature(token: str, url: str, params: dict[str, str] | list[tuple[str, str]]) -> str:
@@ -68,7 +70,7 @@ def _sid(prefix: str) -> str:
 
 
 @dataclass
-class TwilioSimulator:
+class TwilioSimulator(Trial):
     """One account (``account_sid``/``auth_token``) with one number; an ASGI app."""
 
     account_sid: str = field(default_factory=lambda: _sid("AC"))
@@ -93,8 +95,20 @@ class TwilioSimulator:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
 
+    #: ``syncd sim twilio``: the REST API root is the simulator's own.
+    trial_roots: ClassVar[dict[str, str]] = {"twilio": ""}
+
+    def trial_seed(self) -> str:
+        for i, person in enumerate(TRIAL_PEOPLE):
+            self.add(person, f"hello {i}", inbound=True)
+            self.add(person, f"hello back {i}", inbound=False)
+        return f"{len(self.messages)} messages with {len(TRIAL_PEOPLE)} phone numbers"
+
     def trial_credentials(self) -> dict[str, str]:
         return {"accountSid": self.account_sid, "authToken": self.auth_token, "phoneNumberSid": self.number_sid}
+
+    def trial_chat(self) -> str | None:
+        return TRIAL_PEOPLE[0]
 
     # -- the API ------------------------------------------------------------------------------
     @staticmethod
