@@ -224,7 +224,11 @@ class ManifestConnector(Connector):
         """The ``(record, parent)`` pairs of one page, unmapped, and the next cursor."""
         response, body = await self.call(name, spec, scope, cursor=cursor)
         found = self.records(spec, body, scope)
-        after = paging.next_cursor(spec.paginator, response, body, len(found), cursor, name)
+        if spec.paginator is not None and spec.paginator.stop_on_empty and not any(
+                isinstance(r, dict) for r, _ in templates.select(body, spec.records or ".")):
+            after = None  # checked first: such a log may name the same page again
+        else:
+            after = paging.next_cursor(spec.paginator, response, body, len(found), cursor, name)
         return await self.expand(name, spec, body, found, scope), after
 
     async def expand(self, name: str, spec: Request, body: Any, found: list[tuple[Any, Any]],

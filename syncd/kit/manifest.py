@@ -150,6 +150,9 @@ class Paginator(Strict):
     #: ``next_url`` only: a next URL on another host is requested on the configured root (its
     #: path below the documented root's path, and its query), so credentials go nowhere else.
     rebase: bool = False
+    #: The answer names a next page even after the last one (an event log read up to now): a
+    #: page whose ``records`` selection is empty, before ``where``, is the last.
+    stop_on_empty: bool = False
 
     @model_validator(mode="after")
     def _complete(self) -> Paginator:

@@ -3,7 +3,11 @@
 Endpoints (HTTP Basic ``api:<key>``): ``GET /v3/domains/{domain}``, ``POST /v3/{domain}/messages``
 (URL-encoded form: ``from``, ``to`` (repeatable), ``subject``, ``text``, ``html``,
 ``h:In-Reply-To``, ``h:References``, ``v:<var>`` -> ``{"id": "<...@domain>", "message":
-"Queued. Thank you."}``). 401 on a wrong key; 429 from ``faults``. Deliveries are built as
+"Queued. Thank you."}``), ``GET /v3/{domain}/events`` (``event`` a filter expression such as
+``accepted OR stored``, ``ascending``, ``limit`` at most 300; ``{items, paging}`` whose
+``paging.next`` is a whole URL ``/v3/{domain}/events/<page>``, present even after the last
+page), ``GET /v3/domains/{domain}/messages/<storage key>`` (the stored email as JSON; 404 once
+its retention is over). 401 on a wrong key; 429 from ``faults``. Deliveries are built as
 Mailgun posts them: a route's forward as a URL-encoded or multipart form with ``timestamp``,
 ``token`` and ``signature`` fields, and event webhooks as JSON with a ``signature`` block; the
 signature is hex HMAC-SHA256 of ``timestamp + token`` keyed with the webhook signing key.
@@ -27,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from syncd.providers import email_threads
 from syncd.sim.base import Faults, Trial
 
 
@@ -48,6 +53,16 @@ class MailgunEmail:
     references: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
     state: str | None = None
+    at: float = field(default_factory=time.time)
+    storage_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    #: Its retention is over: the event stays, the stored email is gone.
+    expired: bool = False
+
+    @property
+    def event(self) -> str:
+        """The event that stores it: ``stored`` for an inbound email (a route's ``store()``),
+        ``accepted`` for one sent through the API."""
+        return "stored" if self.inbound else "accepted"
 
 
 @dataclass
@@ -59,12 +74,17 @@ class MailgunSimulator(Trial):
     faults: Faults = field(default_factory=Faults)
     emails: dict[str, MailgunEmail] = field(default_factory=dict)
     sent_forms: list[list[tuple[str, str]]] = field(default_factory=list)
+    #: The query of every first page of the event log asked for.
+    event_queries: list[dict[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
         self.app = Starlette(routes=[
             Route("/v3/domains/{domain}", self._domain, methods=["GET"]),
             Route("/v3/{domain}/messages", self._send, methods=["POST"]),
+            Route("/v3/{domain}/events", self._events, methods=["GET"]),
+            Route("/v3/{domain}/events/{page}", self._events, methods=["GET"]),
+            Route("/v3/domains/{domain}/messages/{key}", self._stored, methods=["GET"]),
         ])
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -72,6 +92,16 @@ class MailgunSimulator(Trial):
 
     #: ``syncd sim mailgun``: the API root is the simulator's own.
     trial_roots: ClassVar[dict[str, str]] = {"mailgun": ""}
+
+    def trial_seed(self) -> str:
+        question = self.add("ann@example.net", "Where is my order?", "it has not arrived", at=time.time() - 600)
+        self.add(self.address, "Re: Where is my order?", "it ships today", reply_to=question.message_id,
+                 at=time.time() - 300)
+        return f"{len(self.emails)} stored emails in one thread"
+
+    def trial_chat(self) -> str | None:
+        first = min((e for e in self.emails.values() if e.inbound), key=lambda e: e.at, default=None)
+        return email_threads.thread_id(first.message_id) if first else None
 
     def trial_credentials(self) -> dict[str, str]:
         return {"apiKey": self.api_key, "domain": self.domain, "incomingAddress": self.address,
@@ -113,6 +143,91 @@ class MailgunSimulator(Trial):
             False, form.get("h:In-Reply-To"), form.get("h:References"),
             {k[2:]: v for k, v in pairs if k.startswith("v:")})
         return JSONResponse({"id": f"<{message_id}>", "message": "Queued. Thank you."})
+
+    def _log(self) -> list[dict[str, Any]]:
+        """Every event, oldest first: each email's storing event, and a sent one's delivery."""
+        out = []
+        for email in sorted(self.emails.values(), key=lambda e: e.at):
+            out.append(self._event_item(email, email.event, email.at))
+            if email.state in ("delivered", "read"):
+                out.append(self._event_item(email, "delivered", email.at + 1))
+        return sorted(out, key=lambda e: e["timestamp"])
+
+    def _event_item(self, email: MailgunEmail, event: str, at: float) -> dict[str, Any]:
+        return {"id": secrets.token_urlsafe(16), "event": event, "timestamp": at, "recipient": email.to[0],
+                "log-level": "info", "user-variables": email.variables,
+                "envelope": {"sender": email.sender, "targets": ", ".join(email.to)},
+                "message": {"headers": {"message-id": email.message_id, "from": email.sender,
+                                        "to": ", ".join(email.to), "subject": email.subject}},
+                "storage": {"key": email.storage_key,
+                            "url": f"https://storage-us-east4.api.mailgun.net/v3/domains/{self.domain}/messages/"
+                                   f"{email.storage_key}"}}
+
+    async def _events(self, request: Request) -> Response:
+        refused = await self._guard(request, "events")
+        if refused is not None:
+            return refused
+        q: dict[str, str] = dict(request.query_params)
+        page = request.path_params.get("page")
+        start = 0
+        if page is None:
+            self.event_queries.append(q)
+        else:  # a page token: the query it was made with, and where it starts
+            q = dict(parse_qsl(base64.urlsafe_b64decode(page).decode()))
+            start = int(q.pop("_start"))
+        limit = int(q.get("limit", 100))
+        if limit > 300:
+            return JSONResponse({"message": "Invalid parameter: limit can not be more than 300"}, status_code=400)
+        wanted = {w.strip() for w in str(q.get("event", "")).split(" OR ") if w.strip()}
+        items = [e for e in self._log() if not wanted or e["event"] in wanted]
+        if str(q.get("ascending", "yes")).lower() not in ("yes", "true"):
+            items.reverse()
+        chunk = items[start:start + limit]
+        base = f"{str(request.base_url).rstrip('/')}/v3/{self.domain}/events/"
+
+        def token(at: int) -> str:
+            return base64.urlsafe_b64encode(urlencode({**q, "_start": at}).encode()).decode()
+
+        # Mailgun names a next page after the last one too: the reader stops on an empty page.
+        return JSONResponse({"items": chunk, "paging": {
+            "first": base + token(0), "last": base + token(max(len(items) - limit, 0)),
+            "next": base + token(start + len(chunk)), "previous": base + token(max(start - limit, 0))}})
+
+    async def _stored(self, request: Request) -> Response:
+        refused = await self._guard(request, "stored")
+        if refused is not None:
+            return refused
+        found = [e for e in self.emails.values() if e.storage_key == request.path_params["key"] and not e.expired]
+        if not found:
+            return JSONResponse({"message": "Message not found"}, status_code=404)
+        email = found[0]
+        headers = [["Message-Id", f"<{email.message_id}>"], ["Subject", email.subject], ["From", email.sender],
+                   ["To", ", ".join(email.to)]]
+        if email.in_reply_to:
+            headers.append(["In-Reply-To", f"<{email.in_reply_to}>"])
+        if email.references:
+            headers.append(["References", email.references])
+        return JSONResponse({"recipients": ", ".join(email.to), "sender": email.sender, "from": email.sender,
+                             "To": ", ".join(email.to), "subject": email.subject, "Subject": email.subject,
+                             "Message-Id": f"<{email.message_id}>", "body-plain": email.text,
+                             "stripped-text": email.text, "message-headers": headers,
+                             "Content-Type": "text/plain; charset=utf-8"})
+
+    # -- the domain's data ----------------------------------------------------------------------
+    def add(self, sender: str, subject: str, text: str, *, reply_to: str | None = None,
+            at: float | None = None) -> MailgunEmail:
+        """An email stored as if it had been received (``sender`` another address) or sent
+        (``sender`` the receiving address) before syncd was connected."""
+        inbound = sender != self.address
+        message_id = f"{secrets.token_hex(6)}@{'mail.example.net' if inbound else self.domain}"
+        parent = self.emails.get(reply_to) if reply_to else None
+        references = " ".join(x for x in ((parent.references if parent else None),
+                                          f"<{reply_to}>" if reply_to else None) if x) or None
+        to = [self.address] if inbound else [parent.sender if parent else "someone@example.net"]
+        email = MailgunEmail(message_id, sender, to, subject, text, inbound, reply_to, references,
+                             at=at if at is not None else time.time())
+        self.emails[message_id] = email
+        return email
 
     # -- deliveries ---------------------------------------------------------------------------
     def signature(self, key: str | None = None, timestamp: int | None = None) -> dict[str, str]:
