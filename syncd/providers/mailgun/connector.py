@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import email.utils
 import json
 import time
 from typing import Any
@@ -138,9 +139,10 @@ class MailgunConnector(ManifestConnector):
     def _involves(event: dict[str, Any], ours: str) -> bool:
         """The event's email was received at, or sent from, the incoming address."""
         if event.get("event") == "stored":
-            return (_address(event.get("recipient")) or "") == ours
-        senders = (templates.lookup(event, "envelope.sender"), templates.lookup(event, "message.headers.from"))
-        return any((_address(s) or "") == ours for s in senders)
+            named = [event.get("recipient"), templates.lookup(event, "message.headers.to")]
+        else:
+            named = [templates.lookup(event, "envelope.sender"), templates.lookup(event, "message.headers.from")]
+        return ours in {a.lower() for _, a in email.utils.getaddresses([str(n) for n in named if n])}
 
     async def _stored(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The stored email of ``event``; ``None`` once Mailgun no longer keeps it."""
