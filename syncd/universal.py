@@ -87,6 +87,8 @@ class OutgoingMessage:
     external_thread_id: str | None = None
     app_message_id: str | None = None
     reply_to: MessageData | None = None
+    #: When syncd first registered this send: where a send whose answer was lost is looked for.
+    registered_at: datetime | None = None
 
     @property
     def external_chat_id(self) -> str:

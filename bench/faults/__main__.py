@@ -21,6 +21,7 @@ from bench.faults import (
     crash,
     durability,
     echoes,
+    lost_answers,
     poison,
     replicas,
     shutdown,
@@ -49,6 +50,7 @@ PLANS: dict[int, Plan] = {
     7: Plan(poison, quick=50, full=100, repeats=2),
     8: Plan(shutdown, quick=2, full=4, repeats=2),  # SIGTERMs in process, plus one to a process
     9: Plan(callbacks, quick=4, full=8, repeats=2),  # one crash each, before a page's callbacks
+    10: Plan(lost_answers, quick=12, full=40, repeats=2),  # messages per platform, half the answers lost
 }
 
 

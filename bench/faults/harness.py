@@ -69,10 +69,22 @@ class Hold:
     released: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass
+class LoseAnswers:
+    """Requests matching ``match`` reach the platform, which acts on them; the answer of each
+    is lost with ``probability`` (a read timeout), at most ``times`` of them."""
+
+    match: Callable[[Seen], bool]
+    probability: float = 1.0
+    times: int = 1_000_000
+    lost: int = 0
+
+
 class Wire:
     """The network between syncd and the simulators (``Testbed.start(transport=wire.transport)``).
 
     Records every request; ``hold`` keeps chosen requests in flight until the caller dies;
+    ``lose_answers`` lets chosen requests (writes too) through and loses their answers;
     ``drop_probability`` fails that share of requests as a flaky network does: half of them
     as a connection reset, half as a timeout. The platform never acts on a dropped write
     (the connection failed before the request got there); a dropped read may have been
@@ -82,6 +94,7 @@ class Wire:
     def __init__(self, seed: int = 0):
         self.seen: list[Seen] = []
         self.holds: list[Hold] = []
+        self.losses: list[LoseAnswers] = []
         self.drop_probability = 0.0
         self.dropped: Counter[str] = Counter()
         #: HTTP status of every answer that reached syncd.
@@ -95,6 +108,20 @@ class Wire:
         hold = Hold(match, times)
         self.holds.append(hold)
         return hold
+
+    def lose_answers(self, match: Callable[[Seen], bool], probability: float = 1.0,
+                     times: int = 1_000_000) -> LoseAnswers:
+        loss = LoseAnswers(match, probability, times)
+        self.losses.append(loss)
+        return loss
+
+    def _loses(self, seen: Seen) -> bool:
+        for loss in self.losses:
+            if loss.times > 0 and loss.match(seen) and self.random.random() < loss.probability:
+                loss.times -= 1
+                loss.lost += 1
+                return True
+        return False
 
     def calls(self, sim: str, endpoint: str) -> list[Seen]:
         return [s for s in self.seen if s.sim == sim and s.endpoint == endpoint]
@@ -126,6 +153,10 @@ class _WireTransport(httpx.AsyncBaseTransport):
                 raise httpx.ReadTimeout("timed out reading the answer", request=request)
             raise httpx.ConnectTimeout("timed out connecting", request=request)
         response = await self.inner.handle_async_request(request)
+        if wire._loses(seen):
+            # The platform acted (a POST's message is posted); syncd never hears of it.
+            wire.dropped["answer_lost"] += 1
+            raise httpx.ReadTimeout("timed out reading the answer", request=request)
         wire.statuses[response.status_code] += 1
         return response
 

@@ -169,7 +169,7 @@ class Exporter:
             chat=chat_data(chat), text=event.message.text, html=event.message.html,
             subject=event.message.subject, external_thread_id=event.message.external_thread_id,
             app_message_id=pending.app_message_id,
-            reply_to=_as_data(reply_to) if reply_to else None,
+            reply_to=_as_data(reply_to) if reply_to else None, registered_at=pending.sent_at,
         )
         # Registered by an earlier attempt: its send may have reached the platform with its
         # answer lost (a timeout, a dropped connection). Found there, it is not sent again.

@@ -325,6 +325,31 @@ class ManifestConnector(Connector):
         _, body = await self._outgoing("send", message)
         return self._result("send", message, body)
 
+    async def reconcile_send(self, message: OutgoingMessage) -> SendResult | None:
+        """The declared ``reconcileSend`` search (``Reconcile``): the sent message that
+        matches, read by the send's ``result`` mapping; ``None`` when it is not there."""
+        source = message.as_source()
+        spec = next((r for r in self.manifest.requests.reconcile_send
+                     if all(templates.matches(source, c, {}) for c in r.when)), None)
+        if spec is None:
+            return None
+        at = message.registered_at
+        start = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() if at else self.ctx.clock()
+        scope = self.scope(message=source, chat=source["chat"],
+                           since=_format_mark(start - spec.window_s, spec.time_format))
+        if any(c.equals is not None and templates.render(c.equals, scope) is None for c in spec.match):
+            return None  # nothing of the message to recognise it by
+        pages, cursor = Pages("reconcile_send"), None
+        while True:
+            found, cursor = await self.page_records("reconcile_send", spec, scope, cursor)
+            for record, parent in found:
+                local = {**scope, "record": record, "parent": parent}
+                if all(templates.matches(record, c, local) for c in spec.match):
+                    answer = record if spec.answer is None else templates.render(spec.answer, local)
+                    return self._result("send", message, answer)
+            if pages.advance(cursor) is None:
+                return None
+
     async def edit(self, message: OutgoingMessage) -> SendResult:
         if not self.can_edit:
             return await super().edit(message)

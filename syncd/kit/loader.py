@@ -52,9 +52,10 @@ def _sections(manifest: Manifest) -> set[str]:
 def _references(manifest: Manifest) -> list[tuple[str, str]]:
     """(where, section name) of every mapping section the manifest refers to."""
     found: list[tuple[str, str]] = []
-    ops: dict[str, Request | None] = {op: getattr(manifest.requests, op)
-                                      for op in type(manifest.requests).model_fields if op != "named"}
+    ops: dict[str, Request | None] = {op: getattr(manifest.requests, op) for op in type(manifest.requests).model_fields
+                                      if op not in ("named", "reconcile_send")}
     ops.update({f"named.{name}": spec for name, spec in manifest.requests.named.items()})
+    ops.update({f"reconcileSend.{i}": spec for i, spec in enumerate(manifest.requests.reconcile_send)})
     for op, spec in ops.items():
         if spec is None:
             continue
@@ -73,6 +74,10 @@ def check_references(manifest: Manifest, file: str) -> None:
     for where, name in _references(manifest):
         if name not in known:
             raise ManifestError(file, where, f"no mapping section {name!r}; the mapping has: {', '.join(sorted(known))}")
+    send = manifest.requests.send
+    if manifest.requests.reconcile_send and (send is None or send.result is None):
+        raise ManifestError(file, "requests.reconcileSend",
+                            "a found send is read by the send request's result mapping, and requests.send.result is missing")
     if manifest.poll is not None and manifest.requests.history is None:
         raise ManifestError(file, "poll", "a poll re-reads the history request, and requests.history is missing")
     for i, rule in enumerate(manifest.webhook.events):

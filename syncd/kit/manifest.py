@@ -192,6 +192,37 @@ class Request(Strict):
     result: str | None = None
 
 
+MarkFormat = Literal["epoch_s", "epoch_ms", "iso8601", "slack_ts"]
+
+
+class Reconcile(Request):
+    """How a send whose answer was lost is looked for at the platform before it is sent again
+    (``Connector.reconcile_send``). Declared where the platform keeps something of the app's
+    message that syncd sent with it (a metadata field, a client id).
+
+    The request's templates read ``{message.*}``, ``{chat.*}`` and ``{since}``: when syncd
+    first registered the send, less ``windowS``, written as ``timeFormat``. Its records (every
+    page) are searched for the first that passes every ``match`` condition, whose expected
+    values are templates on the message (``{message.appMessageId}``); a condition whose
+    template has no value (no app message id) makes the search say "not found". ``answer``
+    (templates on ``{record}``, ``{parent}``, ``{chat}``, ``{message}``; default: the record)
+    is what the ``send`` request's ``result`` mapping reads, as if the send had answered it.
+    Of several, the first whose ``when`` the outgoing message passes is used.
+    """
+
+    when: list[Condition] = Field(default_factory=list)
+    match: list[Condition] = Field(min_length=1)
+    answer: Any = None
+    window_s: float = Field(300, gt=0)
+    time_format: MarkFormat = "epoch_s"
+
+    @model_validator(mode="after")
+    def _compares(self) -> Reconcile:
+        if not any(c.equals is not None for c in self.match):
+            raise ValueError("a reconcile match needs a condition with equals (what the sent message carries)")
+        return self
+
+
 class Poll(Strict):
     """An incremental read: the ``history`` request per chat with ``since`` added, from the
     stored high-water mark minus the look-back window."""
@@ -199,7 +230,7 @@ class Poll(Strict):
     request: Literal["history"] = "history"
     param: str
     #: How the mark is written in the parameter.
-    format: Literal["epoch_s", "epoch_ms", "iso8601", "slack_ts"] = "epoch_s"
+    format: MarkFormat = "epoch_s"
 
 
 class Requests(Strict):
@@ -212,6 +243,8 @@ class Requests(Strict):
     delete: Request | None = None
     register_webhook: Request | None = None
     unregister_webhook: Request | None = None
+    #: Finding a send whose answer was lost (``Reconcile``); the first that applies is used.
+    reconcile_send: list[Reconcile] = Field(default_factory=list)
     #: Further requests a platform's module calls by name (``self.named("replies")``), so their
     #: paths, parameters, paging and filters are data too.
     named: dict[str, Request] = Field(default_factory=dict)
@@ -512,3 +545,4 @@ class Manifest(Strict):
 
 
 Request.model_rebuild()
+Reconcile.model_rebuild()

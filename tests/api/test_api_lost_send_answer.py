@@ -49,3 +49,45 @@ async def test_a_gmail_send_whose_answer_was_lost_is_found_by_its_message_id_and
         assert stored[0]["externalMessageId"] == at_platform[0]["id"]
     finally:
         await tb.stop()
+
+
+async def _slack_send_with_lost_answer(thread: bool) -> None:
+    drops: dict[str, Any] = {}
+
+    def transport(name: str, sim: Any) -> httpx.AsyncBaseTransport:
+        drops[name] = DropsTheAnswer(httpx.ASGITransport(sim), "/chat.postMessage")
+        return drops[name]
+
+    tb = await Testbed.start(transport=transport)
+    try:
+        ws = tb.slack.seed_workspace()
+        general = ws["general"]
+        slack = await tb.create_slack()
+        await tb.settle()
+        parent = next(m for m in tb.slack.truth(general) if m["text"] == "Release plan thread")
+        message: dict[str, Any] = {"id": "app-msg-2", "text": "On it"}
+        if thread:
+            message["externalThreadId"] = f"{general}:{parent['ts']}"
+        answer = await tb.post_event({"id": "evt-lost-2", "type": "message.created", "customerId": "cust-1",
+                                      "platform": "slack", "externalChatId": general, "message": message})
+        assert answer.status_code == 202, answer.text
+        await tb.settle()
+        assert drops["slack"].times == 0  # the answer was dropped once
+        at_platform = [m for m in tb.slack.truth(general) if m["text"] == "On it"]
+        assert len(at_platform) == 1
+        assert at_platform[0]["thread_ts"] == (parent["ts"] if thread else None)
+        stored = [m for m in await chat_messages(tb, slack, general) if m["text"] == "On it"]
+        assert len(stored) == 1
+        assert stored[0]["externalMessageId"] == f"{general}:{at_platform[0]['ts']}"
+        assert stored[0]["appMessageId"] == "app-msg-2"
+        assert stored[0]["externalThreadId"] == (f"{general}:{parent['ts']}" if thread else None)
+    finally:
+        await tb.stop()
+
+
+async def test_a_slack_send_whose_answer_was_lost_is_found_by_its_metadata_and_not_sent_again():
+    await _slack_send_with_lost_answer(thread=False)
+
+
+async def test_a_slack_thread_reply_whose_answer_was_lost_is_found_in_its_thread_and_not_sent_again():
+    await _slack_send_with_lost_answer(thread=True)

@@ -12,6 +12,7 @@ from bench.faults import (
     crash,
     durability,
     echoes,
+    lost_answers,
     poison,
     replicas,
     shutdown,
@@ -102,3 +103,11 @@ async def test_a_crash_between_a_pages_write_and_its_callbacks_loses_and_doubles
 
     assert_clean(row)
     assert row.facts["owed_at_crash"] > 0  # the crash really left callbacks unqueued
+
+
+async def test_a_send_the_platform_posted_but_whose_answer_was_lost_is_found_not_posted_again() -> None:
+    row = await lost_answers.run(8)  # eight messages to Slack and eight to Gmail
+
+    assert_clean(row)
+    assert row.facts["answers_lost"] > 0
+    assert row.facts["searches"] >= row.facts["answers_lost"]  # each lost one was looked for

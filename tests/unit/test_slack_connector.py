@@ -346,3 +346,29 @@ async def test_a_poll_finds_new_messages_replies_and_recent_edits_since_the_mark
     again = await slack.poll(result.state, [general], lookback_s=60)
     assert "new topic (edited)" in [m.text for m in again.changes.messages]
     assert again.state == result.state
+
+
+async def test_a_send_carries_the_app_message_id_as_metadata_which_history_shows_only_when_asked(slack, sim):
+    general = chat(sim, "general")
+    sent = await slack.send(OutgoingMessage(general, text="From the app", app_message_id="app-9"))
+    ts = sent.external_message_id.partition(":")[2]
+    stored = sim._find(general.external_chat_id, ts)
+    assert stored["_metadata"] == {"event_type": "syncd_message", "event_payload": {"id": "app-9"}}
+    # Read back through the history (which shows no metadata unless asked), it maps as any
+    # message of the bot: same ids and text, nothing of the metadata in it.
+    messages, _ = await all_pages(slack, general)
+    mine = [m for m in messages if m.text == "From the app"]
+    assert len(mine) == 1 and mine[0].external_message_id == sent.external_message_id and mine[0].from_self
+    record = {**sim._public(stored, metadata=True), "channel": general.external_chat_id}
+    with_metadata = slack.map_as("message", "message", record, {"channel": general.external_chat_id})
+    assert with_metadata == mine[0].model_copy(update={"attachments": with_metadata.attachments})
+
+
+async def test_a_lost_send_is_found_by_its_metadata_and_another_app_message_is_not(slack, sim, clock):
+    general = chat(sim, "general")
+    sent = await slack.send(OutgoingMessage(general, text="Twice?", app_message_id="app-10"))
+    clock.now += 30
+    found = await slack.reconcile_send(OutgoingMessage(general, text="Twice?", app_message_id="app-10"))
+    assert found is not None and found.external_message_id == sent.external_message_id
+    assert found.sent_at == sent.sent_at
+    assert await slack.reconcile_send(OutgoingMessage(general, text="Twice?", app_message_id="app-11")) is None

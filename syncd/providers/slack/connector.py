@@ -8,6 +8,7 @@
   taken, where a chat with no mark of its own starts.
 - the mapping is handed whether the author is our own bot (``fromSelf``) and the message's
   files as attachments; DMs are named after the other user.
+- a send is looked for by the metadata it carries (``reconcileSend``) with the same bare ids.
 - "Add to Slack" (OAuth) gives the bot token.
 """
 
@@ -27,6 +28,7 @@ from syncd.universal import (
     MessageData,
     OutgoingMessage,
     PollResult,
+    SendResult,
     UserData,
     WebhookRequest,
 )
@@ -163,9 +165,15 @@ class SlackConnector(ManifestConnector):
     async def _outgoing(self, name: str, message: OutgoingMessage) -> Any:
         if name != "send" and not message.external_message_id:
             raise PermanentError(f"cannot {name} a message that has no Slack id yet")
-        bare = dataclasses.replace(message, external_thread_id=_bare(message.external_thread_id),
-                                   external_message_id=_bare(message.external_message_id))
-        return await super()._outgoing(name, bare)
+        return await super()._outgoing(name, _bare_ids(message))
+
+    async def reconcile_send(self, message: OutgoingMessage) -> SendResult | None:
+        return await super().reconcile_send(_bare_ids(message))
+
+
+def _bare_ids(message: OutgoingMessage) -> OutgoingMessage:
+    return dataclasses.replace(message, external_thread_id=_bare(message.external_thread_id),
+                               external_message_id=_bare(message.external_message_id))
 
 
 CONNECTOR = SlackConnector

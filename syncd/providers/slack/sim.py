@@ -53,6 +53,11 @@ def us_to_ts(us: int) -> str:
     return f"{us // 1_000_000}.{us % 1_000_000:06d}"
 
 
+def _flag(value: Any) -> bool:
+    """A boolean argument as Slack reads it: ``true``/``1`` (a query string) or JSON true."""
+    return value is True or str(value).lower() in ("true", "1")
+
+
 def _cursor(prefix: str, value: Any) -> str:
     return base64.b64encode(f"{prefix}:{value}".encode()).decode()
 
@@ -271,9 +276,9 @@ class SlackSimulator(Trial):
         return {"id": self.bot_id, "app_id": self.app_id, "name": "Sync Bot", "deleted": False,
                 "team_id": self.team_id, "updated": 0}
 
-    def _render(self, channel: str, m: dict[str, Any]) -> dict[str, Any]:
+    def _render(self, channel: str, m: dict[str, Any], *, metadata: bool = False) -> dict[str, Any]:
         """A message as the API shows it: thread summary on parents, tombstones for deleted ones."""
-        out = self._public(m)
+        out = self._public(m, metadata=metadata)
         replies = self._replies(channel, m["ts"]) if m.get("thread_ts", m["ts"]) == m["ts"] else []
         if replies:
             out.update(thread_ts=m["ts"], reply_count=len(replies), reply_users_count=len({r["user"] for r in replies}),
@@ -479,7 +484,8 @@ class SlackSimulator(Trial):
             and (not m.get("_deleted") or self._replies(channel, m["ts"]))
         ]
         page, has_more, cursor = self._page("conversations.history", params, visible, True, 100)
-        return {"messages": [self._render(channel, m) for m in page], "has_more": has_more, "pin_count": 0,
+        meta = _flag(params.get("include_all_metadata"))
+        return {"messages": [self._render(channel, m, metadata=meta) for m in page], "has_more": has_more, "pin_count": 0,
                 "channel_actions_ts": None, "channel_actions_count": 0,
                 "response_metadata": {"next_cursor": cursor}}
 
@@ -492,7 +498,9 @@ class SlackSimulator(Trial):
         inside = self._window(params)
         replies = [r for r in self._replies(channel, parent["ts"]) if inside(ts_to_us(r["ts"]))]
         page, has_more, cursor = self._page("conversations.replies", params, replies, False, 1000)
-        return {"messages": [self._render(channel, parent), *map(self._public, page)],
+        meta = _flag(params.get("include_all_metadata"))
+        return {"messages": [self._render(channel, parent, metadata=meta),
+                             *(self._public(r, metadata=meta) for r in page)],
                 "has_more": has_more, "response_metadata": {"next_cursor": cursor}}
 
     async def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -526,9 +534,28 @@ class SlackSimulator(Trial):
             parent = next((m for m in self.messages[channel] if m["ts"] == thread_ts and not m.get("_deleted")), None)
             if parent is None or parent.get("thread_ts", parent["ts"]) != parent["ts"]:
                 raise _ApiError("invalid_thread_ts")
+        metadata = self._metadata(params.get("metadata"))
         record = self.add_message(channel, str(params.get("text") or ""), self.bot_user_id, thread_ts=thread_ts)
+        if metadata is not None:
+            record["_metadata"] = metadata  # kept out of events; shown by history on request
         await self._echo(self._message_event(channel, record))
-        return {"channel": channel, "ts": record["ts"], "message": self._public(record)}
+        return {"channel": channel, "ts": record["ts"], "message": self._public(record, metadata=True)}
+
+    @staticmethod
+    def _metadata(value: Any) -> dict[str, Any] | None:
+        """chat.postMessage's ``metadata``: a JSON object (or its text, in a form body) of
+        ``event_type`` and ``event_payload``."""
+        if value in (None, ""):
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise _ApiError("invalid_metadata_format") from None
+        if not isinstance(value, dict) or not isinstance(value.get("event_type"), str) \
+                or not isinstance(value.get("event_payload"), dict):
+            raise _ApiError("invalid_metadata_schema")
+        return {"event_type": value["event_type"], "event_payload": value["event_payload"]}
 
     async def _update(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(params)
@@ -553,8 +580,13 @@ class SlackSimulator(Trial):
             await self.on_echo(delivery)
 
     @staticmethod
-    def _public(record: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in record.items() if not k.startswith("_")}
+    def _public(record: dict[str, Any], *, metadata: bool = False) -> dict[str, Any]:
+        """A stored message as the API shows it; its metadata only where asked for
+        (``include_all_metadata``) and in the answer to the post that attached it."""
+        out = {k: v for k, v in record.items() if not k.startswith("_")}
+        if metadata and record.get("_metadata") is not None:
+            out["metadata"] = record["_metadata"]
+        return out
 
     # -- Events API -----------------------------------------------------------------------
     def post_user_message(self, channel: str, text: str, user: str, thread_ts: str | None = None) -> SlackDelivery:
