@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from syncd import metrics
 from syncd.api_platforms import platforms_router
+from syncd.api_plugins import plugin_links, plugins_router
 from syncd.connect import connect_router
 from syncd.engine.engine import Engine, IntegrationError
 from syncd.engine.exporter import EventRejected
@@ -292,7 +293,7 @@ def create_app(engine: Engine) -> FastAPI:
             platform=body.platform, customer_id=body.customer_id, name=body.name,
             credentials=body.credentials, settings=body.settings,
         )
-        return {"integration": integration_view(integration)}
+        return {"integration": {**integration_view(integration), **await plugin_links(engine, integration)}}
 
     @app.get("/integrations", tags=["integrations"], dependencies=[Depends(admin)])
     async def list_integrations(customerId: str | None = None, platform: str | None = None) -> dict[str, Any]:
@@ -301,7 +302,8 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.get("/integrations/{integration_id}", tags=["integrations"], dependencies=[Depends(admin)])
     async def get_integration(integration_id: str) -> dict[str, Any]:
-        return {"integration": integration_view(await engine.get_integration(integration_id))}
+        integration = await engine.get_integration(integration_id)
+        return {"integration": {**integration_view(integration), **await plugin_links(engine, integration)}}
 
     @app.delete("/integrations/{integration_id}", tags=["integrations"], dependencies=[Depends(admin)])
     async def delete_integration(integration_id: str) -> dict[str, Any]:
@@ -460,6 +462,7 @@ def create_app(engine: Engine) -> FastAPI:
         return JSONResponse(answer, status_code=202)
 
     app.include_router(connect_router(engine))
+    app.include_router(plugins_router(engine))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

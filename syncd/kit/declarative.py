@@ -24,6 +24,7 @@ from syncd.kit.connector import Connector, body_digest
 from syncd.kit.credentials import credentials_model, generate_missing, secret_values
 from syncd.kit.errors import (
     AlreadyDone,
+    AuthError,
     MalformedDelivery,
     PermanentError,
     SignatureError,
@@ -89,6 +90,8 @@ class ManifestConnector(Connector):
                   transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp:
         api = cls.manifest.api
         scope = {"credentials": _scope_credentials(credentials)}
+        if api is not None and api.root_credential and scope["credentials"].get(api.root_credential):
+            base_url = str(scope["credentials"][api.root_credential]).rstrip("/")
         classify = classifier(cls.manifest.errors, secret_values(cls.manifest, credentials))
         return ProviderHttp(
             base_url, classify=classify, auth=ManifestAuth(cls.manifest.auth, scope),
@@ -130,6 +133,9 @@ class ManifestConnector(Connector):
     async def call(self, name: str, spec: Request, scope: dict[str, Any], *, cursor: str | None = None,
                    body: dict[str, Any] | None = None) -> tuple[httpx.Response, Any]:
         """Send one declared request; the answer and its JSON (``None`` if not JSON)."""
+        api = self.manifest.api
+        if api is not None and api.root_credential and not scope["credentials"].get(api.root_credential):
+            raise AuthError(f"the API is not configured yet: {api.root_credential} is not set")
         params = templates.without_none(templates.render(spec.params, scope))
         if body is None and spec.body is not None:
             body = templates.without_none(templates.render(spec.body, scope))

@@ -101,6 +101,8 @@ def load_manifest(path: str | Path, *, custom: bool = False) -> Loaded:
     """One manifest, validated; ``ManifestError`` names the file, the path and the problem."""
     file = str(path)
     raw = read_yaml(path)
+    if isinstance(raw, dict) and raw.get("mappingFrom"):
+        raw = {**raw, "mapping": _inherited_mapping(Path(path), raw["mappingFrom"], raw.get("mapping") or {})}
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
@@ -112,6 +114,31 @@ def load_manifest(path: str | Path, *, custom: bool = False) -> Loaded:
     validate_sections(manifest.mapping, file)
     check_references(manifest, file)
     return Loaded(manifest, Mapping(manifest.platform, manifest.mapping, file), file, custom)
+
+
+def _merged(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """``own`` mapping sections over ``base``'s: a section's fields are merged, each field rule
+    replaced whole (``sections`` holds named sections, merged the same way)."""
+    out = dict(base)
+    for name, fields in own.items():
+        if name == "sections" and isinstance(fields, dict):
+            out[name] = _merged(base.get(name) or {}, fields)
+        elif isinstance(fields, dict) and isinstance(base.get(name), dict):
+            out[name] = {**base[name], **fields}
+        else:
+            out[name] = fields
+    return out
+
+
+def _inherited_mapping(path: Path, name: str, own: dict[str, Any]) -> dict[str, Any]:
+    """``own`` mapping sections merged over those of manifest ``name`` (beside ``path``, or
+    built in)."""
+    for folder in (path.parent, mappings_dir()):
+        base_file = folder / f"{name}.yaml"
+        if base_file.is_file() and base_file.resolve() != path.resolve():
+            base = read_yaml(base_file)
+            return _merged(base.get("mapping") or {} if isinstance(base, dict) else {}, own)
+    raise ManifestError(str(path), "mappingFrom", f"no manifest {name!r} to take the mapping from")
 
 
 def extra_dir() -> Path | None:

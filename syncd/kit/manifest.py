@@ -63,6 +63,10 @@ class Api(Strict):
     timeout_s: float | None = Field(None, gt=0)
     #: Items per page asked of list and history requests, where the request says ``{pageSize}``.
     page_size: int = Field(100, gt=0)
+    #: A credential holding the root, for a platform whose API lives at a URL it hands over when
+    #: it connects (each customer's own instance); used when set, before any configured root.
+    #: While it is empty every request fails as unauthorised (nothing can be reached yet).
+    root_credential: str | None = None
 
 
 class CredentialField(Strict):
@@ -392,6 +396,10 @@ class Manifest(Strict):
     #: Other names the platform answers to (a short name).
     aliases: list[str] = Field(default_factory=list)
     docs: str | None = None
+    #: Another built-in manifest whose ``mapping`` this one starts from (a platform that speaks
+    #: another's payloads, e.g. propagated webhooks): this manifest's sections are merged over
+    #: it, field by field.
+    mapping_from: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
     capabilities: Capabilities = Field(default_factory=Capabilities)
     intervals: Intervals = Field(default_factory=Intervals)
     api: Api | None = None
