@@ -124,7 +124,7 @@ class CreateIntegration(_In):
     platform: str = Field(min_length=1, max_length=64)
     customer_id: str = Field(min_length=1, max_length=512)
     name: str | None = Field(default=None, max_length=512)
-    credentials: dict[str, Any]
+    credentials: dict[str, Any] = Field(default_factory=dict)
     settings: dict[str, Any] | None = None
 
 
