@@ -90,8 +90,9 @@ class ManifestConnector(Connector):
                   transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp:
         api = cls.manifest.api
         scope = {"credentials": _scope_credentials(credentials)}
-        if api is not None and api.root_credential and scope["credentials"].get(api.root_credential):
-            base_url = str(scope["credentials"][api.root_credential]).rstrip("/")
+        given = str(scope["credentials"].get(api.root_credential) or "") if api and api.root_credential else ""
+        if given.startswith(("https://", "http://")):
+            base_url = given.rstrip("/")
         classify = classifier(cls.manifest.errors, secret_values(cls.manifest, credentials))
         return ProviderHttp(
             base_url, classify=classify, auth=ManifestAuth(cls.manifest.auth, scope),
