@@ -302,8 +302,7 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.get("/integrations/{integration_id}", tags=["integrations"], dependencies=[Depends(admin)])
     async def get_integration(integration_id: str) -> dict[str, Any]:
-        integration = await engine.get_integration(integration_id)
-        return {"integration": {**integration_view(integration), **await plugin_links(engine, integration)}}
+        return {"integration": integration_view(await engine.get_integration(integration_id))}
 
     @app.delete("/integrations/{integration_id}", tags=["integrations"], dependencies=[Depends(admin)])
     async def delete_integration(integration_id: str) -> dict[str, Any]:

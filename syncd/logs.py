@@ -71,6 +71,8 @@ _TOKEN_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bEAA[A-Za-z0-9]{20,}"), REDACTED),
     # Telegram bot tokens, which sit in request paths (/bot<token>/sendMessage).
     (re.compile(r"(?<![0-9])\d{5,}:[A-Za-z0-9_-]{30,}"), REDACTED),
+    # Plugin URLs end in a secret path segment (/plugins/<platform>/<integration>/<secret>).
+    (re.compile(r"(/plugins/[^/\s]+/[^/\s]+/)[^/\s\"'?#]+"), rf"\1{REDACTED}"),
     # Webhook/app signatures (Slack v0=, Meta/ours sha256=, legacy sha1=), hex or base64.
     (re.compile(r"\b(v0=|sha256=|sha1=)[A-Za-z0-9+/]{20,}={0,2}"), rf"\1{REDACTED}"),
     # Credentials passed as URL query parameters or in form-encoded bodies.
