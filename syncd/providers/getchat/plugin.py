@@ -38,7 +38,7 @@ _PHONE = re.compile(r"^\+?\d{6,15}$")
 API_PATH = "/api/v1"
 
 
-def PluginError(status: int, code: str, message: str) -> HTTPException:  # noqa: N802
+def refusal(status: int, message: str) -> HTTPException:
     """An error answered as ``{"error": {"code", "message"}}`` (the code follows the status)."""
     return HTTPException(status, message)
 
@@ -92,9 +92,9 @@ def _int(value: str | None, default: int, name: str, *, low: int, high: int) -> 
     try:
         number = int(value)
     except ValueError:
-        raise PluginError(400, "bad_request", f"{name} must be a whole number") from None
+        raise refusal(400, f"{name} must be a whole number") from None
     if not low <= number <= high:
-        raise PluginError(400, "bad_request", f"{name} must be between {low} and {high}")
+        raise refusal(400, f"{name} must be between {low} and {high}")
     return number
 
 
@@ -116,7 +116,7 @@ def router(host: PluginHost) -> APIRouter:
         secret = str((found[1] if found else {}).get("pluginSecret") or "").encode()
         # Compared in constant time; a wrong secret answers as an unknown integration does.
         if found is None or not secret or not hmac.compare_digest(given, secret):
-            raise PluginError(404, "not_found", "no such plugin")
+            raise refusal(404, "no such plugin")
         return found
 
     async def all_contacts(integration: Integration) -> list[dict[str, Any]]:
@@ -179,9 +179,8 @@ def router(host: PluginHost) -> APIRouter:
         body = _json_object(await request.body())
         url, token = body.get("api_url"), body.get("api_token")
         if not isinstance(url, str) or not isinstance(token, str) or "None" in (url, token) or not url or not token:
-            raise PluginError(422, "api_not_available",
-                              "api_url and api_token are required: get.chat sends 'None' when the plugin may "
-                              "not use the Integration API")
+            raise refusal(422, "api_url and api_token are required: get.chat sends 'None' when the plugin may "
+                          "not use the Integration API")
         await host.configure(integration.id, {**credentials, "apiUrl": api_root(url), "apiToken": token})
         return JSONResponse(None)
 
@@ -204,7 +203,7 @@ def _json_object(body: bytes) -> dict[str, Any]:
     try:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise PluginError(400, "bad_request", "body is not valid JSON") from None
+        raise refusal(400, "body is not valid JSON") from None
     if not isinstance(parsed, dict):
-        raise PluginError(400, "bad_request", "body must be a JSON object")
+        raise refusal(400, "body must be a JSON object")
     return parsed
