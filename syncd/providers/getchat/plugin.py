@@ -21,7 +21,7 @@ import json
 import re
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 from syncd.kit.plugins import PluginHost
@@ -107,8 +107,12 @@ def _page(request: Request) -> tuple[int, int]:
     return (_int(q.get("page"), 1, "page", low=1, high=10**9) - 1) * limit, limit
 
 
+def _path(integration_id: str, plugin_secret: str) -> None:
+    """Declares the prefix's path parameters (for the API's schema); ``plugin`` checks them."""
+
+
 def router(host: PluginHost) -> APIRouter:
-    api = APIRouter(prefix=PREFIX, tags=["plugins"])
+    api = APIRouter(prefix=PREFIX, tags=["plugins"], dependencies=[Depends(_path)])
 
     async def plugin(request: Request) -> tuple[Integration, dict[str, Any]]:
         found = await host.integration(PLATFORM, request.path_params["integration_id"])
