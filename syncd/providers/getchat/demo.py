@@ -6,10 +6,10 @@ messages sent (202, queued) and their sent/delivered/read statuses; edits and de
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from syncd.providers.getchat.sim import GetchatSimulator
 from syncd.sim.scenario import Scenario, Truth
-from syncd.testbed import BASE
 
 PEOPLE = {"4915112345678": "Ann Ames", "4915187654321": "Bo Berg", "4917612345678": "Cy Chen"}
 
@@ -30,7 +30,7 @@ class GetchatScenario(Scenario):
         return f"{len(self.sim.messages)} messages in {len(PEOPLE)} chats"
 
     def _plugin(self, integration: dict[str, Any]) -> str:
-        return integration["pluginUrl"].replace(BASE, "")
+        return urlsplit(integration["pluginUrl"]).path
 
     async def create(self, *, wait: bool) -> dict[str, Any]:
         answer = await self.tb.api.post("/integrations", json={"platform": "getchat", "customerId": "cust-1"})
