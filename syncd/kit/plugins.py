@@ -3,10 +3,10 @@ plugin server for contacts and hands it API credentials), rather than only posti
 
 Such a platform's folder has a ``plugin.py`` with
 
-- ``router(host: PluginHost) -> fastapi.APIRouter``: its routes, under a path of its own
-  (which may carry the platform's name); the API mounts every router that platforms declare;
-- ``links(base_url, integration_id, credentials) -> dict``: fields added to the integration's
-  answer (the URL to paste at the platform).
+``router(host: PluginHost) -> fastapi.APIRouter``: its routes, under a path of its own
+(which may carry the platform's name); the API mounts every router that platforms declare.
+The URL to paste at the platform is the manifest's: a generated credential's ``link``, answered
+once at creation (``setup``).
 
 ``PluginHost`` is what those routes may do: the API implements it over the engine and the
 store, so platform code still never imports them.

@@ -43,11 +43,6 @@ def refusal(status: int, message: str) -> HTTPException:
     return HTTPException(status, message)
 
 
-def links(base_url: str, integration_id: str, credentials: dict[str, Any]) -> dict[str, Any]:
-    """The plugin URL to paste into get.chat's "Connect an external plugin"."""
-    return {"pluginUrl": f"{base_url}/plugins/getchat/{integration_id}/{credentials['pluginSecret']}"}
-
-
 def api_root(url: str) -> str:
     """``api_url`` as the API root: get.chat may post the host alone or the ``/api/v1/`` root."""
     url = url.strip().rstrip("/")

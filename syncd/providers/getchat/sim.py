@@ -17,7 +17,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from syncd.sim.base import Faults
+from syncd.sim.base import Faults, Trial
 
 ROOT = "https://demo-stack.inbox.platform.get.chat/api/v1"
 
@@ -50,7 +50,7 @@ class GetchatMessage:
 
 
 @dataclass
-class GetchatSimulator:
+class GetchatSimulator(Trial):
     """One Inbox (one number) with its chats; an ASGI app."""
 
     token: str = field(default_factory=lambda: secrets.token_hex(20))
@@ -73,8 +73,26 @@ class GetchatSimulator:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
 
+    #: ``syncd sim getchat``: the Integration API is served under ``/api/v1``; the credentials
+    #: then name the simulator's own root (``apiUrl`` wins over any configured root).
+    trial_roots: ClassVar[dict[str, str]] = {"getchat": "/api/v1"}
+    trial_root: str = ROOT
+
+    def trial_base_urls(self, url: str) -> dict[str, str]:
+        roots = super().trial_base_urls(url)
+        self.trial_root = roots["getchat"]
+        return roots
+
+    def trial_seed(self) -> str:
+        self.seed("4915112345678", "Ann Ames", [("hello", False), ("hi Ann, how can we help?", True)])
+        self.seed("4915187654321", "Bo Berg", [("is my order on its way?", False)])
+        return f"{len(self.messages)} messages in 2 chats"
+
+    def trial_chat(self) -> str:
+        return "4915112345678"
+
     def trial_credentials(self) -> dict[str, str]:
-        return {"apiUrl": ROOT, "apiToken": self.token}
+        return {"apiUrl": self.trial_root, "apiToken": self.token}
 
     def configure_body(self) -> dict[str, str]:
         """What the Inbox posts to the plugin's ``/configure_api``."""

@@ -1,5 +1,5 @@
 """Routes that platforms declare (``syncd/providers/<p>/plugin.py``, see ``syncd.kit.plugins``),
-mounted under the paths they choose, and ``PluginHost``: what those routes may do, implemented
+mounted under the paths they choose, and ``EngineHost``: what those routes may do, implemented
 over the engine and the store. Nothing here names a platform."""
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from syncd.universal import WebhookAnswer, WebhookRequest
 
 
 class EngineHost:
+    """``syncd.kit.plugins.PluginHost`` over the engine."""
+
     def __init__(self, engine: Engine):
         self.engine = engine
 
@@ -47,12 +49,3 @@ def plugins_router(engine: Engine) -> APIRouter:
     for module in _plugins(engine).values():
         router.include_router(module.router(host))
     return router
-
-
-async def plugin_links(engine: Engine, integration: Integration) -> dict[str, Any]:
-    """Fields a platform's plugin adds to its integrations' answers (the URL to paste)."""
-    module = _plugins(engine).get(integration.platform)
-    if module is None:
-        return {}
-    credentials = await engine.store.get_credentials(integration.id)
-    return module.links(engine.ctx.settings.public_base(), integration.id, credentials)
