@@ -163,6 +163,8 @@ class WebhookAnswer:
     status_code: int = 200
     body: str | bytes | dict[str, Any] | None = None
     media_type: str = "application/json"
+    #: Headers the platform expects on the answer (a proof that the receiver holds the secret).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -51,7 +51,7 @@ def add_webhook_route(app: FastAPI, engine: Engine) -> None:
             raise ApiError(400, "bad_request", str(exc)) from None
         # An echoed handshake value (a validationToken, a hub.challenge) is the sender's text:
         # a browser must never sniff it into HTML.
-        headers = {"x-content-type-options": "nosniff"}
+        headers = {**answer.headers, "x-content-type-options": "nosniff"}
         if isinstance(answer.body, dict):
             return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
         return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type,

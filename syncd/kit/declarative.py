@@ -357,12 +357,14 @@ class ManifestConnector(Connector):
             return shook
         if not hook.verify:
             raise SignatureError(f"{self.platform} declares no webhook verification")
-        signatures.verify(hook.verify, request, scope, now=self.ctx.clock(), max_skew_s=self.ctx.webhook_max_skew_s)
+        proof = signatures.verify(hook.verify, request, scope, now=self.ctx.clock(),
+                                  max_skew_s=self.ctx.webhook_max_skew_s)
         shook = signatures.handshake(hook.handshakes, request, scope, verified=True)
         if shook is not None:
+            shook.answer.headers.update(proof)
             return shook
         answer = WebhookAnswer(hook.answer_status, hook.answer_body if hook.answer_body is not None else {"ok": True},
-                               hook.answer_media_type)
+                               hook.answer_media_type, proof)
         try:
             body = self.parse_body(request)
             local = self.scope(body=body)

@@ -336,6 +336,14 @@ class Verifier(Strict):
     encoding: Literal["hex", "base64"] = "hex"
     value: str | None = None
     timestamp_header: str | None = None
+    #: What the timestamp header counts: seconds or milliseconds since the epoch.
+    timestamp_unit: Literal["s", "ms"] = "s"
+    #: ``hmac`` only: the key is the hex digest of ``key`` rendered (a per-delivery key derived
+    #: from the secret and a header: ``sha256("{header.x-timestamp};{credentials.secret}")``).
+    key_digest: Literal["sha256"] | None = None
+    #: ``hmac`` only: a header the answer carries with the (derived) key, proving that syncd
+    #: holds the secret (a platform that drops a webhook whose answer lacks it).
+    answer_header: str | None = None
     #: A credential that must be set for this verifier to apply (an optional signing key).
     only_if: str | None = None
     #: ``jwt`` only: the algorithms accepted (never ``none``), the claims required and checked.
@@ -352,6 +360,8 @@ class Verifier(Strict):
             raise ValueError(f"a {self.type} verifier needs key")
         if self.type == "token" and self.value is None:
             raise ValueError("a token verifier needs value")
+        if self.type != "hmac" and (self.key_digest or self.answer_header):
+            raise ValueError("keyDigest and answerHeader belong to an hmac verifier")
         return self
 
 

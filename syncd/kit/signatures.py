@@ -48,7 +48,7 @@ def _fresh(verifier: Verifier, request: WebhookRequest, now: float, max_skew_s: 
         return
     raw = request.headers.get(verifier.timestamp_header.lower(), "")
     try:
-        stamp = float(raw)
+        stamp = float(raw) / (1000 if verifier.timestamp_unit == "ms" else 1)
     except ValueError:
         raise SignatureError(f"no valid {verifier.timestamp_header}") from None
     if abs(now - stamp) > max_skew_s:
@@ -65,22 +65,34 @@ def _hmac(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], ke
         raise SignatureError(f"{verifier.header or verifier.param} does not match")
 
 
+def _key(verifier: Verifier, scope: dict[str, Any]) -> str | None:
+    key = templates.render(verifier.key, scope) if verifier.key else None
+    if key is None or verifier.key_digest is None:
+        return None if key is None else str(key)
+    return hashlib.new(verifier.key_digest, str(key).encode()).hexdigest()
+
+
 def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,
-           now: float, max_skew_s: float) -> None:
-    """Raise ``SignatureError`` unless the delivery passes every verifier that applies."""
+           now: float, max_skew_s: float) -> dict[str, str]:
+    """Raise ``SignatureError`` unless the delivery passes every verifier that applies; the
+    headers the answer must carry (``answerHeader``)."""
+    answer: dict[str, str] = {}
     for verifier in verifiers:
         if verifier.only_if and not templates.render(verifier.only_if, scope):
             continue
-        key = templates.render(verifier.key, scope) if verifier.key else None
+        key = _key(verifier, scope)
         if verifier.type == "hmac":
             _fresh(verifier, request, now, max_skew_s)
             _hmac(verifier, request, scope, str(key or ""))
+            if verifier.answer_header and key:
+                answer[verifier.answer_header] = key
         elif verifier.type == "token":
             expected = str(templates.render(verifier.value, scope) or "")
             if not expected or not hmac.compare_digest(_presented(verifier, request).encode(), expected.encode()):
                 raise SignatureError(f"{verifier.header or verifier.param} does not match")
         else:
             _jwt(verifier, request, scope, str(key or ""), now)
+    return answer
 
 
 def _jwt(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], key: str, now: float) -> None:

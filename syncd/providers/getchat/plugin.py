@@ -192,8 +192,9 @@ def router(host: PluginHost) -> APIRouter:
                                   query=dict(request.query_params), body=await request.body())
         answer = await host.deliver(integration, delivery)
         if isinstance(answer.body, dict):
-            return JSONResponse(answer.body, status_code=answer.status_code)
-        return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type)
+            return JSONResponse(answer.body, status_code=answer.status_code, headers=answer.headers)
+        return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type,
+                        headers=answer.headers)
 
     return api
 

@@ -1,0 +1,116 @@
+"""SocialHub through the HTTP API: the custom channel's manifest patched on start (its webhook
+test answered with the challenge), app messages as tickets (409 = already there), agents'
+replies verified with SocialHub's scheme and stored in their ticket's chat, and forged,
+stale and unsigned deliveries refused."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from apisupport import assert_error, chat_messages
+
+from syncd.providers.socialhub.sim import SocialHubSimulator, Ticket, challenge_of
+from syncd.testbed import Testbed
+
+CHAT = "conversation-48622799"
+
+
+@pytest.fixture
+async def sim() -> SocialHubSimulator:
+    return SocialHubSimulator()
+
+
+@pytest.fixture
+async def tb(sim: SocialHubSimulator):
+    tb = await Testbed.start(sims={"socialhub": sim})
+    sim.webhook_client = tb.api
+    yield tb
+    await tb.stop()
+
+
+async def connected(tb: Testbed, sim: SocialHubSimulator) -> dict[str, Any]:
+    integration = await tb.create("socialhub", sim.trial_credentials())
+    await tb.settle()
+    return integration
+
+
+async def send(tb: Testbed, event_id: str, message_id: str, text: str, chat: str = CHAT) -> None:
+    event = {"id": event_id, "type": "message.created", "customerId": "cust-1", "platform": "socialhub",
+             "externalChatId": chat, "message": {"id": message_id, "text": text}}
+    assert (await tb.post_event(event)).status_code == 202
+    await tb.settle()
+
+
+async def test_start_patches_the_manifest_with_the_webhook_a_long_secret_and_a_reply_action(tb, sim):
+    integration = await connected(tb, sim)
+    assert sim.webhook is not None and sim.webhook["url"] == integration["webhookUrl"]
+    assert len(sim.webhook["secret"]) >= 32
+    assert [a["type"] for a in sim.ticket_actions] == ["reply"]
+    # SocialHub tested the webhook on the update, and syncd answered with the challenge.
+    assert sim.webhook_tests == [200]
+    stored = await tb.daemon.store.get_credentials(integration["id"])
+    assert stored["webhookSecret"] == sim.webhook["secret"]
+    assert sim.webhook["secret"] not in (await tb.api.get(f"/integrations/{integration['id']}")).text
+
+
+async def test_the_answer_carries_the_challenge_even_for_the_empty_test_request(tb, sim):
+    integration = await connected(tb, sim)
+    delivery = sim.signed({"manifestId": sim.manifest_id, "channelId": sim.channel_id, "events": {}})
+    answer = await tb.deliver(integration, delivery)
+    assert answer.status_code == 200
+    assert answer.headers["x-socialhub-challenge"] == challenge_of(delivery.headers["x-socialhub-timestamp"],
+                                                                     sim.webhook["secret"])
+    assert not any((await tb.daemon.store.inbox_counts()).values())
+
+
+async def test_an_app_message_becomes_a_ticket_of_its_conversation_and_a_repeat_is_not_a_duplicate(tb, sim):
+    integration = await connected(tb, sim)
+    sim.tickets.append(Ticket("5eb493dcac52392e08513417", "app-msg-0", CHAT, "first", None))
+    await send(tb, "evt-0", "app-msg-0", "first")  # SocialHub answers 409: already there
+    await send(tb, "evt-1", "app-msg-1", "second", chat="conversation-new-1")
+    assert [(t.network_item_id, t.root_id) for t in sim.tickets] == [("app-msg-0", CHAT),
+                                                                       ("app-msg-1", "conversation-new-1")]
+    for event_id in ("evt-0", "evt-1"):
+        item = await tb.daemon.store.find_outbox("cust-1", event_id)
+        assert item.status == "sent", item.error
+    assert [m["externalMessageId"] for m in await chat_messages(tb, integration, "conversation-new-1")] == ["app-msg-1"]
+
+
+async def test_an_agents_reply_joins_its_tickets_chat_once_and_is_called_back(tb, sim):
+    integration = await connected(tb, sim)
+    await send(tb, "evt-0", "app-msg-0", "a question")
+    delivery = sim.reply("app-msg-0", "an answer")
+    for _ in range(2):
+        answer = await tb.deliver(integration, delivery)
+        assert answer.status_code == 200 and answer.headers["x-socialhub-challenge"] == delivery.challenge
+    await tb.settle()
+    messages = await chat_messages(tb, integration, CHAT)
+    reply = next(m for m in messages if m["text"] == "an answer")
+    assert reply["direction"] == "inbound" and reply["externalThreadId"] == "app-msg-0"
+    assert len(messages) == 2
+    assert "an answer" in [c.get("message", {}).get("text") for c in tb.app.received]
+
+
+@pytest.mark.parametrize("forge", ["wrong secret", "stale", "no signature", "no timestamp"])
+async def test_forged_stale_and_unsigned_deliveries_are_refused(tb, sim, forge):
+    integration = await connected(tb, sim)
+    await send(tb, "evt-0", "app-msg-0", "a question")
+    if forge == "wrong secret":
+        delivery = sim.reply("app-msg-0", "x", secret="y" * 40)
+    elif forge == "stale":
+        delivery = sim.reply("app-msg-0", "x", timestamp=int((time.time() - 3600) * 1000))
+    else:
+        delivery = sim.reply("app-msg-0", "x")
+        delivery.headers.pop("x-socialhub-signature" if forge == "no signature" else "x-socialhub-timestamp")
+    answer = await tb.deliver(integration, delivery)
+    assert_error(answer, 401, "bad_signature")
+    assert "x-socialhub-challenge" not in answer.headers
+    assert not any((await tb.daemon.store.inbox_counts()).values())
+
+
+async def test_a_refused_access_token_is_refused_at_creation(tb, sim):
+    answer = await tb.api.post("/integrations", json={"platform": "socialhub", "customerId": "cust-1",
+                                                      "credentials": {"accessToken": "eyJ-wrong"}})
+    assert_error(answer, 422, "credentials_rejected")
