@@ -176,6 +176,18 @@ class WebhookAccepted:
 
 
 @dataclass
+class FollowUp:
+    """What the platform must be told once a delivery's records are stored, or once storing
+    them failed for good (a reply confirmed, or handed back to its sender). ``stored`` and
+    ``failed`` name what the connector does (the engine does not read them); ``ctx`` is the
+    record they concern."""
+
+    stored: str | None = None
+    failed: str | None = None
+    ctx: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Changes:
     """What a webhook delivery or a poll says changed at the platform.
 
@@ -188,6 +200,8 @@ class Changes:
     chats: list[ChatData] = field(default_factory=list)
     poll_requested: bool = False
     resync_requested: bool = False
+    #: Handed back to ``Connector.follow_up`` after the ingest (webhooks only).
+    follow_ups: list[FollowUp] = field(default_factory=list)
 
 
 @dataclass

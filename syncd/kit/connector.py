@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from syncd.universal import (
     Changes,
     ChatData,
+    FollowUp,
     HistoryPage,
     OutgoingMessage,
     PollResult,
@@ -205,6 +206,12 @@ class Connector(abc.ABC):
         (``None`` if it never ran). Raises ``ProviderError`` when the platform could not be
         reached, so the engine retries; what is already gone is not an error. Default: nothing
         to undo."""
+        return None
+
+    async def follow_up(self, follow_ups: list[FollowUp], *, stored: bool) -> None:
+        """Tell the platform that a delivery's records are stored (``stored``), or that storing
+        them failed for good. Raising makes the engine retry the delivery (its ingest is
+        idempotent). Default: nothing to tell."""
         return None
 
     async def close(self) -> None:

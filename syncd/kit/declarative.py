@@ -36,6 +36,7 @@ from syncd.kit.manifest import EventRule, Manifest, Request, Selection
 from syncd.universal import (
     Changes,
     ChatData,
+    FollowUp,
     HistoryPage,
     MessageData,
     OutgoingMessage,
@@ -464,10 +465,19 @@ class ManifestConnector(Connector):
         local = {**scope, "record": record, "parent": parent}
         ctx = {**templates.render(rule.ctx, local), "parent": parent, "root": scope.get("body")}
         mapped = self.map_as(rule.as_, rule.map or rule.as_, record, ctx)
+        if rule.follow_up is not None and mapped is not None:
+            changes.follow_ups.append(FollowUp(rule.follow_up.stored, rule.follow_up.failed,
+                                               {"record": record, "parent": parent, "root": scope.get("body")}))
         if isinstance(mapped, MessageData):
             changes.messages.append(mapped)
         elif isinstance(mapped, ChatData) and (mapped.external_chat_id not in chats or mapped.name):
             chats[mapped.external_chat_id] = mapped
+
+    async def follow_up(self, follow_ups: list[FollowUp], *, stored: bool) -> None:
+        for follow_up in follow_ups:
+            name = follow_up.stored if stored else follow_up.failed
+            if name is not None:
+                await self.call(name, self.named(name), self.scope(**follow_up.ctx))
 
     # -- polling and upkeep -------------------------------------------------------------------
     async def poll(self, state: Any, chats: list[ChatData], lookback_s: float) -> PollResult:

@@ -78,6 +78,10 @@ def check_references(manifest: Manifest, file: str) -> None:
     for i, rule in enumerate(manifest.webhook.events):
         if rule.fetch and rule.fetch not in manifest.requests.named:
             raise ManifestError(file, f"webhook.events.{i}.fetch", f"no named request {rule.fetch!r}")
+        follow_up = rule.follow_up.model_dump(exclude_none=True) if rule.follow_up else {}
+        for when, name in follow_up.items():
+            if name not in manifest.requests.named:
+                raise ManifestError(file, f"webhook.events.{i}.followUp.{when}", f"no named request {name!r}")
     for name in manifest.api.roots if manifest.api else {}:
         if name == (manifest.api.base_url_key if manifest.api else None):
             raise ManifestError(file, f"api.roots.{name}", "names the main root again")

@@ -429,6 +429,15 @@ class EventRule(Selection):
     #: delivery lacks (a chat's name from a profile API). Answers are cached per connector; a
     #: refused call (unknown, blocked) leaves the record out of this rule.
     fetch: str | None = None
+    #: Named requests (``requests.named``) called per record once the delivery is stored
+    #: (``stored``: a reply confirmed) or once storing it failed for good (``failed``: the
+    #: action handed back); their templates read ``record``, ``parent`` and ``root``.
+    follow_up: FollowUpRequests | None = None
+
+
+class FollowUpRequests(Strict):
+    stored: str | None = None
+    failed: str | None = None
 
 
 class Webhook(Strict):

@@ -114,3 +114,33 @@ async def test_a_refused_access_token_is_refused_at_creation(tb, sim):
     answer = await tb.api.post("/integrations", json={"platform": "socialhub", "customerId": "cust-1",
                                                       "credentials": {"accessToken": "eyJ-wrong"}})
     assert_error(answer, 422, "credentials_rejected")
+
+
+async def test_a_stored_reply_is_confirmed_as_done_with_its_followup(tb, sim):
+    integration = await connected(tb, sim)
+    await send(tb, "evt-0", "app-msg-0", "a question")
+    delivery = sim.reply("app-msg-0", "an answer")
+    await tb.deliver(integration, delivery)
+    await tb.deliver(integration, delivery)  # redelivered: one reply, confirmed (a repeat is 409 = fine)
+    await tb.settle()
+    [(_, state)] = sim.tickets[0].replies.values()
+    assert state == "done"
+
+
+async def test_a_reply_that_cannot_be_stored_is_handed_back_to_the_agent(make_tb, monkeypatch):
+    sim = SocialHubSimulator()
+    tb = await make_tb(sims={"socialhub": sim}, inbox_max_attempts=2)
+    sim.webhook_client = tb.api
+    integration = await connected(tb, sim)
+    await send(tb, "evt-0", "app-msg-0", "a question")
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the store is down")
+
+    monkeypatch.setattr(tb.daemon.store, "upsert_messages", broken)
+    assert (await tb.deliver(integration, sim.reply("app-msg-0", "an answer"))).status_code == 200
+    await tb.settle()
+    [(_, state)] = sim.tickets[0].replies.values()
+    assert state == "reset"
+    status = (await tb.api.get(f"/integrations/{integration['id']}/status")).json()
+    assert status["inbox"]["failed"] == 1

@@ -1,7 +1,8 @@
 """SocialHub: no history (no list API); PATCH /manifest on start, whose webhook test is
 answered with the challenge; app messages become tickets (one of them a repeat SocialHub
 answers 409, as after a lost answer; one in a conversation syncd has not seen); agents'
-replies arrive as signed ticket_action events (each redelivered) and join their ticket's chat;
+replies arrive as signed ticket_action events (each redelivered), join their ticket's chat and
+are confirmed (follow-up success);
 a forged signature is refused; edits and deletes refused."""
 
 from __future__ import annotations
@@ -49,9 +50,13 @@ class SocialHubScenario(Scenario):
         for i in range(4):
             delivery = sim.reply(f"app-sh-{i}", f"agent reply {i}")
             await self.deliver(delivery, again=delivery)
+        await self.tb.settle()
+        states = [state for t in sim.truth() for _, state in t.replies.values()]
+        if states != ["done"] * 4:
+            self.problem(f"the replies' follow-ups are {states}, not all confirmed")
         await self.refused("evt-sh-edit", "message.updated", {"id": "app-sh-1", "text": "edited"})
         await self.refused("evt-sh-del", "message.deleted", {"id": "app-sh-1"})
-        self.note("4 app messages as tickets (one a 409 repeat), 4 agent replies delivered twice, edit and delete refused")
+        self.note("4 app messages as tickets (one a 409 repeat), 4 agent replies delivered twice and confirmed, edit and delete refused")
 
     def truth(self) -> dict[str, dict[str, Truth]]:
         out: dict[str, dict[str, Truth]] = {}
