@@ -150,10 +150,12 @@ class WebhookRequest:
     headers: dict[str, str]
     query: dict[str, str]
     body: bytes
+    #: Received at the platform's shared webhook URL (verified with the platform-level secret).
+    shared: bool = False
 
     if TYPE_CHECKING:
         def __init__(self, method: str, url: str | Callable[[], str], headers: dict[str, str],
-                     query: dict[str, str], body: bytes) -> None: ...
+                     query: dict[str, str], body: bytes, shared: bool = False) -> None: ...
 
 
 @dataclass

@@ -85,6 +85,9 @@ class Connector(abc.ABC):
     keep_headers: ClassVar[tuple[str, ...]] = ()
     #: Query parameters of a delivery that carry a secret: never stored.
     secret_query: ClassVar[tuple[str, ...]] = ()
+    #: Where a delivery to the platform's shared webhook URL (``/webhooks/{platform}``) names the
+    #: account (its integration's own user id, as ``identify`` found it); None: no shared URL.
+    shared_webhook_account: ClassVar[str | None] = None
     #: The OAuth connect flow of this platform, if it has one.
     oauth: ClassVar[OAuthSpec | None] = None
     #: How often every imported chat is re-read in full, by default (``settings.fullSyncEveryS``

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
@@ -78,6 +80,7 @@ class ManifestConnector(Connector):
             "keep_headers": tuple(h.lower() for h in manifest.webhook.keep_headers),
             "manual_teardown": manifest.webhook.manual_teardown,
             "secret_query": tuple(v.param for v in manifest.webhook.verify if v.param),
+            "shared_webhook_account": manifest.webhook.shared.account if manifest.webhook.shared else None,
         }
         if every.full_sync_s is not None:
             attrs["full_sync_every_s"] = every.full_sync_s
@@ -113,7 +116,9 @@ class ManifestConnector(Connector):
     @classmethod
     def secrets(cls, credentials: BaseModel) -> list[str]:
         """Every secret value of these credentials (to scrub from any platform text)."""
-        return secret_values(cls.manifest, credentials)
+        values = environment(cls.manifest)
+        return [*secret_values(cls.manifest, credentials),
+                *(values[name] for name, spec in cls.manifest.environment.items() if spec.secret and values.get(name))]
 
     @classmethod
     def make_http(cls, base_url: str, credentials: BaseModel, *, policy: RetryPolicy, timeout_s: float,
@@ -165,7 +170,8 @@ class ManifestConnector(Connector):
         page_size = self.page_limit or (self.manifest.api.page_size if self.manifest.api else 100)
         defaults = {name: spec.default for name, spec in self.manifest.settings.items() if spec.default is not None}
         return {"credentials": _scope_credentials(self.credentials), "settings": {**defaults, **self.settings},
-                "webhookUrl": self.ctx.webhook_url, "pageSize": page_size, **more}
+                "webhookUrl": self.ctx.webhook_url, "pageSize": page_size, "environment": environment(self.manifest),
+                **more}
 
     def _url(self, spec: Request, scope: dict[str, Any], next_url: str | None) -> str:
         if next_url is not None:
@@ -503,11 +509,22 @@ class ManifestConnector(Connector):
             await self.call("unregister_webhook", spec, self.scope())
 
     async def maintain(self, state: Any) -> Any:
-        spec = self.manifest.requests.register_webhook
-        if spec is None or not self.ctx.public_webhooks:
-            return state
+        spec, shared = self.manifest.requests.register_webhook, self.manifest.webhook.shared
+        if spec is None or not self.ctx.public_webhooks or (shared and self.settings.get(shared.setting)):
+            return state  # at the shared URL the platform's vendor set the webhook, once for all
         await self.call("register_webhook", spec, self.scope())
         return {"webhookUrl": self.ctx.webhook_url, "at": time.time()}
+
+
+def environment(manifest: Manifest) -> dict[str, str]:
+    """The manifest's platform-level values: ``SYNCD_<PLATFORM>_<NAME>`` (``webhookSecret`` ->
+    ``WEBHOOK_SECRET``), read when used so that a test or an operator's restart sees changes."""
+    out: dict[str, str] = {}
+    for name in manifest.environment:
+        value = os.environ.get(f"SYNCD_{manifest.platform.upper()}_{re.sub(r'(?<!^)(?=[A-Z])', '_', name).upper()}")
+        if value:
+            out[name] = value
+    return out
 
 
 def _field_of(template: str | None) -> str:

@@ -100,6 +100,14 @@ class CredentialField(Strict):
     link: SetupLink | None = None
 
 
+class EnvironmentValue(Strict):
+    """A platform-level value the operator gives as ``SYNCD_<PLATFORM>_<NAME>`` (``webhookSecret``
+    -> ``SYNCD_<PLATFORM>_WEBHOOK_SECRET``); templates read it as ``{environment.<name>}``."""
+
+    secret: bool = False
+    description: str | None = None
+
+
 class SettingField(Strict):
     type: Literal["string", "integer", "number", "boolean", "array", "object"] = "string"
     description: str | None = None
@@ -336,6 +344,8 @@ class Verifier(Strict):
     encoding: Literal["hex", "base64"] = "hex"
     value: str | None = None
     timestamp_header: str | None = None
+    #: The key for deliveries to the shared webhook URL (``{environment.webhookSecret}``).
+    shared_key: str | None = None
     #: What the timestamp header counts: seconds or milliseconds since the epoch.
     timestamp_unit: Literal["s", "ms"] = "s"
     #: ``hmac`` only: the key is the hex digest of ``key`` rendered (a per-delivery key derived
@@ -440,8 +450,20 @@ class FollowUpRequests(Strict):
     failed: str | None = None
 
 
+class SharedWebhook(Strict):
+    """One URL for every integration of the platform (``/webhooks/{platform}``), where the
+    platform posts for many accounts at once (a reusable app set up once by its vendor)."""
+
+    #: The body path naming the account: the integration whose own user (``identify``) it is.
+    account: str
+    #: An integration setting that, when true, says its deliveries come to the shared URL:
+    #: syncd then registers no webhook of its own for it.
+    setting: str
+
+
 class Webhook(Strict):
     verify: list[Verifier] = Field(default_factory=list)
+    shared: SharedWebhook | None = None
     handshakes: list[Handshake] = Field(default_factory=list)
     delivery_id: DeliveryId = Field(default_factory=DeliveryId)
     #: What a delivery is parsed as.
@@ -489,6 +511,8 @@ class Manifest(Strict):
     intervals: Intervals = Field(default_factory=Intervals)
     api: Api | None = None
     credentials: dict[str, CredentialField] = Field(default_factory=dict)
+    #: Platform-level values from the environment (``SYNCD_<PLATFORM>_<NAME>``).
+    environment: dict[str, EnvironmentValue] = Field(default_factory=dict)
     settings: dict[str, SettingField] = Field(default_factory=dict)
     auth: Auth = Field(default_factory=Auth)
     requests: Requests = Field(default_factory=Requests)

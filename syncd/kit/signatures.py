@@ -65,8 +65,11 @@ def _hmac(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], ke
         raise SignatureError(f"{verifier.header or verifier.param} does not match")
 
 
-def _key(verifier: Verifier, scope: dict[str, Any]) -> str | None:
-    key = templates.render(verifier.key, scope) if verifier.key else None
+def _key(verifier: Verifier, scope: dict[str, Any], shared: bool) -> str | None:
+    template = verifier.shared_key if shared else verifier.key
+    if shared and template is None:
+        raise SignatureError("this platform's shared webhook URL has no key for this check")
+    key = templates.render(template, scope) if template else None
     if key is None or verifier.key_digest is None:
         return None if key is None else str(key)
     return hashlib.new(verifier.key_digest, str(key).encode()).hexdigest()
@@ -75,12 +78,15 @@ def _key(verifier: Verifier, scope: dict[str, Any]) -> str | None:
 def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,
            now: float, max_skew_s: float) -> dict[str, str]:
     """Raise ``SignatureError`` unless the delivery passes every verifier that applies; the
-    headers the answer must carry (``answerHeader``)."""
+    headers the answer must carry (``answerHeader``). A delivery to the shared URL is checked
+    with each verifier's ``sharedKey``."""
     answer: dict[str, str] = {}
     for verifier in verifiers:
         if verifier.only_if and not templates.render(verifier.only_if, scope):
             continue
-        key = _key(verifier, scope)
+        key = _key(verifier, scope, request.shared)
+        if request.shared and not key:
+            raise SignatureError("the platform-level webhook secret is not configured")
         if verifier.type == "hmac":
             _fresh(verifier, request, now, max_skew_s)
             _hmac(verifier, request, scope, str(key or ""))

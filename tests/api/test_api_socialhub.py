@@ -144,3 +144,38 @@ async def test_a_reply_that_cannot_be_stored_is_handed_back_to_the_agent(make_tb
     assert state == "reset"
     status = (await tb.api.get(f"/integrations/{integration['id']}/status")).json()
     assert status["inbox"]["failed"] == 1
+
+
+SHARED = "reusable-manifest-secret-" + "z" * 20
+
+
+async def test_a_channel_of_the_reusable_manifest_gets_no_patch_and_its_events_come_to_the_shared_url(
+        tb, sim, monkeypatch):
+    monkeypatch.setenv("SYNCD_SOCIALHUB_WEBHOOK_SECRET", SHARED)
+    integration = await tb.create("socialhub", sim.trial_credentials(), settings={"sharedWebhook": True})
+    await tb.settle()
+    assert sim.webhook is None and sim.webhook_tests == []  # syncd sent no PATCH /manifest
+    await send(tb, "evt-0", "app-msg-0", "a question")
+    delivery = sim.reply("app-msg-0", "an answer", secret=SHARED)
+    answer = await tb.api.post("/webhooks/socialhub", content=delivery.body, headers=delivery.headers)
+    assert answer.status_code == 200 and answer.headers["x-socialhub-challenge"] == delivery.challenge
+    await tb.settle()
+    assert "an answer" in [m["text"] for m in await chat_messages(tb, integration, CHAT)]
+
+
+@pytest.mark.parametrize("case", ["the channel's own secret", "no platform secret", "an unknown channel"])
+async def test_the_shared_url_refuses_other_secrets_and_unknown_channels(tb, sim, monkeypatch, case):
+    if case != "no platform secret":
+        monkeypatch.setenv("SYNCD_SOCIALHUB_WEBHOOK_SECRET", SHARED)
+    await connected(tb, sim)
+    await send(tb, "evt-0", "app-msg-0", "a question")
+    delivery = sim.reply("app-msg-0", "x", secret=SHARED if case != "the channel's own secret" else None)
+    if case == "an unknown channel":
+        delivery = sim.signed({**delivery.payload, "channelId": "5cc1afd1d62ec72e8388cb99"}, secret=SHARED)
+    answer = await tb.api.post("/webhooks/socialhub", content=delivery.body, headers=delivery.headers)
+    assert_error(answer, 404 if case == "an unknown channel" else 401)
+    assert not any((await tb.daemon.store.inbox_counts()).values())
+
+
+async def test_a_platform_without_a_shared_url_answers_404_there(tb):
+    assert_error(await tb.api.post("/webhooks/slack", json={"channelId": "x"}), 404, "not_found")
