@@ -75,6 +75,8 @@ _TOKEN_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # JWTs (access tokens, id_tokens): header.payload.signature, base64url.
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), REDACTED),
+    # Plugin URLs end in a secret path segment (/plugins/<platform>/<integration>/<secret>).
+    (re.compile(r"(/plugins/[^/\s]+/[^/\s]+/)[^/\s\"'?#]+"), rf"\1{REDACTED}"),
     # Webhook/app signatures (v0=, sha256=, legacy sha1=), hex or base64.
     (re.compile(r"\b(v0=|sha256=|sha1=)[A-Za-z0-9+/]{20,}={0,2}"), rf"\1{REDACTED}"),
     # Credentials passed as URL query parameters or in form-encoded bodies.

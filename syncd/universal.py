@@ -152,10 +152,12 @@ class WebhookRequest:
     headers: dict[str, str]
     query: dict[str, str]
     body: bytes
+    #: Received at the platform's shared webhook URL (verified with the platform-level secret).
+    shared: bool = False
 
     if TYPE_CHECKING:
         def __init__(self, method: str, url: str | Callable[[], str], headers: dict[str, str],
-                     query: dict[str, str], body: bytes) -> None: ...
+                     query: dict[str, str], body: bytes, shared: bool = False) -> None: ...
 
 
 @dataclass
@@ -165,6 +167,8 @@ class WebhookAnswer:
     status_code: int = 200
     body: str | bytes | dict[str, Any] | None = None
     media_type: str = "application/json"
+    #: Headers the platform expects on the answer (a proof that the receiver holds the secret).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -173,6 +177,18 @@ class WebhookAccepted:
 
     delivery_id: str | None
     answer: WebhookAnswer = field(default_factory=lambda: WebhookAnswer(200, {"ok": True}))
+
+
+@dataclass
+class FollowUp:
+    """What the platform must be told once a delivery's records are stored, or once storing
+    them failed for good (a reply confirmed, or handed back to its sender). ``stored`` and
+    ``failed`` name what the connector does (the engine does not read them); ``ctx`` is the
+    record they concern."""
+
+    stored: str | None = None
+    failed: str | None = None
+    ctx: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -188,6 +204,8 @@ class Changes:
     chats: list[ChatData] = field(default_factory=list)
     poll_requested: bool = False
     resync_requested: bool = False
+    #: Handed back to ``Connector.follow_up`` after the ingest (webhooks only).
+    follow_ups: list[FollowUp] = field(default_factory=list)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from syncd.api.integrations import integrations_router
 from syncd.api.limits import BodyLimit
 from syncd.api.openapi import SIGNATURE_SECURITY, openapi_builder
 from syncd.api.platforms import platforms_router
+from syncd.api.plugins import plugins_router
 from syncd.api.webhooks import WEBHOOK_PATH, add_webhook_route, webhook_operations
 from syncd.console import console_router
 from syncd.engine.engine import Engine
@@ -40,6 +41,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(events_router(engine))
     app.include_router(deadletters_router(engine))
     app.include_router(connect_router(engine))
+    app.include_router(plugins_router(engine))
     app.include_router(console_router(engine))
     app.include_router(docs_router())
 

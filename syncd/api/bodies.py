@@ -32,7 +32,8 @@ class CreateIntegration(_In):
     platform: str = Field(min_length=1, max_length=64)
     customer_id: ClientId
     name: str | None = Field(default=None, max_length=512)
-    credentials: dict[str, Any]
+    #: Empty for a platform that hands its credentials over later (a plugin it calls).
+    credentials: dict[str, Any] = Field(default_factory=dict)
     settings: dict[str, Any] | None = None
 
     @field_validator("credentials", "settings")

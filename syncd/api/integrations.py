@@ -57,7 +57,8 @@ def integrations_router(engine: Engine) -> APIRouter:
             # Shown this once: it may carry a secret syncd generated, which the user pastes
             # at the platform (the URL it pushes to, with its token).
             answer["setup"] = integration.setup
-            answer["webhookUrl"] = integration.setup.get("webhookUrl", answer["webhookUrl"])
+            # The URLs to paste (the webhook URL with its token, a plugin URL), at the top too.
+            answer.update({k: v for k, v in integration.setup.items() if k.endswith("Url") and isinstance(v, str)})
         return {"integration": answer}
 
     @router.get("/integrations")

@@ -8,6 +8,7 @@ solving for its two path segments (its operations are documented by hand, see
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,13 +20,55 @@ from syncd.api.errors import ApiError
 from syncd.api.openapi import error_answer
 from syncd.engine.engine import Engine
 from syncd.kit.errors import HandshakeRefused, MalformedDelivery, SignatureError
+from syncd.kit.templates import lookup
+from syncd.models import Integration
 from syncd.universal import WebhookRequest
 
 WEBHOOK_PATH = "/webhooks/{platform}/{integration_id}"
+#: One URL for every integration of a platform that declares it (routed by the account named).
+SHARED_WEBHOOK_PATH = "/webhooks/{platform}"
+
+
+def _delivery(request: Request, body: bytes, *, shared: bool = False) -> WebhookRequest:
+    scope = request.scope
+    return WebhookRequest(
+        method=scope["method"], url=lambda: str(request.url),
+        headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
+        query=dict(request.query_params) if scope.get("query_string") else {}, body=body, shared=shared,
+    )
+
+
+async def _owner(engine: Engine, platform: str, body: bytes) -> Integration:
+    """The integration a delivery to the shared URL belongs to: the one whose own account the
+    delivery names (its signature is checked after, with the platform-level secret)."""
+    try:
+        path = engine.ctx.connectors.connector_class(platform).shared_webhook_account
+    except KeyError:
+        path = None
+    if path is None:
+        raise ApiError(404, "not_found", f"{platform} has no shared webhook URL")
+    try:
+        account = lookup(json.loads(body), path)
+    except ValueError:
+        raise ApiError(400, "bad_request", "the delivery is not JSON") from None
+    if account in (None, "") or isinstance(account, (dict, list)):
+        raise ApiError(400, "bad_request", f"the delivery names no account ({path})")
+    for found in await engine.store.self_accounts(platform, str(account)):
+        integration = await engine.store.get_integration(found.integration_id or "")
+        if integration is not None and integration.platform == platform and integration.status != "deleted":
+            return integration
+    raise ApiError(404, "not_found", f"no {platform} integration of account {account!r}")
 
 
 def add_webhook_route(app: FastAPI, engine: Engine) -> None:
     store = engine.store
+
+    async def shared_webhook(request: Request) -> Response:
+        platform = engine.ctx.connectors.resolve(request.path_params["platform"]) or request.path_params["platform"]
+        body = await request.body()
+        refuse_deep(body)
+        integration = await _owner(engine, platform, body)
+        return await answered(integration, _delivery(request, body, shared=True))
 
     async def webhook(request: Request) -> Response:
         platform, integration_id = request.path_params["platform"], request.path_params["integration_id"]
@@ -35,12 +78,9 @@ def add_webhook_route(app: FastAPI, engine: Engine) -> None:
             raise ApiError(404, "not_found", f"no {platform} integration {integration_id!r}")
         body = await request.body()
         refuse_deep(body)
-        scope = request.scope
-        delivery = WebhookRequest(
-            method=scope["method"], url=lambda: str(request.url),
-            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-            query=dict(request.query_params) if scope.get("query_string") else {}, body=body,
-        )
+        return await answered(integration, _delivery(request, body))
+
+    async def answered(integration: Integration, delivery: WebhookRequest) -> Response:
         try:
             answer = await engine.inbox.receive(integration, delivery)
         except HandshakeRefused as exc:
@@ -51,7 +91,7 @@ def add_webhook_route(app: FastAPI, engine: Engine) -> None:
             raise ApiError(400, "bad_request", str(exc)) from None
         # An echoed handshake value (a validationToken, a hub.challenge) is the sender's text:
         # a browser must never sniff it into HTML.
-        headers = {"x-content-type-options": "nosniff"}
+        headers = {**answer.headers, "x-content-type-options": "nosniff"}
         if isinstance(answer.body, dict):
             return JSONResponse(answer.body, status_code=answer.status_code, headers=headers)
         return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type,
@@ -61,6 +101,7 @@ def add_webhook_route(app: FastAPI, engine: Engine) -> None:
     if route.methods is not None:  # Starlette adds HEAD to every GET route; a platform never sends it
         route.methods.discard("HEAD")
     app.router.routes.append(route)
+    app.router.routes.append(Route(SHARED_WEBHOOK_PATH, shared_webhook, methods=["POST"]))
 
 
 def webhook_operations() -> dict[str, Any]:

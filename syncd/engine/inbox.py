@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -22,7 +23,8 @@ from syncd.engine.ingest import ingest
 from syncd.engine.lifecycle import PAUSED_RECHECK_S
 from syncd.engine.poller import PollBusy, Poller
 from syncd.engine.workers import Worker
-from syncd.kit.errors import RateLimited, SignatureError
+from syncd.kit.connector import Connector
+from syncd.kit.errors import PermanentError, RateLimited, SignatureError
 from syncd.models import InboxItem, Integration, new_id
 from syncd.universal import Changes, WebhookAnswer, WebhookRequest
 
@@ -159,8 +161,9 @@ class Inbox:
             metrics.INBOX_ITEMS.labels(item.platform, "done").inc()
         return True
 
-    async def _failed(self, item: InboxItem, exc: Exception) -> None:
-        """Keep the delivery with its error: retried with backoff, parked after the last attempt."""
+    async def _failed(self, item: InboxItem, exc: Exception, give_up: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Keep the delivery with its error: retried with backoff, parked after the last attempt
+        (then ``give_up`` tells the platform, where it waits to hear)."""
         bound = log.bind(integration_id=item.integration_id, platform=item.platform, delivery_id=item.delivery_id)
         if isinstance(exc, PollBusy):
             # Another replica is polling; our delivery may be newer than its read.
@@ -171,6 +174,11 @@ class Inbox:
             await self.ctx.store.inbox_fail(item.id, error)
             metrics.INBOX_ITEMS.labels(item.platform, "failed").inc()
             bound.error("webhook delivery failed for good", error=error, attempts=item.attempts)
+            if give_up is not None:
+                try:
+                    await give_up()
+                except Exception as told:
+                    bound.warning("could not tell the platform the delivery failed", error=str(told))
         else:
             retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
             await self.ctx.store.inbox_retry(item.id, error, self.ctx.backoff(item.attempts, retry_after))
@@ -211,8 +219,9 @@ class Inbox:
                     await self._ingest(integration, [changes])
                     alone.append((item, changes))
                 except Exception as exc:
-                    await self._failed(item, exc)
+                    await self._failed(item, exc, _telling(connector, changes, stored=False))
             parsed = alone
+        parsed = await self._followed_up(connector, parsed)
         # One poll (or resync) answers every delivery of the batch that asked for it.
         asking = [item for item, changes in parsed if changes.resync_requested or changes.poll_requested]
         if asking:
@@ -227,6 +236,24 @@ class Inbox:
                 return [item for item, _ in parsed if item not in asking]
         return [item for item, _ in parsed]
 
+    async def _followed_up(self, connector: Connector,
+                           parsed: list[tuple[InboxItem, Changes]]) -> list[tuple[InboxItem, Changes]]:
+        """Tell the platform what was stored; a delivery whose follow-up fails for a while is
+        retried (its ingest is idempotent), one the platform refuses is done all the same."""
+        told: list[tuple[InboxItem, Changes]] = []
+        for item, changes in parsed:
+            try:
+                if changes.follow_ups:
+                    await connector.follow_up(changes.follow_ups, stored=True)
+                told.append((item, changes))
+            except PermanentError as exc:
+                log.warning("the platform refused a follow-up; the delivery is stored", error=str(exc),
+                            integration_id=item.integration_id, delivery_id=item.delivery_id)
+                told.append((item, changes))
+            except Exception as exc:
+                await self._failed(item, exc, _telling(connector, changes, stored=False))
+        return told
+
     def _request(self, item: InboxItem) -> WebhookRequest:
         return WebhookRequest(
             method="POST", url=self.ctx.settings.webhook_url(item.platform, item.integration_id),
@@ -238,3 +265,9 @@ class Inbox:
         chats = [c for changes in batch for c in changes.chats]
         if messages or chats:
             await ingest(self.ctx, integration, messages, chats, source="webhook")
+
+
+def _telling(connector: Connector, changes: Changes, *, stored: bool) -> Callable[[], Awaitable[None]] | None:
+    if not changes.follow_ups:
+        return None
+    return lambda: connector.follow_up(changes.follow_ups, stored=stored)

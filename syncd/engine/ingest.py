@@ -70,6 +70,7 @@ async def ingest(
     result = IngestResult()
     by_id: dict[str, Chat] = dict(known_chats or {})
     restricted = integration.settings.get("importChats") is not None
+    messages, result.skipped = await _chats_of_answers(ctx, integration, messages)
 
     # Every chat these messages name, read at once (a webhook batch may span many chats).
     named = [*(c.external_chat_id for c in chats or []), *(m.external_chat_id for m in messages)]
@@ -124,6 +125,31 @@ async def ingest(
                   inserted=written.inserted, updated=written.updated, unchanged=written.unchanged,
                   deleted=written.deleted)
     return result
+
+
+async def _chats_of_answers(ctx: EngineContext, integration: Integration,
+                            messages: list[MessageData]) -> tuple[list[MessageData], int]:
+    """A message whose platform names no chat, only the message it answers
+    (``externalThreadId``: an agent's reply to a ticket), joins that message's chat; one that
+    answers a message syncd does not know starts a chat named by that message (the app still
+    hears of it); one that names neither is left out (counted as skipped)."""
+    wanted = {m.external_thread_id for m in messages if not m.external_chat_id and m.external_thread_id}
+    if not any(not m.external_chat_id for m in messages):
+        return messages, 0
+    found = await ctx.store.find_messages(integration.customer_id, integration.platform, sorted(wanted)) \
+        if wanted else {}
+    kept: list[MessageData] = []
+    for message in messages:
+        if not message.external_chat_id and message.external_thread_id:
+            parent = found.get(message.external_thread_id)
+            chat = parent.external_chat_id if parent is not None else message.external_thread_id
+            message = message.model_copy(update={"external_chat_id": chat})
+        if message.external_chat_id:
+            kept.append(message)
+        else:
+            log.warning("a message that names no chat is left out", platform=integration.platform,
+                        integration_id=integration.id, message=message.external_message_id)
+    return kept, len(messages) - len(kept)
 
 
 async def self_identities(ctx: EngineContext, integration: Integration) -> tuple[set[str], set[str]]:

@@ -23,6 +23,7 @@ from syncd.kit.manifest import Webhook
 from syncd.universal import (
     Changes,
     ChatData,
+    FollowUp,
     HistoryPage,
     OutgoingMessage,
     PollResult,
@@ -98,6 +99,9 @@ class Connector(abc.ABC):
     keep_headers: ClassVar[tuple[str, ...]] = ()
     #: Query parameters of a delivery that carry a secret: never stored.
     secret_query: ClassVar[tuple[str, ...]] = ()
+    #: Where a delivery to the platform's shared webhook URL (``/webhooks/{platform}``) names the
+    #: account (its integration's own user id, as ``identify`` found it); None: no shared URL.
+    shared_webhook_account: ClassVar[str | None] = None
     #: The OAuth connect flow of this platform, if it has one.
     oauth: ClassVar[OAuthSpec | None] = None
     #: How often every imported chat is re-read in full, by default (``settings.fullSyncEveryS``
@@ -290,6 +294,12 @@ class Connector(abc.ABC):
         under backoff. ``ListenerUnavailable``: this account cannot have one, polls alone
         serve it."""
         raise ListenerUnavailable(f"{self.platform} has no listener")
+
+    async def follow_up(self, follow_ups: list[FollowUp], *, stored: bool) -> None:
+        """Tell the platform that a delivery's records are stored (``stored``), or that storing
+        them failed for good. Raising makes the engine retry the delivery (its ingest is
+        idempotent). Default: nothing to tell."""
+        return None
 
     async def close(self) -> None:
         await self.http.aclose()

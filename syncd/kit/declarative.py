@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
@@ -25,6 +27,7 @@ from syncd.kit.connector import Connector, body_digest
 from syncd.kit.credentials import credentials_model, generate_missing, secret_values
 from syncd.kit.errors import (
     AlreadyDone,
+    AuthError,
     MalformedDelivery,
     PermanentError,
     ProviderError,
@@ -35,6 +38,7 @@ from syncd.kit.manifest import EventRule, Manifest, Request, Selection
 from syncd.universal import (
     Changes,
     ChatData,
+    FollowUp,
     HistoryPage,
     MessageData,
     OutgoingMessage,
@@ -80,6 +84,7 @@ class ManifestConnector(Connector):
             "keep_headers": tuple(h.lower() for h in manifest.webhook.keep_headers),
             "manual_teardown": manifest.webhook.manual_teardown,
             "secret_query": tuple(v.param for v in manifest.webhook.verify if v.param),
+            "shared_webhook_account": manifest.webhook.shared.account if manifest.webhook.shared else None,
         }
         if every.full_sync_s is not None:
             attrs["full_sync_every_s"] = every.full_sync_s
@@ -95,21 +100,38 @@ class ManifestConnector(Connector):
     def setup(cls, generated: dict[str, Any], webhook_url: str) -> dict[str, Any] | None:
         """Each generated credential that declares where it is pasted at the platform, with its
         value: shown once, in the creation answer."""
-        fields = [{"field": name, "where": spec.setup, "value": generated[name]}
-                  for name, spec in cls.manifest.credentials.items()
-                  if spec.generate and spec.setup and generated.get(name)]
-        return {"webhookUrl": webhook_url, "fields": fields} if fields else None
+        shown = {name: spec for name, spec in cls.manifest.credentials.items()
+                 if spec.generate and spec.setup and generated.get(name)}
+        fields: list[dict[str, Any]] = [{"field": name, "where": spec.setup, "value": generated[name]}
+                                        for name, spec in shown.items()]
+        if not fields:
+            return None
+        answer: dict[str, Any] = {"webhookUrl": webhook_url, "fields": fields}
+        # The webhook URL is ``{publicUrl}/webhooks/{platform}/{integrationId}`` (config).
+        public_url, _, rest = webhook_url.rpartition("/webhooks/")
+        platform, _, integration_id = rest.partition("/")
+        for field, spec in zip(fields, shown.values(), strict=True):
+            if spec.link is not None:
+                scope = {"publicUrl": public_url, "integrationId": integration_id, "platform": platform,
+                         "value": field["value"]}
+                field["url"] = answer[spec.link.name] = templates.render(spec.link.url, scope)
+        return answer
 
     @classmethod
     def secrets(cls, credentials: BaseModel) -> list[str]:
         """Every secret value of these credentials (to scrub from any platform text)."""
-        return secret_values(cls.manifest, credentials)
+        values = environment(cls.manifest)
+        return [*secret_values(cls.manifest, credentials),
+                *(values[name] for name, spec in cls.manifest.environment.items() if spec.secret and values.get(name))]
 
     @classmethod
     def make_http(cls, base_url: str, credentials: BaseModel, *, policy: RetryPolicy, timeout_s: float,
                   transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp:
         api = cls.manifest.api
         scope = {"credentials": _scope_credentials(credentials)}
+        given = str(scope["credentials"].get(api.root_credential) or "") if api and api.root_credential else ""
+        if given.startswith(("https://", "http://")):
+            base_url = given.rstrip("/")
         classify = classifier(cls.manifest.errors, secret_values(cls.manifest, credentials))
         return ProviderHttp(
             base_url, classify=classify, auth=ManifestAuth(cls.manifest.auth, scope),
@@ -159,7 +181,8 @@ class ManifestConnector(Connector):
         page_size = self.page_limit or (self.manifest.api.page_size if self.manifest.api else 100)
         defaults = {name: spec.default for name, spec in self.manifest.settings.items() if spec.default is not None}
         return {"credentials": _scope_credentials(self.credentials), "settings": {**defaults, **self.settings},
-                "webhookUrl": self.ctx.webhook_url, "pageSize": page_size, **more}
+                "webhookUrl": self.ctx.webhook_url, "pageSize": page_size, "environment": environment(self.manifest),
+                **more}
 
     def _url(self, spec: Request, scope: dict[str, Any], next_url: str | None) -> str:
         if next_url is not None:
@@ -188,6 +211,9 @@ class ManifestConnector(Connector):
                    body: dict[str, Any] | None = None,
                    headers: dict[str, Any] | None = None) -> tuple[httpx.Response, Any]:
         """Send one declared request; the answer and its JSON (``None`` if not JSON)."""
+        api = self.manifest.api
+        if api is not None and api.root_credential and not scope["credentials"].get(api.root_credential):
+            raise AuthError(f"the API is not configured yet: {api.root_credential} is not set")
         params = templates.without_none(templates.render(spec.params, scope))
         if body is None and spec.body is not None:
             body = templates.without_none(templates.render(spec.body, scope))
@@ -388,13 +414,14 @@ class ManifestConnector(Connector):
             return shook
         if not hook.verify:
             raise SignatureError(f"{self.platform} declares no webhook verification")
-        signatures.verify_declared(hook.verify_mode, hook.verify, request, scope, now=self.ctx.clock(),
-                                   max_skew_s=self.ctx.webhook_max_skew_s, keys=self.ctx.key_sets)
+        proof = signatures.verify_declared(hook.verify_mode, hook.verify, request, scope, now=self.ctx.clock(),
+                                           max_skew_s=self.ctx.webhook_max_skew_s, keys=self.ctx.key_sets)
         shook = signatures.handshake(hook.handshakes, request, scope, verified=True)
         if shook is not None:
+            shook.answer.headers.update(proof)
             return shook
         answer = WebhookAnswer(hook.answer_status, hook.answer_body if hook.answer_body is not None else {"ok": True},
-                               hook.answer_media_type)
+                               hook.answer_media_type, proof)
         try:
             body = self.parse_body(request)
             local = self.scope(body=body)
@@ -498,10 +525,19 @@ class ManifestConnector(Connector):
         local = {**scope, "record": record, "parent": parent}
         ctx = {**templates.render(rule.ctx, local), "parent": parent, "root": scope.get("body")}
         mapped = self.map_as(rule.as_, rule.map or rule.as_, record, ctx)
+        if rule.follow_up is not None and mapped is not None:
+            changes.follow_ups.append(FollowUp(rule.follow_up.stored, rule.follow_up.failed,
+                                               {"record": record, "parent": parent, "root": scope.get("body")}))
         if isinstance(mapped, MessageData):
             changes.messages.append(mapped)
         elif isinstance(mapped, ChatData) and (mapped.external_chat_id not in chats or mapped.name):
             chats[mapped.external_chat_id] = mapped
+
+    async def follow_up(self, follow_ups: list[FollowUp], *, stored: bool) -> None:
+        for follow_up in follow_ups:
+            name = follow_up.stored if stored else follow_up.failed
+            if name is not None:
+                await self.call(name, self.named(name), self.scope(**follow_up.ctx))
 
     # -- polling and upkeep -------------------------------------------------------------------
     async def poll(self, state: Any, chats: list[ChatData], lookback_s: float) -> PollResult:
@@ -527,11 +563,22 @@ class ManifestConnector(Connector):
             await self.call("unregister_webhook", spec, self.scope())
 
     async def maintain(self, state: Any) -> Any:
-        spec = self.manifest.requests.register_webhook
-        if spec is None or not self.ctx.public_webhooks:
-            return state
+        spec, shared = self.manifest.requests.register_webhook, self.manifest.webhook.shared
+        if spec is None or not self.ctx.public_webhooks or (shared and self.settings.get(shared.setting)):
+            return state  # at the shared URL the platform's vendor set the webhook, once for all
         await self.call("register_webhook", spec, self.scope())
         return {"webhookUrl": self.ctx.webhook_url, "at": time.time()}
+
+
+def environment(manifest: Manifest) -> dict[str, str]:
+    """The manifest's platform-level values: ``SYNCD_<PLATFORM>_<NAME>`` (``webhookSecret`` ->
+    ``WEBHOOK_SECRET``), read when used so that a test or an operator's restart sees changes."""
+    out: dict[str, str] = {}
+    for name in manifest.environment:
+        value = os.environ.get(f"SYNCD_{manifest.platform.upper()}_{re.sub(r'(?<!^)(?=[A-Z])', '_', name).upper()}")
+        if value:
+            out[name] = value
+    return out
 
 
 def _field_of(template: str | None) -> str:

@@ -83,6 +83,10 @@ def check_references(manifest: Manifest, file: str) -> None:
     for i, rule in enumerate(manifest.webhook.events):
         if rule.fetch and rule.fetch not in manifest.requests.named:
             raise ManifestError(file, f"webhook.events.{i}.fetch", f"no named request {rule.fetch!r}")
+        follow_up = rule.follow_up.model_dump(exclude_none=True) if rule.follow_up else {}
+        for when, name in follow_up.items():
+            if name not in manifest.requests.named:
+                raise ManifestError(file, f"webhook.events.{i}.followUp.{when}", f"no named request {name!r}")
     for name in manifest.api.roots if manifest.api else {}:
         if name == (manifest.api.base_url_key if manifest.api else None):
             raise ManifestError(file, f"api.roots.{name}", "names the main root again")
@@ -114,6 +118,8 @@ def load_manifest(path: str | Path, *, custom: bool = False) -> Loaded:
     """One manifest, validated; ``ManifestError`` names the file, the path and the problem."""
     file = str(path)
     raw = read_yaml(path)
+    if isinstance(raw, dict) and raw.get("mappingFrom"):
+        raw = {**raw, "mapping": _inherited_mapping(Path(path), raw["mappingFrom"], raw.get("mapping") or {})}
     try:
         manifest = Manifest.model_validate(raw)
     except ValidationError as exc:
@@ -125,6 +131,31 @@ def load_manifest(path: str | Path, *, custom: bool = False) -> Loaded:
     validate_sections(manifest.mapping, file)
     check_references(manifest, file)
     return Loaded(manifest, Mapping(manifest.platform, manifest.mapping, file), file, custom)
+
+
+def _merged(base: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """``own`` mapping sections over ``base``'s: a section's fields are merged, each field rule
+    replaced whole (``sections`` holds named sections, merged the same way)."""
+    out = dict(base)
+    for name, fields in own.items():
+        if name == "sections" and isinstance(fields, dict):
+            out[name] = _merged(base.get(name) or {}, fields)
+        elif isinstance(fields, dict) and isinstance(base.get(name), dict):
+            out[name] = {**base[name], **fields}
+        else:
+            out[name] = fields
+    return out
+
+
+def _inherited_mapping(path: Path, name: str, own: dict[str, Any]) -> dict[str, Any]:
+    """``own`` mapping sections merged over those of manifest ``name`` (beside ``path``, or
+    built in)."""
+    for folder in (path.parent, mappings_dir()):
+        base_file = folder / f"{name}.yaml"
+        if base_file.is_file() and base_file.resolve() != path.resolve():
+            base = read_yaml(base_file)
+            return _merged(base.get("mapping") or {} if isinstance(base, dict) else {}, own)
+    raise ManifestError(str(path), "mappingFrom", f"no manifest {name!r} to take the mapping from")
 
 
 def extra_dir() -> Path | None:

@@ -63,6 +63,17 @@ class Api(Strict):
     timeout_s: float | None = Field(None, gt=0)
     #: Items per page asked of list and history requests, where the request says ``{pageSize}``.
     page_size: int = Field(100, gt=0)
+    #: A credential holding the root, for a platform whose API lives at a URL it hands over when
+    #: it connects (each customer's own instance); used when set, before any configured root.
+    #: While it is empty every request fails as unauthorised (nothing can be reached yet).
+    root_credential: str | None = None
+
+
+class SetupLink(Strict):
+    #: The key the creation answer names the URL by (also a top-level field of it), e.g. ``pluginUrl``.
+    name: str = Field(pattern=r"^[a-z][A-Za-z0-9]*Url$")
+    #: ``{publicUrl}``, ``{integrationId}``, ``{platform}`` and ``{value}`` (the generated value).
+    url: str = Field(pattern=r"^\{publicUrl\}/")
 
 
 class CredentialField(Strict):
@@ -84,6 +95,17 @@ class CredentialField(Strict):
     description: str | None = None
     #: Shown where to paste a generated value (``setup``), e.g. "Webhook verify token".
     setup: str | None = None
+    #: A URL that carries the generated value, answered once with it (a plugin URL whose last
+    #: segment is the secret, for a platform that signs nothing).
+    link: SetupLink | None = None
+
+
+class EnvironmentValue(Strict):
+    """A platform-level value the operator gives as ``SYNCD_<PLATFORM>_<NAME>`` (``webhookSecret``
+    -> ``SYNCD_<PLATFORM>_WEBHOOK_SECRET``); templates read it as ``{environment.<name>}``."""
+
+    secret: bool = False
+    description: str | None = None
 
 
 class SettingField(Strict):
@@ -375,6 +397,16 @@ class Verifier(Strict):
     encoding: Literal["hex", "base64"] = "hex"
     value: str | None = None
     timestamp_header: str | None = None
+    #: The key for deliveries to the shared webhook URL (``{environment.webhookSecret}``).
+    shared_key: str | None = None
+    #: What the timestamp header counts: seconds or milliseconds since the epoch.
+    timestamp_unit: Literal["s", "ms"] = "s"
+    #: ``hmac`` only: the key is the hex digest of ``key`` rendered (a per-delivery key derived
+    #: from the secret and a header: ``sha256("{header.x-timestamp};{credentials.secret}")``).
+    key_digest: Literal["sha256"] | None = None
+    #: ``hmac`` only: a header the answer carries with the (derived) key, proving that syncd
+    #: holds the secret (a platform that drops a webhook whose answer lacks it).
+    answer_header: str | None = None
     #: A credential that must be set for this verifier to apply (an optional signing key).
     only_if: str | None = None
     #: A signed URL (``{url}``, ``{publicUrl}``) is also accepted with its default port (:443,
@@ -412,6 +444,8 @@ class Verifier(Strict):
         family = "RS" if self.type == "oidc" else "HS"
         if any(not a.startswith(family) for a in self.algorithms):
             raise ValueError(f"a {self.type} verifier takes only {family} algorithms")
+        if self.type != "hmac" and (self.key_digest or self.answer_header):
+            raise ValueError("keyDigest and answerHeader belong to an hmac verifier")
         return self
 
     def accepted_algorithms(self) -> list[str]:
@@ -484,6 +518,26 @@ class EventRule(Selection):
     #: delivery lacks (a chat's name from a profile API). Answers are cached per connector; a
     #: refused call (unknown, blocked) leaves the record out of this rule.
     fetch: str | None = None
+    #: Named requests (``requests.named``) called per record once the delivery is stored
+    #: (``stored``: a reply confirmed) or once storing it failed for good (``failed``: the
+    #: action handed back); their templates read ``record``, ``parent`` and ``root``.
+    follow_up: FollowUpRequests | None = None
+
+
+class FollowUpRequests(Strict):
+    stored: str | None = None
+    failed: str | None = None
+
+
+class SharedWebhook(Strict):
+    """One URL for every integration of the platform (``/webhooks/{platform}``), where the
+    platform posts for many accounts at once (a reusable app set up once by its vendor)."""
+
+    #: The body path naming the account: the integration whose own user (``identify``) it is.
+    account: str
+    #: An integration setting that, when true, says its deliveries come to the shared URL:
+    #: syncd then registers no webhook of its own for it.
+    setting: str
 
 
 class Webhook(Strict):
@@ -491,6 +545,7 @@ class Webhook(Strict):
     #: ``all``: a delivery must pass every verifier that applies. ``any``: one of those whose
     #: header or parameter it carries (a current and a legacy scheme); carrying none is refused.
     verify_mode: Literal["all", "any"] = "all"
+    shared: SharedWebhook | None = None
     handshakes: list[Handshake] = Field(default_factory=list)
     delivery_id: DeliveryId = Field(default_factory=DeliveryId)
     #: What a delivery is parsed as: ``params`` is the query's parameters and a form body's
@@ -531,10 +586,16 @@ class Manifest(Strict):
     #: Other names the platform answers to (a short name).
     aliases: list[str] = Field(default_factory=list)
     docs: str | None = None
+    #: Another built-in manifest whose ``mapping`` this one starts from (a platform that speaks
+    #: another's payloads, e.g. propagated webhooks): this manifest's sections are merged over
+    #: it, field by field.
+    mapping_from: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]*$")
     capabilities: Capabilities = Field(default_factory=Capabilities)
     intervals: Intervals = Field(default_factory=Intervals)
     api: Api | None = None
     credentials: dict[str, CredentialField] = Field(default_factory=dict)
+    #: Platform-level values from the environment (``SYNCD_<PLATFORM>_<NAME>``).
+    environment: dict[str, EnvironmentValue] = Field(default_factory=dict)
     settings: dict[str, SettingField] = Field(default_factory=dict)
     auth: Auth = Field(default_factory=Auth)
     requests: Requests = Field(default_factory=Requests)

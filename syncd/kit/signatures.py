@@ -144,7 +144,7 @@ def _fresh(verifier: Verifier, request: WebhookRequest, now: float, max_skew_s: 
     else:
         return
     try:
-        stamp = float(raw)
+        stamp = float(raw) / (1000 if verifier.timestamp_unit == "ms" else 1)
     except (TypeError, ValueError):
         raise SignatureError(f"no valid {verifier.timestamp_header or verifier.timestamp_path}") from None
     if abs(now - stamp) > max_skew_s:
@@ -175,19 +175,36 @@ def _applies(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any])
     return not verifier.if_present or _carried(verifier, request)
 
 
+def _key(verifier: Verifier, scope: dict[str, Any], shared: bool) -> str | None:
+    template = verifier.shared_key if shared else verifier.key
+    if shared and template is None:
+        raise SignatureError("this platform's shared webhook URL has no key for this check")
+    key = templates.render(template, scope) if template else None
+    if key is None or verifier.key_digest is None:
+        return None if key is None else str(key)
+    return hashlib.new(verifier.key_digest, str(key).encode()).hexdigest()
+
+
 def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,
-           now: float, max_skew_s: float, keys: KeySets | None = None) -> None:
+           now: float, max_skew_s: float, keys: KeySets | None = None) -> dict[str, str]:
     """Raise ``SignatureError`` unless the delivery passes every verifier that applies (and,
-    where verifiers apply only when present, at least one). ``keys``: the fetched key sets."""
+    where verifiers apply only when present, at least one). Returns the headers the answer must
+    carry (``answerHeader``). ``keys``: the fetched key sets. A delivery to the shared URL is
+    checked with each verifier's ``sharedKey``."""
+    answer: dict[str, str] = {}
     checked = 0
     for verifier in verifiers:
         if not _applies(verifier, request, scope):
             continue
         checked += 1
-        key = templates.render(verifier.key, scope) if verifier.key else None
+        key = _key(verifier, scope, request.shared)
+        if request.shared and not key:
+            raise SignatureError("the platform-level webhook secret is not configured")
         if verifier.type == "hmac":
             _fresh(verifier, request, now, max_skew_s, scope)
             _hmac(verifier, request, scope, str(key or ""))
+            if verifier.answer_header and key:
+                answer[verifier.answer_header] = key
         elif verifier.type == "token":
             expected = str(templates.render(verifier.value, scope) or "")
             if not expected or not hmac.compare_digest(_presented(verifier, request).encode(), expected.encode()):
@@ -200,6 +217,7 @@ def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, 
         ways = ", ".join((v.header or f"?{v.param}") + (f" (needs {v.only_if.strip('{}')})" if v.only_if else "")
                          for v in verifiers)
         raise SignatureError(f"the delivery is not authenticated in a way this integration is set up to check: {ways}")
+    return answer
 
 
 def signing_keys_needed(verifiers: list[Verifier], request: WebhookRequest,
@@ -220,14 +238,15 @@ def signing_keys_needed(verifiers: list[Verifier], request: WebhookRequest,
 
 
 def verify_declared(mode: str, verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,
-                    now: float, max_skew_s: float, keys: KeySets | None = None) -> None:
-    """The manifest's ``verifyMode``: ``all`` verifiers that apply must pass, or ``any`` one."""
+                    now: float, max_skew_s: float, keys: KeySets | None = None) -> dict[str, str]:
+    """The manifest's ``verifyMode``: ``all`` verifiers that apply must pass, or ``any`` one.
+    Returns the headers the answer must carry."""
     check = verify_any if mode == "any" else verify
-    check(verifiers, request, scope, now=now, max_skew_s=max_skew_s, keys=keys)
+    return check(verifiers, request, scope, now=now, max_skew_s=max_skew_s, keys=keys)
 
 
 def verify_any(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,
-               now: float, max_skew_s: float, keys: KeySets | None = None) -> None:
+               now: float, max_skew_s: float, keys: KeySets | None = None) -> dict[str, str]:
     """Raise ``SignatureError`` unless the delivery passes one of the verifiers that apply
     (``onlyIf``) and whose header or parameter it carries (a platform that signs with a new
     scheme or a legacy one). None applying is a refusal, never a pass."""

@@ -29,8 +29,8 @@ def lookup(doc: Any, path: str) -> Any:
     for step in path.split("."):
         if isinstance(node, dict):
             node = node.get(step, _MISSING)
-        elif isinstance(node, list) and step.isdigit() and int(step) < len(node):
-            node = node[int(step)]
+        elif isinstance(node, list) and step.lstrip("-").isdigit() and -len(node) <= int(step) < len(node):
+            node = node[int(step)]  # ``-1``: the last item (the oldest of a newest-first page)
         else:
             return None
         if node is _MISSING:

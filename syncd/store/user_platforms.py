@@ -57,6 +57,12 @@ class UserPlatformsStore(StoreBase):
         cursor = self.user_platforms.find(query).sort([("platform", 1), ("externalUserId", 1)])
         return [UserPlatform.model_validate(_strip(d)) async for d in cursor]
 
+    async def self_accounts(self, platform: str, external_user_id: str) -> list[UserPlatform]:
+        """Every customer's own account ``external_user_id`` on ``platform`` (whose integration
+        a delivery to a platform's shared webhook URL belongs to)."""
+        query = {"platform": platform, "externalUserId": external_user_id, "isSelf": True}
+        return [UserPlatform.model_validate(_strip(d)) async for d in self.user_platforms.find(query)]
+
     async def self_identities(self, customer_id: str, platform: str) -> tuple[set[str], set[str]]:
         ids: set[str] = set()
         emails: set[str] = set()

@@ -53,9 +53,11 @@ def sign(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, An
             request, scope = _sign_in_body(verifier, request, scope, now)
             continue
         if verifier.timestamp_header:
-            request.headers[verifier.timestamp_header.lower()] = str(int(now))
+            request.headers[verifier.timestamp_header.lower()] = str(int(now * (1000 if verifier.timestamp_unit == "ms" else 1)))
             scope = {**scope, "header": request.headers}
         key = str(templates.render(verifier.key or verifier.value or "", scope) or "")
+        if verifier.key_digest:
+            key = hashlib.new(verifier.key_digest, key.encode()).hexdigest()
         if verifier.type == "hmac":
             digest = hmac.new(key.encode(), payload_bytes(verifier.payload, request, scope),
                               getattr(hashlib, verifier.algorithm)).digest()
