@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from syncd import metrics
 from syncd.api_platforms import platforms_router
+from syncd.api_smooch import smooch_router
 from syncd.connect import connect_router
 from syncd.engine.engine import Engine, IntegrationError
 from syncd.engine.exporter import EventRejected
@@ -257,6 +258,7 @@ def create_app(engine: Engine) -> FastAPI:
         return view
 
     app.include_router(platforms_router(engine.ctx.connectors, settings, [Depends(admin)]))
+    app.include_router(smooch_router(engine, settings, [Depends(admin)]))
 
     # -- health -------------------------------------------------------------------------------
     @app.get("/healthz", tags=["health"])

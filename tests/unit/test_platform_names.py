@@ -16,7 +16,7 @@ from syncd import providers
 from syncd.kit.loader import load_all
 
 PACKAGE = Path(__file__).resolve().parents[2] / "syncd"
-GENERIC = ["engine", "store", "kit", "console", "api.py", "api_platforms.py", "daemon.py", "config.py", "logs.py",
+GENERIC = ["engine", "store", "kit", "console", "api.py", "api_platforms.py", "api_smooch.py", "daemon.py", "config.py", "logs.py",
            "mapping.py", "mapping_compiler.py", "universal.py", "models.py", "merge.py", "metrics.py", "connect.py"]
 NAMES = sorted({*load_all(), *providers.folders(), "google", "microsoft", "facebook", "twitter"})
 PATTERN = re.compile(r"\b(" + "|".join(NAMES) + r")\b", re.IGNORECASE)
