@@ -130,4 +130,4 @@ async def test_every_seed_body_of_a_loaded_platform_passes_the_credential_checks
         credentials, _ = cls.prepare_credentials(arguments, {})
         connectors.validate_credentials(platform, credentials)
         checked.append(kind)
-    assert {"messenger", "telegram", "viber"} <= set(checked)
+    assert {"messenger", "telegram", "viber", "twitter"} <= set(checked)
