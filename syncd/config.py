@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SYNCD_", extra="ignore")
 
     mongodb_uri: str = "mongodb://localhost:27017/syncd"
+    #: How long the start waits for MongoDB before it gives up and says why.
+    mongodb_timeout_s: float = Field(default=5.0, gt=0)
     http_host: str = "0.0.0.0"
     http_port: int = 8080
     #: Base of the webhook URLs handed to platforms; unset = platforms cannot reach us (local
@@ -66,6 +68,12 @@ class Settings(BaseSettings):
     poll_lookback_s: float = Field(default=300.0, ge=0)
     webhook_max_skew_s: int = Field(default=300, ge=0)
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    #: Longest a client may take to send one request, headers and body (slow-loris bound).
+    http_read_timeout_s: float = Field(default=30.0, gt=0)
+    #: Longest an idle keep-alive connection is kept open.
+    http_keep_alive_s: int = Field(default=15, gt=0)
+    #: Open connections (and requests in hand) beyond which new ones get 503.
+    http_max_connections: int = Field(default=2000, gt=0)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     outbox_max_attempts: int = Field(default=8, ge=1)
@@ -80,6 +88,11 @@ class Settings(BaseSettings):
     lease_ttl_s: float = Field(default=60.0, gt=0)
     worker_poll_s: float = Field(default=0.5, gt=0)
     shutdown_grace_s: float = Field(default=20.0, ge=0)
+    #: How long ``DELETE /integrations/{id}`` waits for the platform to undo its webhooks and
+    #: subscriptions; what did not finish by then is retried in the background.
+    disconnect_timeout_s: float = Field(default=10.0, gt=0)
+    #: Background attempts to undo them before giving up (the credentials are then wiped anyway).
+    disconnect_max_attempts: int = Field(default=10, ge=1)
     base_urls: dict[str, str] = Field(default_factory=dict)
     #: The documented API roots by key, as the loaded platform manifests declare them (filled
     #: in by the daemon at start; ``SYNCD_<KEY>_BASE_URL`` and ``base_urls`` replace them).
@@ -93,6 +106,20 @@ class Settings(BaseSettings):
     connect_success_url: str | None = None
     #: How long a connect flow may take between the redirect and the callback.
     connect_state_ttl_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("mongodb_uri")
+    @classmethod
+    def _mongodb_scheme(cls, value: str) -> str:
+        if not value.startswith(("mongodb://", "mongodb+srv://", "mongomock://")):
+            scheme = value.partition("://")[0] if "://" in value else "no scheme"
+            raise ValueError(f"must start with mongodb://, mongodb+srv:// or mongomock:// (got {scheme})")
+        return value
+
+    @field_validator("public_url", "app_callback_url", "connect_success_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``SYNCD_PUBLIC_URL=`` (as compose writes an unset variable) means unset, not "" ."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     def base_url(self, key: str) -> str:
         """The API root named ``key``: ``SYNCD_<KEY>_BASE_URL``, or the one its manifest documents."""

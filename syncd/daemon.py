@@ -11,8 +11,9 @@ import gc
 import random
 import secrets
 import signal
+import socket
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,8 +30,10 @@ from syncd.config import Settings
 from syncd.engine.connectors import Connectors, UnknownPlatform
 from syncd.engine.context import EngineContext
 from syncd.engine.engine import Engine, work_budget
+from syncd.engine.lifecycle import check_every, full_sync_period
 from syncd.kit.loader import api_roots, extra_dir, load_all
 from syncd.logs import configure_logging
+from syncd.serving import server_config
 from syncd.store import Store
 
 log = structlog.get_logger(__name__)
@@ -61,13 +64,15 @@ class Daemon:
             await self.reconcile()
 
     async def reconcile(self) -> None:
-        """Keep one poll job per active integration, and resume imports that stalled."""
+        """Keep one poll, maintenance and full-sync job per live integration, resume imports that
+        stalled, and retry disconnects that failed. A paused integration keeps its jobs (they
+        skip it), so a resume on any replica needs no rescheduling."""
         if self.scheduler is None:
             return
-        integrations = {i.id: i for i in await self.store.list_integrations(status="active")}
+        integrations = {i.id: i for i in await self.store.list_integrations(status=("active", "paused"))}
         for job in self.scheduler.get_jobs():
             kind, _, integration_id = job.id.partition(":")
-            if kind in ("poll", "maintain") and integration_id not in integrations:
+            if kind in ("poll", "maintain", "full-sync") and integration_id not in integrations:
                 job.remove()
         now = datetime.now(UTC)
         for integration_id, integration in integrations.items():
@@ -90,7 +95,18 @@ class Daemon:
                     self.engine.maintain, "interval", args=[integration_id], id=f"maintain:{integration_id}",
                     seconds=cls.maintain_every_s, max_instances=1, coalesce=True, next_run_time=now,
                 )
+            period = full_sync_period(cls, integration)
+            if period and self.scheduler.get_job(f"full-sync:{integration_id}") is None:
+                # The job only asks whether a run is due; the due times (with their jitter) are
+                # in the store, shared by every replica.
+                every = check_every(period)
+                self.scheduler.add_job(
+                    self.engine.full_sync, "interval", args=[integration_id], id=f"full-sync:{integration_id}",
+                    seconds=every, max_instances=1, coalesce=True,
+                    next_run_time=now + timedelta(seconds=random.uniform(0, every)),
+                )
         await self.engine.resume()
+        await self.engine.retry_disconnects()
 
     async def stop(self) -> None:
         await self.stop_work()
@@ -114,6 +130,51 @@ def _secret_key(settings: Settings) -> str:
     raise ConfigError("SYNCD_SECRET_KEY is required with a real MongoDB: it encrypts stored credentials")
 
 
+async def _connect(settings: Settings) -> Store:
+    try:
+        return await Store.connect(settings.mongodb_uri, secret_key=_secret_key(settings),
+                                   timeout_s=settings.mongodb_timeout_s)
+    except (PyMongoError, ValueError) as exc:  # a URI pymongo cannot parse; never print the URI itself
+        raise ConfigError(f"SYNCD_MONGODB_URI is not usable: {type(exc).__name__}: "
+                          f"{_without(str(exc), settings.mongodb_uri)}") from None
+
+
+def _without(text: str, uri: str) -> str:
+    """``text`` with the URI's password (if it has one) replaced."""
+    _, _, rest = uri.partition("://")
+    credentials, at, _ = rest.rpartition("@")
+    password = credentials.partition(":")[2] if at else ""
+    return text.replace(password, "[redacted]") if password else text
+
+
+def warn_unconfigured(settings: Settings) -> None:
+    """Say at start what will not work, rather than at the first request."""
+    if settings.admin_token is None:
+        log.warning("SYNCD_ADMIN_TOKEN is not set: the admin API (integrations, chats, status, dead letters) "
+                    "answers 503 until it is")
+    if settings.app_webhook_secret is None:
+        log.warning("SYNCD_APP_WEBHOOK_SECRET is not set: POST /events (app events) and signed connect "
+                    "links answer 503, and callbacks to the app cannot be signed")
+    if settings.mongodb_uri.startswith("mongomock://"):
+        log.warning("SYNCD_MONGODB_URI=mongomock:// is an in-memory store: everything is forgotten when "
+                    "syncd stops")
+    for key, url in sorted(settings.base_urls.items()):
+        log.info("platform API root overridden", key=key, url=url)
+
+
+def _listen(settings: Settings) -> socket.socket:
+    """The HTTP socket, bound before anything starts, so a port in use stops the start."""
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.http_host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.http_host, settings.http_port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {settings.http_host}:{settings.http_port} ({exc.strerror}); "
+                          "set SYNCD_HTTP_PORT or --port") from None
+    return sock
+
+
 async def build(
     settings: Settings,
     *,
@@ -127,13 +188,16 @@ async def build(
     platforms = load_all(extra=extra_dir())
     settings = settings.model_copy(update={"api_roots": {**api_roots(platforms), **settings.api_roots}})
     if store is None:
-        store = await Store.connect(settings.mongodb_uri, secret_key=_secret_key(settings))
+        store = await _connect(settings)
     try:
         await store.ensure_indexes()
     except PyMongoError as exc:
         await store.close()
-        # pymongo names hosts and timeouts, never the URI's password.
-        raise ConfigError(f"cannot reach MongoDB ({type(exc).__name__}): {str(exc)[:300]}") from None
+        # pymongo names hosts and timeouts, never the URI's password; its topology
+        # description after the first line adds nothing an operator can act on.
+        reason = str(exc).split(", Timeout:")[0].split("\n")[0]
+        raise ConfigError(f"cannot reach MongoDB within {settings.mongodb_timeout_s:g}s (SYNCD_MONGODB_TIMEOUT_S): "
+                          f"{type(exc).__name__}: {reason}") from None
     connectors = Connectors(settings, platforms, transports=transports, sleep=sleep, clock=clock)
     ctx = EngineContext(settings=settings, store=store, connectors=connectors)
     engine = Engine(ctx, callback_transport=callback_transport)
@@ -174,30 +238,45 @@ async def serve(settings: Settings, *, on_built: Callable[[Daemon], None] | None
 
     ``on_built`` sees the wired daemon before it starts (the benchmarks add their probes)."""
     configure_logging(settings.log_level, settings.log_format)
-    daemon = await build(settings, **kwargs)
+    warn_unconfigured(settings)
+    sock = _listen(settings)
+    try:
+        daemon = await build(settings, **kwargs)
+    except BaseException:
+        sock.close()
+        raise
     if on_built is not None:
         on_built(daemon)
-    server = uvicorn.Server(uvicorn.Config(
-        daemon.app, host=settings.http_host, port=settings.http_port, log_config=None,
-        access_log=False, lifespan="off",
+    server = uvicorn.Server(server_config(
+        daemon.app, settings,
         # Seconds, not whole seconds: int() made a grace under 1 s "wait for ever" (None).
-        timeout_graceful_shutdown=work_budget(settings.shutdown_grace_s),  # type: ignore[arg-type]
+        timeout_graceful_shutdown=work_budget(settings.shutdown_grace_s),
     ))
     _stop_on_signals(server)
     await daemon.start()
     _tune_gc()
-    log.info("syncd started", host=settings.http_host, port=settings.http_port,
-             store="in-memory" if settings.mongodb_uri.startswith("mongomock://") else "mongodb")
     stopping = asyncio.create_task(_stop_when_asked(server, daemon))
+    started = asyncio.create_task(_say_started(server, settings))
     try:
         # uvicorn turns SIGTERM/SIGINT into a graceful HTTP shutdown and returns.
-        await server.serve()
+        await server.serve(sockets=[sock])
     finally:
         if not server.should_exit:  # the server failed rather than being asked to stop
             server.should_exit = True
         await stopping
+        started.cancel()
         await daemon.store.close()
         log.info("syncd stopped")
+
+
+async def _say_started(server: uvicorn.Server, settings: Settings) -> None:
+    """"syncd started" once the server accepts connections, not before."""
+    while not server.started:
+        if server.should_exit:
+            return
+        await asyncio.sleep(0.02)
+    log.info("syncd started", host=settings.http_host, port=settings.http_port,
+             store="in-memory" if settings.mongodb_uri.startswith("mongomock://") else "mongodb")
 
 
 async def _stop_when_asked(server: uvicorn.Server, daemon: Daemon) -> None:
@@ -209,12 +288,13 @@ async def _stop_when_asked(server: uvicorn.Server, daemon: Daemon) -> None:
     await daemon.stop_work()
 
 
-def run(main: Awaitable[Any]) -> Any:
+def run(main: Coroutine[Any, Any, Any]) -> Any:
     """Run ``main`` to completion on uvloop when it is installed (``pip install syncd[fast]``),
     else on asyncio's own loop: uvloop's socket and timer handling is markedly cheaper under
     webhook load, and nothing in syncd depends on which loop runs it."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main)  # type: ignore[arg-type]
-    return uvloop.run(main)  # type: ignore[arg-type]
+        return asyncio.run(main)
+    run_on_uvloop: Callable[[Coroutine[Any, Any, Any]], Any] = uvloop.run
+    return run_on_uvloop(main)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import email.utils
 import re
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,6 +124,8 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "first": _first,
     "list": lambda v: v if isinstance(v, list) else [v],
     "nonempty": lambda v: v if v not in ("", [], {}) else None,
+    # A stable UUID named by the value (an idempotency key derived from a message id).
+    "uuid5": lambda v: str(uuid.uuid5(uuid.NAMESPACE_URL, str(v))),
 }
 
 # --------------------------------------------------------------------------------------

@@ -80,6 +80,25 @@ APP_CALLBACKS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+FULL_SYNCS = Counter(
+    "syncd_full_syncs_total",
+    "Periodic full syncs of an integration; event is started or finished.",
+    ["platform", "event"],
+    registry=REGISTRY,
+)
+FULL_SYNC_CHANGES = Counter(
+    "syncd_full_sync_changes_total",
+    "What periodic full syncs found that no event had announced; change is inserted, updated or deleted.",
+    ["platform", "change"],
+    registry=REGISTRY,
+)
+DISCONNECTS = Counter(
+    "syncd_disconnects_total",
+    "Undoing at the platform what an integration set up there, when it is deleted; outcome is "
+    "done, retrying or given_up.",
+    ["platform", "outcome"],
+    registry=REGISTRY,
+)
 
 INBOX_PENDING = Gauge(
     "syncd_inbox_pending", "Inbox items waiting to be processed.", registry=REGISTRY

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, overload
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -29,6 +29,12 @@ def new_id() -> str:
     return os.urandom(16).hex()
 
 
+@overload
+def as_utc(value: datetime) -> datetime: ...
+@overload
+def as_utc(value: None) -> None: ...
+@overload
+def as_utc(value: datetime | None) -> datetime | None: ...
 def as_utc(value: datetime | None) -> datetime | None:
     """MongoDB hands back naive datetimes (UTC); make every timestamp aware."""
     if value is None:
@@ -40,6 +46,20 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 #: A timestamp field of a stored document: MongoDB hands back naive UTC, the model keeps aware UTC.
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+
+#: The longest id syncd takes from a client: longer than any platform's (email thread ids
+#: and Graph's composed chat ids stay well under it), short enough for an index key.
+MAX_ID_LENGTH = 512
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL bytes")
+    return value
+
+
+#: An id a client gives (a chat, a customer, an event, a message): bounded and NUL-free.
+ClientId = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_no_nul)]
 
 
 def _aware(value: Any) -> Any:
@@ -70,16 +90,39 @@ class Attachment(Doc):
     external_id: str | None = None
 
 
+class Disconnect(Doc):
+    """Undoing at the platform what an integration set up there (webhooks, subscriptions,
+    watches) after it was deleted: retried in the background until it is done or given up."""
+
+    state: Literal["pending", "done", "given_up"] = "pending"
+    attempts: int = 0
+    next_attempt_at: UtcDatetime | None = None
+    last_error: str | None = None
+    #: What syncd cannot undo and the user must remove by hand.
+    left_at_platform: list[str] = Field(default_factory=list)
+    #: What ``maintain`` had set up (the connector's state), kept for the retries: a purge
+    #: removes the sync status it was read from.
+    maintenance: Annotated[Any, AfterValidator(_aware)] = None
+    finished_at: UtcDatetime | None = None
+
+
 class Integration(Doc):
     id: str = Field(default_factory=new_id)
     customer_id: str
     platform: str
     name: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
-    status: Literal["active", "error", "disabled", "deleted"] = "active"
+    status: Literal["active", "paused", "error", "disabled", "deleted"] = "active"
+    #: Why it is paused, in error or disabled (a pause's reason is the operator's own words).
     status_reason: str | None = None
+    paused_at: UtcDatetime | None = None
+    #: What a delete undid at the platform, or is still trying to (see ``Disconnect``).
+    disconnect: Disconnect | None = None
     created_at: UtcDatetime = Field(default_factory=utcnow)
     updated_at: UtcDatetime = Field(default_factory=utcnow)
+    #: What the user must paste at the platform (a generated secret among it): set only on the
+    #: integration a create returns, never stored nor listed.
+    setup: dict[str, Any] | None = Field(default=None, exclude=True)
 
 
 class Chat(Doc):
@@ -143,6 +186,18 @@ class SyncCounts(Doc):
     pages: int = 0
 
 
+class FullSync(Doc):
+    """One periodic full sync of an integration: every imported chat re-read from the start."""
+
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+    chats: int = 0
+    chats_done: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+
 class SyncStatus(Doc):
     id: str = Field(default_factory=new_id)
     integration_id: str
@@ -154,10 +209,15 @@ class SyncStatus(Doc):
     high_watermark: Annotated[Any, AfterValidator(_aware)] = None
     #: A full resync re-reads from the first page and marks what the platform no longer has.
     full: bool = False
+    #: Read in the low-priority lane of the platform's rate budget (a periodic full sync).
+    background: bool = False
     counts: SyncCounts = Field(default_factory=SyncCounts)
     #: What the connector's ``maintain`` returned last (subscription ids, expiries).
     maintenance: Annotated[Any, AfterValidator(_aware)] = None
     maintained_at: UtcDatetime | None = None
+    #: Integration level: when the next periodic full sync is due, and the current or last one.
+    next_full_sync_at: UtcDatetime | None = None
+    full_sync: FullSync | None = None
     last_error: str | None = None
     started_at: UtcDatetime | None = None
     finished_at: UtcDatetime | None = None
@@ -202,25 +262,26 @@ class AppMessage(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    id: str | None = Field(default=None, min_length=1, max_length=512)
+    id: ClientId | None = None
     text: str | None = None
     html: str | None = None
     subject: str | None = None
-    external_message_id: str | None = None
-    external_thread_id: str | None = None
+    external_message_id: ClientId | None = None
+    external_thread_id: ClientId | None = None
 
 
 class AppEvent(BaseModel):
-    """A change event posted by the app to ``POST /events`` (docs/architecture.md, README "HTTP API")."""
+    """A change event posted by the app to ``POST /events``: a message created, updated or deleted
+    in the app, to be carried to the platform. ``id`` is the idempotency key."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    id: str = Field(min_length=1, max_length=512)
+    id: ClientId
     type: Literal["message.created", "message.updated", "message.deleted"]
-    customer_id: str = Field(min_length=1, max_length=512)
+    customer_id: ClientId
     platform: str = Field(min_length=1, max_length=64)
-    chat_id: str | None = None
-    external_chat_id: str | None = None
+    chat_id: ClientId | None = None
+    external_chat_id: ClientId | None = None
     message: AppMessage
 
     @model_validator(mode="after")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -143,10 +143,17 @@ class WebhookRequest:
     """A webhook delivery exactly as received: raw bytes, lower-cased header names."""
 
     method: str
-    url: _OnFirstRead = _OnFirstRead()  # a str, or a function that builds it when first read
+    if TYPE_CHECKING:  # the descriptor gives no default (see ``_OnFirstRead.__get__``)
+        url: str
+    else:
+        url: _OnFirstRead = _OnFirstRead()  # a str, or a function that builds it when first read
     headers: dict[str, str]
     query: dict[str, str]
     body: bytes
+
+    if TYPE_CHECKING:
+        def __init__(self, method: str, url: str | Callable[[], str], headers: dict[str, str],
+                     query: dict[str, str], body: bytes) -> None: ...
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from bench.faults import (
+    callbacks,
     crash,
     durability,
     echoes,
@@ -47,6 +48,7 @@ PLANS: dict[int, Plan] = {
     6: Plan(replicas, quick=20, full=60, repeats=3),
     7: Plan(poison, quick=50, full=100, repeats=2),
     8: Plan(shutdown, quick=2, full=4, repeats=2),  # SIGTERMs in process, plus one to a process
+    9: Plan(callbacks, quick=4, full=8, repeats=2),  # one crash each, before a page's callbacks
 }
 
 

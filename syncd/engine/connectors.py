@@ -3,22 +3,99 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import InitErrorDetails
 
 from syncd import providers
 from syncd.config import Settings
 from syncd.kit.connector import Connector, ConnectorContext
+from syncd.kit.errors import scrub_exception
 from syncd.kit.http import RetryPolicy
 from syncd.kit.loader import Loaded
+from syncd.logs import KNOWN_SECRETS, SecretValues, is_secret_key
 from syncd.models import Integration
 
 
 class UnknownPlatform(KeyError):
     pass
+
+
+#: The longest a credentials check that a client waits on may take per request.
+QUICK_TIMEOUT_S = 10.0
+
+#: What the engine calls on a connector: whatever they raise leaves scrubbed of secrets.
+GUARDED_METHODS = ("identify", "list_chats", "fetch_history_page", "send", "edit", "delete",
+                   "accept_webhook", "parse_webhook", "poll", "maintain")
+
+
+def secret_values(model: type[BaseModel], credentials: dict[str, Any]) -> list[str]:
+    """The values of ``credentials`` that are secrets: fields the model keeps out of ``repr``
+    or whose name says so (``token``, ``secret``, ``key``...). Identifiers (a phone number
+    id, an email address) are not: errors and logs may name them."""
+    fields = {}
+    for name, info in model.model_fields.items():
+        fields[name] = info
+        if info.alias:
+            fields[info.alias] = info
+    return [str(value) for key, value in credentials.items()
+            if isinstance(value, str) and (is_secret_key(key) or getattr(fields.get(key), "repr", True) is False)]
+
+
+_UNSAFE_IN_IDS = re.compile(r"[/?#\\%\s\x00-\x1f\x7f]")
+
+
+def accepted_names(name: str, info: FieldInfo) -> set[str]:
+    """Every key a credentials field is read from: its name, its alias and its aliases (Smooch's
+    argument names, ``AliasChoices``)."""
+    names = {name, info.alias} if info.alias else {name}
+    choices = info.validation_alias
+    if isinstance(choices, AliasChoices):
+        names.update(c for c in choices.choices if isinstance(c, str))
+    elif isinstance(choices, str):
+        names.add(choices)
+    return names
+
+
+def _safe_id(key: str, value: Any) -> bool:
+    """Credential ids (``pageId``, ``phoneNumberId``, ``accountSid``...) end up in platform URL
+    paths: one that could change the path is refused before it is used or stored."""
+    if not (key.endswith(("Id", "_id", "Sid", "_sid")) and isinstance(value, str)):
+        return True
+    return not _UNSAFE_IN_IDS.search(value) and value not in (".", "..")
+
+
+def guard(connector: Connector, secrets: SecretValues) -> Connector:
+    """Make every exception leaving ``connector``'s engine-facing methods carry no secret
+    value, whatever text the platform put in it: the one place where provider errors meet
+    the engine, which stores, logs and answers them."""
+    for name in GUARDED_METHODS:
+        method = getattr(connector, name)
+        if inspect.iscoroutinefunction(method):
+            @functools.wraps(method)
+            async def guarded(*args: Any, __method: Any = method, **kwargs: Any) -> Any:
+                try:
+                    return await __method(*args, **kwargs)
+                except Exception as exc:
+                    scrub_exception(exc, secrets)
+                    raise
+        else:
+            @functools.wraps(method)
+            def guarded(*args: Any, __method: Any = method, **kwargs: Any) -> Any:
+                try:
+                    return __method(*args, **kwargs)
+                except Exception as exc:
+                    scrub_exception(exc, secrets)
+                    raise
+        setattr(connector, name, guarded)
+    return connector
 
 
 class Connectors:
@@ -48,6 +125,9 @@ class Connectors:
             max_retries=settings.http_max_retries, base_s=settings.retry_base_s,
             max_s=settings.retry_max_s, sleep=sleep, max_inline_wait_s=settings.http_max_inline_wait_s,
         )
+        #: A 429's short Retry-After is still waited out; nothing else is retried.
+        self.quick_policy = RetryPolicy(max_retries=1, base_s=0.0, max_s=QUICK_TIMEOUT_S, sleep=sleep,
+                                        max_inline_wait_s=QUICK_TIMEOUT_S / 2)
         self.clock = clock
         self._cache: dict[str, Connector] = {}
         #: Held while an integration's connector is being built (see :meth:`get`).
@@ -68,34 +148,63 @@ class Connectors:
         return self.classes[platform]
 
     def validate_credentials(self, platform: str, credentials: dict[str, Any]) -> BaseModel:
-        """Raises ``UnknownPlatform`` or pydantic's ``ValidationError``."""
-        return self.connector_class(platform).Credentials.model_validate(credentials)
+        """Raises ``UnknownPlatform`` or pydantic's ``ValidationError``, which names every
+        field the platform does not take (a typo such as ``bottoken`` is not ignored)."""
+        model = self.connector_class(platform).Credentials
+        known = {n for name, info in model.model_fields.items() for n in accepted_names(name, info)}
+        problems: list[InitErrorDetails] = [
+            {"type": "extra_forbidden", "loc": (key,), "input": None} for key in credentials if key not in known]
+        problems += [{"type": "value_error", "loc": (key,), "input": None,
+                      "ctx": {"error": "an id may not contain '/', '?', '#', '\\', '%', spaces or control "
+                                       "characters, nor be '.' or '..'"}}
+                     for key, value in credentials.items() if key in known and not _safe_id(key, value)]
+        if problems:
+            raise ValidationError.from_exception_data(model.__name__, problems)
+        return model.model_validate(credentials)
 
     def build(
         self,
         integration: Integration,
         credentials: dict[str, Any],
         on_credentials: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        *,
+        quick: bool = False,
     ) -> Connector:
+        """``quick``: one attempt and a short timeout, for a check a client waits on (new
+        credentials): a platform that cannot be reached is said so at once, not after minutes."""
         cls = self.connector_class(integration.platform)
         creds = cls.Credentials.model_validate(credentials)
         http = cls.make_http(
-            self.settings.base_url(cls.base_url_key or integration.platform), creds, policy=self.policy,
-            timeout_s=self.settings.http_timeout_s,
+            self.settings.base_url(cls.base_url_key or integration.platform), creds,
+            policy=self.quick_policy if quick else self.policy,
+            timeout_s=min(self.settings.http_timeout_s, QUICK_TIMEOUT_S) if quick else self.settings.http_timeout_s,
             transport=self.transports.get(integration.platform) or self.transports.get(cls.base_url_key or ""),
         )
         http.platform = integration.platform
+        secrets = secret_values(cls.Credentials, credentials)
+        http.secrets.add(*secrets)
+        KNOWN_SECRETS.add(*secrets, owner=integration.id)
+
+        async def remember(new: dict[str, Any]) -> None:
+            # A refreshed token is as secret as the one it replaces; the old one stays known
+            # until the connector is forgotten (a late error may still quote it).
+            fresh = secret_values(cls.Credentials, new)
+            http.secrets.add(*fresh)
+            KNOWN_SECRETS.add(*fresh, owner=integration.id)
+            if on_credentials is not None:
+                await on_credentials(new)
+
         ctx = ConnectorContext(
             http=http,
             mapping=self.mappings[integration.platform],
             webhook_url=self.settings.webhook_url(integration.platform, integration.id),
             public_webhooks=self.settings.public_url is not None,
             webhook_max_skew_s=self.settings.webhook_max_skew_s,
-            on_credentials=on_credentials,
+            on_credentials=remember,
         )
         if self.clock is not None:
             ctx.clock = self.clock
-        return cls(creds, integration.settings, ctx)
+        return guard(cls(creds, integration.settings, ctx), http.secrets)
 
     def cached(self, integration_id: str) -> Connector | None:
         return self._cache.get(integration_id)
@@ -125,10 +234,13 @@ class Connectors:
         self._cache[integration_id] = connector
         return connector
 
-    async def forget(self, integration_id: str) -> None:
+    async def forget(self, integration_id: str, *, close: bool = True) -> None:
+        """Drop the cached connector; ``close=False`` when it is in use by the caller (it is
+        closed when garbage, and the next user builds a fresh one)."""
         self._building.pop(integration_id, None)
+        KNOWN_SECRETS.forget(integration_id)
         connector = self._cache.pop(integration_id, None)
-        if connector is not None:
+        if connector is not None and close:
             await connector.close()
 
     async def close(self) -> None:

@@ -11,12 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import structlog
+
 from syncd.config import Settings
 from syncd.engine.connectors import Connectors
 from syncd.engine.users import Users
 from syncd.kit.connector import Connector
 from syncd.models import Integration
 from syncd.store import Store
+
+log = structlog.get_logger(__name__)
 
 
 def default_owner() -> str:
@@ -47,9 +51,25 @@ class EngineContext:
 
 async def connector_for(ctx: EngineContext, integration: Integration) -> Connector:
     """The integration's cached connector, built from its stored credentials on first use (once,
-    however many workers ask at the same time); the grants it refreshes are stored."""
+    however many workers ask at the same time); the grants it refreshes are stored, fenced by
+    the version it was built from: a refresh made from credentials that were replaced meanwhile
+    (new ones put by an operator, another replica's refresh) is not stored, and the connector
+    is rebuilt from what is."""
+    version = 0
+
+    async def read() -> dict:
+        nonlocal version
+        credentials, version = await ctx.store.get_versioned_credentials(integration.id)
+        return credentials
 
     async def save(credentials: dict) -> None:
-        await ctx.store.set_credentials(integration.id, credentials)
+        nonlocal version
+        stored = await ctx.store.set_credentials(integration.id, credentials, based_on=version)
+        if stored is None:
+            log.warning("refreshed credentials not stored: newer ones were stored meanwhile",
+                        integration_id=integration.id)
+            await ctx.connectors.forget(integration.id, close=False)
+            return
+        version = stored
 
-    return await ctx.connectors.get(integration, lambda: ctx.store.get_credentials(integration.id), save)
+    return await ctx.connectors.get(integration, read, save)

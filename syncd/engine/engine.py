@@ -16,15 +16,18 @@ from pydantic import ValidationError
 
 from syncd.engine.connectors import UnknownPlatform
 from syncd.engine.context import EngineContext, connector_for
+from syncd.engine.deadletters import DeadLetters
+from syncd.engine.errors import Conflict, Invalid, NotFound, Unavailable
 from syncd.engine.exporter import Exporter
 from syncd.engine.importer import Importer, chat_data
 from syncd.engine.inbox import Inbox
 from syncd.engine.leases import hold
-from syncd.engine.notifier import CallbackSender
+from syncd.engine.lifecycle import Lifecycle, full_sync_period, valid_period
+from syncd.engine.notifier import CallbackSender, sweep_owed_callbacks
 from syncd.engine.outbox import Outbox
 from syncd.engine.poller import PollBusy, Poller
-from syncd.kit.errors import AuthError, ProviderError
-from syncd.models import Chat, Integration, UserPlatform
+from syncd.kit.errors import AuthError, PermanentError, ProviderError
+from syncd.models import Chat, Integration, SyncStatus, UserPlatform
 from syncd.universal import ChatData, UserData
 
 log = structlog.get_logger(__name__)
@@ -43,12 +46,16 @@ def work_budget(grace_s: float) -> float:
     return max(0.0, grace_s - min(1.5, grace_s / 2))
 
 
-class IntegrationError(Exception):
-    """A request about integrations that cannot be done; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, code: str, message: str, details: Any = None):
-        super().__init__(message)
-        self.status, self.code, self.details = status, code, details
+def secrets_from_settings(connector_cls: Any, credentials: dict[str, Any],
+                          settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A secret an operator put in ``settings`` (the platform declares which) moves to the
+    credentials: encrypted at rest, and never answered back by the API."""
+    for key in connector_cls.secret_settings:
+        if key in settings:
+            value = settings.pop(key)
+            if value is not None:
+                credentials.setdefault(key, value)
+    return credentials, settings
 
 
 class Engine:
@@ -61,6 +68,8 @@ class Engine:
         self.exporter = Exporter(ctx)
         self.callbacks = CallbackSender(ctx, transport=callback_transport)
         self.outbox = Outbox(ctx, self.exporter, self.callbacks)
+        self.lifecycle = Lifecycle(ctx, self.importer)
+        self.dead_letters = DeadLetters(ctx, events=self.outbox.events, deliveries=self.inbox.worker)
         self._polls: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -85,9 +94,16 @@ class Engine:
         deadline = loop.time() + work_budget(grace)
         for worker in (self.inbox.worker, self.outbox.events, self.outbox.notify):
             await worker.stop(max(0.0, deadline - loop.time()))
+        importing = self.importer.busy()
+        if importing or self._polls:
+            # Said before waiting, so a slow stop is explained while it happens.
+            log.info("shutdown waiting for work in hand", imports=importing, polls=len(self._polls),
+                     wait_s=round(max(0.0, deadline - loop.time()), 1))
         try:
             await asyncio.wait_for(self.importer.wait(), max(0.0, deadline - loop.time()))
         except TimeoutError:
+            log.warning("shutdown: imports did not finish in the grace period; checkpointed and cancelled",
+                        imports=self.importer.busy())
             await self.importer.cancel()
         if self._polls:
             polls = set(self._polls)
@@ -102,10 +118,14 @@ class Engine:
 
     async def resume(self) -> None:
         """Continue every unfinished import (after a restart, a crash, a failed page, or a
-        replica that died holding the lease)."""
+        replica that died holding the lease), and queue the app callbacks a process died
+        before queueing."""
         for integration in await self.store.list_integrations(status="active"):
             if await self.importer.has_work(integration.id):
                 self.importer.kick(integration.id)
+        owed = await sweep_owed_callbacks(self.ctx)
+        if owed:
+            log.info("queued callbacks a stopped process owed", messages=owed)
 
     async def poll(self, integration_id: str) -> None:
         """One scheduled poll; a stopping engine starts none, and ``stop`` waits for those in hand.
@@ -179,22 +199,25 @@ class Engine:
     ) -> Integration:
         try:
             connector_cls = self.ctx.connectors.connector_class(platform)
+            credentials, settings = secrets_from_settings(connector_cls, dict(credentials), dict(settings or {}))
+            given = set(credentials)
             # What syncd generates itself (webhook secret tokens, clientState) is added first,
             # so it is validated and stored like the rest.
-            credentials, settings = connector_cls.prepare_credentials(dict(credentials), dict(settings or {}))
+            credentials, settings = connector_cls.prepare_credentials(credentials, settings)
             self.ctx.connectors.validate_credentials(platform, credentials)
         except UnknownPlatform:
-            raise IntegrationError(
-                422, "unknown_platform",
-                f"unknown platform {platform!r}; supported: {', '.join(self.ctx.connectors.platforms())}",
+            raise Invalid(
+                "unknown_platform", f"unknown platform {platform!r}; supported: {', '.join(self.ctx.connectors.platforms())}",
             ) from None
         except ValidationError as exc:
             details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
-            raise IntegrationError(422, "invalid_credentials", f"credentials for {platform} are invalid", details) from None
+            raise Invalid("invalid_credentials", f"credentials for {platform} are invalid", details) from None
         settings = settings or {}
         chats = settings.get("importChats")
         if chats is not None and (not isinstance(chats, list) or not all(isinstance(c, str) and c for c in chats)):
-            raise IntegrationError(422, "invalid_settings", "settings.importChats must be a list of chat ids")
+            raise Invalid("invalid_settings", "settings.importChats must be a list of chat ids")
+        if "fullSyncEveryS" in settings and not valid_period(settings["fullSyncEveryS"]):
+            raise Invalid("invalid_settings", "settings.fullSyncEveryS must be a number of seconds, 0 or more (0 = never)")
         integration = Integration(customer_id=customer_id, platform=platform, name=name or platform, settings=settings)
         identities, credentials = await self._identify(integration, credentials)
         await self.store.insert_integration(integration, credentials)
@@ -210,6 +233,8 @@ class Engine:
         if connector_cls.maintain_every_s is not None:
             self._track(self.maintain(integration.id), f"maintain:{integration.id}")
         log.info("integration created", integration_id=integration.id, platform=platform, customer_id=customer_id)
+        generated = {k: v for k, v in credentials.items() if k not in given}
+        integration.setup = connector_cls.setup(generated, self.ctx.settings.webhook_url(platform, integration.id))
         return integration
 
     async def _identify(self, integration: Integration,
@@ -218,8 +243,9 @@ class Engine:
         credentials to store (a check that refreshed a token hands back the rotated grant:
         storing the one it replaced would lose it where a provider revokes used tokens).
 
-        ``IntegrationError`` 422 when the platform rejects them. When it cannot be reached
-        they are not known to be wrong: accepted, and the sync retries on schedule."""
+        ``Invalid`` when the platform rejects them (or the request they make), ``Unavailable``
+        (``platform_unreachable``) at once when it cannot be reached: credentials that were
+        never checked are not stored as working ones."""
         platform = integration.platform
         latest = credentials
 
@@ -227,29 +253,89 @@ class Engine:
             nonlocal latest
             latest = new
 
-        connector = self.ctx.connectors.build(integration, credentials, on_credentials=rotated)
+        connector = self.ctx.connectors.build(integration, credentials, on_credentials=rotated, quick=True)
         try:
             return await connector.identify(), latest
         except AuthError as exc:
-            raise IntegrationError(422, "credentials_rejected", f"{platform} rejected the credentials: {exc}") from None
+            raise Invalid("credentials_rejected", f"{platform} rejected the credentials: {exc}") from None
+        except PermanentError as exc:
+            raise Invalid("credentials_rejected", f"{platform} refused the credentials check: {exc}") from None
         except ProviderError as exc:
             log.warning("could not check credentials with the platform", platform=platform, error=str(exc))
-            return [], latest
+            raise Unavailable("platform_unreachable",
+                                   f"{platform} cannot be reached to check the credentials ({exc}); "
+                                   "nothing was stored, try again") from None
         finally:
             await connector.close()
 
     async def get_integration(self, integration_id: str) -> Integration:
         integration = await self.store.get_integration(integration_id)
         if integration is None or integration.status == "deleted":
-            raise IntegrationError(404, "not_found", f"no integration {integration_id!r}")
+            raise NotFound("not_found", f"no integration {integration_id!r}")
         return integration
 
-    async def delete_integration(self, integration_id: str) -> None:
-        await self.get_integration(integration_id)
+    async def delete_integration(self, integration_id: str, *, purge: bool = False) -> dict[str, Any]:
+        """Stop its sync, undo at the platform what syncd set up there (retried in the background
+        when the platform cannot be reached now), wipe its credentials; ``purge`` also removes
+        its chats, messages, user mappings and sync status. What was done, and what is left."""
+        integration = await self.get_integration(integration_id)
         await self.store.update_integration(integration_id, status="deleted")
         await self.importer.cancel(integration_id)
-        await self.ctx.connectors.forget(integration_id)
         self.ctx.users.forget(integration_id)
+        disconnect = await self.lifecycle.start_disconnect(integration)
+        purged = await self.store.purge_integration(integration_id) if purge else None
+        log.info("integration deleted", integration_id=integration_id, purge=purge, disconnect=disconnect.state)
+        return {"disconnect": disconnect, "purged": purged}
+
+    async def pause_integration(self, integration_id: str, reason: str | None = None) -> Integration:
+        """Stop its polls, imports, full syncs and deliveries; webhooks and app events wait."""
+        integration = await self.get_integration(integration_id)
+        if integration.status not in ("active", "paused"):
+            raise Conflict("integration_not_active",
+                                   f"only an active integration can be paused; this one is {integration.status}")
+        return await self.lifecycle.pause(integration, reason)
+
+    async def resume_integration(self, integration_id: str) -> Integration:
+        integration = await self.get_integration(integration_id)
+        if integration.status not in ("active", "paused"):
+            raise Conflict("integration_not_paused",
+                                   f"only a paused integration can be resumed; this one is {integration.status}")
+        if integration.status == "active":
+            return integration
+        updated = await self.lifecycle.resume(integration)
+        self.inbox.worker.wake()
+        self.outbox.events.wake()
+        if await self.importer.has_work(integration_id):
+            self.importer.kick(integration_id)
+        cls = self.ctx.connectors.connector_class(integration.platform)
+        if cls.maintain_every_s is not None:
+            # Subscriptions may have lapsed while nothing was allowed to renew them.
+            self._track(self.maintain(integration_id), f"maintain:{integration_id}")
+        if cls.can_poll:
+            self._track(self._poll(integration_id), f"poll:{integration_id}")
+        return updated
+
+    async def full_sync(self, integration_id: str) -> None:
+        """One scheduled look at whether the integration's periodic full sync is due."""
+        await self.lifecycle.full_sync(integration_id)
+
+    def full_sync_view(self, integration: Integration, top: SyncStatus | None) -> dict[str, Any]:
+        """The integration's periodic full syncs for its status: how often, when next, and the
+        current or last run with what it changed."""
+        try:
+            cls = self.ctx.connectors.connector_class(integration.platform)
+        except UnknownPlatform:
+            return {"everyS": None}
+        run = top.full_sync if top else None
+        return {
+            "everyS": full_sync_period(cls, integration),
+            "nextAt": top.next_full_sync_at.isoformat() if top and top.next_full_sync_at else None,
+            "running": bool(run and run.finished_at is None),
+            "last": run.model_dump(by_alias=True, mode="json") if run else None,
+        }
+
+    async def retry_disconnects(self) -> None:
+        await self.lifecycle.retry_disconnects()
 
     async def update_credentials(self, integration_id: str, credentials: dict[str, Any]) -> Integration:
         """New credentials (e.g. after a failed refresh) bring an integration back to active."""
@@ -262,14 +348,22 @@ class Engine:
             self.ctx.connectors.validate_credentials(integration.platform, credentials)
         except ValidationError as exc:
             details = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
-            raise IntegrationError(422, "invalid_credentials", "credentials are invalid", details) from None
+            raise Invalid("invalid_credentials", "credentials are invalid", details) from None
         # Checked first, so credentials the platform refuses never replace working ones.
         _, credentials = await self._identify(integration, credentials)
         await self.ctx.connectors.forget(integration_id)
         await self.store.set_credentials(integration_id, credentials)
         # Again: a worker that read the old credentials meanwhile may have cached a connector.
         await self.ctx.connectors.forget(integration_id)
+        if integration.status == "paused":
+            # New credentials do not end a pause: the resume (which an operator asks for) does.
+            paused = await self.store.update_integration(integration_id, status="paused")
+            if paused is None:
+                raise NotFound("not_found", f"no integration {integration_id!r}")
+            return paused
         updated = await self.store.update_integration(integration_id, status="active", status_reason=None)
+        if updated is None:
+            raise NotFound("not_found", f"no integration {integration_id!r}")
         self.importer.kick(integration_id)
         if connector_cls.maintain_every_s is not None:
             self._track(self.maintain(integration_id), f"maintain:{integration_id}")
@@ -281,19 +375,19 @@ class Engine:
         try:
             return await connector.list_chats()
         except ProviderError as exc:
-            raise IntegrationError(503, "platform_unavailable", f"listing chats failed: {exc}") from None
+            raise Unavailable("platform_unavailable", f"listing chats failed: {exc}") from None
 
     async def import_chats(self, integration_id: str, external_chat_ids: list[str]) -> list[Chat]:
         integration = await self._active(integration_id)
         if not self.ctx.connectors.connector_class(integration.platform).has_history:
             # The platform cannot list chats nor read their past: selecting a chat means
             # syncing what arrives for it from now on.
-            chats = [ChatData(external_chat_id=c) for c in external_chat_ids]
-            return await self.importer.plan_chats(integration, chats)
+            selected = [ChatData(external_chat_id=c) for c in external_chat_ids]
+            return await self.importer.plan_chats(integration, selected)
         available = {c.external_chat_id: c for c in await self.available_chats(integration_id)}
         missing = [c for c in external_chat_ids if c not in available]
         if missing:
-            raise IntegrationError(404, "unknown_chat", f"the platform has no chats {missing} for this account")
+            raise NotFound("unknown_chat", f"the platform has no chats {missing} for this account")
         chats = await self.importer.plan_chats(integration, [available[c] for c in external_chat_ids])
         self.importer.kick(integration.id)
         return chats
@@ -301,9 +395,8 @@ class Engine:
     async def resync(self, integration_id: str, chat_ids: list[str] | None = None, full: bool = False) -> list[Chat]:
         integration = await self._active(integration_id)
         if not self.ctx.connectors.connector_class(integration.platform).has_history:
-            raise IntegrationError(
-                409, "no_history",
-                f"{integration.platform} has no history API: there is nothing to re-read, and what "
+            raise Conflict(
+                "no_history", f"{integration.platform} has no history API: there is nothing to re-read, and what "
                 "webhooks delivered is kept as it is",
             )
         chats = [c for c in await self.store.list_chats(integration_id=integration_id) if c.imported]
@@ -311,7 +404,7 @@ class Engine:
             by_id = {c.id: c for c in await self.store.list_chats(integration_id=integration_id)}
             unknown = [c for c in chat_ids if c not in by_id]
             if unknown:
-                raise IntegrationError(404, "unknown_chat", f"no chats {unknown} in this integration")
+                raise NotFound("unknown_chat", f"no chats {unknown} in this integration")
             chats = [by_id[c] for c in chat_ids]
         planned = await self.importer.plan_chats(integration, [chat_data(c) for c in chats], full=full)
         self.importer.kick(integration.id)
@@ -320,8 +413,7 @@ class Engine:
     async def _active(self, integration_id: str) -> Integration:
         integration = await self.get_integration(integration_id)
         if integration.status != "active":
-            raise IntegrationError(
-                409, "integration_not_active",
-                f"integration is {integration.status}: {integration.status_reason or 'no reason recorded'}",
+            raise Conflict(
+                "integration_not_active", f"integration is {integration.status}: {integration.status_reason or 'no reason recorded'}",
             )
         return integration

@@ -13,20 +13,13 @@ from typing import Any
 import structlog
 
 from syncd.engine.context import EngineContext, connector_for
+from syncd.engine.errors import Invalid, NotFound
 from syncd.engine.importer import chat_data
 from syncd.kit.errors import PermanentError, RetryableError
 from syncd.models import AppEvent, Chat, Integration, Message, OutboxItem, Sender
 from syncd.universal import ChatData, MessageData, OutgoingMessage
 
 log = structlog.get_logger(__name__)
-
-
-class EventRejected(Exception):
-    """An app event that can never be delivered; ``status`` is the HTTP answer."""
-
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code = status, code
 
 
 class Waiting(RetryableError):
@@ -39,7 +32,8 @@ class WaitingForCreate(Waiting):
 
 class WaitingForIntegration(Waiting):
     """The integration is in ``error`` (e.g. its credentials were revoked) until an operator
-    puts new credentials; its events are kept until then, not dead-lettered."""
+    puts new credentials, or paused until it is resumed; its events are kept until then, not
+    dead-lettered."""
 
 
 class Exporter:
@@ -53,15 +47,16 @@ class Exporter:
         if event.chat_id:
             chat = await store.get_chat(event.chat_id)
             if chat is None or chat.customer_id != event.customer_id or chat.platform != event.platform:
-                raise EventRejected(404, "unknown_chat", f"no chat {event.chat_id!r} for this customer and platform")
+                raise NotFound("unknown_chat", f"no chat {event.chat_id!r} for this customer and platform")
             integration = await store.get_integration(chat.integration_id)
-            if integration is not None and integration.status == "active":
+            if integration is not None and integration.status in ("active", "paused"):
                 return integration
-        active = await store.list_integrations(customer_id=event.customer_id, platform=event.platform, status="active")
+        # A paused integration keeps its events until it is resumed.
+        active = await store.list_integrations(customer_id=event.customer_id, platform=event.platform,
+                                               status=("active", "paused"))
         if not active:
-            raise EventRejected(
-                422, "no_integration",
-                f"customer {event.customer_id!r} has no active {event.platform!r} integration",
+            raise Invalid(
+                "no_integration", f"customer {event.customer_id!r} has no active {event.platform!r} integration",
             )
         # Several active integrations: the one that owns the chat; else the newest.
         if event.external_chat_id:
@@ -72,16 +67,16 @@ class Exporter:
         return max(active, key=lambda i: i.created_at)
 
     async def accept(self, event: AppEvent) -> tuple[OutboxItem, bool]:
-        """Store the event in the outbox; returns (item, created). Raises ``EventRejected``."""
+        """Store the event in the outbox; returns (item, created). Raises ``NotFound`` or ``Invalid``."""
         existing = await self._existing(event)
         if existing is not None:
             return existing, False
         integration = await self.resolve_integration(event)
         connector_cls = self.ctx.connectors.connector_class(integration.platform)
         if event.type == "message.updated" and not connector_cls.can_edit:
-            raise EventRejected(422, "unsupported", f"{integration.platform} does not allow editing messages")
+            raise Invalid("unsupported", f"{integration.platform} does not allow editing messages")
         if event.type == "message.deleted" and not connector_cls.can_delete:
-            raise EventRejected(422, "unsupported", f"{integration.platform} does not allow deleting messages")
+            raise Invalid("unsupported", f"{integration.platform} does not allow deleting messages")
         payload = event.model_dump(by_alias=True, mode="json")
         item = OutboxItem(
             customer_id=event.customer_id, idempotency_key=event.id, type=event.type,
@@ -110,6 +105,11 @@ class Exporter:
             # Retried within the attempt budget: its create may still be on its way here
             # (another replica claimed it a moment ago), else it is dead-lettered.
             raise RetryableError("no stored message matches message.id / externalMessageId")
+        if message.deleted_at is not None:
+            # Deleted (by the app or at the platform) before this event was taken: a deleted
+            # message is never edited nor deleted again, there or here.
+            return {"messageId": message.id, "externalMessageId": message.external_message_id,
+                    "skipped": "the message was deleted"}
         if message.external_message_id is None:
             if message.delivery_state == "failed":
                 raise PermanentError("the message's create was dead-lettered; there is nothing to change")
@@ -128,7 +128,7 @@ class Exporter:
             given = {name: getattr(event.message, name) for name in ("text", "html", "subject")}
             await self.ctx.store.update_message(
                 message.id, **{k: v for k, v in given.items() if v is not None},
-                edited_at=result.edited_at or self.ctx.now(),
+                edited_at=result.edited_at or self.ctx.now(), live_only=True,
             )
         else:
             await connector.delete(out)

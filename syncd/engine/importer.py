@@ -9,6 +9,7 @@ re-fetching at most the page that was in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from typing import Any
 
@@ -20,8 +21,9 @@ from syncd.engine.ingest import IngestResult, ingest, self_identities
 from syncd.engine.leases import hold
 from syncd.kit.connector import Connector
 from syncd.kit.errors import AuthError, CursorExpired, ProviderError
+from syncd.kit.http import background_lane
 from syncd.mapping import MappingError
-from syncd.models import Chat, Integration, SyncStatus
+from syncd.models import Chat, FullSync, Integration, SyncStatus
 from syncd.store import WriteResult
 from syncd.universal import ChatData, HistoryPage, MessageData
 
@@ -70,12 +72,14 @@ class Importer:
         await self.ctx.store.save_sync_status(SyncStatus(integration_id=integration.id, phase="pending"))
 
     async def plan_chats(
-        self, integration: Integration, chats: list[ChatData], *, full: bool = False, keep_existing: bool = False
+        self, integration: Integration, chats: list[ChatData], *, full: bool = False, keep_existing: bool = False,
+        background: bool = False,
     ) -> list[Chat]:
         """Queue ``chats`` for import (a resync when they were imported before).
 
         ``keep_existing`` leaves chats that already have an import status alone, so a
-        resumed discovery keeps the page cursors of the chats it had already queued."""
+        resumed discovery keeps the page cursors of the chats it had already queued;
+        ``background`` reads them in the HTTP client's background lane (a periodic full sync)."""
         planned = []
         for data in chats:
             chat = await self.ctx.store.upsert_chat(
@@ -86,13 +90,52 @@ class Importer:
                 continue
             status = SyncStatus(
                 integration_id=integration.id, chat_id=chat.id, external_chat_id=chat.external_chat_id,
-                phase="pending", full=full, started_at=self.ctx.now(),
+                phase="pending", full=full, background=background, started_at=self.ctx.now(),
             )
             if previous is not None:
                 status.id = previous.id
+                if previous.background and previous.phase in ACTIVE_PHASES:
+                    # Still one of a running full sync's chats, which re-reads it in full anyway:
+                    # it stays one, so that run is counted to its end.
+                    status.full = status.background = True
             await self.ctx.store.save_sync_status(status)
             planned.append(chat)
         return planned
+
+    async def plan_full_sync(self, integration: Integration, next_at: Any) -> int | None:
+        """Start a periodic full sync if it is still due (another replica may have started it):
+        every imported chat not being imported right now is re-read in full, in the
+        background lane. The number of chats planned, or None when it was not due."""
+        statuses = {s.chat_id: s for s in await self.ctx.store.list_sync_status(integration.id)}
+        chats = [c for c in await self.ctx.store.list_chats(integration_id=integration.id)
+                 if c.imported and (c.id not in statuses or statuses[c.id].phase not in ACTIVE_PHASES)]
+        now = self.ctx.now()
+        run = FullSync(started_at=now, chats=len(chats), finished_at=None if chats else now)
+        if not await self.ctx.store.claim_full_sync(integration.id, now, next_at, run):
+            return None
+        await self.plan_chats(integration, [chat_data(c) for c in chats], full=True, background=True)
+        metrics.FULL_SYNCS.labels(integration.platform, "started").inc()
+        log.info("full sync started", integration_id=integration.id, chats=len(chats))
+        return len(chats)
+
+    async def _full_sync_chat_done(self, integration: Integration, status: SyncStatus) -> None:
+        counts = status.counts
+        for change in ("inserted", "updated", "deleted"):
+            if getattr(counts, change):
+                metrics.FULL_SYNC_CHANGES.labels(integration.platform, change).inc(getattr(counts, change))
+        run = await self.ctx.store.full_sync_chat_done(integration.id, counts, self.ctx.now())
+        if run is not None and run.finished_at is not None:
+            metrics.FULL_SYNCS.labels(integration.platform, "finished").inc()
+            log.info("full sync finished", integration_id=integration.id, inserted=run.inserted,
+                     updated=run.updated, deleted=run.deleted)
+
+    async def halted(self, integration_id: str) -> bool:
+        """Whether the integration's work must stop now: the engine is stopping, or it was
+        paused or deleted meanwhile (on any replica: the store's read is cached for seconds)."""
+        if self.ctx.stopping.is_set():
+            return True
+        integration = await self.ctx.store.get_integration(integration_id)
+        return integration is None or integration.status != "active"
 
     # -- running ---------------------------------------------------------------------------
     def kick(self, integration_id: str) -> asyncio.Task[Any]:
@@ -113,6 +156,10 @@ class Importer:
             drained = await self.drain(integration_id)
             if integration_id not in self._kicked_again or self.ctx.stopping.is_set():
                 return drained
+
+    def busy(self) -> list[str]:
+        """The integrations being imported right now."""
+        return sorted(i for i, t in self._tasks.items() if not t.done())
 
     async def wait(self) -> None:
         tasks = [t for t in self._tasks.values() if not t.done()]
@@ -149,7 +196,7 @@ class Importer:
                     due = [s for s in await self.ctx.store.list_sync_status(integration_id)
                            if s.chat_id is not None and s.phase in ACTIVE_PHASES]
                     await self._import_chats(integration, connector, due)
-                    if self.ctx.stopping.is_set():
+                    if await self.halted(integration_id):
                         return False
                     # Chats planned while this round ran (a resync, more chats imported, a chat
                     # re-planned mid-import) get another round now, not at the next resume.
@@ -176,7 +223,7 @@ class Importer:
                 await warmed.wait()
             try:
                 for status in queue:
-                    if self.ctx.stopping.is_set():
+                    if await self.halted(integration.id):
                         return
                     await self._import_chat(integration, connector, status, warmed)
             finally:
@@ -235,7 +282,7 @@ class Importer:
     async def _import_chat(self, integration: Integration, connector: Connector, status: SyncStatus,
                            warmed: asyncio.Event | None = None) -> None:
         """Import one chat from its checkpoint; stops when a newer plan supersedes this run."""
-        chat = await self.ctx.store.get_chat(status.chat_id)
+        chat = await self.ctx.store.get_chat(status.chat_id) if status.chat_id is not None else None
         if chat is None:
             status.phase, status.last_error = "cancelled", "chat was deleted"
             await self._save(status)
@@ -259,11 +306,13 @@ class Importer:
         # A first import reads pages nobody stored yet: their messages are written without
         # being read first. A page that turns out to be known (a resync) ends the guessing.
         guess_new = seen is None
+        lane = background_lane if status.background else contextlib.nullcontext
         try:
             while True:
-                if self.ctx.stopping.is_set():
+                # A pause (or delete) lets the page in hand finish, then stops at its checkpoint.
+                if await self.halted(integration.id):
                     return
-                with metrics.IMPORT_PAGE_SECONDS.labels(integration.platform).time():
+                with metrics.IMPORT_PAGE_SECONDS.labels(integration.platform).time(), lane():
                     page = await connector.fetch_history_page(chat_data(chat), cursor)
                 # A page with more to come is checkpointed; the store writes the checkpoint with
                 # the page's messages where it can (one round-trip), else it is saved below.
@@ -304,6 +353,9 @@ class Importer:
                 integration.customer_id, integration.id, integration.platform,
                 chat_data(chat), imported=True,
             )
+            if status.background:
+                status.background = False
+                await self._full_sync_chat_done(integration, status)
             log_.info("chat imported", pages=status.counts.pages, messages=status.counts.fetched)
         except CursorExpired as exc:
             status.phase, status.cursor, status.last_error = "pending", None, str(exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -18,6 +19,7 @@ import structlog
 from syncd import metrics
 from syncd.engine.context import EngineContext, connector_for
 from syncd.engine.ingest import ingest
+from syncd.engine.lifecycle import PAUSED_RECHECK_S
 from syncd.engine.poller import PollBusy, Poller
 from syncd.engine.workers import Worker
 from syncd.kit.errors import RateLimited, SignatureError
@@ -183,6 +185,11 @@ class Inbox:
             integration = await self.ctx.store.get_integration(items[0].integration_id)
             if integration is None or integration.status == "deleted":
                 raise LookupError("the integration was deleted")
+            if integration.status == "paused":
+                # Kept, not failed: a resume makes them due again at once.
+                until = self.ctx.now() + timedelta(seconds=PAUSED_RECHECK_S)
+                await self.ctx.store.inbox_defer([item.id for item in items], until, "integration paused")
+                return []
             connector = await connector_for(self.ctx, integration)
         except Exception as exc:
             for item in items:

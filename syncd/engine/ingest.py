@@ -10,6 +10,7 @@ bulk call, and queues the app callbacks for what really changed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
 
@@ -71,15 +72,16 @@ async def ingest(
     restricted = integration.settings.get("importChats") is not None
 
     # Every chat these messages name, read at once (a webhook batch may span many chats).
-    unknown = {d.external_chat_id for d in [*(chats or []), *messages] if d.external_chat_id not in by_id}
+    named = [*(c.external_chat_id for c in chats or []), *(m.external_chat_id for m in messages)]
+    unknown = {ext for ext in named if ext not in by_id}
     if unknown:
         by_id.update(await store.find_chats(integration.customer_id, integration.platform, unknown))
-    for data in chats or []:
-        existing = by_id.get(data.external_chat_id)
+    for chat_data in chats or []:
+        existing = by_id.get(chat_data.external_chat_id)
         if restricted and (existing is None or not existing.imported):
             continue
-        by_id[data.external_chat_id] = await store.upsert_chat(
-            integration.customer_id, integration.id, integration.platform, data,
+        by_id[chat_data.external_chat_id] = await store.upsert_chat(
+            integration.customer_id, integration.id, integration.platform, chat_data,
             imported=None if restricted else True,
         )
 
@@ -168,12 +170,15 @@ def _row(integration: Integration, chat: Chat, data: MessageData, self_ids: set[
 
 
 async def _touch_chats(ctx: EngineContext, integration: Integration, rows: list[Message], chats: dict[str, Chat]) -> None:
-    latest: dict[str, Message] = {}
+    latest: dict[str, datetime] = {}  # the newest sent_at of each chat
     for row in rows:
-        if row.sent_at and (row.external_chat_id not in latest or row.sent_at > latest[row.external_chat_id].sent_at):
-            latest[row.external_chat_id] = row
-    due = {ext: row.sent_at for ext, row in latest.items()
-           if chats[ext].last_message_at is None or row.sent_at > chats[ext].last_message_at}
+        if row.sent_at and (row.external_chat_id not in latest or row.sent_at > latest[row.external_chat_id]):
+            latest[row.external_chat_id] = row.sent_at
+    due: dict[str, datetime] = {}
+    for ext, sent_at in latest.items():
+        last = chats[ext].last_message_at
+        if last is None or sent_at > last:
+            due[ext] = sent_at
     if due:
         await ctx.store.touch_chats(integration.id, {chats[ext].id: at for ext, at in due.items()})
         for ext, at in due.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +20,9 @@ from syncd.kit.errors import PermanentError, TransientError
 from syncd.models import Integration, Message, OutboxItem
 
 CALLBACK = "callback"
+#: How long a written change may wait for its callbacks to be queued before the sweep takes
+#: it for one whose writer died: far longer than any ingest takes between the two.
+OWED_GRACE_S = 60.0
 #: How many of a chat's latest messages are searched for the pending send an echo belongs to.
 ECHO_WINDOW = 20
 
@@ -70,6 +74,26 @@ async def queue_callbacks(
             customer_id=message.customer_id, idempotency_key=key, type=CALLBACK,
             payload=payload, integration_id=integration.id,
         ))
+    # Queued (or not owed): the marks the write left go. Dying before this line queues them
+    # again from the sweep under the same ids, which the outbox keeps once.
+    await ctx.store.callbacks_queued(message.id for _, message in changed)
+
+
+async def sweep_owed_callbacks(ctx: EngineContext, grace_s: float = OWED_GRACE_S) -> int:
+    """Queue the callbacks that a process died before queueing; returns how many messages."""
+    if not ctx.settings.app_callback_url:
+        return 0
+    owed = await ctx.store.owed_callbacks(ctx.now() - timedelta(seconds=grace_s))
+    by_integration: dict[str, list[tuple[str, Message]]] = {}
+    for kind, message in owed:
+        by_integration.setdefault(message.integration_id, []).append((kind, message))
+    for integration_id, changed in by_integration.items():
+        integration = await ctx.store.get_integration(integration_id)
+        if integration is None:
+            await ctx.store.callbacks_queued(m.id for _, m in changed)
+            continue
+        await queue_callbacks(ctx, integration, changed)
+    return len(owed)
 
 
 async def _echo_of_pending_send(ctx: EngineContext, message: Message) -> bool:

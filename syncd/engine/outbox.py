@@ -48,7 +48,8 @@ class Outbox:
         return True
 
     async def _handle(self, item: OutboxItem, deliver, *, dead_letter: bool) -> None:
-        bound = log.bind(outbox_id=item.id, type=item.type, customer_id=item.customer_id, attempts=item.attempts)
+        bound = log.bind(outbox_id=item.id, type=item.type, customer_id=item.customer_id,
+                         integration_id=item.integration_id, attempts=item.attempts)
         try:
             result = await deliver(item)
         except Exception as exc:
@@ -64,7 +65,7 @@ class Outbox:
                 await self.ctx.store.outbox_dead(item.id, error)
                 await self.exporter.failed(item, error)
                 metrics.OUTBOX_EVENTS.labels(item.type, "dead").inc()
-                bound.error("outbox item dead-lettered", error=error)
+                bound.error("outbox item dead-lettered", error=error, dead_letter_id=item.id)
                 return
             if isinstance(exc, AuthError) and item.integration_id:
                 await self.ctx.store.update_integration(item.integration_id, status="error", status_reason=str(exc))

@@ -87,6 +87,8 @@ class Poller:
         """The platform can no longer say what changed since our mark: take a new mark and
         re-read every imported chat in full (idempotent; marks what is gone as deleted)."""
         integration = await self.ctx.store.get_integration(integration_id)
+        if integration is None:
+            return  # deleted meanwhile: nothing to re-read
         connector = await connector_for(self.ctx, integration)
         if not connector.has_history:
             # Nothing can be re-read; what was stored from webhooks is all there is.

@@ -12,7 +12,7 @@ every secret of the integration is scrubbed from it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -52,7 +52,8 @@ def _retry_after(rule: ErrorRule, response: httpx.Response, body: Any) -> float 
 
 
 def _applies(rule: ErrorRule, response: httpx.Response, body: Any) -> bool:
-    if rule.status and response.status_code not in rule.status:
+    # ``ErrorRule`` validation made ``status`` a list of codes ("4xx" expanded).
+    if rule.status and response.status_code not in cast(list[int], rule.status):
         return False
     return all(templates.matches(body, c) for c in rule.when)
 

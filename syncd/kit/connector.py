@@ -30,7 +30,9 @@ from syncd.universal import (
 )
 
 if TYPE_CHECKING:
-    from syncd.kit.http import ProviderHttp
+    import httpx
+
+    from syncd.kit.http import ProviderHttp, RetryPolicy
     from syncd.mapping import Mapping
 
 @dataclass
@@ -84,12 +86,30 @@ class Connector(abc.ABC):
     secret_query: ClassVar[tuple[str, ...]] = ()
     #: The OAuth connect flow of this platform, if it has one.
     oauth: ClassVar[OAuthSpec | None] = None
+    #: How often every imported chat is re-read in full, by default (``settings.fullSyncEveryS``
+    #: overrides it per integration, 0 turns it off): what increments cannot see, messages gone
+    #: at the platform and edits no event announced, is found then. Ignored without history.
+    full_sync_every_s: ClassVar[float | None] = 86400
+    #: What a disconnect cannot undo at the platform because syncd did not set it up there
+    #: (a webhook URL pasted into the platform's console): told to the user, who removes it.
+    manual_teardown: ClassVar[str | None] = None
+    #: Settings that are secrets (a webhook secret an operator chose): the engine keeps them
+    #: with the encrypted credentials, where the connector reads them, and never answers them.
+    secret_settings: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def prepare_credentials(cls, credentials: dict[str, Any], settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Fill in what syncd generates itself (a webhook secret token, a clientState) before
         the credentials are validated and stored. Must not do I/O."""
         return credentials, settings
+
+    @classmethod
+    def setup(cls, generated: dict[str, Any], webhook_url: str) -> dict[str, Any] | None:
+        """What the user must paste at the platform of the credentials syncd ``generated``
+        (``prepare_credentials``), shown once in the creation answer, the only place a
+        generated secret is ever answered: e.g. a push endpoint URL that carries its token.
+        ``None``: nothing to paste. Must not do I/O."""
+        return None
 
     @classmethod
     def credentials_from_oauth(
@@ -105,6 +125,12 @@ class Connector(abc.ABC):
         come from ``/me/accounts``). ``http`` is a client on the platform's API root that
         carries no credentials. Default: unchanged."""
         return credentials
+
+    if TYPE_CHECKING:
+        # Every connector defines it (``ManifestConnector`` for the manifest platforms).
+        @classmethod
+        def make_http(cls, base_url: str, credentials: BaseModel, *, policy: RetryPolicy, timeout_s: float,
+                      transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp: ...
 
     def __init__(self, credentials: BaseModel, settings: dict[str, Any], ctx: ConnectorContext):
         self.credentials = credentials
@@ -172,6 +198,14 @@ class Connector(abc.ABC):
         webhook URL); called when the integration starts and every ``maintain_every_s``.
         ``state`` is what the previous call returned (``None`` the first time)."""
         return state
+
+    async def unsubscribe(self, state: Any) -> None:
+        """Undo at the platform what ``maintain`` set up (delete subscriptions, remove the
+        webhook, stop the watch), on disconnect. ``state`` is what ``maintain`` returned last
+        (``None`` if it never ran). Raises ``ProviderError`` when the platform could not be
+        reached, so the engine retries; what is already gone is not an error. Default: nothing
+        to undo."""
+        return None
 
     async def close(self) -> None:
         await self.http.aclose()

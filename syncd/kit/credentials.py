@@ -72,8 +72,14 @@ def generate_missing(manifest: Manifest, credentials: dict[str, Any]) -> dict[st
     out = dict(credentials)
     for name, spec in manifest.credentials.items():
         if spec.generate and not any(out.get(key) for key in (name, *spec.aliases)):
-            out[name] = secrets.token_hex(20) if spec.generate == "hex" else secrets.token_urlsafe(24)
+            out[name] = _generated(spec)
     return out
+
+
+def _generated(spec: CredentialField) -> str:
+    if spec.generate == "hex":
+        return secrets.token_hex(32)[:spec.length or 40]
+    return secrets.token_urlsafe(48)[:spec.length or 32]
 
 
 def secret_values(manifest: Manifest, credentials: BaseModel) -> list[str]:

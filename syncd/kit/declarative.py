@@ -8,10 +8,11 @@ the whole connector. The class attributes the engine reads (``has_history``, ``c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -26,6 +27,7 @@ from syncd.kit.errors import (
     AlreadyDone,
     MalformedDelivery,
     PermanentError,
+    ProviderError,
     SignatureError,
 )
 from syncd.kit.http import Pages, ProviderHttp, RetryPolicy
@@ -43,6 +45,9 @@ from syncd.universal import (
     WebhookAnswer,
     WebhookRequest,
 )
+
+#: Answers of ``fetch`` requests kept per connector before the cache starts over.
+_FETCH_CACHE_MAX = 1000
 
 _MODELS: dict[str, type[BaseModel]] = {"message": MessageData, "chat": ChatData, "user": UserData}
 
@@ -69,8 +74,11 @@ class ManifestConnector(Connector):
             "can_poll": caps.poll, "can_list_users": caps.list_users, "maintain_every_s": every.maintain_s, "poll_every_s": every.poll_s,
             "base_url_key": manifest.api.base_url_key if manifest.api else None,
             "keep_headers": tuple(h.lower() for h in manifest.webhook.keep_headers),
+            "manual_teardown": manifest.webhook.manual_teardown,
             "secret_query": tuple(v.param for v in manifest.webhook.verify if v.param),
         }
+        if every.full_sync_s is not None:
+            attrs["full_sync_every_s"] = every.full_sync_s
         if "Credentials" not in cls.__dict__:
             attrs["Credentials"] = credentials_model(manifest)
         return type(f"{cls.__name__}[{manifest.platform}]", (cls,), attrs)
@@ -78,6 +86,15 @@ class ManifestConnector(Connector):
     @classmethod
     def prepare_credentials(cls, credentials: dict[str, Any], settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         return generate_missing(cls.manifest, credentials), settings
+
+    @classmethod
+    def setup(cls, generated: dict[str, Any], webhook_url: str) -> dict[str, Any] | None:
+        """Each generated credential that declares where it is pasted at the platform, with its
+        value: shown once, in the creation answer."""
+        fields = [{"field": name, "where": spec.setup, "value": generated[name]}
+                  for name, spec in cls.manifest.credentials.items()
+                  if spec.generate and spec.setup and generated.get(name)]
+        return {"webhookUrl": webhook_url, "fields": fields} if fields else None
 
     @classmethod
     def secrets(cls, credentials: BaseModel) -> list[str]:
@@ -95,6 +112,35 @@ class ManifestConnector(Connector):
             policy=policy, timeout_s=(api.timeout_s if api and api.timeout_s else timeout_s),
             transport=transport, headers=dict(api.headers) if api else None,
         )
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        auth = getattr(self.http, "auth", None)
+        if isinstance(auth, ManifestAuth) and self.manifest.auth.type == "oauth2":
+            auth.refresh = self.refresh_token
+
+    async def refresh_token(self) -> bool:
+        """OAuth 2's refresh grant at the declared ``tokenUrl``: the new access token (and a
+        rotated refresh token) go into the credentials the requests read, and are stored."""
+        spec, scope = self.manifest.auth, self.scope()
+        form = templates.without_none({
+            "grant_type": "refresh_token", "refresh_token": templates.render(spec.refresh_token, scope),
+            "client_id": templates.render(spec.client_id, scope), "client_secret": templates.render(spec.client_secret, scope),
+        })
+        url = templates.render(spec.token_url, scope)
+        response = await self.http.client.post(url if "://" in str(url) else f"{self.http.base_url}{url}", data=form)
+        answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        if response.status_code != 200 or not isinstance(answer, dict) or not answer.get("access_token"):
+            return False
+        updated = dict(_scope_credentials(self.credentials))
+        updated[_field_of(spec.token)] = answer["access_token"]
+        if answer.get("refresh_token"):
+            updated[_field_of(spec.refresh_token)] = answer["refresh_token"]
+        self.credentials = type(self.credentials).model_validate(updated)
+        cast(ManifestAuth, self.http.auth).scope["credentials"] = updated
+        if self.ctx.on_credentials is not None:
+            await self.ctx.on_credentials(updated)
+        return True
 
     # -- requests ---------------------------------------------------------------------------
     def scope(self, **more: Any) -> dict[str, Any]:
@@ -128,7 +174,8 @@ class ManifestConnector(Connector):
         return f"{self.http.base_url}{path}" + (f"?{parts.query}" if parts.query else "")
 
     async def call(self, name: str, spec: Request, scope: dict[str, Any], *, cursor: str | None = None,
-                   body: dict[str, Any] | None = None) -> tuple[httpx.Response, Any]:
+                   body: dict[str, Any] | None = None,
+                   headers: dict[str, Any] | None = None) -> tuple[httpx.Response, Any]:
         """Send one declared request; the answer and its JSON (``None`` if not JSON)."""
         params = templates.without_none(templates.render(spec.params, scope))
         if body is None and spec.body is not None:
@@ -136,8 +183,9 @@ class ManifestConnector(Connector):
         next_url = paging.apply(spec.paginator, cursor, params, body)
         # A next-page URL carries its own query; params given with it would replace that query.
         kwargs: dict[str, Any] = {"params": params if next_url is None else None}
-        if spec.headers:
-            kwargs["headers"] = templates.render(spec.headers, scope)
+        if spec.headers or headers:
+            kwargs["headers"] = templates.without_none(
+                {**templates.render(spec.headers, scope), **{k: str(v) for k, v in (headers or {}).items() if v is not None}})
         if body is not None and spec.method != "GET":
             kwargs["json" if spec.encoding == "json" else "data"] = body
         response = await self.http.request(spec.method, self._url(spec, scope, next_url), label=name, **kwargs)
@@ -243,7 +291,8 @@ class ManifestConnector(Connector):
         if body is not None and spec.body:
             # Fixed parts of the body (templates) under what the mapping made of the message.
             body = {**templates.without_none(templates.render(spec.body, scope)), **body}
-        return await self.call(name, spec, scope, body=body)
+        headers = self.mapping.section(spec.headers_mapping, source) if spec.headers_mapping else None
+        return await self.call(name, spec, scope, body=body, headers=headers)
 
     def _result(self, name: str, message: OutgoingMessage, body: Any) -> SendResult:
         spec = self.required(name)
@@ -312,7 +361,7 @@ class ManifestConnector(Connector):
             return dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
         try:
             return json.loads(request.body)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise MalformedDelivery("the delivery is not JSON") from None
 
     def _delivery_id(self, request: WebhookRequest, body: Any) -> str:
@@ -320,6 +369,8 @@ class ManifestConnector(Connector):
         found: Any = None
         if spec.header:
             found = request.headers.get(spec.header.lower())
+        elif spec.records and spec.path:
+            found = _records_id(body, spec.records, spec.path)
         elif spec.path:
             found = templates.lookup(body, spec.path)
         elif spec.template:
@@ -331,7 +382,40 @@ class ManifestConnector(Connector):
         return body_digest(request.body)
 
     async def parse_webhook(self, request: WebhookRequest) -> Changes:
-        return self.changes_of(self.parse_body(request))
+        body = self.parse_body(request)
+        changes = self.changes_of(body)
+        if any(rule.fetch for rule in self.manifest.webhook.events):
+            await self.fetched_changes(body, changes)
+        return changes
+
+    async def fetched_changes(self, body: Any, changes: Changes) -> None:
+        """Add what the event rules with ``fetch`` make of their requests' answers."""
+        chats = {c.external_chat_id: c for c in changes.chats}
+        scope = self.scope(body=body)
+        for rule in self.manifest.webhook.events:
+            if rule.fetch is None:
+                continue
+            for record, parent in self.records(rule, body, scope):
+                answer = await self._fetch(rule.fetch, {**scope, "record": record, "parent": parent})
+                if answer is not None:
+                    self._apply_event(rule, answer, record, scope, changes, chats)
+        changes.chats = list(chats.values())
+
+    async def _fetch(self, name: str, scope: dict[str, Any]) -> dict[str, Any] | None:
+        """The first record of named request ``name``'s answer; cached by its rendered path."""
+        spec = self.named(name)
+        key = f"{name}:{templates.render(spec.path, scope, templates.path_segment)}"
+        cache: dict[str, Any] = self.__dict__.setdefault("_fetch_cache", {})
+        if key not in cache:
+            try:
+                _, answer = await self.call(name, spec, scope)
+            except ProviderError:
+                return None  # details are optional: the record stays what the delivery says
+            if len(cache) >= _FETCH_CACHE_MAX:
+                cache.clear()
+            found = self.records(spec, answer, scope)
+            cache[key] = found[0][0] if found else None
+        return cache[key]
 
     def changes_of(self, body: Any) -> Changes:
         """What one delivery's document says changed, by the webhook's event rules (a platform
@@ -339,6 +423,8 @@ class ManifestConnector(Connector):
         changes, chats = Changes(), dict[str, ChatData]()
         scope = self.scope(body=body)
         for rule in self.manifest.webhook.events:
+            if rule.fetch is not None:
+                continue  # needs a request: ``fetched_changes``
             for record, parent in self.records(rule, body, scope):
                 self._apply_event(rule, record, parent, scope, changes, chats)
         changes.chats = list(chats.values())
@@ -379,12 +465,34 @@ class ManifestConnector(Connector):
         marks = [m.sent_at.timestamp() for m in messages if m.sent_at is not None]
         return PollResult(Changes(messages=messages), max([float(state), *marks]))
 
+    async def unsubscribe(self, state: Any) -> None:
+        """Undo ``maintain``: the declared ``unregisterWebhook`` request, if there is one."""
+        spec = self.manifest.requests.unregister_webhook
+        if spec is not None:
+            await self.call("unregister_webhook", spec, self.scope())
+
     async def maintain(self, state: Any) -> Any:
         spec = self.manifest.requests.register_webhook
         if spec is None or not self.ctx.public_webhooks:
             return state
         await self.call("register_webhook", spec, self.scope())
         return {"webhookUrl": self.ctx.webhook_url, "at": time.time()}
+
+
+def _field_of(template: str | None) -> str:
+    """The credential a ``{credentials.x}`` template names."""
+    names = templates.placeholders(template or "")
+    if len(names) != 1 or not names[0].startswith("credentials."):
+        raise PermanentError(f"{template!r} does not name one credential")
+    return names[0].split(".", 1)[1]
+
+
+def _records_id(body: Any, records: str, path: str) -> str | None:
+    """The ids of the selected records, sorted and joined (hashed when long); ``None`` if none."""
+    ids = sorted(str(v) for r, _ in templates.select(body, records) if isinstance(r, dict)
+                 for v in [templates.lookup(r, path)] if v not in (None, ""))
+    joined = ",".join(ids)
+    return (joined if len(joined) <= 200 else "sha256:" + hashlib.sha256(joined.encode()).hexdigest()) or None
 
 
 def _format_mark(seconds: float, fmt: str) -> Any:

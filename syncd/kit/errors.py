@@ -12,11 +12,15 @@
     └── HandshakeRefused          a handshake with the wrong verify token (403)
     MalformedDelivery             a verified webhook whose body is not what the platform sends (400)
 
-Messages never contain credentials: connectors build them from status codes and the
-platform's error code only.
+Messages never contain credentials: a platform's own text (an error description that quotes
+the token it was sent) is scrubbed of every secret value of the integration by
+:func:`scrub_exception`, which the HTTP layer and the engine apply where errors leave a
+connector, before anything stores, logs or answers them.
 """
 
 from __future__ import annotations
+
+from syncd.logs import SecretValues
 
 
 class ProviderError(Exception):
@@ -72,3 +76,22 @@ class AlreadyDone(PermanentError):
 
 class MalformedDelivery(Exception):
     """A verified delivery whose body is not what the platform sends (answered with 400)."""
+
+
+def scrub_exception(exc: BaseException, secrets: SecretValues) -> BaseException:
+    """Mask ``secrets`` in ``exc``'s text (its args, its notes, and the exceptions it was
+    raised from or during), in place, so every later ``str()`` or traceback is clean."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    pending = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.args = tuple(secrets.scrub(a) if isinstance(a, str) else a for a in current.args)
+        notes = getattr(current, "__notes__", None)
+        if notes:
+            current.__notes__ = [secrets.scrub(n) if isinstance(n, str) else n for n in notes]
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return exc

@@ -11,15 +11,17 @@ the engine can reschedule the work instead of dropping it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import email.utils
 import random
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, cast
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from syncd import metrics
 from syncd.kit.errors import (
@@ -29,13 +31,32 @@ from syncd.kit.errors import (
     RateLimited,
     RetryableError,
     TransientError,
+    scrub_exception,
 )
+from syncd.logs import SecretValues
 
 _OUTCOMES: dict[type, str] = {RateLimited: "rate_limited", TransientError: "transient", AuthError: "auth"}
 
 Classifier = Callable[[httpx.Response], None]
 #: Called before each request to add auth (e.g. a bearer token refreshed on expiry).
 Authenticator = Callable[[httpx.Request], Awaitable[None]]
+
+
+#: The lane of the requests made in this task: ``live`` (webhooks, polls, sends, imports) or
+#: ``background`` (a periodic full sync), which takes what live requests leave of the budget.
+_LANE: contextvars.ContextVar[str] = contextvars.ContextVar("syncd_http_lane", default="live")
+
+
+@contextlib.contextmanager
+def background_lane() -> Iterator[None]:
+    """Requests made inside are background work: one at a time per client, each waiting until
+    no live request of the client is in flight and no 429 is being waited out. A full re-read
+    of every chat thus never holds back the webhooks, polls and sends of its integration."""
+    token = _LANE.set("background")
+    try:
+        yield
+    finally:
+        _LANE.reset(token)
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -70,6 +91,20 @@ def default_classify(response: httpx.Response) -> None:
     if status >= 500 or status == 408:
         raise TransientError(f"server error ({status})", status=status)
     raise PermanentError(f"request failed ({status})", status=status)
+
+
+_DOT_SEGMENTS = frozenset({".", "..", "%2e", "%2e%2e", ".%2e", "%2e."})
+
+
+def refuse_escaping(url: str, name: str) -> None:
+    """An id that became part of a path (a page id of ``../../escape``, ``x#frag``) must not
+    move the request elsewhere on the platform's host, carrying the integration's token:
+    dot segments, a fragment, and backslashes are refused before anything is sent."""
+    # The string as written: parsing it (httpx too) would already have resolved the dots.
+    path = url.split("?")[0]
+    if "#" in url or "\\" in url or any(seg.lower() in _DOT_SEGMENTS for seg in path.split("/")):
+        raise PermanentError(f"{name}: refused a request whose path escapes its template (an id with "
+                             "'/', '..', '#' or '\\' in it)")
 
 
 class RetryPolicy:
@@ -146,8 +181,16 @@ class ProviderHttp:
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
         self.calls = 0
+        #: This integration's secret values (its credentials, what it refreshed, whatever it
+        #: sent as ``Authorization``): scrubbed from every error a platform answers.
+        self.secrets = SecretValues()
         #: Set while a request waits out a 429's Retry-After: the others wait with it.
         self._pause: asyncio.Event | None = None
+        #: Live requests in flight, and the background lane's one slot (see ``background_lane``).
+        self._live = 0
+        self._live_idle = asyncio.Event()
+        self._live_idle.set()
+        self._background = asyncio.Semaphore(1)
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -168,11 +211,12 @@ class ProviderHttp:
         """
         url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
         name = label or f"{method} {path.split('?')[0]}"
+        refuse_escaping(url, name)
         check = classify or self.classify
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.max_retries + 1),
             retry=retry_if_exception(self._worth_waiting),
-            wait=lambda rs: self.policy.wait_for(rs.outcome.exception(), rs.attempt_number),
+            wait=lambda rs: self.policy.wait_for(_failure(rs), rs.attempt_number),
             sleep=self.policy.sleep,
             reraise=True,
         )
@@ -213,11 +257,29 @@ class ProviderHttp:
     async def _once(
         self, method: str, url: str, name: str, check: Classifier, kwargs: dict[str, Any]
     ) -> httpx.Response:
+        if _LANE.get() == "background":
+            async with self._background:
+                while self._pause is not None or self._live:
+                    await (self._pause.wait() if self._pause is not None else self._live_idle.wait())
+                return await self._send(method, url, name, check, kwargs)
         while self._pause is not None:
             await self._pause.wait()
+        self._live += 1
+        self._live_idle.clear()
+        try:
+            return await self._send(method, url, name, check, kwargs)
+        finally:
+            self._live -= 1
+            if not self._live:
+                self._live_idle.set()
+
+    async def _send(
+        self, method: str, url: str, name: str, check: Classifier, kwargs: dict[str, Any]
+    ) -> httpx.Response:
         request = self.client.build_request(method, url, **kwargs)
         if self.authenticate is not None:
             await self.authenticate(request)
+        self._remember_auth(request)
         self.calls += 1
         try:
             response = await self.client.send(request, auth=self.auth or httpx.USE_CLIENT_DEFAULT)
@@ -233,9 +295,18 @@ class ProviderHttp:
         except ProviderError as exc:
             self._count(_OUTCOMES.get(type(exc), "permanent"))
             exc.args = (f"{name}: {exc.args[0]}",)
+            scrub_exception(exc, self.secrets)
             raise
         self._count("ok")
         return response
+
+    def _remember_auth(self, request: httpx.Request) -> None:
+        """Whatever authenticates a request is a secret, however the connector got it (a
+        refreshed access token included)."""
+        given = request.headers.get("authorization")
+        if given:
+            scheme, _, value = given.partition(" ")
+            self.secrets.add(value.strip() or scheme)
 
     def _count(self, outcome: str) -> None:
         metrics.PROVIDER_REQUESTS.labels(self.platform or "unknown", outcome).inc()
@@ -280,3 +351,10 @@ def bearer(token: str) -> Authenticator:
         request.headers["Authorization"] = f"Bearer {token}"
 
     return authenticate
+
+
+def _failure(rs: RetryCallState) -> BaseException:
+    """The error of the attempt tenacity waits after (it retries only on exceptions)."""
+    outcome = rs.outcome
+    assert outcome is not None  # set before tenacity asks how long to wait
+    return cast(BaseException, outcome.exception())

@@ -58,7 +58,7 @@ def _references(manifest: Manifest) -> list[tuple[str, str]]:
     for op, spec in ops.items():
         if spec is None:
             continue
-        for attr in ("map", "result", "body_mapping"):
+        for attr in ("map", "result", "body_mapping", "headers_mapping"):
             if getattr(spec, attr):
                 found.append((f"requests.{op}.{attr}", getattr(spec, attr)))
     for i, rule in enumerate(manifest.webhook.events):
@@ -75,6 +75,9 @@ def check_references(manifest: Manifest, file: str) -> None:
             raise ManifestError(file, where, f"no mapping section {name!r}; the mapping has: {', '.join(sorted(known))}")
     if manifest.poll is not None and manifest.requests.history is None:
         raise ManifestError(file, "poll", "a poll re-reads the history request, and requests.history is missing")
+    for i, rule in enumerate(manifest.webhook.events):
+        if rule.fetch and rule.fetch not in manifest.requests.named:
+            raise ManifestError(file, f"webhook.events.{i}.fetch", f"no named request {rule.fetch!r}")
     for name in manifest.api.roots if manifest.api else {}:
         if name == (manifest.api.base_url_key if manifest.api else None):
             raise ManifestError(file, f"api.roots.{name}", "names the main root again")

@@ -47,9 +47,9 @@ class Capabilities(Strict):
 
 
 class Intervals(Strict):
-    poll_s: float | None = Field(None, gt=0)
-    maintain_s: float | None = Field(None, gt=0)
-    full_sync_s: float | None = Field(None, gt=0)
+    poll_s: float | None = Field(default=None, gt=0)
+    maintain_s: float | None = Field(default=None, gt=0)
+    full_sync_s: float | None = Field(default=None, gt=0)
 
 
 class Api(Strict):
@@ -72,6 +72,9 @@ class CredentialField(Strict):
     secret: bool = False
     #: Generated when absent (a webhook secret or verify token the user pastes at the platform).
     generate: Literal["token", "hex"] | None = None
+    #: The generated value's length in characters (a platform that limits it); default 40 hex
+    #: characters or 32 URL-safe ones.
+    length: int | None = Field(None, ge=8, le=64)
     #: Other names accepted for this field (Smooch's argument names).
     aliases: list[str] = Field(default_factory=list)
     pattern: str | None = None
@@ -175,6 +178,9 @@ class Request(Strict):
     #: from the outgoing message (``send``/``edit``/``delete`` or a named section).
     body: dict[str, Any] | None = None
     body_mapping: str | None = None
+    #: The name of a ``mapping`` section that builds request headers from the outgoing message
+    #: (an idempotency key derived from the app's message id), added to ``headers``.
+    headers_mapping: str | None = None
     encoding: Literal["json", "form"] = "json"
     #: The records of the answer: a selector (``messages``, ``data.items[]``, ``.`` = the answer).
     records: str | None = None
@@ -236,7 +242,9 @@ class ErrorRule(Strict):
     """Answers matching ``status`` (any of; ``"4xx"`` is a whole class) and every condition are
     classified as ``as``."""
 
-    status: list[int] = Field(default_factory=list)
+    #: Statuses that match (any of): codes, or a class such as ``"5xx"``.
+    status: list[int | Annotated[str, Field(pattern=r"^[1-5]xx$")]] | int | Annotated[str, Field(pattern=r"^[1-5]xx$")] \
+        = Field(default_factory=list)
     when: list[Condition] = Field(default_factory=list)
     as_: Literal["rate_limited", "auth", "transient", "permanent", "cursor_expired", "already_done", "ok"] = Field(
         alias="as")
@@ -274,6 +282,30 @@ def _statuses(value: Any) -> list[Any]:
 # -- webhooks ------------------------------------------------------------------------------
 
 
+class JwtClaim(Strict):
+    """What one JWT claim must be: ``equals`` a template, or the hex SHA-256 of the ``sha256``
+    payload template (``{body}`` = the raw body, ``{webhookUrl}`` = the public URL); with
+    ``absentIfEmpty`` the claim must be missing when that payload is empty (a body hash that
+    is only sent for a body), else it is required."""
+
+    equals: str | None = None
+    sha256: str | None = None
+    absent_if_empty: bool = False
+
+    @model_validator(mode="after")
+    def _one(self) -> JwtClaim:
+        if (self.equals is None) == (self.sha256 is None):
+            raise ValueError("a JWT claim is checked by one of equals or sha256")
+        return self
+
+
+JwtAlgorithm = Literal["HS256", "HS384", "HS512"]
+
+
+def _hs256() -> list[JwtAlgorithm]:
+    return ["HS256"]
+
+
 class Verifier(Strict):
     """How a delivery proves it comes from the platform.
 
@@ -281,7 +313,9 @@ class Verifier(Strict):
     with ``key`` over the ``payload`` template (``{body}``, ``{url}``, ``{header.x}``,
     ``{formSorted}``); with ``timestampHeader`` the delivery must be within the replay window.
     ``token``: a shared secret in ``header`` or query ``param`` equals ``value``.
-    ``jwt``: an HS256 JWT in ``header`` (after ``prefix``) signed with ``key``.
+    ``jwt``: an HMAC-signed JWT (``algorithms``) in ``header`` (after ``prefix``) signed with
+    ``key``; ``nbf``/``exp``/``iat`` are checked against syncd's clock with ``leewayS``,
+    ``require`` names claims that must be present, ``claims`` checks claims' values.
     """
 
     type: Literal["hmac", "token", "jwt"]
@@ -296,6 +330,11 @@ class Verifier(Strict):
     timestamp_header: str | None = None
     #: A credential that must be set for this verifier to apply (an optional signing key).
     only_if: str | None = None
+    #: ``jwt`` only: the algorithms accepted (never ``none``), the claims required and checked.
+    algorithms: list[JwtAlgorithm] = Field(default_factory=_hs256)
+    require: list[str] = Field(default_factory=list)
+    claims: dict[str, JwtClaim] = Field(default_factory=dict)
+    leeway_s: float = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _complete(self) -> Verifier:
@@ -335,11 +374,20 @@ class Handshake(Strict):
 
 
 class DeliveryId(Strict):
-    """Where the delivery's own id is; the body's digest when absent or not given."""
+    """Where the delivery's own id is; the body's digest when absent or not given. With
+    ``records`` the id is made of every selected record's own id at ``path`` (a batch of events
+    each with its id: the same events redelivered, flagged or regrouped, are the same delivery)."""
 
     header: str | None = None
     path: str | None = None
     template: str | None = None
+    records: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> DeliveryId:
+        if self.records is not None and self.path is None:
+            raise ValueError("a delivery id read from records needs path")
+        return self
 
 
 class Selection(Strict):
@@ -358,6 +406,11 @@ class EventRule(Selection):
     map: str | None = None
     as_: Literal["message", "chat", "user", "poll", "resync", "ignore"] = Field("message", alias="as")
     ctx: dict[str, Any] = Field(default_factory=dict)
+    #: A named request (``requests.named``) called per record (its templates read ``record``
+    #: and ``parent``); its answer, not the record, goes through ``map``. For details a
+    #: delivery lacks (a chat's name from a profile API). Answers are cached per connector; a
+    #: refused call (unknown, blocked) leaves the record out of this rule.
+    fetch: str | None = None
 
 
 class Webhook(Strict):
@@ -387,6 +440,9 @@ class Webhook(Strict):
     answer_media_type: str = "application/json"
     #: Where to paste the webhook URL and what else to configure at the platform.
     setup: str | None = None
+    #: What syncd cannot undo at the platform when an integration is disconnected (the user
+    #: removes it): the webhook URL pasted in a dashboard.
+    manual_teardown: str | None = None
 
 
 # -- the manifest --------------------------------------------------------------------------

@@ -80,11 +80,48 @@ def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, 
             if not expected or not hmac.compare_digest(_presented(verifier, request).encode(), expected.encode()):
                 raise SignatureError(f"{verifier.header or verifier.param} does not match")
         else:
-            try:
-                jwt.decode(_presented(verifier, request), str(key or ""), algorithms=["HS256"],
-                           options={"verify_aud": False})
-            except jwt.PyJWTError as exc:
-                raise SignatureError(f"JWT rejected ({type(exc).__name__})") from None
+            _jwt(verifier, request, scope, str(key or ""), now)
+
+
+def _jwt(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], key: str, now: float) -> None:
+    try:
+        # Times are checked below against syncd's clock, not the library's.
+        claims = jwt.decode(_presented(verifier, request), key, algorithms=list(verifier.algorithms),
+                            options={"verify_aud": False, "verify_exp": False, "verify_nbf": False,
+                                     "verify_iat": False, "verify_iss": False, "require": list(verifier.require)})
+    except jwt.PyJWTError as exc:
+        raise SignatureError(f"JWT rejected ({type(exc).__name__})") from None
+    leeway = verifier.leeway_s
+    not_before, expires = _number(claims, "nbf"), _number(claims, "exp")
+    if not_before is not None and now + leeway < not_before:
+        raise SignatureError("JWT rejected (not valid yet)")
+    if expires is not None and now - leeway >= expires:
+        raise SignatureError("JWT rejected (expired)")
+    for name, claim in verifier.claims.items():
+        _claim(name, claim, claims.get(name), request, scope)
+
+
+def _number(claims: dict[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise SignatureError(f"JWT rejected ({name} is not a number)")
+    return float(value)
+
+
+def _claim(name: str, claim: Any, value: Any, request: WebhookRequest, scope: dict[str, Any]) -> None:
+    if claim.sha256 is not None:
+        payload = payload_bytes(claim.sha256, request, scope)
+        if claim.absent_if_empty and not payload:
+            if value is not None:
+                raise SignatureError(f"JWT rejected ({name} given for an empty payload)")
+            return
+        expected = hashlib.sha256(payload).hexdigest()
+    else:
+        expected = str(templates.render(claim.equals, scope) or "")
+    if not isinstance(value, str) or not hmac.compare_digest(value.encode(), expected.encode()):
+        raise SignatureError(f"JWT rejected ({name} does not match)")
 
 
 def _json(request: WebhookRequest) -> Any:

@@ -16,7 +16,7 @@ import email.header
 import email.message
 import email.policy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 
 def b64_decode(data: str | bytes) -> bytes:
@@ -156,7 +156,7 @@ def _unfold(value: str) -> str:
 
 def _walk_raw(part: email.message.Message, body: Body) -> None:
     if part.is_multipart():
-        for child in part.get_payload():
+        for child in cast(list[email.message.Message], part.get_payload()):  # multipart: the parts
             _walk_raw(child, body)
         return
     mime = part.get_content_type()
@@ -178,7 +178,7 @@ def _walk_raw(part: email.message.Message, body: Body) -> None:
 
 
 def _raw_text(part: email.message.Message) -> str:
-    payload = part.get_payload(decode=True) or b""
+    payload = cast(bytes, part.get_payload(decode=True) or b"")  # not multipart: the bytes
     charset = part.get_content_charset() or "utf-8"
     try:
         return payload.decode(charset, errors="replace")

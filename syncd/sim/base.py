@@ -1,4 +1,5 @@
-"""What every simulator shares: fault injection and a way to serve one over real HTTP.
+"""What every simulator shares: fault injection, a way to serve one over real HTTP, and what
+``syncd sim <platform>`` asks of one to run it for a trial (``Trial``).
 
 A simulator asks ``Faults.check(endpoint)`` at the start of every API call and, when it gets a
 ``Fault`` back, answers in its platform's own error format (Slack: 429 + ``Retry-After`` with
@@ -15,7 +16,7 @@ import socket
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 FaultKind = Literal["rate_limit", "server_error"]
 
@@ -106,6 +107,32 @@ class Faults:
             statuses = plan.server_error_statuses
             return Fault("server_error", self._random.choice(statuses) if statuses else plan.server_error_status)
         return None
+
+
+class Trial:
+    """What ``syncd sim <platform>`` asks a simulator: sample data, the credentials that make an
+    integration against it, where its API roots are, and a chat the app can write to. Each
+    simulator answers for itself, so the command knows no platform."""
+
+    #: Base-URL key (``SYNCD_<KEY>_BASE_URL``) -> the path under the simulator's URL where
+    #: that API root is served.
+    trial_roots: ClassVar[dict[str, str]] = {}
+
+    def trial_seed(self) -> str:
+        """Put sample data in the simulator; says what it made."""
+        return "no history: its messages are seen as they arrive"
+
+    def trial_credentials(self) -> dict[str, Any]:
+        """The credentials of ``POST /integrations`` that this simulator accepts."""
+        raise NotImplementedError
+
+    def trial_chat(self) -> str | None:
+        """An external chat id the app can send to once seeded (None: none to suggest)."""
+        return None
+
+    def trial_base_urls(self, url: str) -> dict[str, str]:
+        """``SYNCD_<KEY>_BASE_URL`` values that point syncd at this simulator served at ``url``."""
+        return {key: url.rstrip("/") + path for key, path in self.trial_roots.items()}
 
 
 class ServerThread:

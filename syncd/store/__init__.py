@@ -16,8 +16,9 @@ already created; for a real server the daemon calls :meth:`Store.ensure_indexes`
 :class:`Store` is composed of one part per concern, each a module of this package:
 ``integrations`` (with the credentials they hold), ``user_platforms``, ``chats``,
 ``messages`` (lookups, pages, the app's own messages), ``upserts`` (platform pages merged in
-rounds, with their checkpoint), ``sync_status``, ``queues`` (inbox and outbox) and ``leases``;
-``documents`` holds what they share, ``indexes`` the index list, ``crypto`` the secret key.
+rounds, with their checkpoint), ``sync_status``, ``queues`` (inbox and outbox),
+``deadletters`` (what the queues gave up on), ``leases`` and ``purge`` (an integration's data
+removed); ``documents`` holds what they share, ``indexes`` the index list, ``crypto`` the secret key.
 What this module exports is the whole public surface.
 """
 
@@ -32,13 +33,16 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import PyMongoError
 
 from syncd.models import Integration, utcnow
+from syncd.store.browse import BrowseStore
 from syncd.store.chats import ChatsStore
 from syncd.store.crypto import _fernet
+from syncd.store.deadletters import DeadLetter, DeadLettersStore
 from syncd.store.documents import MAX_ROUNDS, StoreConflict
 from syncd.store.indexes import INDEXES, RETIRED_INDEXES
 from syncd.store.integrations import INTEGRATION_CACHE_S, IntegrationsStore
 from syncd.store.leases import LeasesStore
 from syncd.store.messages import MAX_PAGE, MessagesStore, decode_cursor, encode_cursor
+from syncd.store.purge import PurgeStore
 from syncd.store.queues import QueuesStore
 from syncd.store.sync_status import SyncStatusStore
 from syncd.store.upserts import Checkpoint, UpsertsStore, WriteResult
@@ -46,7 +50,7 @@ from syncd.store.user_platforms import UserPlatformsStore
 
 __all__ = [
     "INDEXES", "INTEGRATION_CACHE_S", "MAX_PAGE", "MAX_ROUNDS", "RETIRED_INDEXES", "Checkpoint",
-    "Store", "StoreConflict", "WriteResult", "decode_cursor", "encode_cursor",
+    "DeadLetter", "Store", "StoreConflict", "WriteResult", "decode_cursor", "encode_cursor",
 ]
 
 #: The wire version of MongoDB 8.0, the first with the client-level ``bulkWrite`` command.
@@ -54,7 +58,7 @@ _CLIENT_BULK_WIRE_VERSION = 25
 
 
 class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, UpsertsStore,
-            SyncStatusStore, QueuesStore, LeasesStore):
+            SyncStatusStore, QueuesStore, DeadLettersStore, LeasesStore, BrowseStore, PurgeStore):
     """MongoDB access for every collection of docs/architecture.md §2. ``clock`` is replaceable in tests."""
 
     def __init__(self, client: Any, db: Any, fernet: Fernet | MultiFernet):
@@ -74,19 +78,24 @@ class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, Up
         self._across_collections: bool | None = None
 
     @classmethod
-    async def connect(cls, uri: str, *, secret_key: str | None = None) -> Store:
+    async def connect(cls, uri: str, *, secret_key: str | None = None, timeout_s: float | None = None) -> Store:
+        """``timeout_s`` bounds how long finding a server may take (the URI's own
+        ``serverSelectionTimeoutMS`` wins)."""
         if uri.startswith("mongomock://"):
             from mongomock_motor import AsyncMongoMockClient
 
-            client = AsyncMongoMockClient()
+            client: Any = AsyncMongoMockClient()
             store = cls(client, client["syncd"], _fernet(secret_key))
             store._across_collections = False  # mongomock has no client-level bulk write
             await store.ensure_indexes()
             return store
         from motor.motor_asyncio import AsyncIOMotorClient
 
-        client = AsyncIOMotorClient(uri)
-        return cls(client, client.get_default_database(default="syncd"), _fernet(secret_key))
+        options: dict[str, Any] = {}
+        if timeout_s is not None and "serverselectiontimeoutms" not in uri.lower():
+            options["serverSelectionTimeoutMS"] = int(timeout_s * 1000)
+        motor: Any = AsyncIOMotorClient(uri, **options)
+        return cls(motor, motor.get_default_database(default="syncd"), _fernet(secret_key))
 
     async def ensure_indexes(self) -> None:
         """Create every index of :data:`INDEXES` (idempotent)."""

@@ -88,7 +88,8 @@ class ChatsStore(StoreBase):
     async def repoint_chats(self, customer_id: str, platform: str, integration_id: str) -> int:
         active = {integration_id}
         async for doc in self.integrations.find(
-                {"customerId": customer_id, "platform": platform, "status": "active"}, {"_id": 1}):
+                {"customerId": customer_id, "platform": platform, "status": {"$in": ["active", "paused"]}},
+                {"_id": 1}):
             active.add(doc["_id"])
         stale = {"customerId": customer_id, "platform": platform,
                  "integrationId": {"$nin": sorted(active)}}

@@ -12,7 +12,7 @@ from pymongo import ASCENDING
 from syncd.models import Integration
 from syncd.store.documents import _AFTER, StoreBase, _doc, _strip
 
-_INTEGRATION_FIELDS = ("status", "status_reason", "settings", "name")
+_INTEGRATION_FIELDS = ("status", "status_reason", "settings", "name", "paused_at", "disconnect")
 #: How long an integration read is reused. Every webhook request and every inbox batch needs
 #: its integration, which rarely changes: writes through this store refresh the copy at once,
 #: other replicas' writes are seen within this many seconds.
@@ -35,8 +35,8 @@ class IntegrationsStore(StoreBase):
 
     async def insert_integration(self, integration: Integration, credentials: dict) -> None:
         self._integration_cache.pop(integration.id, None)
-        await self.integrations.insert_one({**_doc(integration),
-                                            "credentials": self._encrypt(credentials)})
+        await self.integrations.insert_one({**_doc(integration), "credentials": self._encrypt(credentials),
+                                            "credentialsVersion": 1})
 
     def _remember(self, id: str, integration: Integration | None) -> Integration | None:
         if integration is None:
@@ -53,14 +53,17 @@ class IntegrationsStore(StoreBase):
         return self._remember(id, Integration.model_validate(_strip(doc)) if doc else None)
 
     async def list_integrations(self, *, customer_id: str | None = None,
-                                platform: str | None = None, status: str | None = None,
+                                platform: str | None = None,
+                                status: str | tuple[str, ...] | None = None,
                                 include_deleted: bool = False) -> list[Integration]:
         query: dict[str, Any] = {}
         if customer_id is not None:
             query["customerId"] = customer_id
         if platform is not None:
             query["platform"] = platform
-        if status is not None:
+        if isinstance(status, tuple):
+            query["status"] = {"$in": list(status)}
+        elif status is not None:
             query["status"] = status
         elif not include_deleted:
             query["status"] = {"$ne": "deleted"}
@@ -72,26 +75,61 @@ class IntegrationsStore(StoreBase):
         unknown = set(fields) - set(_INTEGRATION_FIELDS)
         if unknown:
             raise TypeError(f"integration fields cannot be updated: {sorted(unknown)}")
-        sets = {Integration.model_fields[k].alias or k: v for k, v in fields.items()}
+        sets = {Integration.model_fields[k].alias or k: v.doc() if hasattr(v, "doc") else v
+                for k, v in fields.items()}
         sets["updatedAt"] = self.clock()
         doc = await self.integrations.find_one_and_update(
             {"_id": id}, {"$set": sets}, projection={"credentials": 0}, return_document=_AFTER)
         return self._remember(id, Integration.model_validate(_strip(doc)) if doc else None)
 
     async def get_credentials(self, id: str) -> dict:
-        doc = await self.integrations.find_one({"_id": id}, {"credentials": 1})
+        return (await self.get_versioned_credentials(id))[0]
+
+    async def get_versioned_credentials(self, id: str) -> tuple[dict, int]:
+        """The credentials and their version: a write made from them names that version (see
+        :meth:`set_credentials`)."""
+        doc = await self.integrations.find_one({"_id": id}, {"credentials": 1, "credentialsVersion": 1})
         if doc is None:
             raise KeyError(f"integration {id} not found")
         try:
-            return json.loads(self._fernet.decrypt(doc["credentials"].encode()))
+            credentials = json.loads(self._fernet.decrypt(doc["credentials"].encode()))
         except (InvalidToken, KeyError, AttributeError) as exc:
             raise ValueError(f"credentials of integration {id} cannot be decrypted with the "
                              "configured secret key") from exc
+        return credentials, int(doc.get("credentialsVersion") or 0)
 
-    async def set_credentials(self, id: str, credentials: dict) -> None:
+    async def set_credentials(self, id: str, credentials: dict, *, based_on: int | None = None) -> int | None:
+        """Store new credentials; returns their version. ``based_on`` fences the write: it is
+        refused (``None``) unless the stored credentials are still that version, so a token
+        refreshed from credentials that were replaced meanwhile never overwrites the new ones.
+        Without it (an operator's new credentials) the write always wins."""
         self._integration_cache.pop(id, None)
-        result = await self.integrations.update_one(
-            {"_id": id}, {"$set": {"credentials": self._encrypt(credentials),
-                                   "updatedAt": self.clock()}})
-        if result.matched_count == 0:
-            raise KeyError(f"integration {id} not found")
+        query: dict[str, Any] = {"_id": id}
+        if based_on is not None:
+            # Integrations stored before versions existed are version 0 (no field).
+            query["credentialsVersion"] = based_on if based_on else {"$in": [0, None]}
+        doc = await self.integrations.find_one_and_update(
+            query, {"$set": {"credentials": self._encrypt(credentials), "updatedAt": self.clock()},
+                    "$inc": {"credentialsVersion": 1}},
+            projection={"credentialsVersion": 1}, return_document=_AFTER)
+        if doc is not None:
+            return int(doc["credentialsVersion"])
+        if based_on is not None and await self.integrations.count_documents({"_id": id}, limit=1):
+            return None
+        raise KeyError(f"integration {id} not found")
+
+    async def wipe_credentials(self, id: str) -> None:
+        """Remove the stored credentials for good (a deleted integration keeps none)."""
+        self._integration_cache.pop(id, None)
+        await self.integrations.update_one({"_id": id}, {"$unset": {"credentials": ""},
+                                                         "$set": {"updatedAt": self.clock()}})
+
+    async def has_credentials(self, id: str) -> bool:
+        return await self.integrations.find_one({"_id": id, "credentials": {"$exists": True}},
+                                                {"_id": 1}) is not None
+
+    async def due_disconnects(self, now: Any) -> list[Integration]:
+        """Deleted integrations whose disconnect at the platform is due for another attempt."""
+        cursor = self.integrations.find({"status": "deleted", "disconnect.state": "pending",
+                                         "disconnect.nextAttemptAt": {"$lte": now}}, {"credentials": 0})
+        return [Integration.model_validate(_strip(d)) async for d in cursor]

@@ -8,7 +8,7 @@ import binascii
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
@@ -41,12 +41,17 @@ def decode_cursor(cursor: str) -> tuple[datetime | None, str]:
         if not isinstance(message_id, str):
             raise TypeError("message id")
         return (normalize(datetime.fromisoformat(sent_at)) if sent_at else None), message_id
-    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+    except (binascii.Error, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # OverflowError: a date at the edge of the calendar with an offset that moves it past.
         raise ValueError("invalid cursor") from exc
 
 
 class MessagesStore(StoreBase):
     """The ``messages`` collection, except the merge of platform pages (:mod:`.upserts`)."""
+
+    if TYPE_CHECKING:
+        # Defined by :class:`.upserts.UpsertsStore`, the other part of ``Store``.
+        async def _read_keys(self, keys: Iterable[tuple[str, str, str]]) -> dict[tuple, dict]: ...
 
     async def get_message(self, id: str) -> Message | None:
         doc = await self.messages.find_one({"_id": id})
@@ -150,9 +155,10 @@ class MessagesStore(StoreBase):
                 return Message.model_validate(_strip(saved))
         raise StoreConflict(f"message {message_id} kept conflicting while recording its send")
 
-    async def update_message(self, id: str, **fields: Any) -> Message | None:
+    async def update_message(self, id: str, *, live_only: bool = False, **fields: Any) -> Message | None:
         """Set message fields as given (snake_case; ``None`` erases): the app's own edits,
-        deletes and delivery states, which are not platform merges."""
+        deletes and delivery states, which are not platform merges. ``live_only``: not if the
+        message is a tombstone by then (an edit racing a delete never rewrites it)."""
         sets: dict[str, Any] = {}
         for name, value in fields.items():
             info = Message.model_fields.get(name)
@@ -164,8 +170,9 @@ class MessagesStore(StoreBase):
                 value = [v.doc() if hasattr(v, "doc") else v for v in value]
             sets[info.alias or name] = value
         sets["updatedAt"] = self.clock()
+        query: dict[str, Any] = {"_id": id, "deletedAt": None} if live_only else {"_id": id}
         doc = await self.messages.find_one_and_update(
-            {"_id": id}, {"$set": sets, "$inc": {"rev": 1}}, return_document=_AFTER)
+            query, {"$set": sets, "$inc": {"rev": 1}}, return_document=_AFTER)
         return Message.model_validate(_strip(doc)) if doc else None
 
     async def live_external_ids(self, chat_id: str) -> set[str]:

@@ -73,6 +73,21 @@ class QueuesStore(StoreBase):
             "status": "pending", "leaseUntil": None, "error": error,
             "nextAttemptAt": next_attempt_at}})
 
+    async def inbox_defer(self, ids: list[str], until: datetime, reason: str) -> None:
+        """Put claimed deliveries back untouched until ``until`` (their integration is paused):
+        the claim's attempt is given back, so waiting never uses up their retries."""
+        if ids:
+            await self.inbox.update_many({"_id": {"$in": ids}}, {
+                "$set": {"status": "pending", "leaseUntil": None, "error": reason, "nextAttemptAt": until},
+                "$inc": {"attempts": -1}})
+
+    async def inbox_wake(self, integration_id: str, now: datetime) -> int:
+        """Make the integration's waiting deliveries due now (after a resume)."""
+        result = await self.inbox.update_many(
+            {"integrationId": integration_id, "status": "pending", "nextAttemptAt": {"$gt": now}},
+            {"$set": {"nextAttemptAt": now}})
+        return result.modified_count
+
     async def inbox_fail(self, id: str, error: str) -> None:
         await self.inbox.update_one({"_id": id}, {"$set": {
             "status": "failed", "leaseUntil": None, "error": error}})
@@ -155,6 +170,14 @@ class QueuesStore(StoreBase):
         """Attempts of the item that failed or are in hand, not counting those that waited."""
         doc = await self.outbox.find_one({"_id": id}, {"attempts": 1, "waits": 1})
         return (doc.get("attempts") or 0) - (doc.get("waits") or 0) if doc else 0
+
+    async def outbox_wake(self, integration_id: str, now: datetime) -> int:
+        """Make the integration's queued events due now (after a resume), whatever backoff
+        their waiting had reached."""
+        result = await self.outbox.update_many(
+            {"integrationId": integration_id, "status": "queued", "nextAttemptAt": {"$gt": now}},
+            {"$set": {"nextAttemptAt": now}})
+        return result.modified_count
 
     async def outbox_dead(self, id: str, error: str) -> None:
         await self._outbox_set(id, {"status": "dead", "error": error})

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from syncd.merge import normalize
-from syncd.models import SyncStatus
-from syncd.store.documents import StoreBase, _strip
+from syncd.models import FullSync, SyncCounts, SyncStatus
+from syncd.store.documents import _AFTER, StoreBase, _strip
 
 
 class SyncStatusStore(StoreBase):
@@ -72,3 +72,28 @@ class SyncStatusStore(StoreBase):
     async def list_sync_status(self, integration_id: str) -> list[SyncStatus]:
         cursor = self.sync_status.find({"integrationId": integration_id}).sort([("_id", 1)])
         return [SyncStatus.model_validate(_strip(d)) async for d in cursor]
+
+    # -- periodic full syncs -----------------------------------------------------------------
+    async def claim_full_sync(self, integration_id: str, now: Any, next_at: Any, run: FullSync) -> bool:
+        """Start the integration's full sync if it is due at ``now`` and no one started it
+        first (replicas race for it): the next one is set to ``next_at``."""
+        doc = await self.sync_status.find_one_and_update(
+            {"integrationId": integration_id, "chatId": None, "nextFullSyncAt": {"$lte": normalize(now)}},
+            {"$set": {"nextFullSyncAt": next_at, "fullSync": run.doc(), "updatedAt": self.clock()}})
+        return doc is not None
+
+    async def full_sync_chat_done(self, integration_id: str, counts: SyncCounts, now: Any) -> FullSync | None:
+        """Count one chat of the running full sync as done, with what it changed; the run as
+        it stands then (finished once every chat is done)."""
+        doc = await self.sync_status.find_one_and_update(
+            {"integrationId": integration_id, "chatId": None, "fullSync.finishedAt": None},
+            {"$inc": {"fullSync.chatsDone": 1, "fullSync.inserted": counts.inserted,
+                      "fullSync.updated": counts.updated, "fullSync.deleted": counts.deleted}},
+            return_document=_AFTER)
+        if doc is None:
+            return None
+        run = FullSync.model_validate(doc["fullSync"])
+        if run.chats_done >= run.chats:
+            run.finished_at = now
+            await self.sync_status.update_one({"_id": doc["_id"]}, {"$set": {"fullSync.finishedAt": now}})
+        return run

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pymongo import InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError, ClientBulkWriteException
@@ -38,6 +38,9 @@ class WriteResult:
     changed: list[tuple[str, Message]] = field(default_factory=list)
     checkpointed: bool | None = None
 
+
+#: The field that marks a message whose app callback is not queued yet (its value: the kind).
+PENDING_CALLBACK = "callbackPending"
 
 #: Builds the caller's sync status (an import's page cursor and counts) from what a write of
 #: its page did, so the status can travel in the same round-trip as the messages.
@@ -88,12 +91,16 @@ def _plan(existing: dict[str, Any] | None, rows: list[Message], now: datetime, r
     # Several events for one message in one page reach the app as one callback.
     kind = next((k for k in ("deleted", "created", "updated") if k in kinds), None)
     message = Message.model_validate(_strip(current)) if report and kind and current else None
+    # The callback this change owes the app, written with the change itself: a process that
+    # dies before queueing it leaves the mark, and the sweep queues it (``callback_pending``).
+    owed = {PENDING_CALLBACK: kind} if message is not None else {}
     if existing is None:
         assert current is not None
-        document = {**current, "_id": current["id"], "rev": 0}
+        document = {**current, "_id": current["id"], "rev": 0, **owed}
         return _Plan(InsertOne(document), {}, counts, kind, message, document)
     if not sets:
         return _Plan(None, {}, counts, kind, message)
+    sets.update(owed)
     rev = existing.get("rev")
     sets["rev"] = (rev or 0) + 1
     op = UpdateOne({"_id": existing["_id"], "rev": rev}, {"$set": sets})
@@ -102,6 +109,12 @@ def _plan(existing: dict[str, Any] | None, rows: list[Message], now: datetime, r
 
 class UpsertsStore(StoreBase):
     """Platform pages into ``messages``, and their checkpoint into ``sync_status``."""
+
+    if TYPE_CHECKING:
+        # Defined by the other parts of ``Store`` (``__init__.py``, ``sync_status.py``).
+        async def writes_across_collections(self) -> bool: ...
+        def _checkpoint_update(self, status: SyncStatus) -> tuple[dict[str, Any], dict[str, Any]]: ...
+        async def _checkpoint_missed(self, status: SyncStatus) -> bool: ...
 
     async def upsert_messages(self, rows: list[Message], *, guess_new: bool = False,
                               report: bool = True, checkpoint: Checkpoint | None = None) -> WriteResult:
@@ -198,6 +211,21 @@ class UpsertsStore(StoreBase):
                 plan.commit(result)
         return retry
 
+    async def owed_callbacks(self, changed_before: datetime, limit: int = 500) -> list[tuple[str, Message]]:
+        """Messages whose change was written but whose app callback was never queued (the
+        process died in between), as (kind, message); only those last changed before
+        ``changed_before``, so a write whose callbacks are being queued right now is left alone."""
+        query = {PENDING_CALLBACK: {"$exists": True}, "updatedAt": {"$lt": changed_before}}
+        return [(doc[PENDING_CALLBACK], Message.model_validate(_strip(doc)))
+                async for doc in self.messages.find(query).limit(limit)]
+
+    async def callbacks_queued(self, message_ids: Iterable[str]) -> None:
+        """The callbacks of these messages are in the outbox: their marks go."""
+        ids = sorted(set(message_ids))
+        if ids:
+            await self.messages.update_many({"_id": {"$in": ids}, PENDING_CALLBACK: {"$exists": True}},
+                                            {"$unset": {PENDING_CALLBACK: ""}})
+
     async def _insert_with_checkpoint(self, pending: dict[tuple, list[Message]],
                                       planned: list[tuple[tuple, _Plan]], result: WriteResult,
                                       status: SyncStatus) -> dict[tuple, list[Message]]:
@@ -210,7 +238,8 @@ class UpsertsStore(StoreBase):
         try:
             written = await self.client.bulk_write(ops, ordered=True)
         except ClientBulkWriteException as exc:
-            errors = exc.write_errors or []
+            # pymongo types them as WriteError; they are the server's error documents.
+            errors = cast(list[dict[str, Any]], exc.write_errors or [])
             if exc.error is not None or exc.write_concern_errors or len(errors) != 1 \
                     or errors[0].get("code") != _DUP_KEY or errors[0]["idx"] >= len(planned):
                 raise

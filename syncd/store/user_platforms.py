@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
@@ -30,7 +32,7 @@ class UserPlatformsStore(StoreBase):
         ops = []
         for user in users:
             key = {"customerId": customer_id, "platform": platform, "externalUserId": user.external_user_id}
-            sets = {k: v for k, v in (("integrationId", integration_id), ("displayName", user.display_name),
+            sets: dict[str, Any] = {k: v for k, v in (("integrationId", integration_id), ("displayName", user.display_name),
                                       ("externalEmail", user.external_email)) if v is not None}
             if user.is_self:
                 sets["isSelf"] = True

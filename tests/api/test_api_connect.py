@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 
-from syncd.connect import link_signature
+from syncd.api.connect import link_signature
 from syncd.providers.gmail.connector import GmailConnector
 from syncd.providers.slack.connector import BOT_SCOPES, SlackConnector
 from syncd.testbed import APP_SECRET, BASE, GMAIL_PUSH_TOKEN, Testbed

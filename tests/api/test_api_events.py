@@ -195,6 +195,22 @@ async def test_updated_and_deleted_events_carrying_only_the_apps_id_edit_and_del
     assert message["deletedAt"] is not None
 
 
+async def test_an_update_taken_after_the_delete_is_never_sent_nor_stored(tb, slack_ws, slack):
+    general = slack_ws["general"]
+    await tb.post_event(created("evt-1", general, text="first", app_id="app-msg-1"))
+    await tb.settle()
+    # The app deleted, then (late) updated: the delete is claimed first.
+    await tb.post_event(event("evt-2", "message.deleted", message={"id": "app-msg-1"}))
+    await tb.post_event(event("evt-3", "message.updated", message={"id": "app-msg-1", "text": "after death"}))
+    await tb.settle()
+    [sent] = bot_messages(tb, general)
+    assert sent["deleted"] is True and sent["text"] == "first" and sent.get("edited_ts") is None
+    [message] = await stored_by_app_id(tb, slack, general, "app-msg-1")
+    assert message["deletedAt"] is not None and message["text"] == "first" and message["editedAt"] is None
+    again = (await tb.post_event(event("evt-3", "message.updated", message={"id": "app-msg-1", "text": "x"}))).json()
+    assert again["status"] == "sent" and again["result"]["skipped"] == "the message was deleted"
+
+
 async def test_an_app_edit_is_stored_with_the_time_of_the_edit(tb, slack_ws, slack, sim_clock):
     general = slack_ws["general"]
     await tb.post_event(created("evt-1", general, text="first", app_id="app-msg-1"))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from apisupport import assert_error, chat_messages, inbox_counts
 
-from syncd.testbed import GMAIL_PUSH_TOKEN
+from syncd.testbed import BASE, GMAIL_PUSH_TOKEN
 
 
 async def push(tb, integration, body: bytes, headers: dict[str, str], token: str | None = GMAIL_PUSH_TOKEN):
@@ -105,3 +105,25 @@ async def test_a_push_after_the_history_expired_still_brings_the_new_email(tb, g
     texts = [m["text"].strip() for m in await chat_messages(tb, gmail, gmail_thread)]
     assert texts.count("After the gap") == 1
     assert len(texts) == 3
+
+
+async def test_without_a_push_token_one_is_generated_and_shown_once_in_the_push_url(tb, gmail_thread):
+    token = next(t for t, a in tb.gmail.tokens.items() if a == tb.gmail.address)
+    response = await tb.api.post("/integrations", json={"platform": "gmail", "customerId": "cust-1", "credentials": {
+        "accessToken": token, "emailAddress": tb.gmail.address}})
+    assert response.status_code == 201, response.text
+    created = response.json()["integration"]
+    generated = (await tb.daemon.store.get_credentials(created["id"]))["pushToken"]
+    assert len(generated) >= 32
+    assert created["setup"]["webhookUrl"] == created["webhookUrl"]
+    assert created["webhookUrl"].endswith(f"?token={generated}")
+    listed = (await tb.api.get("/integrations")).text + (await tb.api.get(f"/integrations/{created['id']}")).text
+    assert generated not in listed and "setup" not in listed
+    await tb.wait_imported(created["id"])
+
+    tb.gmail.add_incoming(gmail_thread, "Guilherme Dias <email@domain.com>", "Re: Order #1001", "Pushed in")
+    body, headers = tb.gmail.push_notification()
+    pushed = await tb.api.post(created["webhookUrl"].replace(BASE, ""), content=body, headers=headers)
+    assert pushed.status_code in (200, 202, 204), pushed.text
+    await tb.settle()
+    assert "Pushed in" in [m["text"].strip() for m in await chat_messages(tb, created, gmail_thread)]

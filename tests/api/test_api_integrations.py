@@ -250,3 +250,9 @@ async def test_a_body_not_sent_as_json_answers_400_saying_how_to_send_it(tb, con
     response = await tb.api.post("/integrations", content=json.dumps(slack_body()).encode(), headers=headers)
     error = assert_error(response, 400, "bad_request")
     assert "application/json" in error["message"]
+
+
+async def test_an_unknown_platform_in_the_list_filter_is_an_error_not_an_empty_list(tb):
+    answer = await tb.api.get("/integrations", params={"platform": "slak"})
+    assert answer.status_code == 422
+    assert answer.json()["error"]["code"] == "unknown_platform" and "slack" in answer.json()["error"]["message"]

@@ -134,7 +134,10 @@ async def test_without_a_verify_token_one_is_generated_and_the_handshake_needs_i
     assert response.status_code == 201, response.text
     made = response.json()["integration"]
     generated = (await tb.daemon.store.get_credentials(made["id"]))["verifyToken"]
-    assert len(generated) >= 20 and generated not in response.text
+    # Shown once, in the creation answer's setup, where it is pasted at the platform; never again.
+    assert len(generated) >= 20 and [f["value"] for f in made["setup"]["fields"]] == [generated]
+    again = await tb.api.get(f"/integrations/{made['id']}")
+    assert generated not in again.text and generated not in (await tb.api.get("/integrations")).text
     anon = anon_client(tb)
     guess = await anon.get(tb.webhook_url(made), params=sim.handshake_query(verify_token="guess"))
     assert guess.status_code == 403

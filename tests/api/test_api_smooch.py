@@ -49,8 +49,9 @@ async def test_smooch_s_example_body_creates_an_integration_without_echoing_secr
     integration = await create(tb, body)
     assert integration["type"] == kind and integration["_id"] and integration["status"] == "active"
     assert not SECRET_ARGUMENTS & set(integration)
-    for value in integration.values():
-        assert value not in {v for k, v in body.items() if k != "type" and k in SECRET_ARGUMENTS}
+    answered = json.dumps(integration)
+    for name, value in body.items():
+        assert name == "type" or name not in SECRET_ARGUMENTS or value not in answered, name
     stored = (await tb.api.get(f"/integrations/{integration['_id']}")).json()["integration"]
     assert stored["customerId"] == APP and stored["platform"] == kind
 

@@ -204,6 +204,27 @@ async def test_a_notification_with_a_wrong_client_state_answers_401_and_stores_n
     assert "forged?" not in [m["text"] for m in await chat_messages(tb, teams, ids["dm"])]
 
 
+async def test_a_client_state_the_operator_chose_is_kept_secret_and_still_verifies(tb, sim, ids):
+    chosen = "operator-chosen-client-state-0123456789"
+    created = await tb.create("teams", grant(sim), settings={"clientState": chosen, "importChats": [ids["dm"]]})
+    await maintained(tb, created)
+    listed = (await tb.api.get("/integrations")).text + (await tb.api.get(f"/integrations/{created['id']}")).text
+    assert chosen not in json.dumps(created) and chosen not in listed
+    assert (await tb.daemon.store.get_credentials(created["id"]))["clientState"] == chosen
+    sim.take_deliveries()
+    sim.post(ids["dm"], ids["megan"], "verified by the chosen state", content_type="text")
+    [delivery] = sim.take_deliveries()
+    assert chosen.encode() in delivery.body
+    assert (await deliver(tb, created, delivery)).status_code == 202
+
+
+async def test_an_echoed_handshake_token_is_never_sniffed_as_html(tb, anon, teams):
+    response = await anon.post(f"{tb.webhook_url(teams)}?validationToken=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+                               content=b"", headers={"content-type": "text/plain; charset=utf-8"})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
 async def test_the_same_notification_delivered_twice_is_stored_once(tb, sim, ids, teams):
     sim.take_deliveries()
     sim.post(ids["dm"], ids["megan"], "only once", content_type="text")

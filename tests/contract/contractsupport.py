@@ -58,7 +58,7 @@ def sign(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, An
                               getattr(hashlib, verifier.algorithm)).digest()
             value = digest.hex() if verifier.encoding == "hex" else base64.b64encode(digest).decode()
         elif verifier.type == "jwt":
-            value = jwt.encode({"iat": int(now)}, key, algorithm="HS256")
+            value = jwt.encode(jwt_claims(verifier, request, scope, now), key, algorithm=verifier.algorithms[0])
         else:
             value = key
         if verifier.header:
@@ -66,6 +66,19 @@ def sign(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, An
         else:
             request.query[verifier.param or ""] = verifier.prefix + value
     return request
+
+
+def jwt_claims(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], now: float) -> dict[str, Any]:
+    """The claims a platform puts in its JWT: times around ``now`` and each declared claim."""
+    claims: dict[str, Any] = {"iat": int(now), "nbf": int(now), "exp": int(now) + 60, "jti": "contract"}
+    for name, claim in verifier.claims.items():
+        if claim.sha256 is not None:
+            payload = payload_bytes(claim.sha256, request, scope)
+            if payload or not claim.absent_if_empty:
+                claims[name] = hashlib.sha256(payload).hexdigest()
+        else:
+            claims[name] = str(templates.render(claim.equals, scope) or "")
+    return claims
 
 
 def query_string(request: WebhookRequest) -> str:

@@ -13,7 +13,7 @@ from contractsupport import LOADED, PLATFORMS
 from structlog.testing import capture_logs
 
 from syncd import providers
-from syncd.api_platforms import credential_fields
+from syncd.api.platforms import credential_fields
 from syncd.testbed import Testbed
 
 SCENARIOS = [p for p in PLATFORMS if providers.scenario_class(p) is not None]

@@ -69,14 +69,16 @@ def test_integrations_list_and_status_show_the_integration(created, syncd, capsy
 
     code, listed = run(capsys, syncd, "integrations", "list", "--customer", "cust-cli")
     assert code == 0
-    (line,) = listed.splitlines()
+    header, line = listed.splitlines()
+    assert header.split() == ["id", "platform", "customer", "status", "name"]
     assert line.split()[:4] == [integration_id, "slack", "cust-cli", "active"]
 
     code, status = run(capsys, syncd, "status", integration_id)
     assert code == 0
     assert status.splitlines()[0] == f"slack integration {integration_id} (active)"
-    rows = [line.split() for line in status.splitlines()[2:] if not line.startswith("inbox:")]
+    rows = [line.split() for line in status.splitlines()[2:] if not line.startswith(("inbox:", "full sync"))]
     assert [row[1] for row in rows] == ["done"] * 5  # the integration and its four chats
+    assert "full sync every 86400s" in status
 
 
 def test_resync_full_wait_rereads_every_chat(created, syncd, capsys) -> None:
@@ -87,6 +89,24 @@ def test_resync_full_wait_rereads_every_chat(created, syncd, capsys) -> None:
     assert code == 0
     assert out.splitlines()[0] == "resync queued for 4 chats (full=True)"
     assert "error" not in out.split("\n", 2)[2]
+
+
+def test_pause_resume_and_delete_with_purge(created, syncd, capsys) -> None:
+    integration_id = created.stdout.split()[1].rstrip(";")
+
+    code, out = run(capsys, syncd, "integrations", "pause", integration_id, "--reason", "billing hold")
+    assert (code, out.strip()) == (0, f"{integration_id} is paused: billing hold")
+    code, status = run(capsys, syncd, "status", integration_id)
+    assert status.splitlines()[0].endswith("(paused)") and "billing hold" in status.splitlines()[1]
+    code, out = run(capsys, syncd, "integrations", "resume", integration_id)
+    assert (code, out.strip()) == (0, f"{integration_id} is active")
+
+    code, out = run(capsys, syncd, "integrations", "delete", integration_id, "--purge")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"deleted {integration_id}; disconnect at the platform: done"
+    assert lines[1].startswith("  remove by hand: ") and "Event Subscriptions" in lines[1]
+    assert lines[2].startswith("purged: chats=4, messages=")
 
 
 def test_a_wrong_admin_token_exits_non_zero_with_the_api_error(syncd) -> None:
@@ -108,6 +128,8 @@ def test_an_unknown_integration_exits_non_zero_with_not_found(syncd, capsys) -> 
 @pytest.mark.parametrize("argv", [
     [], ["run"], ["demo"], ["resync"], ["status"], ["integrations"],
     ["integrations", "list"], ["integrations", "show"], ["integrations", "create"], ["integrations", "delete"],
+    ["integrations", "pause"], ["integrations", "resume"],
+    ["sim"], ["events", "send"], ["deadletters"], ["deadletters", "list"], ["deadletters", "retry"],
 ])
 def test_every_command_has_help(argv, capsys) -> None:
     with pytest.raises(SystemExit) as exited:

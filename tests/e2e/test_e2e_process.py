@@ -4,6 +4,7 @@ stops cleanly on SIGTERM, and refuses a configuration that cannot work."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,60 @@ def test_syncd_help_lists_every_command() -> None:
     assert result.returncode == 0
     for command in ("run", "demo", "resync", "status", "integrations"):
         assert command in result.stdout
+
+
+def test_a_bad_setting_is_one_line_per_problem_and_exit_2() -> None:
+    result = subprocess.run([sys.executable, "-m", "syncd.cli", "run", "--mongodb-uri", "postgres://x/y"],
+                            capture_output=True, text=True, timeout=30,
+                            env={"PATH": "/usr/bin:/bin", "SYNCD_POLL_INTERVAL_S": "soon"})
+
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert lines == [
+        "error: SYNCD_MONGODB_URI: Value error, must start with mongodb://, mongodb+srv:// or mongomock:// "
+        "(got postgres)",
+        "error: SYNCD_POLL_INTERVAL_S: Input should be a valid number, unable to parse string as a number",
+    ]
+
+
+def test_an_unreachable_mongodb_fails_within_its_timeout_with_the_whole_reason(tmp_path) -> None:
+    daemon = DaemonProcess(tmp_path, SYNCD_MONGODB_URI="mongodb://127.0.0.1:1/syncd", SYNCD_MONGODB_TIMEOUT_S="0.5",
+                           SYNCD_SECRET_KEY="k" * 32, SYNCD_ADMIN_TOKEN=ADMIN_TOKEN)
+    try:
+        code = daemon.process.wait(timeout=30)
+    finally:
+        daemon.terminate()
+
+    [error] = [line for line in daemon.stderr().splitlines() if line.startswith("error:")]
+    assert code != 0
+    assert error.startswith("error: cannot reach MongoDB within 0.5s (SYNCD_MONGODB_TIMEOUT_S)")
+    assert "Connection refused" in error and error.rstrip().endswith(")")
+
+
+def test_a_port_in_use_stops_the_start_before_anything_says_started(tmp_path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        daemon = DaemonProcess(tmp_path, SYNCD_ADMIN_TOKEN=ADMIN_TOKEN, SYNCD_HTTP_PORT=str(port))
+        try:
+            code = daemon.process.wait(timeout=30)
+        finally:
+            daemon.terminate()
+
+    stderr = daemon.stderr()
+    assert code != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in stderr and "SYNCD_HTTP_PORT" in stderr
+    assert "syncd started" not in stderr and "Traceback" not in stderr
+
+
+def test_missing_secrets_are_named_at_start_with_what_will_not_work(tmp_path) -> None:
+    daemon = DaemonProcess(tmp_path)
+    try:
+        daemon.wait_healthy()
+    finally:
+        assert daemon.terminate() == 0
+    events = [json.loads(line)["event"] for line in daemon.stderr().splitlines() if line.startswith("{")]
+    assert any(e.startswith("SYNCD_ADMIN_TOKEN is not set: the admin API") for e in events)
+    assert any(e.startswith("SYNCD_APP_WEBHOOK_SECRET is not set: POST /events") for e in events)
+    assert any("in-memory store" in e for e in events)

@@ -8,6 +8,7 @@ scenario.
 from __future__ import annotations
 
 from bench.faults import (
+    callbacks,
     crash,
     durability,
     echoes,
@@ -94,3 +95,10 @@ async def test_sigterm_during_an_import_checkpoints_releases_the_lease_and_exits
     assert_clean(row)
     assert row.runs == 3
     assert row.facts["pages_checkpointed"] > 0
+
+
+async def test_a_crash_between_a_pages_write_and_its_callbacks_loses_and_doubles_no_callback() -> None:
+    row = await callbacks.run(2)  # before the first page's callbacks, then the second's
+
+    assert_clean(row)
+    assert row.facts["owed_at_crash"] > 0  # the crash really left callbacks unqueued

@@ -10,8 +10,7 @@ import json
 
 import pytest
 
-from syncd.config import Settings
-from syncd.connect import (
+from syncd.api.connect import (
     StateError,
     link_signature,
     read_state,
@@ -19,6 +18,7 @@ from syncd.connect import (
     sign_state,
     state_key,
 )
+from syncd.config import Settings
 from syncd.kit.connector import OAuthSpec
 
 KEY = b"k" * 32

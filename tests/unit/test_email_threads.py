@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from syncd.providers.email_threads import (
-    Threading,
     ThreadIndex,
+    Threading,
     content_id,
     message_ids,
     normalized_subject,

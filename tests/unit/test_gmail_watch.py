@@ -132,3 +132,15 @@ async def test_an_integration_with_a_topic_is_watched_when_created():
         assert top["maintenance"]["expiration"] == tb.gmail.watches[0]["expiration"]
     finally:
         await tb.stop()
+
+
+async def test_unsubscribe_stops_the_watch(make, sim):
+    gmail = make({"pubsubTopic": TOPIC})
+    state = await gmail.maintain(None)
+    await gmail.unsubscribe(state)
+    assert sim.watches == [] and sim.stopped == [ME]
+
+
+async def test_unsubscribe_without_a_topic_calls_nothing(make, sim):
+    await make({}).unsubscribe(None)
+    assert sim.stopped == [] and sim.faults.calls["stop"] == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -10,6 +12,8 @@ from syncd.kit.http import (
     Pages,
     ProviderHttp,
     RetryPolicy,
+    background_lane,
+    bearer,
     default_classify,
     parse_retry_after,
 )
@@ -115,3 +119,81 @@ async def test_a_wait_longer_than_the_inline_limit_is_handed_back_to_be_reschedu
         await http.request("GET", "/x")
     assert err.value.retry_after == 120.0  # the engine schedules the next attempt for then
     assert waits == [] and len(script.requests) == 1
+
+
+def gated_client() -> tuple[ProviderHttp, dict[str, asyncio.Event], list[str]]:
+    """A client whose answers to ``/<name>`` wait until the test opens that name's gate."""
+    gates: dict[str, asyncio.Event] = {}
+    order: list[str] = []
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        name = request.url.path.strip("/")
+        order.append(name)
+        await gates.setdefault(name, asyncio.Event()).wait()
+        return httpx.Response(200, json={"ok": True})
+
+    return ProviderHttp("http://api.test", transport=httpx.MockTransport(handler)), gates, order
+
+
+async def background_get(http: ProviderHttp, path: str) -> httpx.Response:
+    with background_lane():
+        return await http.request("GET", path)
+
+
+async def test_a_background_request_waits_while_a_live_one_is_in_flight():
+    http, gates, order = gated_client()
+    live = asyncio.create_task(http.request("GET", "/send"))
+    await asyncio.sleep(0.01)
+    background = asyncio.create_task(background_get(http, "/history"))
+    await asyncio.sleep(0.05)
+    assert order == ["send"] and not background.done()
+    gates["send"].set()
+    await live
+    gates.setdefault("history", asyncio.Event()).set()
+    assert (await asyncio.wait_for(background, 1)).status_code == 200
+    assert order == ["send", "history"]
+    await http.aclose()
+
+
+async def test_live_requests_never_wait_for_the_background_lane_which_runs_one_at_a_time():
+    http, gates, order = gated_client()
+    first = asyncio.create_task(background_get(http, "/page1"))
+    second = asyncio.create_task(background_get(http, "/page2"))
+    await asyncio.sleep(0.02)
+    assert order == ["page1"]  # the lane has one slot
+    gates["poll"] = asyncio.Event()
+    gates["poll"].set()
+    assert (await asyncio.wait_for(http.request("GET", "/poll"), 1)).status_code == 200
+    gates["page1"].set()
+    gates.setdefault("page2", asyncio.Event()).set()
+    await asyncio.wait_for(asyncio.gather(first, second), 1)
+    assert order == ["page1", "poll", "page2"]
+
+
+@pytest.mark.parametrize("path", ["/v1/../../escape/messages", "/v1/x#frag/messages", "/v1/%2E%2E/me",
+                                  "/v1/a\\..\\b"])
+async def test_a_path_that_escapes_its_template_is_refused_before_anything_is_sent(path):
+    sent: list[httpx.Request] = []
+    http = ProviderHttp("https://api.example", transport=httpx.MockTransport(
+        lambda r: sent.append(r) or httpx.Response(200, json={})))
+    with pytest.raises(PermanentError, match="escapes its template"):
+        await http.request("GET", path)
+    assert sent == []
+    await http.aclose()
+
+
+async def test_a_token_the_platform_quotes_in_its_error_is_scrubbed_from_the_exception():
+    def answer(request: httpx.Request) -> httpx.Response:
+        token = request.headers["authorization"].partition(" ")[2]
+        return httpx.Response(400, json={"error": f"bad token {token}"})
+
+    def classify(response: httpx.Response) -> None:
+        if response.status_code >= 400:
+            raise PermanentError(response.json()["error"])
+
+    http = ProviderHttp("https://api.example", classify=classify, authenticate=bearer("tok-echoed-123456"),
+                        transport=httpx.MockTransport(answer))
+    with pytest.raises(PermanentError) as raised:
+        await http.request("GET", "/me")
+    assert "tok-echoed-123456" not in str(raised.value) and "[redacted]" in str(raised.value)
+    await http.aclose()

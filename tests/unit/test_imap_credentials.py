@@ -1,4 +1,4 @@
-"""The imap platform's credentials (DESIGN §4a): defaults, validation, the secret kept out of
+"""The imap platform's credentials: defaults, validation, the secret kept out of
 ``repr``."""
 
 from __future__ import annotations

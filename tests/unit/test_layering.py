@@ -19,7 +19,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[2] / "syncd"
 #: email MIME and threading). Anything else there is a platform's folder, which no other
 #: platform may import.
 SHARED_PROVIDER_MODULES = frozenset({"mime", "meta", "email_threads"})
-_ABOVE_PLATFORMS = ("syncd.store", "syncd.engine", "syncd.api", "syncd.connect", "syncd.cli", "syncd.daemon",
+_ABOVE_PLATFORMS = ("syncd.store", "syncd.engine", "syncd.api", "syncd.cli", "syncd.daemon",
                     "syncd.demo", "syncd.testbed", "syncd.console")
 
 #: (modules this applies to, what they must never import, why).

@@ -8,7 +8,16 @@ import logging
 import pytest
 import structlog
 
-from syncd.logs import REDACTED, bind, bound, configure_logging, redact_secrets, unbind
+from syncd.logs import (
+    KNOWN_SECRETS,
+    REDACTED,
+    SecretValues,
+    bind,
+    bound,
+    configure_logging,
+    redact_secrets,
+    unbind,
+)
 
 # Real signature headers and secrets from the platforms' documentation (see
 # tests/fixtures/*.json for the documented vectors).
@@ -143,27 +152,60 @@ def test_sync_identifiers_that_merely_look_like_secrets_stay_visible(log_lines):
     assert line["token"] is None, "saying that there is no token reveals nothing"
 
 
+@pytest.fixture
+def known_secrets():
+    """Secret values registered the way the engine registers an integration's credentials."""
+    values = ("xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy", "xoxp-1234-5678-abcdef",
+              "ya29.c.Kp8B-very-secret", TELEGRAM_BOT_TOKEN, "EAAGm0PX4ZCps")
+    KNOWN_SECRETS.add(*values, owner="test-integration")
+    yield values
+    KNOWN_SECRETS.forget("test-integration")
+
+
 @pytest.mark.parametrize(
     ("text", "secret"),
     [
-        ("auth failed for xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy", "pdFZKV"),
-        ("user token xoxp-1234-5678-abcdef rejected", "abcdef"),
         ("Authorization: Bearer ya29.a0AfH6SMBx-secret_part", "a0AfH6SMBx"),
         ("sent Bearer eyJhbGciOiJSUzI1NiJ9.payload.sig upstream", "eyJhbGci"),
-        ("google said no to ya29.c.Kp8B-very-secret", "Kp8B"),
+        ("id_token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJl", "eyJzdWIi"),
         (f"expected {SLACK_VECTOR['headers']['X-Slack-Signature']}", "a2114d57b48e"),
         (f"got {META_SIGNATURE['headers']['X-Hub-Signature-256']}", "757107ea0eb2"),
-        (f"GET https://api.telegram.org/bot{TELEGRAM_BOT_TOKEN}/getMe failed", "ABC-DEF1234"),
-        ("GET https://graph.facebook.com/v21.0/me?access_token=EAAGm0PX4ZCps&x=1", "EAAGm0PX4"),
+        ("GET https://graph.example/v21.0/me?access_token=unknown0PX4ZCps&x=1", "unknown0PX4"),
         ("token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J", "xyzz0Wbap"),
     ],
 )
-def test_token_shaped_strings_are_masked_wherever_they_appear(log_lines, text, secret):
+def test_generic_token_shapes_are_masked_wherever_they_appear(log_lines, text, secret):
     structlog.get_logger("syncd.test").error("provider.error", detail=text, items=[text])
     (line,) = log_lines()
     assert secret not in json.dumps(line)
     assert REDACTED in line["detail"]
     assert line["items"] == [line["detail"]]
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("auth failed for xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy", "pdFZKV"),
+        ("user token xoxp-1234-5678-abcdef rejected", "abcdef"),
+        ("google said no to ya29.c.Kp8B-very-secret", "Kp8B"),
+        (f"GET https://api.telegram.org/bot{TELEGRAM_BOT_TOKEN}/getMe failed", "ABC-DEF1234"),
+        ("Error validating access token: EAAGm0PX4ZCps has expired", "EAAGm0PX4"),
+        ("GET /me?t=EAAGm0PX4ZCps%21 quoted", "EAAGm0PX4"),
+    ],
+)
+def test_known_secret_values_are_masked_whatever_their_shape(log_lines, known_secrets, text, secret):
+    structlog.get_logger("syncd.test").error("provider.error", detail=text, items=[text])
+    (line,) = log_lines()
+    assert secret not in json.dumps(line)
+    assert REDACTED in line["detail"]
+
+
+def test_a_secret_value_is_masked_in_its_url_encoded_form_too():
+    values = SecretValues()
+    values.add("a/b+c=d secret")
+    assert values.scrub("path /x/a%2Fb%2Bc%3Dd%20secret/y and a/b+c=d secret") == \
+        f"path /x/{REDACTED}/y and {REDACTED}"
+    assert values.scrub("short words stay") == "short words stay"
 
 
 def test_prose_around_tokens_survives_masking():
@@ -181,7 +223,7 @@ def test_redaction_leaves_the_callers_objects_untouched():
     assert headers["Authorization"] == "Bearer abcdefghijkl"
 
 
-def test_exceptions_are_logged_with_their_traceback_masked(log_lines):
+def test_exceptions_are_logged_with_their_traceback_masked(log_lines, known_secrets):
     log = structlog.get_logger("syncd.engine.exporter")
     try:
         raise RuntimeError("slack refused xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy")
@@ -193,7 +235,7 @@ def test_exceptions_are_logged_with_their_traceback_masked(log_lines):
     assert "RuntimeError" in line["error"]
 
 
-def test_stdlib_loggers_such_as_uvicorn_come_out_as_json_with_context_and_masking(log_lines):
+def test_stdlib_loggers_such_as_uvicorn_come_out_as_json_with_context_and_masking(log_lines, known_secrets):
     with bound(platform="telegram"):
         logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
         logging.getLogger("apscheduler.jobstores").warning(

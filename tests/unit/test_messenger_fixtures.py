@@ -19,8 +19,7 @@ import pytest
 
 from syncd import providers
 from syncd.kit.connector import ConnectorContext
-from syncd.kit.declarative import MalformedDelivery
-from syncd.kit.errors import SignatureError
+from syncd.kit.errors import MalformedDelivery, SignatureError
 from syncd.kit.http import RetryPolicy
 from syncd.mapping import load_mapping
 from syncd.universal import ChatData, OutgoingMessage, WebhookRequest
@@ -96,8 +95,8 @@ def vector_request(vector: dict[str, Any]) -> WebhookRequest:
 
 
 def test_the_published_signature_vector_verifies_with_the_app_secret():
-    # "Hello, World!" is no Messenger delivery: verified, then refused as not JSON (400, never 401).
-    with pytest.raises(MalformedDelivery, match="not JSON"):
+    # "Hello, World!" is no Messenger delivery: verified, then refused as not JSON.
+    with pytest.raises(MalformedDelivery, match="not JSON"):  # a 400, never a 401
         connector(secret=VALID["secret"]).accept_webhook(vector_request(VALID))
 
 

@@ -16,10 +16,14 @@ from syncd import providers
 from syncd.kit.loader import load_all
 
 PACKAGE = Path(__file__).resolve().parents[2] / "syncd"
-GENERIC = ["engine", "store", "kit", "console", "api.py", "api_platforms.py", "api_smooch.py", "daemon.py", "config.py", "logs.py",
-           "mapping.py", "mapping_compiler.py", "universal.py", "models.py", "merge.py", "metrics.py", "connect.py"]
-NAMES = sorted({*load_all(), *providers.folders(), "google", "microsoft", "facebook", "twitter"})
-PATTERN = re.compile(r"\b(" + "|".join(NAMES) + r")\b", re.IGNORECASE)
+GENERIC = ["engine", "store", "kit", "console", "api", "daemon.py", "config.py", "logs.py",
+           "mapping.py", "mapping_compiler.py", "universal.py", "models.py", "merge.py", "metrics.py"]
+#: Platform names that are also ordinary words of code and prose ("a line of the log"): they
+#: count only as the brand is written (LINE) or as a quoted name ('line').
+WORDS = {"line"}
+NAMES = sorted({*load_all(), *providers.folders(), "google", "microsoft", "facebook", "twitter"} - WORDS)
+PATTERN = re.compile(r"\b(" + "|".join(NAMES) + r")\b"
+                     + "".join(rf"|(?-i:\b{w.upper()}\b)|['\"]{w}['\"]" for w in sorted(WORDS)), re.IGNORECASE)
 
 
 def _files() -> list[Path]:
@@ -40,3 +44,5 @@ def test_a_generic_module_names_no_platform(path):
 def test_the_check_catches_a_platform_name():
     assert PATTERN.search("if integration.platform == 'Slack':")
     assert not PATTERN.search("if connector.has_history:")
+    assert PATTERN.search("if platform == 'line':") and PATTERN.search("LINE's retry key")
+    assert not PATTERN.search("one line of the log")

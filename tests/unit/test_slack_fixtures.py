@@ -118,13 +118,13 @@ def test_a_timestamp_at_the_edge_of_the_window_is_accepted():
 def test_a_delivery_without_signature_headers_is_refused(missing):
     request = vector_request(VALID)
     del request.headers[missing]
-    with pytest.raises(SignatureError, match=r"no (valid )?X-Slack-"):
+    with pytest.raises(SignatureError, match=r"X-Slack-[A-Za-z-]+ is missing|no (valid )?X-Slack-"):
         connector(secret=VALID["secret"], clock=VALID["now_for_test"]).accept_webhook(request)
 
 
 def test_a_signature_made_with_another_secret_is_refused():
     slack = connector(secret="another-secret", clock=VALID["now_for_test"])
-    with pytest.raises(SignatureError, match="signature mismatch"):
+    with pytest.raises(SignatureError, match="does not match"):
         slack.accept_webhook(vector_request(VALID))
 
 

@@ -424,7 +424,7 @@ async def test_outbox_claims_filter_by_type_and_keep_retry_and_dead_errors(store
 
 
 async def test_a_lease_has_one_owner_until_it_expires(store):
-    store.clock = clock = Clock()
+    store.clock = clock = Clock(datetime.now(UTC))  # leases past their TTL are removed by the server
     assert await store.acquire_lease("import:int-1", "replica-a", 30)
     assert not await store.acquire_lease("import:int-1", "replica-b", 30)
     assert await store.acquire_lease("import:int-1", "replica-a", 30)  # re-entrant
@@ -436,7 +436,7 @@ async def test_a_lease_has_one_owner_until_it_expires(store):
 
 
 async def test_a_renewed_lease_outlives_its_first_expiry(store):
-    store.clock = clock = Clock()
+    store.clock = clock = Clock(datetime.now(UTC))
     await store.acquire_lease("poll:int-1", "replica-a", 30)
     clock.advance(20)
     assert await store.renew_lease("poll:int-1", "replica-a", 30)
@@ -456,3 +456,10 @@ async def test_releasing_leases(store):
 
 async def test_ping_answers_for_a_reachable_store(store):
     assert await store.ping() is True
+
+
+async def test_expired_leases_such_as_used_connect_states_are_removed_by_a_ttl_index(store):
+    info = await store.db["leases"].index_information()
+    ttl = [ix for ix in info.values() if "expireAfterSeconds" in ix]
+    assert [[k for k, _ in ix["key"]] for ix in ttl] == [["expiresAt"]]
+    assert 0 < ttl[0]["expireAfterSeconds"] <= 24 * 3600

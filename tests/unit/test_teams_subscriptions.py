@@ -152,6 +152,27 @@ async def test_subscriptions_no_longer_wanted_are_deleted(sim, ids, clock):
     await only_dm.close()
 
 
+async def test_unsubscribe_deletes_every_subscription_of_the_integration(teams, sim, ids):
+    state = await teams.maintain(None)
+    await teams.maintain(None)  # state lost once: the live ones are adopted, not duplicated
+    assert len(sim.subscriptions) == 2
+    await teams.unsubscribe(state)
+    assert sim.subscriptions == {} and sim.faults.calls["subscriptions.delete"] == 2
+
+
+async def test_unsubscribe_with_a_lost_state_finds_the_subscriptions_by_their_url(teams, sim, ids):
+    await teams.maintain(None)
+    await teams.unsubscribe(None)
+    assert sim.subscriptions == {}
+
+
+async def test_unsubscribe_after_graph_expired_them_is_not_an_error(teams, sim, ids):
+    state = await teams.maintain(None)
+    sim.subscriptions.clear()
+    await teams.unsubscribe(state)
+    assert sim.subscriptions == {}
+
+
 async def test_without_a_public_url_nothing_is_subscribed(sim, ids, clock):
     teams = make(sim, clock, public=False)
     state = await teams.maintain(None)

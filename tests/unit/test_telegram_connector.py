@@ -317,6 +317,19 @@ async def test_with_a_public_url_poll_never_calls_get_updates(tg, sim):
     assert sim.faults.calls["getUpdates"] == 0 and sim.conflicts == 0
 
 
+async def test_unsubscribe_removes_our_webhook(tg, sim):
+    state = await tg.maintain(None)
+    await tg.unsubscribe(state)
+    assert sim.webhook_of() is None
+
+
+async def test_unsubscribe_leaves_a_webhook_someone_else_set_since(tg, sim):
+    state = await tg.maintain(None)
+    sim.bot.webhook = {**sim.webhook_of(), "url": "https://elsewhere.example/hook"}  # set since, by someone else
+    await tg.unsubscribe(state)
+    assert sim.webhook_of()["url"] == "https://elsewhere.example/hook"
+
+
 async def test_maintain_without_a_public_url_deletes_the_webhook(polling, sim, tg):
     await tg.maintain(None)
     assert await polling.maintain(None) == {"mode": "polling"}

@@ -82,12 +82,12 @@ def test_the_documented_secret_header_is_accepted_and_the_update_id_is_the_deliv
 
 def test_a_secret_differing_only_in_case_is_refused():
     assert WRONG_CASE["expect_valid"] is False
-    with pytest.raises(SignatureError, match="token mismatch"):
+    with pytest.raises(SignatureError, match="does not match"):
         connector().accept_webhook(request(WRONG_CASE["body"].encode(), WRONG_CASE["headers"]))
 
 
 def test_a_delivery_without_the_secret_header_is_refused():
-    with pytest.raises(SignatureError, match="no X-Telegram-Bot-Api-Secret-Token"):
+    with pytest.raises(SignatureError, match="X-Telegram-Bot-Api-Secret-Token is missing"):
         connector().accept_webhook(request(VALID["body"].encode(), {"Content-Type": "application/json"}))
 
 

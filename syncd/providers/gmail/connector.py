@@ -14,10 +14,12 @@ import hmac
 import json
 import os
 import re
+import secrets
 from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
+from urllib.parse import urlencode
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -205,6 +207,7 @@ def reply_subject(subject: str | None) -> str:
 
 
 class GmailConnector(Connector):
+    credentials: GmailCredentials  # validated against ``Credentials`` by the caller
     #: The push subscription's shared token rides in the URL's query: never stored.
     secret_query = ("token",)
     platform: ClassVar[str] = "gmail"
@@ -220,6 +223,24 @@ class GmailConnector(Connector):
         base_url_key="google_oauth",
         authorize_params=(("access_type", "offline"), ("prompt", "consent"), ("include_granted_scopes", "true")),
     )
+
+    @classmethod
+    def prepare_credentials(cls, credentials: dict[str, Any],
+                            settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A push token is generated when none is given: without one every Pub/Sub push would
+        be refused and the integration would only poll."""
+        if not (credentials.get("pushToken") or credentials.get("push_token")):
+            credentials = {**credentials, "pushToken": secrets.token_urlsafe(32)}
+        return credentials, settings
+
+    @classmethod
+    def setup(cls, generated: dict[str, Any], webhook_url: str) -> dict[str, Any] | None:
+        """The Pub/Sub push subscription's endpoint: the webhook URL with the generated token."""
+        token = generated.get("pushToken")
+        if not token:
+            return None
+        return {"webhookUrl": f"{webhook_url}?{urlencode({'token': token})}",
+                "where": "Pub/Sub push subscription of settings.pubsubTopic: Endpoint URL"}
 
     @classmethod
     def credentials_from_oauth(cls, token: dict[str, Any], *, client_id: str, client_secret: str) -> dict[str, Any]:
@@ -250,7 +271,7 @@ class GmailConnector(Connector):
         self.page_size = 500  # Gmail's maximum for threads.list and history.list
         auth = self.http.authenticate
         if not isinstance(auth, GoogleBearer):  # an http built elsewhere (tests): adopt it
-            auth = GoogleBearer(credentials.access_token, default_token_url(self.http.base_url))
+            auth = GoogleBearer(self.credentials.access_token, default_token_url(self.http.base_url))
             self.http.authenticate = auth
         self.auth = auth
 
@@ -266,7 +287,8 @@ class GmailConnector(Connector):
         token_url: str | None = None,
     ) -> ProviderHttp:
         base_url = (base_url or GMAIL_ROOT).rstrip("/")
-        auth = GoogleBearer(credentials.access_token, token_url or default_token_url(base_url))
+        token = cast(GmailCredentials, credentials).access_token  # validated against ``Credentials``
+        auth = GoogleBearer(token, token_url or default_token_url(base_url))
         return ProviderHttp(
             base_url, classify=classify, authenticate=auth, policy=policy, timeout_s=timeout_s, transport=transport
         )
@@ -491,6 +513,12 @@ class GmailConnector(Connector):
             return state
         answer = await self._call("POST", "/watch", json={"topicName": topic})
         return {"historyId": str(answer["historyId"]), "expiration": int(answer["expiration"]), "topicName": topic}
+
+    async def unsubscribe(self, state: Any) -> None:
+        """``users.stop``: the mailbox stops publishing to the Pub/Sub topic. Without a watch
+        there is nothing to stop."""
+        if (isinstance(state, dict) and state.get("topicName")) or self.settings.get("pubsubTopic"):
+            await self._call("POST", "/stop")
 
     # -- polling --------------------------------------------------------------------------
     async def poll(self, state: Any, chats: list[ChatData], lookback_s: float) -> PollResult:

@@ -33,6 +33,7 @@ class GmailScenario(Scenario):
                                               f"Message {i} about order {order}",
                                               html=f"<p>Message {i} about order <b>{order}</b></p>")
                 thread = thread or box.messages[message_id].thread_id
+            assert thread is not None  # every thread got at least one email
             self.threads.append(thread)
         self.tally.expected["imported"] = len(box.messages)
         return f"{plural(len(box.messages), 'email')} in {plural(len(self.threads), 'thread')}"

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast
 from urllib.parse import parse_qs, urlencode
 
 import httpx
@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from syncd.sim.base import Fault, Faults
+from syncd.sim.base import Fault, Faults, Trial
 
 USERS = "/gmail/v1/users/{userId}"
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
@@ -95,7 +95,7 @@ class Stored:
 
     @property
     def mail(self) -> email.message.EmailMessage:
-        return email.message_from_bytes(self.raw, policy=email.policy.default)  # type: ignore[return-value]
+        return email.message_from_bytes(self.raw, policy=email.policy.default)
 
 
 @dataclass
@@ -113,7 +113,7 @@ class Mailbox:
 PUSH_TOKEN = "testbed-push-token"
 
 
-class GmailSimulator:
+class GmailSimulator(Trial):
     """An ASGI app: ``await sim(scope, receive, send)``; mailboxes keyed by access token."""
 
     def __init__(
@@ -140,6 +140,8 @@ class GmailSimulator:
         self.push_endpoint: str | None = None
         #: Every ``users.watch`` call: ``{"address", "topicName", "expiration"}``.
         self.watches: list[dict[str, Any]] = []
+        #: Mailboxes whose watch ``users.stop`` ended, in call order.
+        self.stopped: list[str] = []
         #: Codes handed out by the consent page, and the account that consents there.
         self.oauth_codes: dict[str, dict[str, Any]] = {}
         self.oauth_account = address
@@ -169,6 +171,24 @@ class GmailSimulator:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+    # -- a trial (``syncd sim gmail``) ------------------------------------------------------
+    trial_roots: ClassVar[dict[str, str]] = {"gmail": "", "google_oauth": "", "google_accounts": ""}
+
+    def trial_seed(self) -> str:
+        box, thread = self._box(None), None
+        for i, sender in enumerate(("Ana Lima <ana@customer.example>", "Ben Ode <ben@customer.example>") * 2):
+            message_id = self.add_incoming(thread, sender, "Order #1001", f"Message {i} about order 1001")
+            thread = thread or box.messages[message_id].thread_id
+        self._trial_thread = thread
+        return f"{len(box.messages)} emails in 1 thread"
+
+    def trial_credentials(self) -> dict[str, Any]:
+        token = next(t for t, address in self.tokens.items() if address == self.address)
+        return {"accessToken": token, "emailAddress": self.address}
+
+    def trial_chat(self) -> str | None:
+        return getattr(self, "_trial_thread", None)
 
     # -- setup and mutations (tests, demo) -------------------------------------------------
     def add_mailbox(self, address: str, token: str, refresh_token: str | None = None) -> Mailbox:
@@ -350,7 +370,7 @@ class GmailSimulator:
             prefix = f"{part_id}." if part_id else ""
             out["parts"] = [self._part(stored, p, f"{prefix}{i}") for i, p in enumerate(part.get_payload())]
             return out
-        data = part.get_payload(decode=True) or b""
+        data = cast(bytes, part.get_payload(decode=True) or b"")  # a leaf part: its bytes
         if out["filename"]:
             out["body"] = {"attachmentId": _attachment_id(stored, part_id), "size": len(data)}
         else:
@@ -508,7 +528,7 @@ class GmailSimulator:
                 prefix = f"{part_id}." if part_id else ""
                 stack += [(p, f"{prefix}{i}") for i, p in enumerate(part.get_payload())]
             elif _attachment_id(stored, part_id) == request.path_params["id"]:
-                data = part.get_payload(decode=True) or b""
+                data = cast(bytes, part.get_payload(decode=True) or b"")  # a leaf part: its bytes
                 return JSONResponse({"attachmentId": request.path_params["id"], "size": len(data), "data": _b64url(data)})
         raise GoogleError(404, "Requested entity was not found.", "notFound")
 
@@ -552,7 +572,10 @@ class GmailSimulator:
         return JSONResponse({"historyId": str(box.history_id), "expiration": str(expiration)})
 
     async def _stop(self, request: Request) -> Response:
-        await self._enter(request, "stop")
+        # A mailbox has one watch at a time; users.stop ends it (and answers 204 when there is none).
+        box = await self._enter(request, "stop")
+        self.watches = [w for w in self.watches if w["address"] != box.address]
+        self.stopped.append(box.address)
         return Response(status_code=204)
 
     async def _authorize(self, request: Request) -> Response:

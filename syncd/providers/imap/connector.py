@@ -17,10 +17,11 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import hashlib
+import imaplib
 import json
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import structlog
 from pydantic import BaseModel
@@ -63,6 +64,7 @@ SERVER_SAVES_SENT = ("gmail.com", "googlemail.com", "outlook.com", "office365.co
 
 
 class ImapConnector(Connector):
+    credentials: ImapCredentials  # validated against ``Credentials`` by the caller
     platform: ClassVar[str] = "imap"
     Credentials: ClassVar[type[BaseModel]] = ImapCredentials
     can_edit: ClassVar[bool] = False
@@ -75,13 +77,14 @@ class ImapConnector(Connector):
     def make_http(cls, base_url: str, credentials: BaseModel, *, policy: RetryPolicy, timeout_s: float,
                   transport: Any = None) -> ProviderHttp:
         """IMAP speaks no HTTP; the engine still hands every connector a client."""
-        return ProviderHttp(base_url or f"imap://{credentials.imap_host}", policy=policy, timeout_s=timeout_s,
+        host = cast(ImapCredentials, credentials).imap_host  # validated against ``Credentials``
+        return ProviderHttp(base_url or f"imap://{host}", policy=policy, timeout_s=timeout_s,
                             transport=transport)
 
     def __init__(self, credentials: BaseModel, settings: dict[str, Any], ctx: ConnectorContext):
         super().__init__(credentials, settings, ctx)
-        self.pool = ImapPool(credentials)
-        self.smtp = Smtp(credentials)
+        self.pool = ImapPool(self.credentials)
+        self.smtp = Smtp(self.credentials)
         self._mailbox: Mailbox | None = None
         self.sent_folder: str | None = None
 
@@ -163,8 +166,10 @@ class ImapConnector(Connector):
             by_folder.setdefault(folder, []).append(uid)
         messages: dict[str, MessageData] = {}
         for folder, uids in by_folder.items():
-            uidvalidity, fetched = await self.pool.run(
-                lambda c, f=folder, u=uids: (imap.select(c, f), imap.fetch_bodies(c, u)))
+            def read(c: imaplib.IMAP4, f: str = folder, u: list[int] = uids) -> tuple[int, list[imap.Fetched]]:
+                return imap.select(c, f), imap.fetch_bodies(c, u)
+
+            uidvalidity, fetched = await self.pool.run(read)
             state = box.index[folder].state
             if state is None or uidvalidity != state.uidvalidity:
                 # The UIDs were read under another UIDVALIDITY: they may name other emails now.
@@ -174,7 +179,7 @@ class ImapConnector(Connector):
             for item in fetched:
                 key = box.index[folder].uids.get(item.uid)
                 found = box.emails.get(key) if key else None
-                if found is not None and key not in messages:
+                if found is not None and key is not None and key not in messages:
                     messages[key] = self._message(found, folder, item.data, item.internal_date)
         return list(messages.values())
 
@@ -200,7 +205,8 @@ class ImapConnector(Connector):
         marks = (state or {}).get("folders") if isinstance(state, dict) else None
         if marks is None:  # the first mark: from now on
             return PollResult(Changes(), {"folders": self._marks(box)})
-        todo, more, new_marks = [], False, {}
+        todo: list[tuple[str, int]] = []
+        more, new_marks = False, {}
         for folder in box.folders:
             current = box.index[folder].state
             mark = marks.get(folder) or {}
@@ -288,7 +294,8 @@ class ImapConnector(Connector):
                 log.warning("imap: no \\Sent folder to file the sent copy in")
                 return
             raw = mail.as_bytes(policy=email.policy.SMTP)
-            await self.pool.run(lambda c: imap.append(c, self.sent_folder, raw))
+            sent_folder = self.sent_folder
+            await self.pool.run(lambda c: imap.append(c, sent_folder, raw))
         except ProviderError as exc:
             log.warning("imap: could not file the sent copy", error=str(exc))
 
@@ -308,7 +315,10 @@ class ImapConnector(Connector):
                 by_folder.setdefault(folder, []).append(uid)
         can_move = "MOVE" in self.pool.capabilities
         for folder, uids in by_folder.items():
-            await self.pool.run(lambda c, f=folder, u=uids: imap.remove(c, f, u, move_to, can_move))
+            def remove(c: imaplib.IMAP4, f: str = folder, u: list[int] = uids) -> None:
+                imap.remove(c, f, u, move_to, can_move)
+
+            await self.pool.run(remove)
         await box.refresh()
 
     # -- webhooks ----------------------------------------------------------------------------

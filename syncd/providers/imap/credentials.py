@@ -1,4 +1,4 @@
-"""The credentials of a mailbox (DESIGN §4a) and the connection settings they imply."""
+"""The credentials of a mailbox and the connection settings they imply."""
 
 from __future__ import annotations
 

@@ -85,13 +85,14 @@ def select(conn: imaplib.IMAP4, folder: str, *, readonly: bool = True) -> int:
 
 
 def all_uids(conn: imaplib.IMAP4) -> list[int]:
-    data = check(*conn.uid("SEARCH", None, "ALL"), "UID SEARCH")
+    data = check(*conn.uid("SEARCH", "ALL"), "UID SEARCH")  # no charset
     return sorted(int(u) for u in b" ".join(d for d in data if d).split())
 
 
 def uid_set(uids: list[int]) -> str:
     """``1:3,7,9:10`` for [1, 2, 3, 7, 9, 10]."""
-    parts, run = [], []
+    parts: list[str] = []
+    run: list[int] = []
     for uid in sorted(uids):
         if run and uid == run[-1] + 1:
             run.append(uid)
@@ -156,9 +157,11 @@ def remove(conn: imaplib.IMAP4, folder: str, uids: list[int], move_to: str | Non
     select(conn, folder, readonly=False)
     spec = uid_set(uids)
     if move_to and can_move:
-        check(*conn._simple_command("UID", "MOVE", spec, quote(move_to)), "UID MOVE")
+        typ, data = conn._simple_command("UID", "MOVE", spec, quote(move_to))
+        check(typ, data, "UID MOVE")
         return
     if move_to:
         check(*conn.uid("COPY", spec, quote(move_to)), "UID COPY")
     check(*conn.uid("STORE", spec, "+FLAGS.SILENT", "(\\Deleted)"), "UID STORE")
-    check(*conn._simple_command("UID", "EXPUNGE", spec), "UID EXPUNGE")
+    typ, data = conn._simple_command("UID", "EXPUNGE", spec)
+    check(typ, data, "UID EXPUNGE")

@@ -167,7 +167,7 @@ class Mailbox:
         for uid in uids:
             key = entry.uids.pop(uid, None)
             found = self.emails.get(key) if key else None
-            if found is None:
+            if found is None or key is None:
                 continue
             found.places.discard((folder, uid))
             if not found.places:

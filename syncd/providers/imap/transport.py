@@ -128,7 +128,7 @@ class ImapPool:
 def _logout(conn: imaplib.IMAP4) -> None:
     try:
         conn.logout()
-    except Exception:  # noqa: BLE001 - closing a broken connection: nothing to report
+    except Exception:
         with contextlib.suppress(Exception):
             conn.shutdown()
 

@@ -23,6 +23,10 @@ class InstagramSimulator(PageMessagingSimulator):
         #: The Facebook Page the account is linked to (what ``GET /me/accounts`` lists).
         self.page_id, self.page_name = page_id, page_name
 
+    def trial_credentials(self) -> dict[str, Any]:
+        return {"accessToken": min(self.valid_tokens), "igUserId": self.account_id,
+                "appSecret": self.app_secret, "verifyToken": self.verify_token}
+
     def _managed_page(self) -> dict[str, Any]:
         return {"name": self.page_name, "id": self.page_id, "instagram_business_account": {"id": self.account_id}}
 

@@ -21,6 +21,10 @@ class MessengerSimulator(PageMessagingSimulator):
     def __init__(self, *, page_id: str = "104619381298765", page_name: str = "Sim Bakery", **kwargs: Any):
         super().__init__(account_id=page_id, account_name=page_name, **kwargs)
 
+    def trial_credentials(self) -> dict[str, Any]:
+        return {"pageAccessToken": min(self.valid_tokens), "pageId": self.account_id,
+                "appSecret": self.app_secret, "verifyToken": self.verify_token}
+
     def _new_mid(self) -> str:
         return "m_" + _encode(f"sim-{self.account_id}-{next(self._seq):08d}")
 

@@ -31,9 +31,9 @@ def usage_wait_s(response: httpx.Response) -> float | None:
             continue
         entries = [e for v in usage.values() if isinstance(v, list) for e in v] if isinstance(usage, dict) else []
         waits = [e.get("estimated_time_to_regain_access") for e in entries if isinstance(e, dict)]
-        waits = [w for w in waits if isinstance(w, (int, float)) and not isinstance(w, bool)]
-        if waits:
-            return max(waits) * 60.0
+        minutes = [w for w in waits if isinstance(w, (int, float)) and not isinstance(w, bool)]
+        if minutes:
+            return max(minutes) * 60.0
     return None
 
 

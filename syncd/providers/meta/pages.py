@@ -219,6 +219,7 @@ class PageMessagingConnector(GraphConnector):
         carry the access token)."""
         await self._ready()
         user_id = chat.external_chat_id
+        conversation: str | None
         if cursor:
             conversation, _, after = cursor.partition("|")
         else:

@@ -40,7 +40,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from starlette.applications import Starlette
@@ -48,7 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncd.sim.base import Faults
+from syncd.sim.base import Faults, Trial
 
 Handler = Callable[[Request, dict[str, str], dict[str, Any]], Awaitable[Any]]
 
@@ -94,7 +94,7 @@ def meta_json(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=True, separators=(",", ":")).replace("/", "\\/").encode()
 
 
-class MetaGraphSimulator:
+class MetaGraphSimulator(Trial):
     """The parts of the Graph API every Meta messaging product shares. Subclasses add routes."""
 
     #: The Graph error code a plain ``faults.fail_next(..., "rate_limit")`` answers with.
@@ -125,6 +125,9 @@ class MetaGraphSimulator:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+    # -- a trial (``syncd sim <a Meta platform>``) -------------------------------------------
+    trial_roots: ClassVar[dict[str, str]] = {"meta": "", "meta_www": ""}
 
     # -- wiring for subclasses ----------------------------------------------------------------
     def route(self, method: str, pattern: str, handler: Handler, *, endpoint: str) -> None:

@@ -171,6 +171,19 @@ class PageMessagingSimulator(MetaGraphSimulator):
     def _new_conversation_id(self) -> str:
         raise NotImplementedError
 
+    def trial_seed(self) -> str:
+        """Two people who wrote to the account in the last hour (inside the 24-hour window)."""
+        start = int((self.clock() - 3600) * 1000)
+        for n, (user_id, name) in enumerate((("5001", "Ana Lima"), ("5002", "Ben Ode"))):
+            self.add_person(user_id, name)
+            for i in range(3):
+                self.add_message(user_id, f"{name.split()[0]}'s message {i}", from_account=i == 1,
+                                 at_ms=start + (n * 3 + i) * 1000)
+        return f"{len(self.messages)} messages in {len(self.conversations)} conversations"
+
+    def trial_chat(self) -> str | None:
+        return next(iter(self.people), None)
+
     def add_person(self, user_id: str, name: str) -> str:
         self.people[user_id] = Person(user_id, name)
         self.conversations.setdefault(user_id, self._new_conversation_id())
@@ -353,6 +366,7 @@ class PageMessagingSimulator(MetaGraphSimulator):
     def _messages_page(self, request: Request, user: str, fields: dict[str, str | None],
                        nested: bool = False) -> dict[str, Any]:
         thread = self._thread(user)
+        paging: dict[str, Any]
         if nested:  # an edge inside another object: its first page, without the outer paging
             page, paging, start = thread[:25], {}, 0
         else:

@@ -130,7 +130,10 @@ class SlackConnector(ManifestConnector):
                 out.append((raw, parent))
             if raw.get("reply_count") and raw.get("thread_ts") == raw.get("ts"):
                 replies = await self.walk_records("replies", self.named("replies"), {**scope, "thread": raw})
-                out += [(r, p) for r, p in replies if r["ts"] not in seen and not seen.add(r["ts"])]
+                for r, p in replies:
+                    if r["ts"] not in seen:
+                        seen.add(r["ts"])
+                        out.append((r, p))
         return out
 
     async def poll(self, state: Any, chats: list[ChatData], lookback_s: float) -> PollResult:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from syncd.sim.base import Faults
+from syncd.sim.base import Faults, Trial
 
 CHANNEL_TYPES = {"public_channel": "channel", "private_channel": "group", "im": "im", "mpim": "mpim"}
 #: Slack's authorization codes are good for ten minutes.
@@ -86,7 +86,7 @@ class SlackDelivery:
         return self.payload.get("event_id")
 
 
-class SlackSimulator:
+class SlackSimulator(Trial):
     """The truth of one Slack workspace, served as an ASGI app (``httpx.ASGITransport(sim)``)."""
 
     def __init__(
@@ -135,6 +135,19 @@ class SlackSimulator:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+    # -- a trial (``syncd sim slack``) ------------------------------------------------------
+    trial_roots: ClassVar[dict[str, str]] = {"slack": "/api", "slack_oauth": ""}
+
+    def trial_seed(self) -> str:
+        self.seed_workspace()
+        return f"{sum(len(m) for m in self.messages.values())} messages in {len(self.channels)} conversations"
+
+    def trial_credentials(self) -> dict[str, Any]:
+        return {"botToken": min(self.valid_tokens), "signingSecret": self.signing_secret}
+
+    def trial_chat(self) -> str | None:
+        return self.ids.get("general")
 
     # -- building the workspace -----------------------------------------------------------
     def _next_id(self, prefix: str) -> str:
@@ -416,9 +429,10 @@ class SlackSimulator:
         start = 0
         if params.get("cursor"):
             after = _uncursor("team", str(params["cursor"]))
-            start = next((i for i, c in enumerate(matching) if c["id"] == after), None)
-            if start is None:
+            found = next((i for i, c in enumerate(matching) if c["id"] == after), None)
+            if found is None:
                 raise _ApiError("invalid_cursor")
+            start = found
         limit = self._limit(params, 100, 1000)
         page, rest = matching[start:start + limit], matching[start + limit:]
         fresh = _cursor("team", rest[0]["id"]) if rest else ""
@@ -490,9 +504,10 @@ class SlackSimulator:
         start = 0
         if params.get("cursor"):
             after = _uncursor("users", str(params["cursor"]))
-            start = next((i for i, u in enumerate(users) if u["id"] == after), None)
-            if start is None:
+            found = next((i for i, u in enumerate(users) if u["id"] == after), None)
+            if found is None:
                 raise _ApiError("invalid_cursor")
+            start = found
         limit = self._limit(params, 100, 1000)
         page, rest = users[start:start + limit], users[start + limit:]
         fresh = _cursor("users", rest[0]["id"]) if rest else ""

@@ -109,10 +109,10 @@ class TeamsAuth(TeamsBase):
         return {k: v for k, v in credentials.items() if v is not None}
 
     def _client_state(self) -> str | None:
-        return self.settings.get("clientState") or self.credentials.client_state  # type: ignore[attr-defined]
+        return self.settings.get("clientState") or self.credentials.client_state
 
     def _expiring(self) -> bool:
-        if not self.credentials.can_refresh:  # type: ignore[attr-defined]
+        if not self.credentials.can_refresh:
             return False
         expires = self.auth.expires_at
         return not self.auth.token or (expires is not None and expires - self.ctx.clock() < TOKEN_MARGIN_S)
@@ -121,7 +121,7 @@ class TeamsAuth(TeamsBase):
         async with self.auth.lock:
             if self.auth.token != used and not self._expiring():
                 return  # a concurrent call refreshed it already
-            c: TeamsCredentials = self.credentials  # type: ignore[assignment]
+            c = self.credentials
             response = await self.http.request(
                 "POST", f"{self.login_root}/{_q(c.tenant_id)}/oauth2/v2.0/token", label="POST oauth2/v2.0/token",
                 classify=_classify_token,
@@ -144,7 +144,7 @@ class TeamsAuth(TeamsBase):
                 await self.ctx.on_credentials(self.credentials.model_dump(by_alias=True, exclude_none=True))
 
     def _scrub(self, exc: ProviderError) -> None:
-        c: TeamsCredentials = self.credentials  # type: ignore[assignment]
+        c = self.credentials
         text = str(exc.args[0]) if exc.args else ""
         for secret in (self.auth.token, c.access_token, c.refresh_token, c.client_secret, self._client_state()):
             if secret and secret in text:

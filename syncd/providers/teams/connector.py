@@ -63,6 +63,7 @@ class TeamsConnector(TeamsAuth, TeamsChats, TeamsMessages, TeamsExport, TeamsWeb
     Credentials: ClassVar[type[BaseModel]] = TeamsCredentials
     base_url_key: ClassVar[str | None] = "teams"
     maintain_every_s: ClassVar[float | None] = 15 * 60
+    secret_settings: ClassVar[tuple[str, ...]] = ("clientState",)
     oauth: ClassVar[OAuthSpec | None] = OAuthSpec(
         authorize_url="/common/oauth2/v2.0/authorize", token_url="/common/oauth2/v2.0/token",
         scopes=SCOPES, base_url_key="microsoft_login", authorize_params=(("response_mode", "query"),),
@@ -73,7 +74,7 @@ class TeamsConnector(TeamsAuth, TeamsChats, TeamsMessages, TeamsExport, TeamsWeb
         self.page_size = PAGE_SIZE
         auth = self.http.authenticate
         if not isinstance(auth, GraphBearer):  # an http built elsewhere (tests): adopt it
-            auth = GraphBearer(credentials.access_token, credentials.expires_at)  # type: ignore[attr-defined]
+            auth = GraphBearer(self.credentials.access_token, self.credentials.expires_at)
             self.http.authenticate = auth
         self.auth = auth
         self.login_root = login_root()

@@ -27,6 +27,7 @@ class TeamsScenario(Scenario):
 
         async def validate(delivery: TeamsDelivery) -> tuple[int, str, str]:
             status, content_type, body = await tb.validate_teams(delivery)
+            assert delivery.payload is not None  # a validation request carries its token
             self.validations.append((status, content_type, body == delivery.payload["validationToken"]))
             return status, content_type, body
 
@@ -92,7 +93,7 @@ class TeamsScenario(Scenario):
         self.note("8 notifications delivered twice, 3 edits, 2 soft deletes")
 
         thread = compose(ids["general"], ids["root"])
-        targets = [(c, {}) for c in self.chats] + [(ids["general"], {"externalThreadId": thread})]
+        targets: list[tuple[str, dict[str, str]]] = [(c, {}) for c in self.chats] + [(ids["general"], {"externalThreadId": thread})]
         for i, (chat, extra) in enumerate(targets):
             await self.event(f"evt-teams-{i}", "message.created",
                              {"id": f"app-teams-{i}", "text": f"answer from the app {i}", **extra},

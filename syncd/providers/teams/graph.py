@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Iterable
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 from pydantic import BaseModel
@@ -39,6 +40,12 @@ THROTTLING_CODES = frozenset({"TooManyRequests", "activityLimitReached", "thrott
 #: The documented root (its manifest declares it too; ``SYNCD_TEAMS_BASE_URL`` replaces it).
 GRAPH_ROOT = "https://graph.microsoft.com/v1.0"
 
+
+
+if TYPE_CHECKING:
+    from syncd.providers.teams.auth import TeamsCredentials
+    from syncd.providers.teams.ids import Where
+    from syncd.universal import ChatData, MessageData
 
 
 class GraphBearer:
@@ -100,11 +107,31 @@ class TeamsBase(Connector):
     page_size: int
     _me: dict[str, Any] | None
     _described: set[str]
+    credentials: TeamsCredentials  # validated against ``Credentials`` by the caller
+
+    if TYPE_CHECKING:
+        # Defined by the other parts (auth.py, chats.py, messages.py, subscriptions.py).
+        def _expiring(self) -> bool: ...
+        async def _refresh(self, used: str | None) -> None: ...
+        def _scrub(self, exc: ProviderError) -> None: ...
+        def _client_state(self) -> str | None: ...
+        async def _reauthorize(self, subscription_id: str) -> bool: ...
+        async def _my_id(self) -> str | None: ...
+        def _chat(self, raw: dict[str, Any], me: str | None) -> ChatData: ...
+        def _channel_chat(self, team: dict[str, Any], channel: dict[str, Any]) -> ChatData: ...
+        async def _all_chats(self) -> list[dict[str, Any]]: ...
+        async def _teams(self) -> list[tuple[dict[str, Any], dict[str, Any]]]: ...
+        def _map(self, raw: dict[str, Any], where: Where) -> MessageData | None: ...
+        def _tombstone(self, where: Where, message_id: str, root: str | None) -> MessageData: ...
+        def _mapped(self, raws: Iterable[dict[str, Any]], where: Where) -> list[MessageData]: ...
+        async def _with_replies(self, where: Where, roots: list[dict[str, Any]],
+                                since: datetime | None = None) -> list[dict[str, Any]]: ...
 
     @classmethod
     def make_http(cls, base_url: str, credentials: BaseModel, *, policy: RetryPolicy, timeout_s: float,
                   transport: httpx.AsyncBaseTransport | None = None) -> ProviderHttp:
-        auth = GraphBearer(credentials.access_token, credentials.expires_at)  # type: ignore[attr-defined]
+        c = cast("TeamsCredentials", credentials)  # validated against ``Credentials``
+        auth = GraphBearer(c.access_token, c.expires_at)
         return ProviderHttp(base_url or GRAPH_ROOT, classify=classify, authenticate=auth,
                             policy=policy, timeout_s=timeout_s, transport=transport)
 
@@ -117,7 +144,7 @@ class TeamsBase(Connector):
             try:
                 response = await self.http.request(method, path, **kwargs)
             except AuthError as exc:
-                if exc.status != 401 or not self.credentials.can_refresh:  # type: ignore[attr-defined]
+                if exc.status != 401 or not self.credentials.can_refresh:
                     raise
                 await self._refresh(used)
                 response = await self.http.request(method, path, **kwargs)

@@ -31,6 +31,7 @@ class TeamsPolling(TeamsBase):
         messages: list[MessageData] = []
         for chat in targets:
             mark = parse_time(marks.get(chat.external_chat_id, baseline)) or parse_time(baseline)
+            assert mark is not None, "the baseline mark is always an ISO time"
             since = mark - timedelta(seconds=lookback_s)
             found, newest = await self._changed_since(locate(chat.external_chat_id), since)
             messages += found
@@ -50,6 +51,7 @@ class TeamsPolling(TeamsBase):
         """Messages modified after ``since``, newest first, and the newest modification time."""
         raws: list[dict[str, Any]] = []
         odata_since = iso(since)
+        params: dict[str, Any]
         if where.channel:
             # Channel messages have no $orderby: the delta function filters root posts by time.
             path, params = f"{where.path}/messages/delta", {"$filter": f"lastModifiedDateTime gt {odata_since}"}

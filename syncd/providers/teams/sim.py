@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from starlette.applications import Starlette
@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from syncd.sim.base import Fault, Faults
+from syncd.sim.base import Fault, Faults, Trial
 
 MAX_TOP = 50
 #: chatMessage subscriptions without resource data live at most an hour.
@@ -55,6 +55,11 @@ def parse_iso(value: Any) -> float | None:
     except ValueError:
         return None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def stamp(value: Any) -> float:
+    """``parse_iso`` of a time known to parse: one the simulator wrote, or one checked already."""
+    return cast(float, parse_iso(value))
 
 
 class GraphError(Exception):
@@ -111,7 +116,7 @@ class Box:
     replies: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-class TeamsSimulator:
+class TeamsSimulator(Trial):
     """The truth of one Microsoft 365 tenant, served as an ASGI app (``httpx.ASGITransport(sim)``)."""
 
     def __init__(self, *, tenant_id: str = "84bd8158-6d4d-4958-8b9f-9d6445542f95", token: str = "sim-graph-token",
@@ -151,6 +156,20 @@ class TeamsSimulator:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
+
+    # -- a trial (``syncd sim teams``) ------------------------------------------------------
+    trial_roots: ClassVar[dict[str, str]] = {"teams": "/v1.0", "microsoft_login": ""}
+
+    def trial_seed(self) -> str:
+        self._trial_ids = self.seed()
+        return f"{sum(len(b.messages) for b in self.boxes.values())} messages in {len(self.boxes)} chats and channels"
+
+    def trial_credentials(self) -> dict[str, Any]:
+        return {"tenantId": self.tenant_id, "clientId": self.client[0], "clientSecret": self.client[1],
+                "refreshToken": next(iter(self.refresh_tokens))}
+
+    def trial_chat(self) -> str | None:
+        return getattr(self, "_trial_ids", {}).get("group")
 
     # -- building the tenant (tests, demo) ---------------------------------------------------
     def _now_ms(self) -> int:
@@ -207,7 +226,7 @@ class TeamsSimulator:
             "@odata.type": "#microsoft.graph.teamworkUserIdentity", "id": user,
             "displayName": self.users[user]["displayName"], "userIdentityType": "aadUser", "tenantId": self.tenant_id}}
         team, channel = (chat.split("/")[1], chat.split("/")[3]) if box.channel else (None, None)
-        message = {
+        message: dict[str, Any] = {
             "id": str(ms), "replyToId": reply_to, "etag": str(ms), "messageType": message_type,
             "createdDateTime": iso(ms), "lastModifiedDateTime": iso(ms), "lastEditedDateTime": None,
             "deletedDateTime": None, "subject": subject, "summary": None, "chatId": None if box.channel else chat,
@@ -304,7 +323,7 @@ class TeamsSimulator:
     # -- notifications ----------------------------------------------------------------------------
     def _live(self) -> dict[str, dict[str, Any]]:
         now = self.clock()
-        for sid in [s for s, sub in self.subscriptions.items() if parse_iso(sub["expirationDateTime"]) <= now]:
+        for sid in [s for s, sub in self.subscriptions.items() if stamp(sub["expirationDateTime"]) <= now]:
             del self.subscriptions[sid]
         return self.subscriptions
 
@@ -315,7 +334,7 @@ class TeamsSimulator:
         if resource in ("chats/getAllMessages", f"chats/{box.external_id}/messages"):
             return True
         user = re.fullmatch(r"(?:users/([^/]+)|me)/chats/getAllMessages", resource)
-        return bool(user) and (user.group(1) or sub["creatorId"]) in self.members.get(box.external_id, [])
+        return user is not None and (user.group(1) or sub["creatorId"]) in self.members.get(box.external_id, [])
 
     @staticmethod
     def resource_of(box: Box, message: dict[str, Any]) -> str:
@@ -470,8 +489,8 @@ class TeamsSimulator:
                 raise GraphError(400, "BadRequest", f"Invalid $filter clause: '{clause.strip()}'.")
             if match[1] != prop:
                 continue  # Graph ignores a filter that does not match the order
-            bound, newer = parse_iso(match[3]), match[2] == "gt"
-            rows = [m for m in rows if (parse_iso(m[prop]) > bound) == newer and parse_iso(m[prop]) != bound]
+            bound, newer = stamp(match[3]), match[2] == "gt"
+            rows = [m for m in rows if (stamp(m[prop]) > bound) == newer and stamp(m[prop]) != bound]
         return rows
 
     # -- routes -------------------------------------------------------------------------------------
@@ -589,10 +608,10 @@ class TeamsSimulator:
             since = parse_iso(match[3]) or since
         elif token:
             since = int(token) / 1000
-        rows = sorted((m for m in box.messages if parse_iso(m["lastModifiedDateTime"]) > since),
+        rows = sorted((m for m in box.messages if stamp(m["lastModifiedDateTime"]) > since),
                       key=lambda m: m["lastModifiedDateTime"])
         response = self._collection(request, rows, "Collection(chatMessage)", default_top=MAX_TOP)
-        body = json.loads(response.body)
+        body = json.loads(bytes(response.body))
         if "@odata.nextLink" not in body:
             query = urlencode({"$deltatoken": str(self._last_ms)}, safe="$")
             body["@odata.deltaLink"] = str(request.url.replace(query=query))
@@ -672,6 +691,7 @@ class TeamsSimulator:
             return
         delivery = self.validation(url)
         status, content_type, body = await self.validator(delivery)
+        assert delivery.payload is not None  # a validation request carries its token
         if status != 200 or not content_type.startswith("text/plain") or body != delivery.payload["validationToken"]:
             raise GraphError(400, "ValidationError", "Subscription validation request failed. Notification endpoint "
                              "must respond with 200 OK to validation request.")

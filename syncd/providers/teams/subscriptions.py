@@ -1,6 +1,6 @@
 """Graph change-notification subscriptions kept alive by ``maintain``: created, renewed before
 they expire (chatMessage subscriptions live at most 60 minutes), replaced when the
-``clientState`` changes, deleted when no longer wanted."""
+``clientState`` changes, deleted when no longer wanted or when the integration is disconnected."""
 
 from __future__ import annotations
 
@@ -79,6 +79,21 @@ class TeamsSubscriptions(TeamsBase):
             if resource not in subscriptions and entry.get("id"):
                 await self._unsubscribe(entry["id"])
         return {"subscriptions": subscriptions, "clientStateId": fingerprint}
+
+    async def unsubscribe(self, state: Any) -> None:
+        """Delete every subscription of this integration: those ``maintain`` recorded and any
+        other of the account's that notifies our webhook URL (one made by a run whose state
+        was lost). One Graph no longer has is gone already."""
+        ids = {e.get("id") for e in ((state or {}).get("subscriptions") or {}).values() if isinstance(e, dict)}
+        async for page in self._pages("/subscriptions", None, "GET /subscriptions"):
+            ids |= {s.get("id") for s in page.get("value") or []
+                    if isinstance(s, dict) and s.get("notificationUrl") == self.ctx.webhook_url}
+        for subscription_id in sorted(filter(None, ids)):
+            try:
+                await self._call("DELETE", f"/subscriptions/{_q(subscription_id)}")
+            except PermanentError as exc:
+                if exc.status != 404:
+                    raise
 
     async def _unsubscribe(self, subscription_id: str) -> None:
         try:

@@ -144,5 +144,14 @@ class TelegramConnector(ManifestConnector):
         self._polling_ready = False
         return {"mode": "webhook", "url": self.ctx.webhook_url}
 
+    async def unsubscribe(self, state: Any) -> None:
+        """Remove the webhook, so Telegram stops calling a URL that answers 404 once the
+        integration is gone. Only ours: a webhook the bot's owner set elsewhere since is left."""
+        _, answer = await self.call("webhook_info", self.named("webhookInfo"), self.scope())
+        info = (answer or {}).get("result") or {}
+        if info.get("url") and info["url"] != self.ctx.webhook_url:
+            return
+        await super().unsubscribe(state)
+
 
 CONNECTOR = TelegramConnector

@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from syncd.sim.base import Faults
+from syncd.sim.base import Faults, Trial
 
 DEFAULT_TOKEN = "7000000001:AAHsimBotTokenForTestsOnly_0123456789"
 PATH = re.compile(r"/bot([^/]+)/([A-Za-z]+)/?$")
@@ -88,7 +88,7 @@ class SimBot:
         return self.user["id"]
 
 
-class TelegramSimulator:
+class TelegramSimulator(Trial):
     """The truth of a small Telegram, served as an ASGI app (``httpx.ASGITransport(sim)``)."""
 
     def __init__(
@@ -128,6 +128,19 @@ class TelegramSimulator:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
 
+    # -- a trial (``syncd sim telegram``) ---------------------------------------------------
+    trial_roots: ClassVar[dict[str, str]] = {"telegram": ""}
+
+    def trial_seed(self) -> str:
+        self.seed()
+        return "4 chats the bot is in; Telegram keeps no history: messages are seen as they arrive"
+
+    def trial_credentials(self) -> dict[str, Any]:
+        return {"botToken": self.bot.token}
+
+    def trial_chat(self) -> str | None:
+        return str(self.ids["group"]) if "group" in self.ids else None
+
     # -- building the world -----------------------------------------------------------------
     def add_bot(self, token: str, first_name: str, username: str) -> SimBot:
         bot_id = int(token.partition(":")[0])
@@ -154,7 +167,7 @@ class TelegramSimulator:
     def add_private_chat(self, user_id: int) -> int:
         """A private chat's id is the user's id."""
         user = self.users[user_id]
-        fields = {k: user[k] for k in ("first_name", "last_name", "username") if k in user}
+        fields: dict[str, Any] = {k: user[k] for k in ("first_name", "last_name", "username") if k in user}
         return self._add_chat({"id": user_id, **fields, "type": "private"})
 
     def add_group(self, title: str) -> int:
@@ -355,7 +368,7 @@ class TelegramSimulator:
                                               policy=email.policy.HTTP)
             for part in parsed.iter_parts():
                 name = part.get_param("name", header="content-disposition")
-                if name:
+                if name and isinstance(name, str):
                     params[name] = part.get_content()
         elif body:
             params.update(parse_qsl(body.decode(), keep_blank_values=True))

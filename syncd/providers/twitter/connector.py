@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from syncd.kit.declarative import ManifestConnector
-from syncd.universal import ChatData, Changes, OutgoingMessage, SendResult, WebhookRequest
+from syncd.universal import Changes, ChatData, OutgoingMessage, SendResult, WebhookRequest
 
 
 def conversation_id(a: str, b: str) -> str:

@@ -23,7 +23,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, unquote
 
 from starlette.applications import Starlette
@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from syncd.sim.base import Faults
+from syncd.sim.base import Faults, Trial
 
 #: Snowflakes beyond 2**53: a float parser would corrupt them.
 FIRST_EVENT = 1_582_838_499_983_564_806
@@ -80,7 +80,7 @@ class XEvent:
 
 
 @dataclass
-class XSimulator:
+class XSimulator(Trial):
     """One account (``user_id``), its app's keys and its DM events; an ASGI app."""
 
     user_id: str = "3805104374"
@@ -111,9 +111,19 @@ class XSimulator:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
 
-    def trial_credentials(self) -> dict[str, str]:
+    #: ``syncd sim twitter``: the API root (``/2/...``) is the simulator's own.
+    trial_roots: ClassVar[dict[str, str]] = {"twitter": ""}
+
+    def trial_credentials(self) -> dict[str, Any]:
         return {"consumerKey": self.consumer_key, "consumerSecret": self.consumer_secret,
                 "accessTokenKey": self.access_token, "accessTokenSecret": self.token_secret}
+
+    def trial_seed(self) -> str:
+        self.seed(conversations=3, per_conversation=5)
+        return "15 DM events in 3 conversations of the last 30 days (and one older)"
+
+    def trial_chat(self) -> str | None:
+        return self.conversation_with("9876543210")
 
     # -- the account's data ---------------------------------------------------------------------
     def conversation_with(self, other: str) -> str:
@@ -143,7 +153,7 @@ class XSimulator:
     async def _refused(self, request: Request, endpoint: str) -> Response | None:
         fault = await self.faults.check(endpoint)
         if fault is not None and fault.kind == "rate_limit":
-            reset = int(self.clock()) + fault.retry_after_s
+            reset = int(self.clock()) + (fault.retry_after_s or 1)
             return JSONResponse({"title": "Too Many Requests", "detail": "Too Many Requests", "type": "about:blank",
                                  "status": 429}, status_code=429,
                                 headers={"x-rate-limit-limit": "15", "x-rate-limit-remaining": "0",

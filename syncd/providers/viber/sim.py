@@ -18,14 +18,14 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from syncd.sim.base import Faults
+from syncd.sim.base import Faults, Trial
 
 #: Viber's message tokens are int64 beyond 2**53: a float parser would corrupt them.
 FIRST_TOKEN = 4_912_661_846_655_238_145
@@ -51,7 +51,7 @@ class ViberMessage:
 
 
 @dataclass
-class ViberSimulator:
+class ViberSimulator(Trial):
     """One bot (``token``) and its subscribers; an ASGI app."""
 
     token: str = field(default_factory=lambda: f"{secrets.token_hex(8)}-{secrets.token_hex(8)}-{secrets.token_hex(8)}")
@@ -74,7 +74,10 @@ class ViberSimulator:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
 
-    def trial_credentials(self) -> dict[str, str]:
+    #: ``syncd sim viber``: the Bot API root is the simulator's own.
+    trial_roots: ClassVar[dict[str, str]] = {"viber": ""}
+
+    def trial_credentials(self) -> dict[str, Any]:
         return {"token": self.token}
 
     # -- the API ------------------------------------------------------------------------------

@@ -35,7 +35,8 @@ def unwrapped(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | No
     at = raw.get("timestamp")
     if raw.get("type") == "edit":
         edit = raw.get("edit") or {}
-        inner = edit.get("message") if isinstance(edit.get("message"), dict) else {}
+        message = edit.get("message")
+        inner: dict[str, Any] = message if isinstance(message, dict) else {}
         if not edit.get("original_message_id"):
             return None
         return {**inner, "from": raw.get("from")}, {"messageId": str(edit["original_message_id"]), "editedAt": at,

@@ -75,6 +75,10 @@ class WhatsAppSimulator(MetaGraphSimulator):
         self.route("GET", "{phone_number_id}", self._phone_number, endpoint="phone_number")
         self.route("POST", "{phone_number_id}/messages", self._send, endpoint="messages")
 
+    def trial_credentials(self) -> dict[str, Any]:
+        return {"accessToken": min(self.valid_tokens), "phoneNumberId": self.phone_number_id,
+                "appSecret": self.app_secret, "verifyToken": self.verify_token}
+
     # -- the truth --------------------------------------------------------------------------------
     def truth(self, wa_id: str | None = None) -> list[dict[str, Any]]:
         """Every message sent or received (of one customer), oldest first."""
@@ -159,7 +163,8 @@ class WhatsAppSimulator(MetaGraphSimulator):
         if last is None or self._now() - last > WINDOW_S:
             raise GraphError(131047, "Re-engagement message", title="Re-engagement message",
                              error_data={"messaging_product": "whatsapp", "details": _WINDOW_DETAILS})
-        context = body.get("context") if isinstance(body.get("context"), dict) else {}
+        given = body.get("context")
+        context: dict[str, Any] = given if isinstance(given, dict) else {}
         wamid = self._wamid()
         self.messages[wamid] = WhatsAppMessage(wamid, wa_id, "out", "text", {"text": {"body": text["body"]}},
                                                self._now(), context_id=context.get("message_id"), status="accepted")

@@ -13,6 +13,7 @@ from fastapi import APIRouter, params
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
+from syncd.api.auth import GuardedRoute
 from syncd.config import Settings
 from syncd.engine.connectors import Connectors
 from syncd.kit.connector import Connector
@@ -63,7 +64,7 @@ def describe(name: str, cls: type[Connector], loaded: Loaded, settings: Settings
 
 
 def platforms_router(connectors: Connectors, settings: Settings, guard: list[params.Depends]) -> APIRouter:
-    router = APIRouter(tags=["platforms"], dependencies=guard)
+    router = APIRouter(route_class=GuardedRoute, tags=["platforms"], dependencies=guard)
 
     @router.get("/platforms")
     async def list_platforms() -> dict[str, Any]:
