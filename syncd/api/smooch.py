@@ -110,14 +110,15 @@ def smooch_router(engine: Engine) -> APIRouter:
             wanted.add(platform)
         return wanted
 
-    @router.post(PREFIX, status_code=201, responses={201: {"model": SmoochOne}})
+    @router.post(PREFIX, status_code=201, response_model=None,
+                 responses={201: {"model": SmoochOne, "description": "created"}})
     async def create_smooch_integration(app_id: AppId, body: SmoochIntegration) -> dict[str, Any]:
         integration = await engine.create_integration(
             platform=platform_of(body.type), customer_id=app_id, name=body.display_name,
             credentials=body.arguments, settings=None)
         return {"integration": with_setup(await view(integration), integration)}
 
-    @router.get(PREFIX, responses={200: {"model": SmoochList}})
+    @router.get(PREFIX, response_model=None, responses={200: {"model": SmoochList, "description": "the app's integrations"}})
     async def list_smooch_integrations(
         app_id: AppId,
         types: Annotated[str | None, Query(max_length=2000, description="comma-separated types")] = None,
@@ -127,7 +128,8 @@ def smooch_router(engine: Engine) -> APIRouter:
         return {"integrations": [await view(i) for i in found
                                  if i.status != "deleted" and (wanted is None or i.platform in wanted)]}
 
-    @router.get(PREFIX + "/{integration_id}", responses={200: {"model": SmoochOne}})
+    @router.get(PREFIX + "/{integration_id}", response_model=None,
+                responses={200: {"model": SmoochOne, "description": "the integration"}})
     async def get_smooch_integration(app_id: AppId, integration_id: str) -> dict[str, Any]:
         return {"integration": await view(await owned(app_id, integration_id))}
 

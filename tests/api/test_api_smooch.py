@@ -132,3 +132,73 @@ async def test_every_seed_body_of_a_loaded_platform_passes_the_credential_checks
         connectors.validate_credentials(platform, credentials)
         checked.append(kind)
     assert {"messenger", "telegram", "viber", "twitter"} <= set(checked)
+
+
+async def test_a_generated_secret_is_shown_once_in_setup_as_post_integrations_shows_it(tb):
+    made = await create(tb, BODIES["messenger"])
+    generated = (await tb.daemon.store.get_credentials(made["_id"]))["verifyToken"]
+    assert [f["value"] for f in made["setup"]["fields"]] == [generated]
+    assert made["webhookUrl"] == made["setup"].get("webhookUrl", made["webhookUrl"])
+    for path in (BASE, f"{BASE}/{made['_id']}", "/integrations", f"/integrations/{made['_id']}"):
+        again = await tb.api.get(path)
+        assert again.status_code == 200 and generated not in again.text and "setup" not in again.text, path
+
+
+async def test_an_argument_refused_here_is_refused_alike_by_post_integrations(tb):
+    body = {**BODIES["viber"], "colour": "red"}
+    smooch = assert_error(await tb.api.post(BASE, json=body), 422)
+    plain = assert_error(await tb.api.post("/integrations", json={
+        "platform": "viber", "customerId": APP, "credentials": {"token": body["token"], "colour": "red"}}), 422)
+    assert smooch == plain
+
+
+async def test_smooch_s_argument_names_work_through_post_integrations_too(tb):
+    response = await tb.api.post("/integrations", json={
+        "platform": "telegram", "customerId": APP, "credentials": {"token": BODIES["telegram"]["token"]}})
+    assert response.status_code == 201, response.text
+    assert BODIES["telegram"]["token"] not in response.text
+
+
+async def test_a_secret_argument_never_shows_in_an_error(tb):
+    body = {**BODIES["telegram"], "token": "not-a-bot-token-but-a-secret-0123456789"}
+    response = await tb.api.post(BASE, json=body)
+    assert_error(response, 422, "invalid_credentials")
+    assert body["token"] not in response.text
+
+
+async def test_an_unknown_type_in_the_list_filter_is_refused_but_push_channels_match_nothing(tb):
+    await create(tb, BODIES["viber"])
+    error = assert_error(await tb.api.get(BASE, params={"types": "viber,pigeon"}), 422, "unknown_type")
+    assert "'pigeon'" in error["message"]
+    assert (await tb.api.get(BASE, params={"types": "apn,fcm"})).json() == {"integrations": []}
+    assert len((await tb.api.get(BASE, params={"types": ""})).json()["integrations"]) == 1
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"type": 7, "token": "x"}, "type"),
+    ({"type": "viber", "displayName": ["a"], "token": "x"}, "displayName"),
+    ({"type": "viber", "$set": {"a": 1}}, "body"),
+])
+async def test_a_malformed_body_is_refused_naming_the_field(tb, body, field):
+    error = assert_error(await tb.api.post(BASE, json=body), 422, "invalid")
+    assert [d["field"] for d in error["details"]] == [field]
+
+
+async def test_an_overlong_app_id_is_refused(tb):
+    assert_error(await tb.api.get(f"/v1/apps/{'a' * 600}/integrations"), 422, "invalid")
+
+
+async def test_the_routes_are_documented_as_admin_operations(tb, anon):
+    schema = (await anon.get("/openapi.json")).json()
+    paths = schema["paths"]
+    assert set(paths[BASE.replace(APP, "{app_id}")]) == {"get", "post"}
+    one = paths["/v1/apps/{app_id}/integrations/{integration_id}"]
+    assert set(one) == {"get", "delete"}
+    for operation in [*paths[BASE.replace(APP, "{app_id}")].values(), *one.values()]:
+        assert operation["security"] == [{"adminToken": []}]
+        assert operation["responses"]["4XX"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"}
+    body = schema["components"]["schemas"]["SmoochIntegration"]
+    assert body["required"] == ["type"] and body["additionalProperties"] is True
+    created = paths[BASE.replace(APP, "{app_id}")]["post"]["responses"]["201"]["content"]["application/json"]
+    assert created["schema"] == {"$ref": "#/components/schemas/SmoochOne"}
