@@ -120,7 +120,7 @@ class XSimulator(Trial):
 
     def trial_seed(self) -> str:
         self.seed(conversations=3, per_conversation=5)
-        return "15 DM events in 3 conversations of the last 30 days (and one older)"
+        return "15 DM events in 3 conversations of the last 30 days, and one older"
 
     def trial_chat(self) -> str | None:
         return self.conversation_with("9876543210")
