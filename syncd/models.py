@@ -112,8 +112,8 @@ class Integration(Doc):
     platform: str
     name: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
-    status: Literal["active", "paused", "error", "disabled", "deleted"] = "active"
-    #: Why it is paused, in error or disabled (a pause's reason is the operator's own words).
+    status: Literal["active", "paused", "error", "deleted"] = "active"
+    #: Why it is paused or in error (a pause's reason is the operator's own words).
     status_reason: str | None = None
     paused_at: UtcDatetime | None = None
     #: What a delete undid at the platform, or is still trying to (see ``Disconnect``).

@@ -14,7 +14,7 @@ from syncd.console.health import health_of
 from syncd.console.session import COOKIE, MAX_AGE_S
 from syncd.console.web import PAGE_SIZE, Console, Paging, Refused, first, see_other
 
-STATUSES = ("active", "error", "disabled")
+STATUSES = ("active", "paused", "error")
 
 
 def _safe_next(target: str | None) -> str:

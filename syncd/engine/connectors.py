@@ -19,6 +19,7 @@ from syncd.config import Settings
 from syncd.kit.connector import Connector, ConnectorContext
 from syncd.kit.errors import scrub_exception
 from syncd.kit.http import RetryPolicy
+from syncd.kit.jwks import KeySets
 from syncd.kit.loader import Loaded
 from syncd.logs import KNOWN_SECRETS, SecretValues, is_secret_key
 from syncd.models import Integration
@@ -32,8 +33,8 @@ class UnknownPlatform(KeyError):
 QUICK_TIMEOUT_S = 10.0
 
 #: What the engine calls on a connector: whatever they raise leaves scrubbed of secrets.
-GUARDED_METHODS = ("identify", "list_chats", "fetch_history_page", "send", "edit", "delete",
-                   "accept_webhook", "parse_webhook", "poll", "maintain")
+GUARDED_METHODS = ("identify", "list_chats", "fetch_history_page", "send", "reconcile_send", "edit", "delete",
+                   "prepare_webhook", "accept_webhook", "parse_webhook", "poll", "maintain")
 
 
 def secret_values(model: type[BaseModel], credentials: dict[str, Any]) -> list[str]:
@@ -129,6 +130,8 @@ class Connectors:
         self.quick_policy = RetryPolicy(max_retries=1, base_s=0.0, max_s=QUICK_TIMEOUT_S, sleep=sleep,
                                         max_inline_wait_s=QUICK_TIMEOUT_S / 2)
         self.clock = clock
+        #: Published signing keys, fetched once per their cache lifetime for every integration.
+        self.key_sets = KeySets(settings.base_url, transport=self.transports.get)
         self._cache: dict[str, Connector] = {}
         #: Held while an integration's connector is being built (see :meth:`get`).
         self._building: dict[str, asyncio.Lock] = {}
@@ -169,6 +172,7 @@ class Connectors:
         on_credentials: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
         *,
         quick: bool = False,
+        refresh_once: Any = None,
     ) -> Connector:
         """``quick``: one attempt and a short timeout, for a check a client waits on (new
         credentials): a platform that cannot be reached is said so at once, not after minutes."""
@@ -194,6 +198,13 @@ class Connectors:
             if on_credentials is not None:
                 await on_credentials(new)
 
+        async def refreshed(refresh: Any, usable: Any) -> dict[str, Any]:
+            new: dict[str, Any] = await refresh_once(refresh, usable)
+            fresh = secret_values(cls.Credentials, new)
+            http.secrets.add(*fresh)
+            KNOWN_SECRETS.add(*fresh, owner=integration.id)
+            return new
+
         ctx = ConnectorContext(
             http=http,
             mapping=self.mappings[integration.platform],
@@ -201,6 +212,8 @@ class Connectors:
             public_webhooks=self.settings.public_url is not None,
             webhook_max_skew_s=self.settings.webhook_max_skew_s,
             on_credentials=remember,
+            key_sets=self.key_sets,
+            refresh_once=refreshed if refresh_once is not None else None,
         )
         if self.clock is not None:
             ctx.clock = self.clock
@@ -214,6 +227,7 @@ class Connectors:
         integration: Integration,
         read_credentials: Callable[[], Awaitable[dict[str, Any]]],
         on_credentials: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        refresh_once: Any = None,
     ) -> Connector:
         """The integration's cached connector, else one built from what ``read_credentials``
         returns. Callers that miss together wait for a single build: reading the credentials
@@ -226,7 +240,8 @@ class Connectors:
         async with self._building.setdefault(integration.id, asyncio.Lock()):
             connector = self._cache.get(integration.id)
             if connector is None:
-                connector = self.build(integration, await read_credentials(), on_credentials)
+                connector = self.build(integration, await read_credentials(), on_credentials,
+                                       refresh_once=refresh_once)
                 self._cache[integration.id] = connector
             return connector
 

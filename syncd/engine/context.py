@@ -10,13 +10,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
 from syncd.config import Settings
 from syncd.engine.connectors import Connectors
 from syncd.engine.users import Users
-from syncd.kit.connector import Connector
+from syncd.kit.connector import Connector, Refresh
+from syncd.kit.errors import TransientError
 from syncd.models import Integration
 from syncd.store import Store
 
@@ -54,7 +56,8 @@ async def connector_for(ctx: EngineContext, integration: Integration) -> Connect
     however many workers ask at the same time); the grants it refreshes are stored, fenced by
     the version it was built from: a refresh made from credentials that were replaced meanwhile
     (new ones put by an operator, another replica's refresh) is not stored, and the connector
-    is rebuilt from what is."""
+    is rebuilt from what is. Token refreshes run under a lease, one replica at a time
+    (``refresh_once``)."""
     version = 0
 
     async def read() -> dict:
@@ -72,4 +75,33 @@ async def connector_for(ctx: EngineContext, integration: Integration) -> Connect
             return
         version = stored
 
-    return await ctx.connectors.get(integration, read, save)
+    async def refresh_once(refresh: Refresh, usable: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        from syncd.engine.leases import hold  # leases build on this module
+
+        nonlocal version
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2 * ctx.settings.lease_ttl_s
+        while True:
+            async with hold(ctx, f"refresh:{integration.id}") as held:
+                current, current_version = await ctx.store.get_versioned_credentials(integration.id)
+                if current_version != version and usable(current):
+                    version = current_version  # another replica refreshed meanwhile: its grant is ours
+                    return current
+                if held:
+                    return await _refresh_stored(ctx, integration.id, refresh, current, current_version)
+            if loop.time() > deadline:
+                raise TransientError("another replica's token refresh did not finish; retrying later")
+            await asyncio.sleep(ctx.settings.worker_poll_s)
+
+    async def _refresh_stored(ctx: EngineContext, id: str, refresh: Refresh, current: dict[str, Any],
+                              based_on: int) -> dict[str, Any]:
+        nonlocal version
+        new = await refresh(current)
+        stored = await ctx.store.set_credentials(id, new, based_on=based_on)
+        if stored is None:  # an operator put new credentials meanwhile: theirs win
+            new, version = await ctx.store.get_versioned_credentials(id)
+            return new
+        version = stored
+        return new
+
+    return await ctx.connectors.get(integration, read, save, refresh_once)

@@ -149,7 +149,7 @@ class Exporter:
         store = self.ctx.store
         chat = await self._chat(integration, event)
         self_ids, self_emails = await store.self_identities(integration.customer_id, integration.platform)
-        pending = await store.insert_pending_message(Message(
+        registered = Message(
             customer_id=integration.customer_id, integration_id=integration.id, platform=integration.platform,
             chat_id=chat.id, external_chat_id=chat.external_chat_id,
             external_thread_id=event.message.external_thread_id,
@@ -158,7 +158,8 @@ class Exporter:
             direction="outbound", text=event.message.text, html=event.message.html,
             subject=event.message.subject, origin="app", app_message_id=event.message.id or event.id,
             delivery_state="pending", sent_at=self.ctx.now(),
-        ))
+        )
+        pending = await store.insert_pending_message(registered)
         if pending.external_message_id is not None:
             # Sent by an earlier attempt that died before the outbox item was closed.
             return {"messageId": pending.id, "externalMessageId": pending.external_message_id}
@@ -170,7 +171,10 @@ class Exporter:
             app_message_id=pending.app_message_id,
             reply_to=_as_data(reply_to) if reply_to else None,
         )
-        result = await connector.send(out)
+        # Registered by an earlier attempt: its send may have reached the platform with its
+        # answer lost (a timeout, a dropped connection). Found there, it is not sent again.
+        earlier = pending.id != registered.id
+        result = (await connector.reconcile_send(out) if earlier else None) or await connector.send(out)
         message = await store.record_sent(
             pending.id, result.external_message_id, sent_at=result.sent_at or self.ctx.now(),
             external_thread_id=result.external_thread_id, extra=result.extra,

@@ -89,6 +89,7 @@ class Inbox:
     async def _accept(self, integration: Integration, request: WebhookRequest) -> WebhookAnswer:
         connector = await connector_for(self.ctx, integration)
         try:
+            await connector.prepare_webhook(request)
             accepted = connector.accept_webhook(request)
         except SignatureError:
             _webhooks_counted(integration.platform, "rejected").inc()
@@ -237,16 +238,3 @@ class Inbox:
         chats = [c for changes in batch for c in changes.chats]
         if messages or chats:
             await ingest(self.ctx, integration, messages, chats, source="webhook")
-
-    async def process(self, item: InboxItem) -> None:
-        """Process one delivery (raises what went wrong); the worker batches instead."""
-        integration = await self.ctx.store.get_integration(item.integration_id)
-        if integration is None or integration.status == "deleted":
-            raise LookupError("the integration was deleted")
-        connector = await connector_for(self.ctx, integration)
-        changes = await connector.parse_webhook(self._request(item))
-        await self._ingest(integration, [changes])
-        if changes.resync_requested:
-            await self.poller.restart(integration.id)
-        elif changes.poll_requested:
-            await self.poller.poll(integration.id)

@@ -14,10 +14,6 @@ from syncd.engine.context import EngineContext
 log = structlog.get_logger(__name__)
 
 
-class LeaseLost(Exception):
-    """The lease expired or was taken over while work was running under it."""
-
-
 @contextlib.asynccontextmanager
 async def hold(ctx: EngineContext, name: str) -> AsyncIterator[bool]:
     """``async with hold(ctx, "import:abc") as held:`` — ``held`` is False when another

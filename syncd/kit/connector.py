@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
+from syncd.kit import signatures
+from syncd.kit.errors import SignatureError
+from syncd.kit.manifest import Webhook
 from syncd.universal import (
     Changes,
     ChatData,
@@ -33,7 +36,12 @@ if TYPE_CHECKING:
     import httpx
 
     from syncd.kit.http import ProviderHttp, RetryPolicy
+    from syncd.kit.jwks import KeySets
     from syncd.mapping import Mapping
+
+#: A refresh grant: new full credentials made from the given (stored) ones, with no side effect.
+Refresh = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
 
 @dataclass
 class ConnectorContext:
@@ -50,6 +58,12 @@ class ConnectorContext:
     #: Called with the full new credentials when a connector refreshes a token, so they are
     #: stored (encrypted) and survive a restart.
     on_credentials: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    #: The platforms' published signing keys (``oidc`` verifiers), shared by every connector.
+    key_sets: KeySets | None = None
+    #: Runs a token refresh once per integration across replicas (see ``Connector.refresh_grant``):
+    #: ``refresh_once(refresh, usable)`` returns the new credentials, either made by ``refresh``
+    #: from the stored ones and stored, or another replica's fresh grant that ``usable`` accepts.
+    refresh_once: Callable[[Refresh, Callable[[dict[str, Any]], bool]], Awaitable[dict[str, Any]]] | None = None
 
 
 class Connector(abc.ABC):
@@ -96,6 +110,16 @@ class Connector(abc.ABC):
     #: Settings that are secrets (a webhook secret an operator chose): the engine keeps them
     #: with the encrypted credentials, where the connector reads them, and never answers them.
     secret_settings: ClassVar[tuple[str, ...]] = ()
+    #: The manifest's ``webhook`` section (``with_manifest_webhook``): verifiers declared as data,
+    #: which a platform module runs with ``verify_declared``.
+    webhook_spec: ClassVar[Webhook] = Webhook()
+
+    @classmethod
+    def with_manifest_webhook(cls, webhook: Webhook) -> type[Connector]:
+        """This class with its manifest's webhook section, for a module that is not a
+        ``ManifestConnector`` (which gets the whole manifest by ``bind``)."""
+        return type(cls.__name__, (cls,), {"webhook_spec": webhook, "__module__": cls.__module__,
+                                           "__qualname__": cls.__qualname__})
 
     @classmethod
     def prepare_credentials(cls, credentials: dict[str, Any], settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -145,6 +169,21 @@ class Connector(abc.ABC):
     def mapping(self) -> Mapping:
         return self.ctx.mapping
 
+    async def refresh_grant(self, refresh: Refresh, usable: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """New credentials after a refused or expiring access token. ``refresh`` makes them from
+        the credentials it is given (the refresh grant); ``usable`` says whether credentials
+        another replica stored meanwhile carry a token worth trying (not the refused one).
+        Where the engine coordinates (``ctx.refresh_once``) one replica refreshes at a time and
+        the others take its grant (a rotated refresh token used twice may revoke both); else
+        ``refresh`` runs here and its result is handed to ``ctx.on_credentials``. The caller
+        adopts what is returned."""
+        if self.ctx.refresh_once is not None:
+            return await self.ctx.refresh_once(refresh, usable)
+        new = await refresh(self.credentials.model_dump(by_alias=True, exclude_none=True))
+        if self.ctx.on_credentials is not None:
+            await self.ctx.on_credentials(new)
+        return new
+
     # -- identity and chats -------------------------------------------------------------
     @abc.abstractmethod
     async def identify(self) -> list[UserData]:
@@ -167,6 +206,13 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def send(self, message: OutgoingMessage) -> SendResult: ...
 
+    async def reconcile_send(self, message: OutgoingMessage) -> SendResult | None:
+        """Whether an earlier attempt to send ``message`` (whose answer was lost) reached the
+        platform: its result, or ``None`` to send it again. Called before a send is retried.
+        Default ``None``: the platform offers no way to find out (or makes retries idempotent
+        itself, as a retry key does)."""
+        return None
+
     async def edit(self, message: OutgoingMessage) -> SendResult:
         from syncd.kit.errors import PermanentError
 
@@ -181,6 +227,29 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
         """Verify a delivery (raise ``SignatureError``) or answer a handshake. No I/O."""
+
+    def webhook_scope(self, request: WebhookRequest) -> dict[str, Any]:
+        """What the declared verifiers' templates read about a delivery and this integration."""
+        return {"credentials": self.credentials.model_dump(by_alias=True), "settings": self.settings,
+                "webhookUrl": self.ctx.webhook_url, "header": request.headers, "query": request.query,
+                "url": request.url}
+
+    async def prepare_webhook(self, request: WebhookRequest) -> None:
+        """The I/O that verifying ``request`` needs before ``accept_webhook``: the published
+        signing keys its token names are fetched (once per their cache lifetime)."""
+        if self.ctx.key_sets is None or not any(v.type == "oidc" for v in self.webhook_spec.verify):
+            return
+        for root, path, kid in signatures.signing_keys_needed(self.webhook_spec.verify, request,
+                                                              self.webhook_scope(request)):
+            await self.ctx.key_sets.ensure(root, path, kid)
+
+    def verify_declared(self, request: WebhookRequest) -> None:
+        """Run the manifest's verifiers on ``request``; ``SignatureError`` if it fails them, or
+        if none is declared (a class not bound to its manifest verifies nothing, so accepts nothing)."""
+        if not self.webhook_spec.verify:
+            raise SignatureError(f"{self.platform} declares no webhook verification")
+        signatures.verify(self.webhook_spec.verify, request, self.webhook_scope(request), now=self.ctx.clock(),
+                          max_skew_s=self.ctx.webhook_max_skew_s, keys=self.ctx.key_sets)
 
     @abc.abstractmethod
     async def parse_webhook(self, request: WebhookRequest) -> Changes:

@@ -56,6 +56,10 @@ def _scope_credentials(credentials: BaseModel) -> dict[str, Any]:
     return credentials.model_dump(by_alias=True)
 
 
+class _RefreshRefused(Exception):
+    """The token endpoint refused the refresh grant (the request then fails as it came)."""
+
+
 class ManifestConnector(Connector):
     """A platform described by ``manifest``; see the module docstring."""
 
@@ -69,7 +73,7 @@ class ManifestConnector(Connector):
         """This class (or a platform module's subclass) made for ``manifest``."""
         caps, every = manifest.capabilities, manifest.intervals
         attrs: dict[str, Any] = {
-            "manifest": manifest, "platform": manifest.platform,
+            "manifest": manifest, "platform": manifest.platform, "webhook_spec": manifest.webhook,
             "can_edit": caps.edit, "can_delete": caps.delete, "has_history": caps.history,
             "can_poll": caps.poll, "can_list_users": caps.list_users, "maintain_every_s": every.maintain_s, "poll_every_s": every.poll_s,
             "base_url_key": manifest.api.base_url_key if manifest.api else None,
@@ -122,7 +126,18 @@ class ManifestConnector(Connector):
     async def refresh_token(self) -> bool:
         """OAuth 2's refresh grant at the declared ``tokenUrl``: the new access token (and a
         rotated refresh token) go into the credentials the requests read, and are stored."""
-        spec, scope = self.manifest.auth, self.scope()
+        token_field = _field_of(self.manifest.auth.token)
+        used = _scope_credentials(self.credentials).get(token_field)
+        try:
+            updated = await self.refresh_grant(self._refresh_grant, lambda stored: stored.get(token_field) != used)
+        except _RefreshRefused:
+            return False
+        self.credentials = type(self.credentials).model_validate(updated)
+        cast(ManifestAuth, self.http.auth).scope["credentials"] = _scope_credentials(self.credentials)
+        return True
+
+    async def _refresh_grant(self, current: dict[str, Any]) -> dict[str, Any]:
+        spec, scope = self.manifest.auth, {**self.scope(), "credentials": current}
         form = templates.without_none({
             "grant_type": "refresh_token", "refresh_token": templates.render(spec.refresh_token, scope),
             "client_id": templates.render(spec.client_id, scope), "client_secret": templates.render(spec.client_secret, scope),
@@ -131,16 +146,12 @@ class ManifestConnector(Connector):
         response = await self.http.client.post(url if "://" in str(url) else f"{self.http.base_url}{url}", data=form)
         answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
         if response.status_code != 200 or not isinstance(answer, dict) or not answer.get("access_token"):
-            return False
-        updated = dict(_scope_credentials(self.credentials))
+            raise _RefreshRefused()
+        updated = dict(current)
         updated[_field_of(spec.token)] = answer["access_token"]
         if answer.get("refresh_token"):
             updated[_field_of(spec.refresh_token)] = answer["refresh_token"]
-        self.credentials = type(self.credentials).model_validate(updated)
-        cast(ManifestAuth, self.http.auth).scope["credentials"] = updated
-        if self.ctx.on_credentials is not None:
-            await self.ctx.on_credentials(updated)
-        return True
+        return updated
 
     # -- requests ---------------------------------------------------------------------------
     def scope(self, **more: Any) -> dict[str, Any]:
@@ -330,6 +341,9 @@ class ManifestConnector(Connector):
         return self.scope(header=request.headers, query=request.query, url=request.url,
                           formSorted="".join(k + v for k, v in sorted(form.items())))
 
+    def webhook_scope(self, request: WebhookRequest) -> dict[str, Any]:
+        return self._delivery_scope(request)
+
     def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
         hook = self.manifest.webhook
         scope = self._delivery_scope(request) if hook.verify or hook.handshakes else self.scope()
@@ -338,7 +352,8 @@ class ManifestConnector(Connector):
             return shook
         if not hook.verify:
             raise SignatureError(f"{self.platform} declares no webhook verification")
-        signatures.verify(hook.verify, request, scope, now=self.ctx.clock(), max_skew_s=self.ctx.webhook_max_skew_s)
+        signatures.verify(hook.verify, request, scope, now=self.ctx.clock(), max_skew_s=self.ctx.webhook_max_skew_s,
+                          keys=self.ctx.key_sets)
         shook = signatures.handshake(hook.handshakes, request, scope, verified=True)
         if shook is not None:
             return shook

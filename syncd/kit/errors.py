@@ -4,6 +4,7 @@
     ├── RetryableError            worth trying again later
     │   ├── RateLimited           429 or an in-body throttling code; ``retry_after`` seconds
     │   └── TransientError        5xx, timeouts, connection resets
+    │       └── OutcomeUnknown    sent, answer lost: a POST is reconciled, not resent blindly
     ├── PermanentError            the request itself is wrong (4xx, ``ok: false``); no retry
     │   ├── CursorExpired         a saved cursor/high-water mark is no longer valid: resync
     │   └── AlreadyDone           the effect is already there (deleting what is gone)
@@ -48,6 +49,12 @@ class RateLimited(RetryableError):
 
 class TransientError(RetryableError):
     pass
+
+
+class OutcomeUnknown(TransientError):
+    """The request was sent and its answer lost (a read timeout, a dropped connection): the
+    platform may have acted on it. A POST is then not retried inline; the engine finds out
+    first (``Connector.reconcile_send``)."""
 
 
 class PermanentError(ProviderError):

@@ -26,6 +26,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from syncd import metrics
 from syncd.kit.errors import (
     AuthError,
+    OutcomeUnknown,
     PermanentError,
     ProviderError,
     RateLimited,
@@ -215,7 +216,9 @@ class ProviderHttp:
         check = classify or self.classify
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.max_retries + 1),
-            retry=retry_if_exception(self._worth_waiting),
+            # A POST whose answer was lost may have been acted on: not sent again blindly.
+            retry=retry_if_exception(lambda e: self._worth_waiting(e) and not (
+                isinstance(e, OutcomeUnknown) and method.upper() == "POST")),
             wait=lambda rs: self.policy.wait_for(_failure(rs), rs.attempt_number),
             sleep=self.policy.sleep,
             reraise=True,
@@ -283,9 +286,15 @@ class ProviderHttp:
         self.calls += 1
         try:
             response = await self.client.send(request, auth=self.auth or httpx.USE_CLIENT_DEFAULT)
-        except httpx.TimeoutException:
+        except (httpx.ConnectTimeout, httpx.PoolTimeout):
             self._count("transient")
             raise TransientError(f"{name}: timed out") from None
+        except httpx.TimeoutException:
+            self._count("transient")
+            raise OutcomeUnknown(f"{name}: timed out waiting for the answer") from None
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            self._count("transient")
+            raise OutcomeUnknown(f"{name}: connection lost before the answer ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
             self._count("transient")
             # Not chained: httpx's message and request carry the full URL.

@@ -81,6 +81,11 @@ def check_references(manifest: Manifest, file: str) -> None:
     for name in manifest.api.roots if manifest.api else {}:
         if name == (manifest.api.base_url_key if manifest.api else None):
             raise ManifestError(file, f"api.roots.{name}", "names the main root again")
+    roots = {manifest.api.base_url_key or manifest.platform, *manifest.api.roots} if manifest.api else set()
+    for i, verifier in enumerate(manifest.webhook.verify):
+        if verifier.jwks is not None and verifier.jwks.root not in roots:
+            raise ManifestError(file, f"webhook.verify.{i}.jwks.root",
+                                f"no API root {verifier.jwks.root!r}; declare it in api.roots")
 
 
 def check_capabilities(manifest: Manifest, file: str) -> None:

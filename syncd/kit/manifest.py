@@ -299,11 +299,16 @@ class JwtClaim(Strict):
         return self
 
 
-JwtAlgorithm = Literal["HS256", "HS384", "HS512"]
+JwtAlgorithm = Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512"]
 
 
-def _hs256() -> list[JwtAlgorithm]:
-    return ["HS256"]
+class KeySet(Strict):
+    """Where a platform publishes the public keys its tokens are signed with (a JSON Web Key
+    Set): ``path`` on the API root named ``root`` (the main root's key or one of ``api.roots``,
+    so ``SYNCD_<ROOT>_BASE_URL`` moves it like any root)."""
+
+    root: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    path: str = Field(pattern=r"^/")
 
 
 class Verifier(Strict):
@@ -316,9 +321,14 @@ class Verifier(Strict):
     ``jwt``: an HMAC-signed JWT (``algorithms``) in ``header`` (after ``prefix``) signed with
     ``key``; ``nbf``/``exp``/``iat`` are checked against syncd's clock with ``leewayS``,
     ``require`` names claims that must be present, ``claims`` checks claims' values.
+    ``oidc``: an OpenID Connect ID token the platform signed (RSA, ``algorithms``) with one of
+    the keys published at ``jwks`` (fetched, and kept as long as its answer's cache lifetime
+    allows); ``iss`` must be one of ``issuers``, ``aud`` one of ``audiences`` (templates; the
+    ones that render empty are left out), ``exp`` is required, ``claims`` and ``trueClaims``
+    check the signer (a service account's ``email`` and ``email_verified``).
     """
 
-    type: Literal["hmac", "token", "jwt"]
+    type: Literal["hmac", "token", "jwt", "oidc"]
     header: str | None = None
     param: str | None = None
     prefix: str = ""
@@ -330,11 +340,21 @@ class Verifier(Strict):
     timestamp_header: str | None = None
     #: A credential that must be set for this verifier to apply (an optional signing key).
     only_if: str | None = None
-    #: ``jwt`` only: the algorithms accepted (never ``none``), the claims required and checked.
-    algorithms: list[JwtAlgorithm] = Field(default_factory=_hs256)
+    #: Checked only when the delivery carries this verifier's header or param: a platform
+    #: that authenticates a delivery in one of several ways. A delivery must then pass at least
+    #: one verifier, and every one whose header or param it carries.
+    if_present: bool = False
+    #: ``jwt``/``oidc``: the algorithms accepted (never ``none``); default HS256 for ``jwt``,
+    #: RS256 for ``oidc``; the claims required and checked.
+    algorithms: list[JwtAlgorithm] = Field(default_factory=list)
     require: list[str] = Field(default_factory=list)
     claims: dict[str, JwtClaim] = Field(default_factory=dict)
     leeway_s: float = Field(0, ge=0)
+    #: ``oidc`` only.
+    jwks: KeySet | None = None
+    issuers: list[str] = Field(default_factory=list)
+    audiences: list[str] = Field(default_factory=list)
+    true_claims: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _complete(self) -> Verifier:
@@ -344,7 +364,15 @@ class Verifier(Strict):
             raise ValueError(f"a {self.type} verifier needs key")
         if self.type == "token" and self.value is None:
             raise ValueError("a token verifier needs value")
+        if self.type == "oidc" and (self.jwks is None or not self.issuers or not self.audiences):
+            raise ValueError("an oidc verifier needs jwks, issuers and audiences")
+        family = "RS" if self.type == "oidc" else "HS"
+        if any(not a.startswith(family) for a in self.algorithms):
+            raise ValueError(f"a {self.type} verifier takes only {family} algorithms")
         return self
+
+    def accepted_algorithms(self) -> list[str]:
+        return list(self.algorithms) or (["RS256"] if self.type == "oidc" else ["HS256"])
 
 
 class Handshake(Strict):

@@ -1,10 +1,12 @@
 """Webhook verification and handshakes as a manifest declares them.
 
 ``verify`` checks every declared verifier (an HMAC over a payload template, a shared token, an
-HS256 JWT); the first that fails raises ``SignatureError``, which the API answers with 401.
+HS256 JWT, an OIDC token signed with a published key); the first that fails raises
+``SignatureError``, which the API answers with 401.
 ``handshake`` answers a platform's verification request (an echoed query parameter, a JSON
 challenge, a hashed CRC response token) or returns ``None`` for an ordinary delivery. Nothing
-here does I/O.
+here does I/O: the keys an ``oidc`` verifier needs are fetched before, by ``signing_keys_needed``
+and ``syncd.kit.jwks.KeySets.ensure``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
@@ -21,6 +23,9 @@ from syncd.kit import templates
 from syncd.kit.errors import HandshakeRefused, SignatureError
 from syncd.kit.manifest import Handshake, Verifier
 from syncd.universal import WebhookAccepted, WebhookAnswer, WebhookRequest
+
+if TYPE_CHECKING:
+    from syncd.kit.jwks import KeySets
 
 
 def payload_bytes(template: str, request: WebhookRequest, scope: dict[str, Any]) -> bytes:
@@ -65,12 +70,26 @@ def _hmac(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], ke
         raise SignatureError(f"{verifier.header or verifier.param} does not match")
 
 
+def _carried(verifier: Verifier, request: WebhookRequest) -> bool:
+    return bool(request.headers.get(verifier.header.lower()) if verifier.header
+                else request.query.get(verifier.param or ""))
+
+
+def _applies(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any]) -> bool:
+    if verifier.only_if and not templates.render(verifier.only_if, scope):
+        return False
+    return not verifier.if_present or _carried(verifier, request)
+
+
 def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,
-           now: float, max_skew_s: float) -> None:
-    """Raise ``SignatureError`` unless the delivery passes every verifier that applies."""
+           now: float, max_skew_s: float, keys: KeySets | None = None) -> None:
+    """Raise ``SignatureError`` unless the delivery passes every verifier that applies (and,
+    where verifiers apply only when present, at least one). ``keys``: the fetched key sets."""
+    checked = 0
     for verifier in verifiers:
-        if verifier.only_if and not templates.render(verifier.only_if, scope):
+        if not _applies(verifier, request, scope):
             continue
+        checked += 1
         key = templates.render(verifier.key, scope) if verifier.key else None
         if verifier.type == "hmac":
             _fresh(verifier, request, now, max_skew_s)
@@ -79,26 +98,91 @@ def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, 
             expected = str(templates.render(verifier.value, scope) or "")
             if not expected or not hmac.compare_digest(_presented(verifier, request).encode(), expected.encode()):
                 raise SignatureError(f"{verifier.header or verifier.param} does not match")
+        elif verifier.type == "oidc":
+            _oidc(verifier, request, scope, now, keys)
         else:
             _jwt(verifier, request, scope, str(key or ""), now)
+    if not checked and any(v.if_present for v in verifiers):
+        ways = ", ".join((v.header or f"?{v.param}") + (f" (needs {v.only_if.strip('{}')})" if v.only_if else "")
+                         for v in verifiers)
+        raise SignatureError(f"the delivery is not authenticated in a way this integration is set up to check: {ways}")
+
+
+def signing_keys_needed(verifiers: list[Verifier], request: WebhookRequest,
+                        scope: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(root, path, kid)`` of each key that the ``oidc`` verifiers applying to this delivery
+    name, so they can be fetched before ``verify`` runs."""
+    needed = []
+    for verifier in verifiers:
+        if verifier.type != "oidc" or verifier.jwks is None or not _applies(verifier, request, scope):
+            continue
+        try:
+            kid = jwt.get_unverified_header(_presented(verifier, request)).get("kid")
+        except (SignatureError, jwt.PyJWTError):
+            continue  # refused by verify, with its reason
+        if isinstance(kid, str) and kid:
+            needed.append((verifier.jwks.root, verifier.jwks.path, kid))
+    return needed
 
 
 def _jwt(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], key: str, now: float) -> None:
     try:
         # Times are checked below against syncd's clock, not the library's.
-        claims = jwt.decode(_presented(verifier, request), key, algorithms=list(verifier.algorithms),
-                            options={"verify_aud": False, "verify_exp": False, "verify_nbf": False,
-                                     "verify_iat": False, "verify_iss": False, "require": list(verifier.require)})
+        claims = jwt.decode(_presented(verifier, request), key, algorithms=verifier.accepted_algorithms(),
+                            options=_unchecked(verifier.require))
     except jwt.PyJWTError as exc:
         raise SignatureError(f"JWT rejected ({type(exc).__name__})") from None
-    leeway = verifier.leeway_s
-    not_before, expires = _number(claims, "nbf"), _number(claims, "exp")
-    if not_before is not None and now + leeway < not_before:
-        raise SignatureError("JWT rejected (not valid yet)")
-    if expires is not None and now - leeway >= expires:
-        raise SignatureError("JWT rejected (expired)")
+    _times(claims, verifier.leeway_s, now, "JWT")
     for name, claim in verifier.claims.items():
         _claim(name, claim, claims.get(name), request, scope)
+
+
+def _unchecked(require: list[str]) -> Any:
+    return {"verify_aud": False, "verify_exp": False, "verify_nbf": False, "verify_iat": False,
+            "verify_iss": False, "require": require}
+
+
+def _times(claims: dict[str, Any], leeway: float, now: float, what: str) -> None:
+    not_before, expires = _number(claims, "nbf"), _number(claims, "exp")
+    if not_before is not None and now + leeway < not_before:
+        raise SignatureError(f"{what} rejected (not valid yet)")
+    if expires is not None and now - leeway >= expires:
+        raise SignatureError(f"{what} rejected (expired)")
+
+
+def _oidc(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], now: float,
+          keys: KeySets | None) -> None:
+    token = _presented(verifier, request)
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise SignatureError("OIDC token rejected (not a JWT)") from None
+    algorithm, kid = header.get("alg"), header.get("kid")
+    if algorithm not in verifier.accepted_algorithms():
+        raise SignatureError("OIDC token rejected (its algorithm is not accepted)")
+    jwks = verifier.jwks
+    key = keys.key(jwks.root, jwks.path, kid) if keys is not None and jwks and isinstance(kid, str) else None
+    if key is None:
+        raise SignatureError("OIDC token rejected (signed with a key the platform does not publish)")
+    try:
+        claims = jwt.decode(token, key, algorithms=[str(algorithm)],
+                            options=_unchecked(["exp", "iss", "aud", *verifier.require]))
+    except jwt.InvalidSignatureError:
+        raise SignatureError("OIDC token rejected (bad signature)") from None
+    except jwt.PyJWTError as exc:
+        raise SignatureError(f"OIDC token rejected ({type(exc).__name__})") from None
+    _times(claims, verifier.leeway_s, now, "OIDC token")
+    if claims.get("iss") not in verifier.issuers:
+        raise SignatureError("OIDC token rejected (not issued by " + " or ".join(verifier.issuers) + ")")
+    audiences = [str(a) for a in (templates.render(t, scope) for t in verifier.audiences) if a]
+    given = claims.get("aud")
+    if not any(a in audiences for a in (given if isinstance(given, list) else [given])):
+        raise SignatureError("OIDC token rejected (its audience is not this endpoint)")
+    for name, claim in verifier.claims.items():
+        _claim(name, claim, claims.get(name), request, scope, "OIDC token")
+    for name in verifier.true_claims:
+        if claims.get(name) is not True:
+            raise SignatureError(f"OIDC token rejected ({name} is not true)")
 
 
 def _number(claims: dict[str, Any], name: str) -> float | None:
@@ -110,18 +194,19 @@ def _number(claims: dict[str, Any], name: str) -> float | None:
     return float(value)
 
 
-def _claim(name: str, claim: Any, value: Any, request: WebhookRequest, scope: dict[str, Any]) -> None:
+def _claim(name: str, claim: Any, value: Any, request: WebhookRequest, scope: dict[str, Any],
+           what: str = "JWT") -> None:
     if claim.sha256 is not None:
         payload = payload_bytes(claim.sha256, request, scope)
         if claim.absent_if_empty and not payload:
             if value is not None:
-                raise SignatureError(f"JWT rejected ({name} given for an empty payload)")
+                raise SignatureError(f"{what} rejected ({name} given for an empty payload)")
             return
         expected = hashlib.sha256(payload).hexdigest()
     else:
         expected = str(templates.render(claim.equals, scope) or "")
     if not isinstance(value, str) or not hmac.compare_digest(value.encode(), expected.encode()):
-        raise SignatureError(f"JWT rejected ({name} does not match)")
+        raise SignatureError(f"{what} rejected ({name} does not match)")
 
 
 def _json(request: WebhookRequest) -> Any:

@@ -64,7 +64,9 @@ def connector_for(loaded: Loaded) -> type[Connector]:
         check_capabilities(loaded.manifest, loaded.file)
         return ManifestConnector.bind(loaded.manifest)
     cls = module.CONNECTOR
-    return cls.bind(loaded.manifest) if issubclass(cls, ManifestConnector) else cls
+    if issubclass(cls, ManifestConnector):
+        return cls.bind(loaded.manifest)
+    return cls.with_manifest_webhook(loaded.manifest.webhook)
 
 
 @functools.cache

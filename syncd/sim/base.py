@@ -130,6 +130,11 @@ class Trial:
         """An external chat id the app can send to once seeded (None: none to suggest)."""
         return None
 
+    def trial_inbound(self, text: str) -> None:
+        """Someone writes ``text`` into the seeded trial chat, at the platform only: no webhook
+        is sent, so only a poll can find it. Simulators of platforms that poll answer this."""
+        raise NotImplementedError(f"{type(self).__name__} cannot write a message without a delivery")
+
     def trial_base_urls(self, url: str) -> dict[str, str]:
         """``SYNCD_<KEY>_BASE_URL`` values that point syncd at this simulator served at ``url``."""
         return {key: url.rstrip("/") + path for key, path in self.trial_roots.items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import email.utils
-import hmac
+import hashlib
 import json
 import os
 import re
@@ -318,28 +318,30 @@ class GmailConnector(Connector):
         async with self.auth.lock:
             if self.auth.token != used:  # a concurrent call refreshed it already
                 return
-            c = self.credentials
-            response = await self.http.request(
-                "POST",
-                self.auth.token_url,
-                label="POST oauth2 token",
-                classify=_classify_token,
-                data={
-                    "grant_type": "refresh_token",
-                    "refresh_token": c.refresh_token,
-                    "client_id": c.client_id,
-                    "client_secret": c.client_secret,
-                },
-            )
-            token = response.json().get("access_token")
-            if not token:
-                raise AuthError("token refresh answered without an access token", status=401)
-            self.auth.token = token
-            self.refreshed_credentials = {"accessToken": token}
-            if self.ctx.on_credentials is not None:
-                # Stored so a restart does not begin with the expired token.
-                full = self.credentials.model_dump(by_alias=True, exclude_none=True)
-                await self.ctx.on_credentials({**full, "accessToken": token})
+            new = await self.refresh_grant(self._refresh_grant, lambda stored: stored.get("accessToken") != used)
+            self.credentials = GmailCredentials.model_validate(new)
+            self.auth.token = self.credentials.access_token
+            self.refreshed_credentials = {"accessToken": self.auth.token}
+
+    async def _refresh_grant(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The refresh grant at Google's token endpoint, from the stored credentials."""
+        c = GmailCredentials.model_validate(current)
+        response = await self.http.request(
+            "POST",
+            self.auth.token_url,
+            label="POST oauth2 token",
+            classify=_classify_token,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": c.refresh_token,
+                "client_id": c.client_id,
+                "client_secret": c.client_secret,
+            },
+        )
+        token = response.json().get("access_token")
+        if not token:
+            raise AuthError("token refresh answered without an access token", status=401)
+        return {**current, "accessToken": token}
 
     def _scrub(self, exc: ProviderError) -> None:
         c = self.credentials
@@ -451,7 +453,7 @@ class GmailConnector(Connector):
         mail["To"] = ", ".join(recipients)
         mail["Subject"] = reply_subject(fields.get("subject"))
         mail["Date"] = email.utils.formatdate(usegmt=True)
-        rfc_id = email.utils.make_msgid(domain=me.rsplit("@", 1)[-1])
+        rfc_id = self._message_id(message)
         mail["Message-ID"] = rfc_id
         references = fields.get("references")
         if fields.get("inReplyTo"):
@@ -470,6 +472,28 @@ class GmailConnector(Connector):
             extra["references"] = references
         return SendResult(external_message_id=sent["id"], external_thread_id=sent.get("threadId"), extra=extra)
 
+    def _message_id(self, message: OutgoingMessage) -> str:
+        """The RFC Message-ID of an app message: the same for every attempt to send it, so a
+        send whose answer was lost can be found by it (``reconcile_send``)."""
+        me = self.credentials.email_address
+        if not message.app_message_id:
+            return email.utils.make_msgid(domain=me.rsplit("@", 1)[-1])
+        digest = hashlib.sha256(f"{me.lower()}\n{message.app_message_id}".encode()).hexdigest()[:32]
+        return f"<syncd.{digest}@{me.rsplit('@', 1)[-1]}>"
+
+    async def reconcile_send(self, message: OutgoingMessage) -> SendResult | None:
+        """The email an earlier attempt sent, found by its Message-ID; ``None`` if it never arrived."""
+        if not message.app_message_id:
+            return None
+        rfc_id = self._message_id(message)
+        found = await self._call("GET", "/messages", params={"q": f"rfc822msgid:{rfc_id.strip('<>')}",
+                                                             "includeSpamTrash": "true", "maxResults": 1})
+        hits = found.get("messages") or []
+        if not hits:
+            return None
+        return SendResult(external_message_id=hits[0]["id"], external_thread_id=hits[0].get("threadId"),
+                          extra={"rfcMessageId": rfc_id})
+
     async def delete(self, message: OutgoingMessage) -> None:
         fields = self.mapping.outgoing("delete", message)
         try:
@@ -480,12 +504,8 @@ class GmailConnector(Connector):
 
     # -- webhooks -------------------------------------------------------------------------
     def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
-        expected = self.credentials.push_token
-        if not expected:
-            raise SignatureError("gmail: this integration has no pushToken; Pub/Sub pushes are refused")
-        given = request.query.get("token") or ""
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            raise SignatureError("gmail: push token missing or wrong")
+        # The push token or Google's OIDC token, as mappings/gmail.yaml declares.
+        self.verify_declared(request)
         message, _ = decode_push(request.body)
         delivery_id = message.get("messageId") or message.get("message_id")
         return WebhookAccepted(delivery_id=str(delivery_id) if delivery_id else body_digest(request.body))

@@ -190,6 +190,9 @@ class GmailSimulator(Trial):
     def trial_chat(self) -> str | None:
         return getattr(self, "_trial_thread", None)
 
+    def trial_inbound(self, text: str) -> None:
+        self.add_incoming(self._trial_thread, "Ana Lima <ana@customer.example>", "Re: Order #1001", text)
+
     # -- setup and mutations (tests, demo) -------------------------------------------------
     def add_mailbox(self, address: str, token: str, refresh_token: str | None = None) -> Mailbox:
         box = self.mailboxes.setdefault(address.lower(), Mailbox(address))
@@ -425,6 +428,12 @@ class GmailSimulator(Trial):
         wanted = request.query_params.getlist("labelIds")
         if not spam_trash and ({"TRASH", "SPAM"} & set(stored.labels)):
             return False
+        # Of Gmail's search operators, only rfc822msgid: (what syncd searches a lost send by).
+        query = request.query_params.get("q", "").strip()
+        if query.startswith("rfc822msgid:"):
+            wanted_id = query.removeprefix("rfc822msgid:").strip().strip("<>")
+            if str(stored.mail.get("message-id", "")).strip().strip("<>") != wanted_id:
+                return False
         return all(label in stored.labels for label in wanted)
 
     # -- endpoints ------------------------------------------------------------------------------

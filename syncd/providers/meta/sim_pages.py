@@ -184,6 +184,9 @@ class PageMessagingSimulator(MetaGraphSimulator):
     def trial_chat(self) -> str | None:
         return next(iter(self.people), None)
 
+    def trial_inbound(self, text: str) -> None:
+        self.add_message(next(iter(self.people)), text)
+
     def add_person(self, user_id: str, name: str) -> str:
         self.people[user_id] = Person(user_id, name)
         self.conversations.setdefault(user_id, self._new_conversation_id())

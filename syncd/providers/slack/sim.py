@@ -149,6 +149,9 @@ class SlackSimulator(Trial):
     def trial_chat(self) -> str | None:
         return self.ids.get("general")
 
+    def trial_inbound(self, text: str) -> None:
+        self.add_message(self.ids["general"], text, self.ids["bob"])
+
     # -- building the workspace -----------------------------------------------------------
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}0SIM{next(self._ids):05d}"

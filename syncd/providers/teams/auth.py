@@ -121,27 +121,36 @@ class TeamsAuth(TeamsBase):
         async with self.auth.lock:
             if self.auth.token != used and not self._expiring():
                 return  # a concurrent call refreshed it already
-            c = self.credentials
-            response = await self.http.request(
-                "POST", f"{self.login_root}/{_q(c.tenant_id)}/oauth2/v2.0/token", label="POST oauth2/v2.0/token",
-                classify=_classify_token,
-                data={"grant_type": "refresh_token", "client_id": c.client_id, "client_secret": c.client_secret,
-                      "refresh_token": c.refresh_token, "scope": REFRESH_SCOPE},
-            )
-            try:
-                token = response.json()
-            except ValueError:
-                token = {}
-            if not isinstance(token, dict) or not token.get("access_token"):
-                raise AuthError("token refresh answered without an access token", status=401)
-            expires_at = int(self.ctx.clock() + float(token.get("expires_in") or 3600))
-            update: dict[str, Any] = {"access_token": token["access_token"], "expires_at": expires_at}
-            if token.get("refresh_token"):  # Microsoft rotates them: the old one may stop working
-                update["refresh_token"] = token["refresh_token"]
-            self.credentials = c.model_copy(update=update)
-            self.auth.token, self.auth.expires_at = token["access_token"], expires_at
-            if self.ctx.on_credentials is not None:
-                await self.ctx.on_credentials(self.credentials.model_dump(by_alias=True, exclude_none=True))
+            new = await self.refresh_grant(self._refresh_grant, lambda stored: self._fresh(stored, used))
+            self.credentials = type(self.credentials).model_validate(new)
+            self.auth.token, self.auth.expires_at = self.credentials.access_token, self.credentials.expires_at
+
+    def _fresh(self, stored: dict[str, Any], used: str | None) -> bool:
+        """Credentials another replica stored carry a new token that does not expire soon."""
+        expires = stored.get("expiresAt")
+        return bool(stored.get("accessToken")) and stored.get("accessToken") != used and (
+            expires is None or float(expires) - self.ctx.clock() >= TOKEN_MARGIN_S)
+
+    async def _refresh_grant(self, current: dict[str, Any]) -> dict[str, Any]:
+        """The refresh grant at the identity platform, from the stored credentials."""
+        c = type(self.credentials).model_validate(current)
+        response = await self.http.request(
+            "POST", f"{self.login_root}/{_q(c.tenant_id)}/oauth2/v2.0/token", label="POST oauth2/v2.0/token",
+            classify=_classify_token,
+            data={"grant_type": "refresh_token", "client_id": c.client_id, "client_secret": c.client_secret,
+                  "refresh_token": c.refresh_token, "scope": REFRESH_SCOPE},
+        )
+        try:
+            token = response.json()
+        except ValueError:
+            token = {}
+        if not isinstance(token, dict) or not token.get("access_token"):
+            raise AuthError("token refresh answered without an access token", status=401)
+        expires_at = int(self.ctx.clock() + float(token.get("expires_in") or 3600))
+        update: dict[str, Any] = {"access_token": token["access_token"], "expires_at": expires_at}
+        if token.get("refresh_token"):  # Microsoft rotates them: the old one may stop working
+            update["refresh_token"] = token["refresh_token"]
+        return c.model_copy(update=update).model_dump(by_alias=True, exclude_none=True)
 
     def _scrub(self, exc: ProviderError) -> None:
         c = self.credentials

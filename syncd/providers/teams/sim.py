@@ -171,6 +171,10 @@ class TeamsSimulator(Trial):
     def trial_chat(self) -> str | None:
         return getattr(self, "_trial_ids", {}).get("group")
 
+    def trial_inbound(self, text: str) -> None:
+        ids = self._trial_ids
+        self.post(ids["group"], ids["alex"], text, content_type="text", notify=False)
+
     # -- building the tenant (tests, demo) ---------------------------------------------------
     def _now_ms(self) -> int:
         self._last_ms = max(int(self.clock() * 1000), self._last_ms + 1)
