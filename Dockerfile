@@ -8,12 +8,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, in their own layer, so a code change does not reinstall them; with the
-# `fast` extras (uvloop, httptools), which `syncd run` picks up when installed.
+# Dependencies first, in their own layer, so a code change does not reinstall them: the pinned
+# versions of requirements.lock, every file checked against its hash, with the `fast` extras
+# (uvloop, httptools) that `syncd run` picks up when installed. deploy/lock-requirements.sh
+# regenerates the lock after a change to pyproject.toml.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
+
 COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['fast']))" > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
 
 COPY README.md ./
 COPY syncd/ syncd/
@@ -21,9 +23,11 @@ COPY mappings/ mappings/
 RUN pip install --no-deps . \
  && useradd --system --uid 10001 --create-home --home-dir /home/syncd --shell /usr/sbin/nologin syncd
 
-# The installed code and mappings stay owned by root: the service cannot rewrite itself.
-ENV SYNCD_MAPPINGS_DIR=/app/mappings \
-    SYNCD_HTTP_HOST=0.0.0.0 \
+# The installed code and mappings stay owned by root: the service cannot rewrite itself. The
+# mappings are installed with the package (share/syncd/mappings); SYNCD_MAPPINGS_DIR is left for
+# an operator's own manifests, since a folder holding the built-in ones again would define each
+# platform twice and stop the start.
+ENV SYNCD_HTTP_HOST=0.0.0.0 \
     SYNCD_HTTP_PORT=8080 \
     SYNCD_LOG_FORMAT=json
 

@@ -2,8 +2,8 @@
 
 ``syncd run`` starts the daemon; ``syncd demo`` runs the whole two-way sync against the
 built-in simulators; ``syncd sim <platform>`` serves one simulator for a trial; ``resync``,
-``status``, ``integrations`` (list, show, create, pause, resume, delete) and ``deadletters``
-talk to a running daemon's HTTP API (``--api``, default ``http://localhost:$SYNCD_HTTP_PORT``)
+``status``, ``integrations`` (list, show, create, pause, resume, delete), ``chats list``,
+``messages list`` and ``deadletters`` talk to a running daemon's HTTP API (``--api``, default ``http://localhost:$SYNCD_HTTP_PORT``)
 with ``$SYNCD_ADMIN_TOKEN``; ``events send`` signs an app event with
 ``$SYNCD_APP_WEBHOOK_SECRET`` and posts it.
 """
@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -251,6 +252,100 @@ def cmd_deadletters(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The API's largest page of messages (``GET /chats/{id}/messages?limit=``).
+MAX_PAGE = 500
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def _list_chats(client: httpx.Client, args: argparse.Namespace) -> list[dict[str, Any]]:
+    if not (args.integration or args.customer):
+        raise SystemExit("error: give --integration or --customer (or both)")
+    if args.integration:
+        _call(client, "GET", f"/integrations/{args.integration}")  # an unknown one is a 404, not "no chats"
+    params = {k: v for k, v in {"customerId": args.customer, "integrationId": args.integration}.items() if v}
+    return _call(client, "GET", "/chats", params=params)["chats"]
+
+
+def cmd_chats(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        chats = _list_chats(client, args)
+    if args.json:
+        print(json.dumps({"chats": chats}, indent=2))
+    elif not chats:
+        print("no chats")
+    else:
+        rows = [("id", "platform", "kind", "external id", "last message", "name")]
+        rows += [(c["id"], c["platform"], c.get("kind") or "", c["externalChatId"], c.get("lastMessageAt") or "",
+                  c.get("name") or "") for c in chats]
+        print(_table(rows))
+    return 0
+
+
+def _chat_id(client: httpx.Client, args: argparse.Namespace) -> str:
+    """Our id of the chat ``--chat`` names: ours as given, or the platform's among the chats of
+    ``--integration`` / ``--customer``."""
+    if not (args.integration or args.customer):
+        return args.chat
+    found = [c for c in _list_chats(client, args) if args.chat in (c["id"], c["externalChatId"])]
+    owner = f"integration {args.integration}" if args.integration else f"customer {args.customer}"
+    if not found:
+        raise SystemExit(f"error: no chat {args.chat!r} among {owner}'s chats (see `syncd chats list`)")
+    if len({c["id"] for c in found}) > 1:
+        platforms = ", ".join(sorted(c["platform"] for c in found))
+        raise SystemExit(f"error: {owner} has several chats {args.chat!r} (on {platforms}); give --integration")
+    return found[0]["id"]
+
+
+def _message_row(m: dict[str, Any]) -> tuple[str, ...]:
+    sender = m.get("sender") or {}
+    text = " ".join((m.get("text") or m.get("subject") or "").split())
+    if m.get("deletedAt"):
+        text = "(deleted)"
+    return (m.get("sentAt") or "", m["direction"], sender.get("name") or sender.get("externalUserId") or "",
+            m.get("externalMessageId") or "", text[:70] + ("..." if len(text) > 70 else ""))
+
+
+def cmd_messages(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        chat_id = _chat_id(client, args)
+        messages: list[dict[str, Any]] = []
+        cursor, seen = args.cursor, set()
+        while True:
+            params = {"limit": args.limit, **({"cursor": cursor} if cursor else {})}
+            page = _call(client, "GET", f"/chats/{chat_id}/messages", params=params)
+            messages += page["messages"]
+            cursor = page.get("nextCursor")
+            if not (args.all and cursor):
+                break
+            if cursor in seen:  # a cursor that repeats would page forever
+                raise SystemExit(f"error: the API handed out the cursor {cursor!r} twice; stopped")
+            seen.add(cursor)
+    if args.json:
+        print(json.dumps({"messages": messages, "nextCursor": cursor}, indent=2))
+        return 0
+    if messages:
+        print(_table([("sent", "direction", "sender", "external id", "text"), *map(_message_row, messages)]))
+    else:
+        print("no messages" + (" after this cursor" if args.cursor else ""))
+    if cursor:
+        print(f"more: --cursor {cursor}")
+    return 0
+
+
+def _page_size(value: str) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 1 <= size <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_PAGE} (got {size})")
+    return size
+
+
 def parser() -> argparse.ArgumentParser:
     port = os.environ.get("SYNCD_HTTP_PORT", "8080")
     root = argparse.ArgumentParser(prog="syncd", description="Two-way message sync daemon.")
@@ -338,6 +433,28 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--api", default=f"http://localhost:{port}",
                       help="syncd's base URL (default: %(default)s, from $SYNCD_HTTP_PORT)")
     events.set_defaults(func=cmd_events)
+
+    chats = sub.add_parser("chats", help="the chats syncd stores (imported and seen)")
+    csub = chats.add_subparsers(dest="action", required=True)
+    clist = csub.add_parser("list", help="list an integration's or a customer's chats, oldest first")
+    messages = sub.add_parser("messages", help="the messages syncd stores for a chat")
+    msub = messages.add_subparsers(dest="action", required=True)
+    mlist = msub.add_parser("list", help="list a chat's messages, newest first, a page at a time")
+    mlist.add_argument("--chat", required=True,
+                       help="our chat id (as `chats list` shows it); with --integration or --customer, also "
+                            "the platform's chat id")
+    for p, what in ((clist, "chats"), (mlist, "chat")):
+        p.add_argument("--integration", help=f"the integration whose {what} to look in")
+        p.add_argument("--customer", help=f"the customer id whose {what} to look in")
+        p.add_argument("--json", action="store_true", help="print the API's JSON answer instead of a table")
+        client_args(p)
+    mlist.add_argument("--limit", type=_page_size, default=50,
+                       help=f"messages per page, 1 to {MAX_PAGE} (default: %(default)s)")
+    paging = mlist.add_mutually_exclusive_group()
+    paging.add_argument("--cursor", help="start after this page (the `more: --cursor ...` of the previous one)")
+    paging.add_argument("--all", action="store_true", help="follow every page to the oldest message")
+    chats.set_defaults(func=cmd_chats)
+    messages.set_defaults(func=cmd_messages)
 
     dead = sub.add_parser("deadletters", help="app events and webhook deliveries that failed for good")
     dsub = dead.add_subparsers(dest="action", required=True)

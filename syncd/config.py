@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=2000, gt=0)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
+    #: One ``http.request`` line per HTTP request (syncd.api.access_log).
+    access_log: bool = True
     outbox_max_attempts: int = Field(default=8, ge=1)
     inbox_max_attempts: int = Field(default=8, ge=1)
     retry_base_s: float = Field(default=1.0, ge=0)

@@ -84,6 +84,11 @@ def _email_address(value: Any) -> str | None:
     return parse_address(str(value))[1].lower() or None
 
 
+def _message_id(value: Any) -> str | None:
+    """A Message-ID without its angle brackets (APIs write it both ways)."""
+    return str(value).strip().removeprefix("<").removesuffix(">").strip() or None
+
+
 def _email_name(value: Any) -> str | None:
     return parse_address(str(value))[0] or None
 
@@ -120,6 +125,7 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "rfc2822_date": _rfc2822,
     "email_address": _email_address,
     "email_name": _email_name,
+    "message_id": _message_id,
     "email_list": _email_list,
     "first": _first,
     "list": lambda v: v if isinstance(v, list) else [v],

@@ -6,6 +6,10 @@ default one: an app (or a test) may build several FastAPI apps in one process, a
 increments these directly (``INGESTED.labels(platform, "webhook", "created").inc()``); the
 backlog gauges are set from the store's inbox/outbox counts when ``/metrics`` is scraped.
 
+The registry also carries prometheus-client's process collector (``process_resident_memory_bytes``,
+``process_cpu_seconds_total``, ``process_open_fds``, ``process_start_time_seconds``...), read
+from ``/proc`` at each scrape; where there is no ``/proc`` it reports nothing.
+
 Label values are small closed sets (platform names, the outcomes listed on each metric);
 never put ids, chat names or error texts in a label.
 """
@@ -17,6 +21,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     generate_latest,
 )
 
@@ -38,6 +43,7 @@ __all__ = [
 ]
 
 REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
 
 #: The classic text format, which ``generate_latest`` writes for our (plain ASCII) names and
 #: every Prometheus version scrapes; newer clients advertise ``version=1.0.0`` instead.

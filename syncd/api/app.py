@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
+from syncd.api.access_log import AccessLog
 from syncd.api.auth import admin_dependency
 from syncd.api.chats import chats_router, user_platforms_router
 from syncd.api.connect import connect_router
@@ -26,6 +27,8 @@ def create_app(engine: Engine) -> FastAPI:
     app = FastAPI(title="syncd", version="0.1.0", docs_url=None, redoc_url=None,
                   description="Two-way message sync between your app and messaging platforms.")
     app.add_middleware(BodyLimit, max_bytes=engine.ctx.settings.max_body_bytes)
+    # Added last, so it wraps the body limit: a refused body is logged like any answer.
+    app.add_middleware(AccessLog, enabled=engine.ctx.settings.access_log)
     install_error_handlers(app)
     settings = engine.ctx.settings
 

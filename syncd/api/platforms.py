@@ -51,7 +51,7 @@ def describe(name: str, cls: type[Connector], loaded: Loaded, settings: Settings
             "history": cls.has_history, "poll": cls.can_poll, "edit": cls.can_edit, "delete": cls.can_delete,
             "send": manifest.capabilities.send, "webhooks": manifest.capabilities.webhooks,
             "listChats": manifest.capabilities.list_chats, "listUsers": manifest.capabilities.list_users,
-            "oauth": cls.oauth is not None,
+            "oauth": cls.oauth is not None, "listen": cls.can_listen,
         },
         "credentials": credential_fields(cls, loaded),
         "settings": {key: spec.model_dump(by_alias=True, exclude_none=True) for key, spec in manifest.settings.items()},

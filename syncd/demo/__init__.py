@@ -1,7 +1,8 @@
 """``syncd demo``: the whole two-way sync against the built-in simulators, in memory.
 
-For every platform that has landed (Slack, Gmail, Microsoft Teams, WhatsApp, Messenger,
-Instagram, Telegram) it seeds the simulator, creates the integration through the HTTP API with
+For every platform that ships a scenario (``syncd/providers/<p>/demo.py``: Slack, Gmail,
+Microsoft Teams, WhatsApp, Messenger, Instagram, Telegram, Viber, LINE, WeChat, and a mailbox
+over IMAP and SMTP served by a built-in mail server) it seeds the simulator, creates the integration through the HTTP API with
 the platform's real credential shape, imports with a progress line where the platform keeps
 history, runs the platform's handshake, plays live traffic both ways (signed deliveries each
 redelivered, edits, deletes, app events exported, echoes merged) and checks every stored chat

@@ -34,7 +34,7 @@ QUICK_TIMEOUT_S = 10.0
 
 #: What the engine calls on a connector: whatever they raise leaves scrubbed of secrets.
 GUARDED_METHODS = ("identify", "list_chats", "fetch_history_page", "send", "reconcile_send", "edit", "delete",
-                   "prepare_webhook", "accept_webhook", "parse_webhook", "poll", "maintain")
+                   "prepare_webhook", "accept_webhook", "parse_webhook", "poll", "maintain", "listen")
 
 
 def secret_values(model: type[BaseModel], credentials: dict[str, Any]) -> list[str]:

@@ -23,6 +23,7 @@ from syncd.engine.importer import Importer, chat_data
 from syncd.engine.inbox import Inbox
 from syncd.engine.leases import hold
 from syncd.engine.lifecycle import Lifecycle, full_sync_period, valid_period
+from syncd.engine.listeners import Listeners
 from syncd.engine.notifier import CallbackSender, sweep_owed_callbacks
 from syncd.engine.outbox import Outbox
 from syncd.engine.poller import PollBusy, Poller
@@ -71,12 +72,14 @@ class Engine:
         self.lifecycle = Lifecycle(ctx, self.importer)
         self.dead_letters = DeadLetters(ctx, events=self.outbox.events, deliveries=self.inbox.worker)
         self._polls: set[asyncio.Task[Any]] = set()
+        self.listeners = Listeners(ctx, self._poll_now)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start the inbox and outbox workers (the daemon schedules polls and resumes)."""
         self.inbox.worker.start()
         self.outbox.events.start()
+        self.listeners.enabled = True  # ``resume`` starts them
         if self.ctx.settings.app_callback_url:
             self.outbox.notify.start()
 
@@ -95,10 +98,12 @@ class Engine:
         for worker in (self.inbox.worker, self.outbox.events, self.outbox.notify):
             await worker.stop(max(0.0, deadline - loop.time()))
         importing = self.importer.busy()
-        if importing or self._polls:
+        if importing or self._polls or self.listeners.count:
             # Said before waiting, so a slow stop is explained while it happens.
             log.info("shutdown waiting for work in hand", imports=importing, polls=len(self._polls),
-                     wait_s=round(max(0.0, deadline - loop.time()), 1))
+                     listeners=self.listeners.count, wait_s=round(max(0.0, deadline - loop.time()), 1))
+        # Listeners hold no work: closed first, so they wake no poll while the rest winds down.
+        await self.listeners.close()
         try:
             await asyncio.wait_for(self.importer.wait(), max(0.0, deadline - loop.time()))
         except TimeoutError:
@@ -120,9 +125,11 @@ class Engine:
         """Continue every unfinished import (after a restart, a crash, a failed page, or a
         replica that died holding the lease), and queue the app callbacks a process died
         before queueing."""
-        for integration in await self.store.list_integrations(status="active"):
+        active = await self.store.list_integrations(status="active")
+        for integration in active:
             if await self.importer.has_work(integration.id):
                 self.importer.kick(integration.id)
+        await self.listeners.keep(active)
         owed = await sweep_owed_callbacks(self.ctx)
         if owed:
             log.info("queued callbacks a stopped process owed", messages=owed)
@@ -144,6 +151,11 @@ class Engine:
         except UnknownPlatform:
             return
         interval = cls.poll_every_s or self.ctx.settings.poll_interval_s
+        if self.listeners.is_up(integration_id):
+            # The listener wakes a poll when something changes; a scheduled one is a safety net.
+            if not self.listeners.safety_poll_due(integration_id, cls.listen_poll_every_s):
+                return
+            interval = max(interval, cls.listen_poll_every_s)
         if not await self.store.acquire_lease(f"poll-turn:{integration_id}", self.ctx.owner, interval * TURN_SHARE):
             return
         await self._track(self._poll(integration_id), f"poll:{integration_id}")
@@ -184,13 +196,22 @@ class Engine:
                 return
             await self.store.update_sync_status(integration_id, None, maintenance=state, maintained_at=self.ctx.now())
 
-    async def _poll(self, integration_id: str) -> None:
+    async def _poll(self, integration_id: str) -> bool:
+        """One poll; False when one of this integration is running already."""
         try:
             await self.poller.poll(integration_id)
         except PollBusy:
-            pass
+            return False
         except ProviderError as exc:
             log.warning("poll failed", integration_id=integration_id, error=str(exc))
+        return True
+
+    async def _poll_now(self, integration_id: str) -> bool:
+        """A poll a listener woke: tracked like a scheduled one, so shutdown waits for it, and
+        shielded, so a listener that stops meanwhile does not cut it short."""
+        if self.ctx.stopping.is_set():
+            return True
+        return bool(await asyncio.shield(self._track(self._poll(integration_id), f"poll:{integration_id}")))
 
     # -- integrations ------------------------------------------------------------------------
     async def create_integration(
@@ -230,6 +251,7 @@ class Engine:
         await self.store.repoint_chats(customer_id, platform, integration.id)
         await self.importer.plan_initial(integration)
         self.importer.kick(integration.id)
+        self.listeners.start(integration)
         if connector_cls.maintain_every_s is not None:
             self._track(self.maintain(integration.id), f"maintain:{integration.id}")
         log.info("integration created", integration_id=integration.id, platform=platform, customer_id=customer_id)
@@ -281,6 +303,7 @@ class Engine:
         integration = await self.get_integration(integration_id)
         await self.store.update_integration(integration_id, status="deleted")
         await self.importer.cancel(integration_id)
+        await self.listeners.stop(integration_id)
         self.ctx.users.forget(integration_id)
         disconnect = await self.lifecycle.start_disconnect(integration)
         purged = await self.store.purge_integration(integration_id) if purge else None
@@ -293,7 +316,9 @@ class Engine:
         if integration.status not in ("active", "paused"):
             raise Conflict("integration_not_active",
                                    f"only an active integration can be paused; this one is {integration.status}")
-        return await self.lifecycle.pause(integration, reason)
+        paused = await self.lifecycle.pause(integration, reason)
+        await self.listeners.stop(integration_id)
+        return paused
 
     async def resume_integration(self, integration_id: str) -> Integration:
         integration = await self.get_integration(integration_id)
@@ -313,6 +338,7 @@ class Engine:
             self._track(self.maintain(integration_id), f"maintain:{integration_id}")
         if cls.can_poll:
             self._track(self._poll(integration_id), f"poll:{integration_id}")
+        self.listeners.start(updated)
         return updated
 
     async def full_sync(self, integration_id: str) -> None:
@@ -351,6 +377,7 @@ class Engine:
             raise Invalid("invalid_credentials", "credentials are invalid", details) from None
         # Checked first, so credentials the platform refuses never replace working ones.
         _, credentials = await self._identify(integration, credentials)
+        await self.listeners.stop(integration_id)  # it runs on the old credentials
         await self.ctx.connectors.forget(integration_id)
         await self.store.set_credentials(integration_id, credentials)
         # Again: a worker that read the old credentials meanwhile may have cached a connector.
@@ -367,6 +394,7 @@ class Engine:
         self.importer.kick(integration_id)
         if connector_cls.maintain_every_s is not None:
             self._track(self.maintain(integration_id), f"maintain:{integration_id}")
+        self.listeners.start(updated)
         return updated
 
     async def available_chats(self, integration_id: str) -> list[ChatData]:

@@ -110,6 +110,11 @@ class Connector(abc.ABC):
     #: Settings that are secrets (a webhook secret an operator chose): the engine keeps them
     #: with the encrypted credentials, where the connector reads them, and never answers them.
     secret_settings: ClassVar[tuple[str, ...]] = ()
+    #: True where the connector can hold a long-lived listener (``listen``): a connection on
+    #: which the platform says at once that something changed, which wakes the integration's
+    #: poll. While it is up, scheduled polls are only a safety net every ``listen_poll_every_s``.
+    can_listen: ClassVar[bool] = False
+    listen_poll_every_s: ClassVar[float] = 300.0
     #: The manifest's ``webhook`` section (``with_manifest_webhook``): verifiers declared as data,
     #: which a platform module runs with ``verify_declared``.
     webhook_spec: ClassVar[Webhook] = Webhook()
@@ -248,8 +253,9 @@ class Connector(abc.ABC):
         if none is declared (a class not bound to its manifest verifies nothing, so accepts nothing)."""
         if not self.webhook_spec.verify:
             raise SignatureError(f"{self.platform} declares no webhook verification")
-        signatures.verify(self.webhook_spec.verify, request, self.webhook_scope(request), now=self.ctx.clock(),
-                          max_skew_s=self.ctx.webhook_max_skew_s, keys=self.ctx.key_sets)
+        signatures.verify_declared(self.webhook_spec.verify_mode, self.webhook_spec.verify, request,
+                                   self.webhook_scope(request), now=self.ctx.clock(),
+                                   max_skew_s=self.ctx.webhook_max_skew_s, keys=self.ctx.key_sets)
 
     @abc.abstractmethod
     async def parse_webhook(self, request: WebhookRequest) -> Changes:
@@ -276,8 +282,34 @@ class Connector(abc.ABC):
         to undo."""
         return None
 
+    async def listen(self, signals: Listening) -> None:
+        """Hold the listener (only where ``can_listen``): call ``signals.up()`` once it is
+        established and ``signals.changed()`` whenever the platform says something changed
+        (the engine then polls at once; the listener reads no data itself). Runs until
+        cancelled; returning or raising means it dropped, and the engine connects it again
+        under backoff. ``ListenerUnavailable``: this account cannot have one, polls alone
+        serve it."""
+        raise ListenerUnavailable(f"{self.platform} has no listener")
+
     async def close(self) -> None:
         await self.http.aclose()
+
+
+class ListenerUnavailable(Exception):
+    """The account cannot hold a listener (the server lacks the extension, a setting turns it
+    off): the engine stops trying and polls at the usual interval."""
+
+
+class Listening(abc.ABC):
+    """What a listener tells the engine."""
+
+    @abc.abstractmethod
+    def up(self) -> None:
+        """The listener is established (polls become a safety net; one runs now to catch up)."""
+
+    @abc.abstractmethod
+    def changed(self) -> None:
+        """The platform signalled a change: poll now."""
 
 
 @dataclass(frozen=True)

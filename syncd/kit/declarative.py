@@ -235,7 +235,11 @@ class ManifestConnector(Connector):
         """The ``(record, parent)`` pairs of one page, unmapped, and the next cursor."""
         response, body = await self.call(name, spec, scope, cursor=cursor)
         found = self.records(spec, body, scope)
-        after = paging.next_cursor(spec.paginator, response, body, len(found), cursor, name)
+        if spec.paginator is not None and spec.paginator.stop_on_empty and not any(
+                isinstance(r, dict) for r, _ in templates.select(body, spec.records or ".")):
+            after = None  # checked first: such a log may name the same page again
+        else:
+            after = paging.next_cursor(spec.paginator, response, body, len(found), cursor, name)
         return await self.expand(name, spec, body, found, scope), after
 
     async def expand(self, name: str, spec: Request, body: Any, found: list[tuple[Any, Any]],
@@ -337,9 +341,16 @@ class ManifestConnector(Connector):
 
     # -- webhooks -----------------------------------------------------------------------------
     def _delivery_scope(self, request: WebhookRequest) -> dict[str, Any]:
-        form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
         return self.scope(header=request.headers, query=request.query, url=request.url,
-                          formSorted="".join(k + v for k, v in sorted(form.items())))
+                          publicUrl=signatures.public_url(self.ctx.webhook_url, request),
+                          formSorted=signatures.form_sorted(request), delivery=self._signed_document(request))
+
+    def _signed_document(self, request: WebhookRequest) -> Any:
+        """The parsed delivery, where a verifier reads its signature from it (else not parsed);
+        a body that cannot be read cannot carry a signature: ``MalformedDelivery`` (400)."""
+        if not any(v.path for v in self.manifest.webhook.verify):
+            return None
+        return self.parse_body(request)
 
     def webhook_scope(self, request: WebhookRequest) -> dict[str, Any]:
         return self._delivery_scope(request)
@@ -352,8 +363,8 @@ class ManifestConnector(Connector):
             return shook
         if not hook.verify:
             raise SignatureError(f"{self.platform} declares no webhook verification")
-        signatures.verify(hook.verify, request, scope, now=self.ctx.clock(), max_skew_s=self.ctx.webhook_max_skew_s,
-                          keys=self.ctx.key_sets)
+        signatures.verify_declared(hook.verify_mode, hook.verify, request, scope, now=self.ctx.clock(),
+                                   max_skew_s=self.ctx.webhook_max_skew_s, keys=self.ctx.key_sets)
         shook = signatures.handshake(hook.handshakes, request, scope, verified=True)
         if shook is not None:
             return shook
@@ -374,6 +385,8 @@ class ManifestConnector(Connector):
         """The delivery as a document: JSON, or a form as a dict; ``MalformedDelivery`` if not."""
         if self.manifest.webhook.format == "form":
             return dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+        if self.manifest.webhook.format == "params":
+            return {**request.query, **dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))}
         try:
             return json.loads(request.body)
         except (ValueError, RecursionError):
@@ -389,7 +402,9 @@ class ManifestConnector(Connector):
         elif spec.path:
             found = templates.lookup(body, spec.path)
         elif spec.template:
-            found = templates.render(spec.template, {"body": body, "header": request.headers})
+            scope = {"body": body, "header": request.headers}
+            choices = [spec.template] if isinstance(spec.template, str) else spec.template
+            found = next((v for v in (templates.render(t, scope) for t in choices) if v not in (None, "")), None)
         if found not in (None, ""):
             return str(found)
         if self.manifest.webhook.malformed == "ignore" and (spec.header or spec.path or spec.template):

@@ -156,6 +156,9 @@ class Paginator(Strict):
     #: ``next_url`` only: a next URL on another host is requested on the configured root (its
     #: path below the documented root's path, and its query), so credentials go nowhere else.
     rebase: bool = False
+    #: The answer names a next page even after the last one (an event log read up to now): a
+    #: page whose ``records`` selection is empty, before ``where``, is the last.
+    stop_on_empty: bool = False
 
     @model_validator(mode="after")
     def _complete(self) -> Paginator:
@@ -316,7 +319,8 @@ class Verifier(Strict):
 
     ``hmac``: the ``header`` (after ``prefix``) is the ``encoding`` of HMAC-``algorithm`` keyed
     with ``key`` over the ``payload`` template (``{body}``, ``{url}``, ``{header.x}``,
-    ``{formSorted}``); with ``timestampHeader`` the delivery must be within the replay window.
+    ``{formSorted}``, ``{publicUrl}``); with ``timestampHeader`` the delivery must be within the
+    replay window.
     ``token``: a shared secret in ``header`` or query ``param`` equals ``value``.
     ``jwt``: an HMAC-signed JWT (``algorithms``) in ``header`` (after ``prefix``) signed with
     ``key``; ``nbf``/``exp``/``iat`` are checked against syncd's clock with ``leewayS``,
@@ -331,6 +335,12 @@ class Verifier(Strict):
     type: Literal["hmac", "token", "jwt", "oidc"]
     header: str | None = None
     param: str | None = None
+    #: The signature is a field of the delivery itself (``signature.signature``), read from the
+    #: parsed delivery, which templates read as ``{delivery.<path>}``.
+    path: str | None = None
+    #: With ``path``: the delivery's own timestamp (epoch seconds), which must be within the
+    #: replay window.
+    timestamp_path: str | None = None
     prefix: str = ""
     algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
     key: str | None = None
@@ -340,6 +350,12 @@ class Verifier(Strict):
     timestamp_header: str | None = None
     #: A credential that must be set for this verifier to apply (an optional signing key).
     only_if: str | None = None
+    #: A signed URL (``{url}``, ``{publicUrl}``) is also accepted with its default port (:443,
+    #: :80) added or removed, as proxies change it.
+    any_default_port: bool = False
+    #: A body that is not a form is covered by this query parameter of the signed URL: the hex
+    #: SHA-256 of the raw body, which must be present and match.
+    body_digest_param: str | None = None
     #: Checked only when the delivery carries this verifier's header or param: a platform
     #: that authenticates a delivery in one of several ways. A delivery must then pass at least
     #: one verifier, and every one whose header or param it carries.
@@ -358,8 +374,8 @@ class Verifier(Strict):
 
     @model_validator(mode="after")
     def _complete(self) -> Verifier:
-        if self.header is None and self.param is None:
-            raise ValueError("a verifier reads a header or a query param")
+        if self.header is None and self.param is None and self.path is None:
+            raise ValueError("a verifier reads a header, a query param or a path of the delivery")
         if self.type in ("hmac", "jwt") and self.key is None:
             raise ValueError(f"a {self.type} verifier needs key")
         if self.type == "token" and self.value is None:
@@ -408,7 +424,9 @@ class DeliveryId(Strict):
 
     header: str | None = None
     path: str | None = None
-    template: str | None = None
+    #: A template on ``{body.x}`` and ``{header.x}``; a list: the first that resolves (deliveries
+    #: of several kinds, each with its own id).
+    template: str | list[str] | None = None
     records: str | None = None
 
     @model_validator(mode="after")
@@ -443,10 +461,14 @@ class EventRule(Selection):
 
 class Webhook(Strict):
     verify: list[Verifier] = Field(default_factory=list)
+    #: ``all``: a delivery must pass every verifier that applies. ``any``: one of those whose
+    #: header or parameter it carries (a current and a legacy scheme); carrying none is refused.
+    verify_mode: Literal["all", "any"] = "all"
     handshakes: list[Handshake] = Field(default_factory=list)
     delivery_id: DeliveryId = Field(default_factory=DeliveryId)
-    #: What a delivery is parsed as.
-    format: Literal["json", "form"] = "json"
+    #: What a delivery is parsed as: ``params`` is the query's parameters and a form body's
+    #: fields together (a platform that calls back with GET query parameters or form posts).
+    format: Literal["json", "form", "params"] = "json"
     #: Headers the events read later (kept with the stored delivery), lower case.
     keep_headers: list[str] = Field(default_factory=list)
     #: A verified delivery is stored only when each selection finds a record in it; others

@@ -15,7 +15,9 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import jwt
 
@@ -27,47 +29,139 @@ from syncd.universal import WebhookAccepted, WebhookAnswer, WebhookRequest
 if TYPE_CHECKING:
     from syncd.kit.jwks import KeySets
 
+#: Payload elements that are bytes, not text: the raw body, and its raw SHA-256 digest (a
+#: scheme that signs the digest's 32 bytes rather than its hex).
+_RAW = re.compile(r"\{(body|bodySha256)\}")
+
+
+def request_values(request: WebhookRequest) -> dict[str, str]:
+    """What payload templates read of the request itself: ``urlQuery`` (``?`` and the query
+    exactly as received, or nothing; after ``{webhookUrl}`` it makes the public URL that was
+    called) and ``querySorted`` (the query's parameters sorted by name, form-encoded)."""
+    query = urlsplit(request.url).query if "?" in request.url else ""
+    return {"urlQuery": f"?{query}" if query else "", "querySorted": urlencode(sorted(request.query.items()))}
+
 
 def payload_bytes(template: str, request: WebhookRequest, scope: dict[str, Any]) -> bytes:
-    """The signed bytes: ``template`` rendered, with ``{body}`` as the raw body's bytes."""
-    parts = template.split("{body}")
-    rendered = [templates.render(part, scope) if part else "" for part in parts]
-    if any(r is None for r in rendered):
-        raise SignatureError("a part of the signed payload is missing")
-    return request.body.join(str(r).encode() for r in rendered)
+    """The signed bytes: ``template`` rendered, with ``{body}`` as the raw body's bytes and
+    ``{bodySha256}`` as its raw SHA-256 digest."""
+    if "{urlQuery}" in template or "{querySorted}" in template:
+        scope = {**request_values(request), **scope}
+    pieces = _RAW.split(template)  # literal text and raw element names alternate
+    out = b""
+    for i, piece in enumerate(pieces):
+        if i % 2:
+            out += request.body if piece == "body" else hashlib.sha256(request.body).digest()
+            continue
+        rendered = templates.render(piece, scope) if piece else ""
+        if rendered is None:
+            raise SignatureError("a part of the signed payload is missing")
+        out += str(rendered).encode()
+    return out
 
 
-def _presented(verifier: Verifier, request: WebhookRequest) -> str:
-    value = request.headers.get(verifier.header.lower()) if verifier.header else request.query.get(verifier.param or "")
+def is_form(request: WebhookRequest) -> bool:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/x-www-form-urlencoded"
+
+
+def form_sorted(request: WebhookRequest) -> str:
+    """A form body as signers concatenate it: names sorted, each name's values sorted without
+    repeats, ``name + value`` each; empty for a body that is not a form."""
+    if not is_form(request):
+        return ""
+    pairs = parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)
+    return "".join(k + v for k, v in sorted(set(pairs)))
+
+
+def public_url(webhook_url: str | None, request: WebhookRequest) -> str | None:
+    """The URL the platform was given (the integration's public webhook URL) with the query the
+    delivery arrived with: what a platform that signs its URL signed, whatever proxy is between."""
+    if not webhook_url:
+        return None
+    query = urlsplit(request.url).query if request.query else ""
+    return webhook_url + (f"?{query}" if query else "")
+
+
+def port_toggled(url: str) -> str:
+    """``url`` with its scheme's default port removed if written, added if not."""
+    parts = urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    if default is None or parts.hostname is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    userinfo = parts.netloc[: len(parts.netloc) - len(host)]
+    if parts.port == default:
+        netloc = userinfo + host.rsplit(":", 1)[0]
+    elif parts.port is None:
+        netloc = f"{userinfo}{host}:{default}"
+    else:
+        return url
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _variants(verifier: Verifier, scope: dict[str, Any]) -> list[dict[str, Any]]:
+    if not verifier.any_default_port:
+        return [scope]
+    toggled = {k: port_toggled(scope[k]) for k in ("url", "publicUrl") if isinstance(scope.get(k), str)}
+    return [scope, {**scope, **toggled}]
+
+
+def _body_digest(verifier: Verifier, request: WebhookRequest) -> None:
+    if not verifier.body_digest_param or is_form(request):
+        return
+    presented = request.query.get(verifier.body_digest_param, "")
+    if not hmac.compare_digest(presented.lower().encode(), hashlib.sha256(request.body).hexdigest().encode()):
+        raise SignatureError(f"{verifier.body_digest_param} does not match the body")
+
+
+def _name(verifier: Verifier) -> str:
+    return verifier.header or verifier.param or verifier.path or "the signature"
+
+
+def _presented(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any] | None = None) -> str:
+    if verifier.path:
+        found = templates.lookup((scope or {}).get("delivery"), verifier.path)
+        value = found if isinstance(found, str) else None
+    elif verifier.header:
+        value = request.headers.get(verifier.header.lower())
+    else:
+        value = request.query.get(verifier.param or "")
     if not value:
-        raise SignatureError(f"{verifier.header or verifier.param} is missing")
+        raise SignatureError(f"{_name(verifier)} is missing")
     if verifier.prefix:
         if not value.startswith(verifier.prefix):
-            raise SignatureError(f"{verifier.header or verifier.param} has no {verifier.prefix!r} prefix")
+            raise SignatureError(f"{_name(verifier)} has no {verifier.prefix!r} prefix")
         value = value[len(verifier.prefix):]
     return value
 
 
-def _fresh(verifier: Verifier, request: WebhookRequest, now: float, max_skew_s: float) -> None:
-    if not verifier.timestamp_header:
+def _fresh(verifier: Verifier, request: WebhookRequest, now: float, max_skew_s: float,
+           scope: dict[str, Any] | None = None) -> None:
+    if verifier.timestamp_path:
+        raw = templates.lookup((scope or {}).get("delivery"), verifier.timestamp_path)
+    elif verifier.timestamp_header:
+        raw = request.headers.get(verifier.timestamp_header.lower(), "")
+    else:
         return
-    raw = request.headers.get(verifier.timestamp_header.lower(), "")
     try:
         stamp = float(raw)
-    except ValueError:
-        raise SignatureError(f"no valid {verifier.timestamp_header}") from None
+    except (TypeError, ValueError):
+        raise SignatureError(f"no valid {verifier.timestamp_header or verifier.timestamp_path}") from None
     if abs(now - stamp) > max_skew_s:
         raise SignatureError("the delivery is outside the replay window")
 
 
 def _hmac(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], key: str) -> None:
-    presented = _presented(verifier, request)
-    digest = hmac.new(key.encode(), payload_bytes(verifier.payload, request, scope),
-                      getattr(hashlib, verifier.algorithm)).digest()
-    expected = digest.hex() if verifier.encoding == "hex" else base64.b64encode(digest).decode()
-    if not hmac.compare_digest(expected.lower() if verifier.encoding == "hex" else expected,
-                               presented.strip().lower() if verifier.encoding == "hex" else presented.strip()):
-        raise SignatureError(f"{verifier.header or verifier.param} does not match")
+    presented = _presented(verifier, request, scope).strip()
+    presented = presented.lower() if verifier.encoding == "hex" else presented
+    for variant in _variants(verifier, scope):
+        digest = hmac.new(key.encode(), payload_bytes(verifier.payload, request, variant),
+                          getattr(hashlib, verifier.algorithm)).digest()
+        expected = digest.hex() if verifier.encoding == "hex" else base64.b64encode(digest).decode()
+        if hmac.compare_digest(expected.encode(), presented.encode()):
+            _body_digest(verifier, request)
+            return
+    raise SignatureError(f"{_name(verifier)} does not match")
 
 
 def _carried(verifier: Verifier, request: WebhookRequest) -> bool:
@@ -92,12 +186,12 @@ def verify(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, 
         checked += 1
         key = templates.render(verifier.key, scope) if verifier.key else None
         if verifier.type == "hmac":
-            _fresh(verifier, request, now, max_skew_s)
+            _fresh(verifier, request, now, max_skew_s, scope)
             _hmac(verifier, request, scope, str(key or ""))
         elif verifier.type == "token":
             expected = str(templates.render(verifier.value, scope) or "")
             if not expected or not hmac.compare_digest(_presented(verifier, request).encode(), expected.encode()):
-                raise SignatureError(f"{verifier.header or verifier.param} does not match")
+                raise SignatureError(f"{_name(verifier)} does not match")
         elif verifier.type == "oidc":
             _oidc(verifier, request, scope, now, keys)
         else:
@@ -125,10 +219,42 @@ def signing_keys_needed(verifiers: list[Verifier], request: WebhookRequest,
     return needed
 
 
+def verify_declared(mode: str, verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,
+                    now: float, max_skew_s: float, keys: KeySets | None = None) -> None:
+    """The manifest's ``verifyMode``: ``all`` verifiers that apply must pass, or ``any`` one."""
+    check = verify_any if mode == "any" else verify
+    check(verifiers, request, scope, now=now, max_skew_s=max_skew_s, keys=keys)
+
+
+def verify_any(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, Any], *,
+               now: float, max_skew_s: float, keys: KeySets | None = None) -> None:
+    """Raise ``SignatureError`` unless the delivery passes one of the verifiers that apply
+    (``onlyIf``) and whose header or parameter it carries (a platform that signs with a new
+    scheme or a legacy one). None applying is a refusal, never a pass."""
+    applicable = [v for v in verifiers if not v.only_if or templates.render(v.only_if, scope)]
+    if not applicable:
+        raise SignatureError("no verification applies: is the signing key configured?")
+    carried = [v for v in applicable if _presented_or_none(v, request)]
+    if not carried:
+        raise SignatureError(f"none of {', '.join(str(v.header or v.param) for v in applicable)} is present")
+    failures: list[SignatureError] = []
+    for verifier in carried:
+        try:
+            return verify([verifier.model_copy(update={"only_if": None})], request, scope, now=now,
+                          max_skew_s=max_skew_s, keys=keys)
+        except SignatureError as exc:
+            failures.append(exc)
+    raise failures[0]
+
+
+def _presented_or_none(verifier: Verifier, request: WebhookRequest) -> str | None:
+    return request.headers.get(verifier.header.lower()) if verifier.header else request.query.get(verifier.param or "")
+
+
 def _jwt(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], key: str, now: float) -> None:
     try:
         # Times are checked below against syncd's clock, not the library's.
-        claims = jwt.decode(_presented(verifier, request), key, algorithms=verifier.accepted_algorithms(),
+        claims = jwt.decode(_presented(verifier, request, scope), key, algorithms=verifier.accepted_algorithms(),
                             options=_unchecked(verifier.require))
     except jwt.PyJWTError as exc:
         raise SignatureError(f"JWT rejected ({type(exc).__name__})") from None

@@ -10,7 +10,7 @@ import hmac
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import jwt
 
@@ -49,6 +49,9 @@ def sign(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, An
     for verifier in verifiers:
         if verifier.only_if and not templates.render(verifier.only_if, scope):
             continue
+        if verifier.path:
+            request, scope = _sign_in_body(verifier, request, scope, now)
+            continue
         if verifier.timestamp_header:
             request.headers[verifier.timestamp_header.lower()] = str(int(now))
             scope = {**scope, "header": request.headers}
@@ -66,6 +69,55 @@ def sign(verifiers: list[Verifier], request: WebhookRequest, scope: dict[str, An
         else:
             request.query[verifier.param or ""] = verifier.prefix + value
     return request
+
+
+def _put(doc: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for step in parents:
+        doc = doc.setdefault(step, {})
+    doc[last] = value
+
+
+def _sign_in_body(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any],
+                  now: float) -> tuple[WebhookRequest, dict[str, Any]]:
+    """A JSON delivery that carries its own signature: stamped now, signed, written back."""
+    if "form" in request.headers.get("content-type", ""):
+        return _sign_in_form(verifier, request, scope, now)
+    try:
+        doc = json.loads(request.body)
+    except ValueError:
+        return request, scope  # not a document: nothing to sign it in
+    if verifier.timestamp_path:
+        _put(doc, verifier.timestamp_path, str(int(now)))
+    scope = {**scope, "delivery": doc}
+    _put(doc, verifier.path or "", _signature(verifier, request, scope))
+    request.body = json.dumps(doc).encode()
+    return request, scope
+
+
+def _signature(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any]) -> str:
+    key = str(templates.render(verifier.key or "", scope) or "")
+    digest = hmac.new(key.encode(), payload_bytes(verifier.payload, request, scope),
+                      getattr(hashlib, verifier.algorithm)).digest()
+    return verifier.prefix + (digest.hex() if verifier.encoding == "hex" else base64.b64encode(digest).decode())
+
+
+def _sign_in_form(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any],
+                  now: float) -> tuple[WebhookRequest, dict[str, Any]]:
+    """A form carries its signature fields flat: each path the verifier reads is the field named
+    by its last segment (``signature.token`` -> ``token``)."""
+    fields = dict(parse_qsl(request.body.decode(), keep_blank_values=True))
+    if verifier.timestamp_path:
+        fields[verifier.timestamp_path.rsplit(".", 1)[-1]] = str(int(now))
+    doc: dict[str, Any] = {}
+    for name in templates.placeholders(verifier.payload):
+        if name.startswith("delivery."):
+            field = name.rsplit(".", 1)[-1]
+            _put(doc, name.removeprefix("delivery."), fields.setdefault(field, f"contract-{field}-{now}"))
+    scope = {**scope, "delivery": doc}
+    fields[(verifier.path or "").rsplit(".", 1)[-1]] = _signature(verifier, request, scope)
+    request.body = urlencode(fields).encode()
+    return request, scope
 
 
 def jwt_claims(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], now: float) -> dict[str, Any]:

@@ -16,11 +16,12 @@ from syncd.kit.templates import placeholders
 from syncd.universal import WebhookRequest
 
 
-def connector(platform: str, credentials: dict[str, Any], clock: float) -> Any:
+def connector(platform: str, credentials: dict[str, Any], clock: float,
+              webhook_url: str = "https://syncd.test/webhooks/x/1") -> Any:
     """The platform's connector with ``credentials`` over placeholders for every other field."""
     cls = providers.connector_for(LOADED[platform])
     ctx = ConnectorContext(http=ProviderHttp("http://platform.invalid"), mapping=LOADED[platform].mapping,
-                           webhook_url="https://syncd.test/webhooks/x/1", clock=lambda: clock)
+                           webhook_url=webhook_url, clock=lambda: clock)
     filler = {(info.alias or name): "1234567890:" + "x" * 35 for name, info in cls.Credentials.model_fields.items()}
     return cls(cls.Credentials.model_construct(**{**filler, **credentials}), {}, ctx)
 
@@ -42,10 +43,12 @@ def test_a_documented_signature_vector_verifies_as_documented(platform, vector):
     names = {key_credential(v) for v in verifiers} - {None}
     headers = {k.lower(): v for k, v in vector["headers"].items()}
     stamps = [headers.get((v.timestamp_header or "").lower()) for v in verifiers if v.timestamp_header]
-    clock = float(stamps[0]) if stamps and stamps[0] else 1e9
-    request = WebhookRequest(method="POST", url=vector.get("url", "https://syncd.test/hook"), headers=headers,
-                             query=vector.get("params") or {}, body=vector["body"].encode())
-    subject = connector(platform, {name: vector["secret"] for name in names}, clock)
+    clock = float(stamps[0]) if stamps and stamps[0] else vector.get("now_unix", 1e9)
+    url = vector.get("url", "https://syncd.test/hook")
+    request = WebhookRequest(method=vector.get("method", "POST"), url=url, headers=headers,
+                             query=vector.get("params") or {}, body=(vector["body"] or "").encode())
+    # The URL the platform was given is the vector's, without the query the platform adds.
+    subject = connector(platform, {name: vector["secret"] for name in names}, clock, url.split("?")[0])
     if vector.get("expect_valid", True):
         try:
             subject.accept_webhook(request)

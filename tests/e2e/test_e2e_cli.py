@@ -91,6 +91,74 @@ def test_resync_full_wait_rereads_every_chat(created, syncd, capsys) -> None:
     assert "error" not in out.split("\n", 2)[2]
 
 
+def _integration_id(created) -> str:
+    return created.stdout.split()[1].rstrip(";")
+
+
+def test_chats_list_shows_the_imported_chats_by_integration_and_by_customer(created, syncd, capsys) -> None:
+    integration_id = _integration_id(created)
+
+    code, table = run(capsys, syncd, "chats", "list", "--integration", integration_id)
+    assert code == 0
+    header, *rows = table.splitlines()
+    assert header.split()[:5] == ["id", "platform", "kind", "external", "id"]
+    assert len(rows) == 4 and all(row.split()[1] == "slack" for row in rows)
+
+    code, out = run(capsys, syncd, "chats", "list", "--customer", "cust-cli", "--json")
+    chats = json.loads(out)["chats"]
+    assert code == 0 and {c["id"] for c in chats} == {row.split()[0] for row in rows}
+    assert {c["integrationId"] for c in chats} == {integration_id}
+
+
+def test_messages_list_pages_a_chat_named_by_the_platform_s_id(created, syncd, capsys) -> None:
+    integration_id = _integration_id(created)
+    _, out = run(capsys, syncd, "chats", "list", "--integration", integration_id, "--json")
+    listed = []
+    for candidate in json.loads(out)["chats"]:
+        code, out = run(capsys, syncd, "messages", "list", "--chat", candidate["id"], "--all", "--limit", "1", "--json")
+        assert code == 0 and json.loads(out)["nextCursor"] is None
+        listed.append((len(json.loads(out)["messages"]), candidate, json.loads(out)))
+    _, chat, every = max(listed, key=lambda found: found[0])
+    assert len(every["messages"]) >= 3
+
+    code, table = run(capsys, syncd, "messages", "list", "--chat", chat["externalChatId"],
+                      "--integration", integration_id, "--limit", "2")
+    assert code == 0
+    header, first, second, more = table.splitlines()
+    assert header.split() == ["sent", "direction", "sender", "external", "id", "text"]
+    assert first.startswith(every["messages"][0]["sentAt"]) and second.startswith(every["messages"][1]["sentAt"])
+    cursor = more.removeprefix("more: --cursor ")
+
+    code, out = run(capsys, syncd, "messages", "list", "--chat", chat["id"], "--cursor", cursor, "--limit", "500",
+                    "--json")
+    rest = json.loads(out)["messages"]
+    assert code == 0 and [m["id"] for m in rest] == [m["id"] for m in every["messages"][2:]]
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["chats", "list", "--integration", "no-such-integration"], "404 not_found"),
+    (["messages", "list", "--chat", "no-such-chat"], "404 not_found"),
+    (["messages", "list", "--chat", "no-such-chat", "--customer", "cust-cli"],
+     "no chat 'no-such-chat' among customer cust-cli's chats"),
+    (["messages", "list", "--chat", "x", "--cursor", "not-a-cursor"], "404 not_found"),
+])
+def test_chats_and_messages_of_nothing_exit_with_the_reason(argv, expected, created, syncd, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run(capsys, syncd, *argv)
+
+    assert expected in str(exited.value.code)
+
+
+def test_a_cursor_syncd_did_not_hand_out_is_a_400(created, syncd, capsys) -> None:
+    _, out = run(capsys, syncd, "chats", "list", "--integration", _integration_id(created), "--json")
+    chat_id = json.loads(out)["chats"][0]["id"]
+
+    with pytest.raises(SystemExit) as exited:
+        run(capsys, syncd, "messages", "list", "--chat", chat_id, "--cursor", "not-a-cursor")
+
+    assert str(exited.value.code) == "error: 400 bad_request: invalid cursor"
+
+
 def test_pause_resume_and_delete_with_purge(created, syncd, capsys) -> None:
     integration_id = created.stdout.split()[1].rstrip(";")
 
@@ -130,6 +198,7 @@ def test_an_unknown_integration_exits_non_zero_with_not_found(syncd, capsys) -> 
     ["integrations", "list"], ["integrations", "show"], ["integrations", "create"], ["integrations", "delete"],
     ["integrations", "pause"], ["integrations", "resume"],
     ["sim"], ["events", "send"], ["deadletters"], ["deadletters", "list"], ["deadletters", "retry"],
+    ["chats"], ["chats", "list"], ["messages"], ["messages", "list"],
 ])
 def test_every_command_has_help(argv, capsys) -> None:
     with pytest.raises(SystemExit) as exited:

@@ -1,5 +1,6 @@
 """A mailbox integration end to end through syncd's HTTP API, against the real Dovecot and
-SMTP server: create (and refuse bad settings), import, direction, live mail by polling, a reply
+SMTP server: create (and refuse bad settings), import, direction, live mail by polling (with
+IDLE turned off; IDLE is in ``test_imap_idle.py``), a reply
 from the app on the wire with its Sent copy merged, expunges and UIDVALIDITY changes."""
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ async def test_invalid_credentials_are_refused_by_field(bed, account, field, val
 
 async def test_import_direction_reply_echo_expunge_and_uidvalidity(bed, account):
     root = account.receive("Alice <alice@outside.test>", "Project kickoff")
-    integration = await bed.create("imap", account.credentials())
+    # Polls driven by hand, one at a time: no IDLE waking polls of its own (test_imap_idle.py).
+    integration = await bed.create("imap", account.credentials(), settings={"idle": False})
     assert integration["status"] == "active" and "password" not in str(integration)
     chat = await only_chat(bed, integration)
     assert chat["name"] == "Project kickoff" and chat["kind"] == "email_thread"

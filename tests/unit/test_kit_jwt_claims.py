@@ -17,7 +17,8 @@ from syncd.kit.manifest import Verifier
 from syncd.kit.signatures import verify
 from syncd.universal import WebhookRequest
 
-VECTORS = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "messagebird.json").read_text())["signature_vectors"]
+VECTORS = [v for v in json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "messagebird.json").read_text())[
+    "signature_vectors"] if v["scheme"] == "MessageBird-Signature-JWT"]
 KEY = "signing-key"
 URL = "https://syncd.example/webhooks/p/i1"
 VERIFIER = Verifier.model_validate({

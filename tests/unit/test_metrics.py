@@ -93,3 +93,12 @@ def test_syncd_metrics_stay_off_the_global_default_registry():
     # Several apps in one process (tests) must not collide on the process-wide registry.
     global_text = prometheus_client.generate_latest(prometheus_client.REGISTRY).decode()
     assert "syncd_" not in global_text
+
+
+def test_the_process_metrics_prometheus_users_expect_are_served():
+    families = {f.name: f for f in text_string_to_metric_families(metrics.render()[0].decode())}
+
+    for name in ("process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"):
+        assert families[name].type == "gauge" and families[name].samples[0].value > 0, name
+    assert families["process_cpu_seconds"].type == "counter"
+    assert families["process_cpu_seconds"].samples[0].value > 0

@@ -9,7 +9,11 @@ Folders: INBOX, the folder the server marks ``\\Sent`` (SPECIAL-USE), and ``sett
 An email in several of them is one message (its id is its Message-ID). Import pages go
 through a thread's emails folder by folder in UID order, with a cursor of ``(UIDVALIDITY,
 last UID)`` per folder; polls keep the same mark per folder for the whole mailbox. IMAP has no
-webhooks: new mail is found by polling every ``poll_every_s`` seconds (a STATUS per folder).
+webhooks: one more connection per integration idles on INBOX (``idle.py``, the engine's
+listener), and what it announces (new mail, expunges, flag changes) wakes a poll at once.
+Polling (a STATUS per folder) finds the rest: every ``listen_poll_every_s`` while IDLE is up,
+every ``poll_every_s`` while it is down, and always where the server has no IDLE or
+``settings.idle`` is false.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any, ClassVar, cast
 import structlog
 from pydantic import BaseModel
 
-from syncd.kit.connector import Connector, ConnectorContext
+from syncd.kit.connector import Connector, ConnectorContext, ListenerUnavailable, Listening
 from syncd.kit.errors import (
     AuthError,
     PermanentError,
@@ -38,6 +42,7 @@ from syncd.kit.http import ProviderHttp, RetryPolicy
 from syncd.providers import email_threads
 from syncd.providers.imap import folders as imap
 from syncd.providers.imap.credentials import ImapCredentials
+from syncd.providers.imap.idle import IdleConnection
 from syncd.providers.imap.mailbox import Email, Mailbox
 from syncd.providers.imap.smtp import Smtp
 from syncd.providers.imap.transport import ImapPool
@@ -68,8 +73,11 @@ class ImapConnector(Connector):
     platform: ClassVar[str] = "imap"
     Credentials: ClassVar[type[BaseModel]] = ImapCredentials
     can_edit: ClassVar[bool] = False
-    #: No push over HTTP: a STATUS per folder every few seconds finds new mail.
+    #: No push over HTTP: IDLE wakes polls; without it, a STATUS per folder every few seconds.
     poll_every_s: ClassVar[float | None] = 5.0
+    can_listen: ClassVar[bool] = True
+    #: With IDLE up, the poll is a safety net (other folders, a missed notification).
+    listen_poll_every_s: ClassVar[float] = 300.0
     #: Import lanes; each holds one pooled IMAP connection while it fetches a page.
     import_concurrency: ClassVar[int] = 2
 
@@ -87,6 +95,7 @@ class ImapConnector(Connector):
         self.smtp = Smtp(self.credentials)
         self._mailbox: Mailbox | None = None
         self.sent_folder: str | None = None
+        self._idling: set[IdleConnection] = set()
 
     # -- the mailbox -------------------------------------------------------------------------
     async def mailbox(self) -> Mailbox:
@@ -323,12 +332,28 @@ class ImapConnector(Connector):
 
     # -- webhooks ----------------------------------------------------------------------------
     def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
-        raise SignatureError("imap has no webhooks: new mail is found by polling")
+        raise SignatureError("imap has no webhooks: new mail is found by IDLE and polling")
 
     async def parse_webhook(self, request: WebhookRequest) -> Changes:
         return Changes()
 
+    # -- IDLE -------------------------------------------------------------------------------
+    async def listen(self, signals: Listening) -> None:
+        """IDLE on INBOX, on a connection of its own (see ``idle.py``)."""
+        if self.settings.get("idle") is False:
+            raise ListenerUnavailable("settings.idle is false")
+        conn = await IdleConnection.open(self.credentials, self.pool.context)
+        self._idling.add(conn)
+        try:
+            await conn.idle("INBOX", signals)
+        finally:
+            self._idling.discard(conn)
+            await conn.close()
+
     async def close(self) -> None:
+        # A listener still running on this connector ends (the engine connects a new one).
+        for conn in list(self._idling):
+            await conn.close()
         await self.pool.close()
         await super().close()
 

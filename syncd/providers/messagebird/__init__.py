@@ -1,0 +1,1 @@
+"""messagebird: the platform module, simulator and demo scenario (its manifest is mappings/messagebird.yaml)."""
