@@ -18,6 +18,7 @@ from syncd.api.limits import BodyLimit
 from syncd.api.openapi import SIGNATURE_SECURITY, openapi_builder
 from syncd.api.platforms import platforms_router
 from syncd.api.plugins import plugins_router
+from syncd.api.smooch import smooch_router
 from syncd.api.webhooks import WEBHOOK_PATH, add_webhook_route, webhook_operations
 from syncd.console import console_router
 from syncd.engine.engine import Engine
@@ -35,6 +36,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(platforms_router(engine.ctx.connectors, settings, [Depends(admin_dependency(settings))]))
     app.include_router(health_router(engine))
     app.include_router(integrations_router(engine))
+    app.include_router(smooch_router(engine))
     app.include_router(chats_router(engine))
     app.include_router(user_platforms_router(engine))
     add_webhook_route(app, engine)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from syncd.models import ClientId
@@ -41,6 +41,29 @@ class CreateIntegration(_In):
     def _keys(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
         _storable_keys(value, to_camel(info.field_name or ""))
         return value
+
+
+class SmoochIntegration(BaseModel):
+    """Smooch's Create Integration body, unchanged: the integration ``type`` (a platform or one of
+    its aliases), an optional ``displayName``, and the platform's credentials at the top level,
+    by syncd's names or Smooch's argument names."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(min_length=1, max_length=64, description="a platform or one of its aliases (GET /platforms)")
+    display_name: str | None = Field(default=None, alias="displayName", max_length=512,
+                                     description="the integration's name")
+
+    @model_validator(mode="after")
+    def _keys(self) -> SmoochIntegration:
+        for key, value in self.arguments.items():
+            _storable_keys({key: value}, "body")
+        return self
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The platform's credentials: every argument but ``type`` and ``displayName``."""
+        return dict(self.model_extra or {})
 
 
 class UpdateCredentials(_In):

@@ -35,6 +35,16 @@ def integration_view(settings: Settings, integration: Integration, hidden: tuple
     return answer
 
 
+def with_setup(answer: dict[str, Any], integration: Integration) -> dict[str, Any]:
+    """The creation answer: ``answer`` with what the user must paste at the platform. Shown this
+    once, since it may carry a secret syncd generated (the URL it pushes to, with its token)."""
+    if integration.setup:
+        answer["setup"] = integration.setup
+        # The URLs to paste (the webhook URL with its token, a plugin URL), at the top too.
+        answer.update({k: v for k, v in integration.setup.items() if k.endswith("Url") and isinstance(v, str)})
+    return answer
+
+
 def integrations_router(engine: Engine) -> APIRouter:
     settings, store = engine.ctx.settings, engine.store
     router = APIRouter(route_class=GuardedRoute, tags=["integrations"], dependencies=[Depends(admin_dependency(settings))])
@@ -52,14 +62,7 @@ def integrations_router(engine: Engine) -> APIRouter:
             platform=body.platform, customer_id=body.customer_id, name=body.name,
             credentials=body.credentials, settings=body.settings,
         )
-        answer = shown(integration)
-        if integration.setup:
-            # Shown this once: it may carry a secret syncd generated, which the user pastes
-            # at the platform (the URL it pushes to, with its token).
-            answer["setup"] = integration.setup
-            # The URLs to paste (the webhook URL with its token, a plugin URL), at the top too.
-            answer.update({k: v for k, v in integration.setup.items() if k.endswith("Url") and isinstance(v, str)})
-        return {"integration": answer}
+        return {"integration": with_setup(shown(integration), integration)}
 
     @router.get("/integrations")
     async def list_integrations(customerId: str | None = None, platform: str | None = None) -> dict[str, Any]:

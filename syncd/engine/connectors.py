@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import AliasChoices, BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails
 
 from syncd import providers
@@ -50,6 +51,18 @@ def secret_values(model: type[BaseModel], credentials: dict[str, Any]) -> list[s
 
 
 _UNSAFE_IN_IDS = re.compile(r"[/?#\\%\s\x00-\x1f\x7f]")
+
+
+def accepted_names(name: str, info: FieldInfo) -> set[str]:
+    """Every key a credentials field is read from: its name, its alias and its aliases (Smooch's
+    argument names, ``AliasChoices``)."""
+    names = {name, info.alias} if info.alias else {name}
+    choices = info.validation_alias
+    if isinstance(choices, AliasChoices):
+        names.update(c for c in choices.choices if isinstance(c, str))
+    elif isinstance(choices, str):
+        names.add(choices)
+    return names
 
 
 def _safe_id(key: str, value: Any) -> bool:
@@ -141,7 +154,7 @@ class Connectors:
         """Raises ``UnknownPlatform`` or pydantic's ``ValidationError``, which names every
         field the platform does not take (a typo such as ``bottoken`` is not ignored)."""
         model = self.connector_class(platform).Credentials
-        known = {n for name, info in model.model_fields.items() for n in (name, info.alias) if n}
+        known = {n for name, info in model.model_fields.items() for n in accepted_names(name, info)}
         problems: list[InitErrorDetails] = [
             {"type": "extra_forbidden", "loc": (key,), "input": None} for key in credentials if key not in known]
         problems += [{"type": "value_error", "loc": (key,), "input": None,

@@ -2,7 +2,9 @@
 
 ``bearer``, ``header``, ``query`` and ``basic`` put a credential on each request; ``oauth2`` is
 a bearer token that is refreshed (by the ``refresh`` hook the connector gives) when a request
-comes back 401, after which the request is sent once more. ``path`` tokens are part of the
+comes back 401, after which the request is sent once more. ``oauth1`` signs each request
+(OAuth 1.0a, HMAC-SHA1) with oauthlib: the query and a form body are signed, a JSON body is not
+(RFC 5849 §3.4.1.3). ``path`` tokens are part of the
 request path and are placed by the connector, so this class leaves them alone.
 """
 
@@ -13,6 +15,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
 
 import httpx
+from oauthlib import oauth1
 
 from syncd.kit import templates
 from syncd.kit.manifest import Auth
@@ -40,9 +43,20 @@ class ManifestAuth(httpx.Auth):
             request.headers[self.spec.header or ""] = self._value(self.spec.value)
         elif kind == "query":
             request.url = request.url.copy_merge_params({self.spec.param or "": self._value(self.spec.value)})
+        elif kind == "oauth1":
+            self._sign(request)
         elif kind == "basic":
             pair = f"{self._value(self.spec.username)}:{self._value(self.spec.password)}".encode()
             request.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+
+    def _sign(self, request: httpx.Request) -> None:
+        client = oauth1.Client(self._value(self.spec.consumer_key), self._value(self.spec.consumer_secret),
+                               self._value(self.spec.token), self._value(self.spec.token_secret))
+        form = request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded")
+        body = request.content.decode() if form and request.content else None
+        headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+        _, signed, _ = client.sign(str(request.url), request.method, body, headers)
+        request.headers["Authorization"] = signed["Authorization"]
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         self.apply(request)

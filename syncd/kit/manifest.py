@@ -123,10 +123,12 @@ class Auth(Strict):
     ``bearer``: ``Authorization: Bearer <token>``; ``header``: ``<header>: <value>``;
     ``query``: ``?<param>=<value>``; ``path``: ``prefix`` before every request path
     (``/bot{credentials.botToken}``); ``basic``: ``username``/``password``; ``oauth2``: a bearer
-    token refreshed at ``tokenUrl`` before expiry and on 401, the new tokens stored.
+    token refreshed at ``tokenUrl`` before expiry and on 401, the new tokens stored; ``oauth1``:
+    OAuth 1.0a user context, every request signed HMAC-SHA1 with ``consumerKey``/``consumerSecret``
+    and the user's ``token``/``tokenSecret`` (RFC 5849, by oauthlib).
     """
 
-    type: Literal["none", "bearer", "header", "query", "path", "basic", "oauth2"] = "none"
+    type: Literal["none", "bearer", "header", "query", "path", "basic", "oauth2", "oauth1"] = "none"
     token: str | None = None
     header: str | None = None
     param: str | None = None
@@ -139,12 +141,16 @@ class Auth(Strict):
     client_id: str | None = None
     client_secret: str | None = None
     scopes: list[str] = Field(default_factory=list)
+    consumer_key: str | None = None
+    consumer_secret: str | None = None
+    token_secret: str | None = None
 
     @model_validator(mode="after")
     def _complete(self) -> Auth:
         needs = {"bearer": ("token",), "header": ("header", "value"), "query": ("param", "value"),
                  "path": ("prefix",), "basic": ("username", "password"),
-                 "oauth2": ("token", "token_url", "refresh_token")}.get(self.type, ())
+                 "oauth2": ("token", "token_url", "refresh_token"),
+                 "oauth1": ("consumer_key", "consumer_secret", "token", "token_secret")}.get(self.type, ())
         missing = [to_camel(n) for n in needs if getattr(self, n) is None]
         if missing:
             raise ValueError(f"auth type {self.type!r} needs {', '.join(missing)}")
