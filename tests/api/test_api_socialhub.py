@@ -179,3 +179,9 @@ async def test_the_shared_url_refuses_other_secrets_and_unknown_channels(tb, sim
 
 async def test_a_platform_without_a_shared_url_answers_404_there(tb):
     assert_error(await tb.api.post("/webhooks/slack", json={"channelId": "x"}), 404, "not_found")
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'"channelId"', b"17", b"\xff\xfe", b"{}", b'{"channelId": {"a": 1}}'])
+async def test_the_shared_url_refuses_deliveries_that_name_no_channel_with_a_400(tb, body):
+    answer = await tb.api.post("/webhooks/socialhub", content=body, headers={"content-type": "application/json"})
+    assert_error(answer, 400, "bad_request")
