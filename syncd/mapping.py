@@ -104,6 +104,23 @@ def _email_list(value: Any) -> list[str]:
     return [a.lower() for a in addresses if a]
 
 
+#: What marks an id that ``_id_min6`` lengthened (or escaped, because it began so itself).
+_PADDED = "~pad:"
+
+
+def _id_min6(value: Any) -> str:
+    """An id as a platform that wants at least 6 characters takes it: unchanged when it is that
+    long, else prefixed. Ids that begin with the prefix are prefixed again, so two app ids never
+    give one platform id; ``_id_min6_back`` undoes it."""
+    text = str(value)
+    return text if len(text) >= 6 and not text.startswith(_PADDED) else _PADDED + text
+
+
+def _id_min6_back(value: Any) -> str:
+    text = str(value)
+    return text[len(_PADDED):] if text.startswith(_PADDED) else text
+
+
 def _first(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return value[0] if value else None
@@ -132,6 +149,9 @@ TRANSFORMS: dict[str, Callable[[Any], Any]] = {
     "nonempty": lambda v: v if v not in ("", [], {}) else None,
     # A stable UUID named by the value (an idempotency key derived from a message id).
     "uuid5": lambda v: str(uuid.uuid5(uuid.NAMESPACE_URL, str(v))),
+    # An app id sent where a platform needs 6 characters or more, and the same id read back.
+    "id_min6": _id_min6,
+    "id_min6_back": _id_min6_back,
 }
 
 # --------------------------------------------------------------------------------------

@@ -19,7 +19,13 @@ from syncd.api.openapi import SIGNATURE_SECURITY, openapi_builder
 from syncd.api.platforms import platforms_router
 from syncd.api.plugins import plugins_router
 from syncd.api.smooch import smooch_router
-from syncd.api.webhooks import WEBHOOK_PATH, add_webhook_route, webhook_operations
+from syncd.api.webhooks import (
+    SHARED_WEBHOOK_PATH,
+    WEBHOOK_PATH,
+    add_webhook_route,
+    shared_webhook_operations,
+    webhook_operations,
+)
 from syncd.console import console_router
 from syncd.engine.engine import Engine
 
@@ -48,6 +54,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(docs_router())
 
     app.openapi = openapi_builder(  # type: ignore[method-assign]
-        app, extra_paths={WEBHOOK_PATH: webhook_operations()}, extra_schemas=event_schemas(),
+        app, extra_paths={WEBHOOK_PATH: webhook_operations(),
+                          SHARED_WEBHOOK_PATH: shared_webhook_operations()}, extra_schemas=event_schemas(),
         extra_security={SIGNATURE_SCHEME: SIGNATURE_SECURITY})
     return app

@@ -1,9 +1,10 @@
-"""Provider webhooks: ``GET|POST /webhooks/{platform}/{integration_id}``, authenticated by each
-platform's own signature (no bearer token).
+"""Provider webhooks: ``GET|POST /webhooks/{platform}/{integration_id}``, and
+``POST /webhooks/{platform}`` where a platform declares one URL for all its integrations;
+authenticated by each platform's own signature (no bearer token).
 
 Every platform delivery comes through here, so it is a plain Starlette route: no dependency
-solving for its two path segments (its operations are documented by hand, see
-``webhook_operations``). The request URL is built only if a connector reads it.
+solving for its path segments (their operations are documented by hand, see
+``webhook_operations`` and ``shared_webhook_operations``). The request URL is built only if a connector reads it.
 """
 
 from __future__ import annotations
@@ -109,14 +110,40 @@ def webhook_operations() -> dict[str, Any]:
     return {
         method.lower(): {
             "tags": ["webhooks"], "summary": f"Provider webhook ({method})", "operationId": f"webhook_{method.lower()}",
-            "parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "title": title}}
+            "parameters": [_path_parameter(name, title)
                            for name, title in (("platform", "Platform"), ("integration_id", "Integration Id"))],
             "responses": {
-                "200": {"description": "The answer the platform expects",
-                        "content": {"application/json": {"schema": {}}}},
+                "200": _platform_answer(),
                 "401": error_answer("The platform's signature is missing or wrong (bad_signature)"),
                 "404": error_answer("No such integration of this platform (not_found)"),
             },
         }
         for method in ("GET", "POST")
     }
+
+
+def shared_webhook_operations() -> dict[str, Any]:
+    """The shared webhook route's one operation: a delivery routed by the account it names."""
+    return {"post": {
+        "tags": ["webhooks"], "summary": "Provider webhook shared by a platform's integrations",
+        "description": "One URL for every integration of a platform that declares a shared webhook "
+                       "(a vendor's reusable app): the delivery names the account, which names the "
+                       "integration, and is verified with the platform-level secret.",
+        "operationId": "shared_webhook_post",
+        "parameters": [_path_parameter("platform", "Platform")],
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}},
+        "responses": {
+            "200": _platform_answer(),
+            "400": error_answer("The delivery is not JSON or names no account (bad_request)"),
+            "401": error_answer("The platform's signature is missing or wrong (bad_signature)"),
+            "404": error_answer("The platform has no shared URL, or no integration of the account named (not_found)"),
+        },
+    }}
+
+
+def _path_parameter(name: str, title: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "title": title}}
+
+
+def _platform_answer() -> dict[str, Any]:
+    return {"description": "The answer the platform expects", "content": {"application/json": {"schema": {}}}}

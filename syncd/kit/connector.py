@@ -104,6 +104,9 @@ class Connector(abc.ABC):
     shared_webhook_account: ClassVar[str | None] = None
     #: The OAuth connect flow of this platform, if it has one.
     oauth: ClassVar[OAuthSpec | None] = None
+    #: The credential a creation token stands in for, where the platform opens a connect link
+    #: with one (``connect_with_token``); None: no such flow.
+    token_connect_credential: ClassVar[str | None] = None
     #: How often every imported chat is re-read in full, by default (``settings.fullSyncEveryS``
     #: overrides it per integration, 0 turns it off): what increments cannot see, messages gone
     #: at the platform and edits no event announced, is found then. Ignored without history.
@@ -301,6 +304,12 @@ class Connector(abc.ABC):
         idempotent). Default: nothing to tell."""
         return None
 
+    async def connect_with_token(self, connect: dict[str, Any]) -> TokenConnection:
+        """Trade the creation token this connector was built with (as its
+        ``token_connect_credential``) for a new connection's credentials; ``connect`` is what
+        the request's templates read (``id``, ``customerId``). Raises ``ProviderError``s."""
+        raise NotImplementedError(f"{self.platform} has no creation-token connect flow")
+
     async def close(self) -> None:
         await self.http.aclose()
 
@@ -320,6 +329,17 @@ class Listening(abc.ABC):
     @abc.abstractmethod
     def changed(self) -> None:
         """The platform signalled a change: poll now."""
+
+
+@dataclass(frozen=True)
+class TokenConnection:
+    """What a creation token was traded for: the integration's credentials and settings, the
+    platform account it belongs to and the connection's name, where the platform said them."""
+
+    credentials: dict[str, Any]
+    settings: dict[str, Any]
+    account: str | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from syncd.kit import paging, signatures, templates
 from syncd.kit.auth import ManifestAuth
 from syncd.kit.classify import classifier
-from syncd.kit.connector import Connector, body_digest
+from syncd.kit.connector import Connector, TokenConnection, body_digest
 from syncd.kit.credentials import credentials_model, generate_missing, secret_values
 from syncd.kit.errors import (
     AlreadyDone,
@@ -85,6 +85,8 @@ class ManifestConnector(Connector):
             "manual_teardown": manifest.webhook.manual_teardown,
             "secret_query": tuple(v.param for v in manifest.webhook.verify if v.param),
             "shared_webhook_account": manifest.webhook.shared.account if manifest.webhook.shared else None,
+            "token_connect_credential": (manifest.connect.creation_token.credential
+                                         if manifest.connect.creation_token else None),
         }
         if every.full_sync_s is not None:
             attrs["full_sync_every_s"] = every.full_sync_s
@@ -283,6 +285,24 @@ class ManifestConnector(Connector):
             out += found
             if pages.advance(cursor) is None:
                 return out
+
+    async def connect_with_token(self, connect: dict[str, Any]) -> TokenConnection:
+        spec = self.manifest.connect.creation_token
+        if spec is None:
+            return await super().connect_with_token(connect)
+        _, answer = await self.call(spec.request, self.named(spec.request), self.scope(connect=connect))
+        credentials = {name: templates.lookup(answer, path) for name, path in spec.credentials.items()}
+        missing = [path for name, path in spec.credentials.items() if not isinstance(credentials[name], str)
+                   or not credentials[name]]
+        if missing:
+            raise PermanentError(f"the platform's answer has no {', '.join(missing)}")
+
+        def said(path: str | None) -> str | None:
+            value = templates.lookup(answer, path) if path else None
+            return str(value) if isinstance(value, (str, int)) and str(value) else None
+
+        return TokenConnection(credentials=credentials, settings=dict(spec.settings),
+                               account=said(spec.account), name=said(spec.name))
 
     def named(self, name: str) -> Request:
         """The manifest's named request ``name`` (``requests.named``)."""

@@ -583,6 +583,34 @@ class Webhook(Strict):
     manual_teardown: str | None = None
 
 
+# -- connecting -----------------------------------------------------------------------------
+
+
+class CreationToken(Strict):
+    """A connect link that the platform itself opens (``GET /connect/{platform}?token=``) with a
+    short-lived token good for creating one connection: syncd trades the token for the
+    integration's credentials with ``request`` and creates the integration. The token is the
+    link's only credential (no admin token, no signed link)."""
+
+    #: The credential the token stands in for while ``request`` runs (its auth reads it).
+    credential: str
+    #: The named request (``requests.named``) that trades the token; its templates read
+    #: ``{connect.id}`` (a new random id per connection) and ``{connect.customerId}``.
+    request: str
+    #: The integration's credentials: credential name -> path in the answer.
+    credentials: dict[str, str]
+    #: The path in the answer naming the platform account: the customer when the link names none.
+    account: str | None = None
+    #: The path in the answer naming the connection (the integration's name).
+    name: str | None = None
+    #: The settings the integration is created with.
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class Connect(Strict):
+    creation_token: CreationToken | None = None
+
+
 # -- the manifest --------------------------------------------------------------------------
 
 
@@ -608,7 +636,21 @@ class Manifest(Strict):
     poll: Poll | None = None
     errors: list[ErrorRule] = Field(default_factory=list)
     webhook: Webhook = Field(default_factory=Webhook)
+    #: Ways of connecting besides ``POST /integrations`` that the manifest declares.
+    connect: Connect = Field(default_factory=Connect)
     mapping: MappingSections = Field(default_factory=MappingSections)
+
+    @model_validator(mode="after")
+    def _connect_names_what_is_declared(self) -> Manifest:
+        spec = self.connect.creation_token
+        if spec is None:
+            return self
+        if spec.request not in self.requests.named:
+            raise ValueError(f"connect.creationToken.request {spec.request!r} is not a named request")
+        unknown = [n for n in (spec.credential, *spec.credentials) if n not in self.credentials]
+        if unknown:
+            raise ValueError(f"connect.creationToken names undeclared credentials: {', '.join(unknown)}")
+        return self
 
 
 Request.model_rebuild()

@@ -56,3 +56,11 @@ async def test_the_document_cites_no_document_outside_the_repository(schema):
 async def test_the_dead_letter_operations_are_documented(schema):
     assert "get" in schema["paths"]["/deadletters"]
     assert "post" in schema["paths"]["/deadletters/{dead_letter_id}/retry"]
+
+
+async def test_the_shared_webhook_is_documented_without_a_bearer_token(schema):
+    operation = schema["paths"]["/webhooks/{platform}"]["post"]
+    assert operation.get("security") is None
+    assert [p["name"] for p in operation["parameters"]] == ["platform"]
+    assert {"400", "401", "404"} <= set(operation["responses"])
+    assert "get" not in schema["paths"]["/webhooks/{platform}"]

@@ -179,3 +179,27 @@ async def test_the_shared_url_refuses_other_secrets_and_unknown_channels(tb, sim
 
 async def test_a_platform_without_a_shared_url_answers_404_there(tb):
     assert_error(await tb.api.post("/webhooks/slack", json={"channelId": "x"}), 404, "not_found")
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b'"channelId"', b"17", b"\xff\xfe", b"{}", b'{"channelId": {"a": 1}}'])
+async def test_the_shared_url_refuses_deliveries_that_name_no_channel_with_a_400(tb, body):
+    answer = await tb.api.post("/webhooks/socialhub", content=body, headers={"content-type": "application/json"})
+    assert_error(answer, 400, "bad_request")
+
+
+async def test_a_short_app_message_id_is_padded_the_same_way_every_time_and_read_back(tb, sim):
+    integration = await connected(tb, sim)
+    await send(tb, "evt-0", "m1", "short id")
+    await send(tb, "evt-0b", "~pad:m1", "an id that looks padded already")
+    sim.tickets.append(Ticket("5eb493dcac52392e08513418", "~pad:m2", CHAT, "sent before", None))
+    await send(tb, "evt-1", "m2", "sent again")  # the same networkItemId: 409, already there
+    assert [t.network_item_id for t in sim.tickets] == ["~pad:m1", "~pad:~pad:m1", "~pad:m2"]
+    for event_id in ("evt-0", "evt-0b", "evt-1"):
+        item = await tb.daemon.store.find_outbox("cust-1", event_id)
+        assert item.status == "sent", item.error
+    await tb.deliver(integration, sim.reply("~pad:m1", "an answer"))
+    await tb.settle()
+    messages = await chat_messages(tb, integration, CHAT)
+    assert sorted(m["externalMessageId"] for m in messages if m["origin"] == "app") == ["m1", "m2", "~pad:m1"]
+    reply = next(m for m in messages if m["text"] == "an answer")
+    assert reply["externalThreadId"] == "m1"

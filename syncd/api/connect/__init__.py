@@ -5,6 +5,10 @@ back with a code that syncd exchanges for credentials, creating the integration.
     GET /connect/{platform}/callback?code=&state=  201 {"integration": …} (or 302 to
                                                    SYNCD_CONNECT_SUCCESS_URL?integrationId=…)
 
+A platform whose manifest declares a creation token (``connect.creationToken``) is connected
+by the same ``GET /connect/{platform}``, which the platform itself opens with ``?token=``: the
+token is the credential, and the answer is the callback's (``creation``).
+
 Nothing here knows a platform: everything comes from the connector's ``oauth`` spec
 (``OAuthSpec``), its ``credentials_from_oauth`` and its ``Credentials`` model, and from the
 operator's OAuth app configuration (``Settings.oauth_client``).
@@ -27,6 +31,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from syncd.api.auth import GuardedRoute
+from syncd.api.connect.creation import TokenConnect
 from syncd.api.connect.flow import MAX_SETTINGS_CHARS, ConnectFlow
 from syncd.api.connect.state import (
     StateError,
@@ -37,6 +42,7 @@ from syncd.api.connect.state import (
     state_key,
 )
 from syncd.api.connect.tokens import TokenExchange
+from syncd.api.errors import error_body
 from syncd.api.integrations import integration_view
 from syncd.engine.engine import Engine
 from syncd.models import Integration
@@ -53,12 +59,17 @@ def connect_router(engine: Engine) -> APIRouter:
     flow = ConnectFlow(engine)
     router = APIRouter(route_class=GuardedRoute, tags=["connect"])
 
-    @router.get("/connect/{platform}", summary="Start connecting a platform account (OAuth)",
-                status_code=302, response_class=RedirectResponse)
+    @router.get("/connect/{platform}", summary="Start connecting a platform account (OAuth), or connect "
+                "with the platform's creation token", status_code=302, response_class=RedirectResponse,
+                responses={201: {"description": "Connected with a creation token: the integration"}})
     async def start(
         platform: str,
         request: Request,
-        customer_id: str = Query(alias="customerId", min_length=1, max_length=512),
+        customer_id: str | None = Query(default=None, alias="customerId", min_length=1, max_length=512,
+                                        description="required for OAuth; for a creation token, the "
+                                        "platform's account when absent"),
+        token: str | None = Query(default=None, description="the platform's creation token (platforms "
+                                  "that open this link themselves); no admin token needed"),
         name: str | None = Query(default=None, max_length=512),
         settings_json: str | None = Query(default=None, alias="settings",
                                           description="integration settings as a JSON object (admin only)"),
@@ -67,6 +78,13 @@ def connect_router(engine: Engine) -> APIRouter:
             default=None, max_length=256,
             description="signed links: hex HMAC-SHA256 of '{platform}:{customerId}:{expires}'"),
     ) -> Response:
+        cls = flow.connector_of(platform)
+        if cls.token_connect_credential is not None:
+            integration = await TokenConnect(engine, platform, cls).connect(token, customer_id, name)
+            return _connected(engine, integration)
+        if customer_id is None:
+            details = [{"field": "customerId", "problem": "Field required"}]
+            return JSONResponse(error_body("invalid", "request is invalid", details), status_code=422)
         who = flow.allow_start(request, platform, customer_id, expires, signature)
         _, spec = flow.oauth_of(platform)
         app, key = flow.app_of(platform), flow.signing_key()

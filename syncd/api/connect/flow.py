@@ -38,11 +38,14 @@ class ConnectFlow:
     def now(self) -> float:
         return self.engine.ctx.now().timestamp()
 
-    def oauth_of(self, platform: str) -> tuple[type[Connector], OAuthSpec]:
+    def connector_of(self, platform: str) -> type[Connector]:
         try:
-            cls = self.engine.ctx.connectors.connector_class(platform)
+            return self.engine.ctx.connectors.connector_class(platform)
         except UnknownPlatform:
             raise ApiError(404, "not_found", f"unknown platform {platform!r}") from None
+
+    def oauth_of(self, platform: str) -> tuple[type[Connector], OAuthSpec]:
+        cls = self.connector_of(platform)
         if cls.oauth is None:
             raise ApiError(404, "not_found", f"{platform} has no OAuth connect flow; "
                            "create its integration with POST /integrations")

@@ -83,6 +83,8 @@ class SocialHubSimulator(Trial):
     #: Channel-creation tokens handed out (token -> expiry, epoch seconds).
     creation_tokens: dict[str, float] = field(default_factory=dict)
     channels_created: list[dict[str, Any]] = field(default_factory=list)
+    #: How POST /channels refuses a good token, e.g. ``(403, "ChannelLimitReached")``; None: it does not.
+    channel_refusal: tuple[int, str] | None = None
 
     trial_roots: ClassVar[dict[str, str]] = {"socialhub": ""}
 
@@ -225,10 +227,16 @@ class SocialHubSimulator(Trial):
         return JSONResponse({"_id": ticket.id}, status_code=201)
 
     async def _create_channel(self, request: Request) -> JSONResponse:
+        fault = await self.faults.check("channels")
+        if fault is not None:
+            return self._error(fault.status, "InternalServerError", "Internal error")
         given = request.query_params.get("accesstoken", "")
         expires = self.creation_tokens.get(given)
         if expires is None or expires < time.time():
             return self._error(401, "AccessTokenInvalidError", "Invalid access token")
+        if self.channel_refusal is not None:
+            status, code = self.channel_refusal
+            return self._error(status, code, f"the channel cannot be created ({code})")
         body = await self._json(request) or {}
         if not body.get("name") or not body.get("uniqueName"):
             return self._error(400, "BadRequestError", "name and uniqueName are required")
