@@ -21,6 +21,7 @@ from syncd.logs import configure_logging
 
 #: Module and what it measures, in the order they run.
 BENCHMARKS = {
+    "pipeline": "per platform: signed deliveries processed to stored messages per second vs a bare endpoint",
     "ingest": "webhook requests accepted per second vs a bare JSON endpoint",
     "import_rate": "history import messages per second vs the platform's rate limit",
     "mapping_cost": "mapping + validation vs orjson.loads of the same bytes",

@@ -13,6 +13,7 @@ import argparse
 import json
 from datetime import timedelta
 from typing import Any
+from xml.etree import ElementTree
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -34,8 +35,13 @@ def _probes(client: Client) -> Any:
 
         async def bare(request: Request) -> JSONResponse:
             # The floor the webhook endpoint is compared with: the same stack, middleware and
-            # JSON parser, none of the verification, storage or bookkeeping.
-            json.loads(await request.body())
+            # parser (JSON, or XML for platforms that post XML), none of the verification,
+            # storage or bookkeeping.
+            body = await request.body()
+            if body[:1] == b"<":
+                ElementTree.fromstring(body)
+            else:
+                json.loads(body)
             return JSONResponse({"ok": True})
 
         async def stats(request: Request) -> JSONResponse:
@@ -44,8 +50,11 @@ def _probes(client: Client) -> Any:
             inbox: dict[str, int] = {}
             for doc in db["inbox"].docs.values():
                 inbox[doc.get("status")] = inbox.get(doc.get("status"), 0) + 1
+            outbox: dict[str, int] = {}
+            for doc in db["outbox"].docs.values():
+                outbox[doc.get("type")] = outbox.get(doc.get("type"), 0) + 1
             body: dict[str, Any] = {
-                "calls": calls, "totals": client.totals(client.calls), "inbox": inbox,
+                "calls": calls, "totals": client.totals(client.calls), "inbox": inbox, "outbox": outbox,
                 "messages": len(db["messages"].docs) + db["messages"].discarded, "rss_mb": rss_mb(),
                 "poll_jobs": len(daemon.scheduler.get_jobs()) if daemon.scheduler else 0,
                 "connectors": len(engine.ctx.connectors._cache),

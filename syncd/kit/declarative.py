@@ -63,6 +63,8 @@ class ManifestConnector(Connector):
     #: Items per page asked where a request says ``{pageSize}``; ``None``: the manifest's
     #: ``api.pageSize``. Set on a class or a connector to shrink pages (tests, benchmarks).
     page_limit: ClassVar[int | None] = None
+    #: Whether a webhook template of the manifest reads ``{formSorted}`` (set by ``bind``).
+    signs_form: ClassVar[bool] = True
 
     @classmethod
     def bind(cls, manifest: Manifest) -> type[ManifestConnector]:
@@ -76,6 +78,9 @@ class ManifestConnector(Connector):
             "keep_headers": tuple(h.lower() for h in manifest.webhook.keep_headers),
             "manual_teardown": manifest.webhook.manual_teardown,
             "secret_query": tuple(v.param for v in manifest.webhook.verify if v.param),
+            # Only a manifest whose webhook templates sign the sorted form pays for parsing
+            # every delivery's body as a form.
+            "signs_form": "{formSorted}" in manifest.webhook.model_dump_json(),
         }
         if every.full_sync_s is not None:
             attrs["full_sync_every_s"] = every.full_sync_s
@@ -326,9 +331,11 @@ class ManifestConnector(Connector):
 
     # -- webhooks -----------------------------------------------------------------------------
     def _delivery_scope(self, request: WebhookRequest) -> dict[str, Any]:
-        form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
-        return self.scope(header=request.headers, query=request.query, url=request.url,
-                          formSorted="".join(k + v for k, v in sorted(form.items())))
+        scope = self.scope(header=request.headers, query=request.query, url=request.url)
+        if self.signs_form:
+            form = dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+            scope["formSorted"] = "".join(k + v for k, v in sorted(form.items()))
+        return scope
 
     def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
         hook = self.manifest.webhook

@@ -130,6 +130,14 @@ class Trial:
         """An external chat id the app can send to once seeded (None: none to suggest)."""
         return None
 
+    def trial_delivery(self, n: int) -> Any | None:
+        """After ``trial_seed``: new inbound message number ``n`` (a distinct message for each
+        ``n``, from someone other than the account), as the platform posts it to the trial
+        integration's webhook: an object with the raw ``body``, its ``headers`` and, where the
+        platform signs a query, ``query``. None: this simulator builds none (the benchmarks
+        say so instead of measuring it)."""
+        return None
+
     def trial_base_urls(self, url: str) -> dict[str, str]:
         """``SYNCD_<KEY>_BASE_URL`` values that point syncd at this simulator served at ``url``."""
         return {key: url.rstrip("/") + path for key, path in self.trial_roots.items()}

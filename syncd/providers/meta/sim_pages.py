@@ -184,6 +184,10 @@ class PageMessagingSimulator(MetaGraphSimulator):
     def trial_chat(self) -> str | None:
         return next(iter(self.people), None)
 
+    def trial_delivery(self, n: int) -> MetaDelivery:
+        people = sorted(self.people) or [self.add_person("5001", "Ana Lima")]
+        return self.user_message(people[n % len(people)], f"trial message {n}")
+
     def add_person(self, user_id: str, name: str) -> str:
         self.people[user_id] = Person(user_id, name)
         self.conversations.setdefault(user_id, self._new_conversation_id())

@@ -149,6 +149,10 @@ class SlackSimulator(Trial):
     def trial_chat(self) -> str | None:
         return self.ids.get("general")
 
+    def trial_delivery(self, n: int) -> SlackDelivery:
+        channel = self.ids["general"] if n % 2 else self.ids["secret"]
+        return self.post_user_message(channel, f"trial message {n}", self.ids[("alice", "bob", "carol")[n % 3]])
+
     # -- building the workspace -----------------------------------------------------------
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}0SIM{next(self._ids):05d}"
