@@ -10,6 +10,7 @@ round-trips to what they report.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 from datetime import timedelta
 from typing import Any
@@ -72,6 +73,12 @@ def _probes(client: Client) -> Any:
                 body["distinct_ids"] = len(set(ids))
             return JSONResponse(body)
 
+        async def pending(request: Request) -> JSONResponse:
+            # Polled while a benchmark waits for the inbox to drain: read from the index's
+            # status bucket, so the probe costs the measured daemon next to nothing.
+            index = db["inbox"].indexes["inbox_due_order"]
+            return JSONResponse({"pending": len(index.first.get("pending", ()))})
+
         async def seed(request: Request) -> JSONResponse:
             """Integrations as a finished import leaves them: active, chats imported, a poll
             mark set. The benchmarks need hundreds without replaying hundreds of imports."""
@@ -111,6 +118,7 @@ def _probes(client: Client) -> Any:
         at = next(i for i, r in enumerate(routes) if getattr(r, "path", "") == "/webhooks/{platform}/{integration_id}")
         routes.insert(at, bare_route)
         app.add_api_route("/bench/stats", stats, methods=["GET"], include_in_schema=False)
+        app.add_api_route("/bench/pending", pending, methods=["GET"], include_in_schema=False)
         app.add_api_route("/bench/seed", seed, methods=["POST"], include_in_schema=False)
 
     return attach
@@ -125,16 +133,26 @@ async def main(port: int, options: dict[str, Any]) -> None:
         mongodb_uri="mongodb://bench-double/syncd", http_host=LOOPBACK, http_port=port,
         public_url=f"http://{LOOPBACK}:{port}", admin_token=ADMIN_TOKEN, app_webhook_secret=APP_SECRET,
         secret_key=SECRET_KEY, log_level=options.get("log_level", "WARNING"),
-        **{k: v for k, v in options.items() if k not in ("slim", "timestamps", "log_level")},
+        **{k: v for k, v in options.items() if k not in ("slim", "timestamps", "log_level", "profile")},
     )
-    await daemon_module.serve(settings, store=store, on_built=_probes(client))
+    if not options.get("profile"):
+        await daemon_module.serve(settings, store=store, on_built=_probes(client))
+        return
+    # A cProfile of the whole daemon, written when it stops (SIGTERM): where its CPU goes.
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        await daemon_module.serve(settings, store=store, on_built=_probes(client))
+    finally:
+        profiler.disable()
+        profiler.dump_stats(options["profile"])
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", default="default")
-    parser.add_argument("--options", default="{}", help="JSON: Settings fields, plus slim/timestamps")
+    parser.add_argument("--options", default="{}", help="JSON: Settings fields, plus slim/timestamps/profile (a file for cProfile stats)")
     args = parser.parse_args()
     daemon_module.run(main(args.port, json.loads(args.options)))
 

@@ -52,6 +52,21 @@ class Intervals(Strict):
     full_sync_s: float | None = Field(default=None, gt=0)
 
 
+class RateLimit(Strict):
+    """The platform's documented request budget for one account: ``requests`` per ``perS``
+    seconds (quota units where ``costs`` are given). A documented fact, with its ``source``;
+    the benchmarks measure an import against it."""
+
+    requests: int = Field(gt=0)
+    per_s: float = Field(gt=0)
+    #: Quota units a request costs, by a regular expression searched in ``METHOD /path`` of
+    #: the request (the first that matches counts); a request none matches costs 1.
+    costs: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    #: Whose budget it is, in the documentation's words ("per method and workspace").
+    scope: str | None = None
+    source: str | None = None
+
+
 class Api(Strict):
     #: The documented API root; ``SYNCD_<BASE_URL_KEY>_BASE_URL`` replaces it.
     root: str = Field(pattern=r"^https?://")
@@ -63,6 +78,8 @@ class Api(Strict):
     timeout_s: float | None = Field(None, gt=0)
     #: Items per page asked of list and history requests, where the request says ``{pageSize}``.
     page_size: int = Field(100, gt=0)
+    #: The documented limit that history reads are held to (see ``RateLimit``).
+    rate_limit: RateLimit | None = None
 
 
 class CredentialField(Strict):

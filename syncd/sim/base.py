@@ -138,6 +138,12 @@ class Trial:
         say so instead of measuring it)."""
         return None
 
+    def trial_history(self, chats: int, messages: int) -> int | None:
+        """History to import: ``chats`` chats of ``messages`` messages each from other people
+        (fewer where the platform serves fewer); returns how many messages an import can read.
+        None: this simulator seeds none (the benchmarks say so instead of measuring it)."""
+        return None
+
     def trial_base_urls(self, url: str) -> dict[str, str]:
         """``SYNCD_<KEY>_BASE_URL`` values that point syncd at this simulator served at ``url``."""
         return {key: url.rstrip("/") + path for key, path in self.trial_roots.items()}
