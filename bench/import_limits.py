@@ -45,7 +45,7 @@ class Size:
     platforms: int | None = None
 
 
-QUICK = Size(windows=3)
+QUICK = Size(windows=2)
 FULL = Size(windows=8)
 TINY = Size(windows=1, latency_s=0.02, platforms=1)
 
