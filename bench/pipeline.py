@@ -151,6 +151,8 @@ async def measure(platform: str, sim: Any, daemon: Daemon, size: Size) -> dict[s
         "callbacks_queued": sum(after["outbox"].values()) - sum(before["outbox"].values()),
         "failed_or_non_2xx": failed,
         "roundtrips_per_delivery": round((after["totals"]["total"] - before["totals"]["total"]) / count, 2),
+        "roundtrips_per_call": {k: round((n - before["calls"].get(k, 0)) / count, 3)
+                                for k, n in sorted(after["calls"].items()) if n > before["calls"].get(k, 0)},
     }
 
 
