@@ -21,7 +21,9 @@ from syncd.logs import configure_logging
 
 #: Module and what it measures, in the order they run.
 BENCHMARKS = {
+    "pipeline": "per platform: signed deliveries processed to stored messages per second vs a bare endpoint",
     "ingest": "webhook requests accepted per second vs a bare JSON endpoint",
+    "import_limits": "per platform with history: the initial import against its documented rate limit",
     "import_rate": "history import messages per second vs the platform's rate limit",
     "mapping_cost": "mapping + validation vs orjson.loads of the same bytes",
     "latency": "webhook-to-stored latency at 500 events/s, open loop",

@@ -75,6 +75,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def base_url_env(base_urls: dict[str, str]) -> dict[str, str]:
+    """The same roots as ``SYNCD_<KEY>_BASE_URL``: some platform code (an OAuth token root)
+    reads only the environment, as ``syncd sim`` sets it."""
+    return {f"SYNCD_{key.upper()}_BASE_URL": url for key, url in base_urls.items()}
+
+
 class Daemon:
     """``python -m bench.server``: the real daemon (``syncd run``'s code path, store double
     inside) in a child process on 127.0.0.1, stopped with SIGTERM when the benchmark ends."""

@@ -2,11 +2,12 @@
 
 For every platform with a mapping file and a connector, real payloads go through the
 connector once while its mapping records each call it makes (``message``/``chat``/``user``/
-``section`` with the raw dict and context): the documented webhook samples in
+``section``, and a manifest connector's ``validated``, with the raw dict and context): the documented webhook samples in
 ``tests/fixtures/<platform>.json``, and for Slack and Gmail whole history pages served by their
 simulators (checked against the same fixtures). The timed part replays exactly those mapping
 calls, which produce validated universal models; the baseline is ``orjson.loads`` of the
 bytes those payloads arrived as. Both are timed in the same process, best of several rounds.
+The figure is microseconds per message, per platform; it has no target.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from syncd.providers.teams.sim import TeamsSimulator
 from syncd.universal import ChatData, MessageData, UserData, WebhookRequest
 
 NAME = "mapping_cost"
-TARGET = 3.0
 FIXTURES = ROOT / "tests" / "fixtures"
 
 
@@ -87,6 +87,11 @@ class Recorder:
     def section(self, name: str, raw: Any, ctx: Any = None) -> Any:
         self.calls.append(("section:" + name, raw, ctx))
         return self.mapping.section(name, raw, ctx)
+
+    def validated(self, name: str, model: Any, raw: Any, ctx: Any = None) -> Any:
+        # A manifest connector's call: any section, validated as a universal model.
+        self.calls.append((f"validated:{name}:{KINDS[model]}", raw, ctx))
+        return self.mapping.validated(name, model, raw, ctx)
 
 
 class Tape(httpx.AsyncBaseTransport):
@@ -265,17 +270,30 @@ def _best(fn: Callable[[], None], seconds: float, rounds: int) -> float:
 
 #: What each universal mapping call validates into (section calls make plain dicts).
 MODELS = {"message": MessageData, "chat": ChatData, "user": UserData}
+KINDS = {model: kind for kind, model in MODELS.items()}
 
 
-def _time(units: list[Unit], mapping: Mapping, size: Size) -> tuple[float, float, float, int, int]:
+def _replay(mapping: Mapping, name: str) -> tuple[Callable[[Any, Any], Any], str | None, str | None]:
+    """A recorded call as (the call, the section it maps, the universal kind it validates as)."""
+    if name.startswith("section:"):
+        section = name[8:]
+        return (lambda raw, ctx: mapping.section(section, raw, ctx)), None, None
+    if name.startswith("validated:"):
+        _, section, kind = name.split(":")
+        model = MODELS[kind]
+        return (lambda raw, ctx: mapping.validated(section, model, raw, ctx)), section, kind
+    return getattr(mapping, name), name, name
+
+
+def _time(units: list[Unit], mapping: Mapping, size: Size) -> tuple[float, float, float, int, int, int]:
     """Best seconds per corpus pass of: mapping + validation, ``orjson.loads``, and validation
     alone (the mapped dicts validated into their models: the floor under any mapping)."""
-    calls = [(getattr(mapping, name) if not name.startswith("section:") else
-              (lambda raw, ctx, n=name[8:]: mapping.section(n, raw, ctx)), raw, ctx)
-             for unit in units for name, raw, ctx in unit.calls]
+    replays = [(_replay(mapping, name), raw, ctx) for unit in units for name, raw, ctx in unit.calls]
+    calls = [(call, raw, ctx) for (call, _, _), raw, ctx in replays]
     bodies = [b for unit in units for b in unit.bodies]
-    validations = [(MODELS[name].__pydantic_validator__.validate_python, mapping.compiled[name](raw, ctx or {}))
-                   for unit in units for name, raw, ctx in unit.calls if name in MODELS]
+    validations = [(MODELS[kind].__pydantic_validator__.validate_python, mapping.compiled[section](raw, ctx or {}))
+                   for (_, section, kind), raw, ctx in replays if kind is not None and section is not None]
+    messages = sum(1 for (_, _, kind), _, _ in replays if kind == "message")
 
     def mapped() -> None:
         for method, raw, ctx in calls:
@@ -290,7 +308,7 @@ def _time(units: list[Unit], mapping: Mapping, size: Size) -> tuple[float, float
             validate(data)
 
     return _best(mapped, size.seconds, size.rounds), _best(parsed, size.seconds, size.rounds), \
-        _best(validated, size.seconds, size.rounds), len(calls), sum(len(b) for b in bodies)
+        _best(validated, size.seconds, size.rounds), len(calls), sum(len(b) for b in bodies), messages
 
 
 async def run(size: Size = QUICK) -> Record:
@@ -313,23 +331,31 @@ async def run(size: Size = QUICK) -> Record:
         if not units:
             per_platform[platform] = {"skipped": "no real-shaped payload to map"}
             continue
-        mapped, parsed, validated, calls, nbytes = _time(units, mapping, size)
+        mapped, parsed, validated, calls, nbytes, messages = _time(units, mapping, size)
         total_map += mapped
         total_parse += parsed
         per_platform[platform] = {"ratio": round(mapped / parsed, 2), "mapping_us": round(mapped * 1e6, 1),
                                   "orjson_us": round(parsed * 1e6, 1),
                                   "validation_only_ratio": round(validated / parsed, 2),
-                                  "mapping_calls": calls, "bytes": nbytes, "payloads": len(units)}
+                                  "mapping_calls": calls, "bytes": nbytes, "payloads": len(units),
+                                  "messages": messages,
+                                  "us_per_message": round(mapped * 1e6 / messages, 2) if messages else None}
     ratios = [p["ratio"] for p in per_platform.values() if "ratio" in p]
     if not ratios:
         raise RuntimeError("no platform had a payload to map")
     worst = max(ratios)
+    per_message = {p: d["us_per_message"] for p, d in per_platform.items() if d.get("us_per_message")}
+    messages = sum(d.get("messages", 0) for d in per_platform.values())
+    # The 3x-orjson target was withdrawn (issue 16): a validated pydantic model alone costs more
+    # than parsing a small message. Per message, per platform, is the figure to watch.
     return Record(
-        name=NAME, value=total_map * 1e6, unit="us per corpus pass", baseline=total_parse * 1e6,
+        name=NAME, value=total_map * 1e6 / messages if messages else total_map * 1e6, unit="us per message",
+        baseline=total_parse * 1e6 / messages if messages else total_parse * 1e6,
         ratio=total_map / total_parse,
-        target=f"<= {TARGET:g}x orjson.loads of the same bytes, on every platform (worst: {worst:.2f}x)",
-        meets_target=worst <= TARGET,
-        details={"per_platform": per_platform, "worst_ratio": worst,
+        target="none: a figure to watch (mapping + validation per message, per platform in "
+               f"details.us_per_message; worst ratio to orjson.loads {worst:.2f}x)",
+        meets_target=True,
+        details={"us_per_message": per_message, "per_platform": per_platform, "worst_ratio": worst,
                  "validation_only": "validation_only_ratio: validating the mapped dicts into their pydantic "
                                     "models alone, against the same orjson.loads: a floor no mapping can beat"},
     )

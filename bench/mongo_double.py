@@ -599,12 +599,29 @@ class Collection:
             return found
         return None
 
+    def _in_order_or(self, query: dict[str, Any], sort: list[tuple[str, int]], enough: int
+                     ) -> list[dict[str, Any]] | None:
+        """An ``$or`` read branch by branch from ordered indexes and merged, as MongoDB's
+        SORT_MERGE plan does (each branch's first ``enough`` hold the union's first ``enough``)."""
+        rest = {k: v for k, v in query.items() if k != "$or"}
+        merged: dict[Any, dict[str, Any]] = {}
+        for branch in query["$or"]:
+            if set(branch) & set(rest):
+                return None
+            found = self._in_order({**rest, **branch}, sort, enough)
+            if found is None:
+                return None
+            merged.update((d["_id"], d) for d in found)
+        return list(merged.values())
+
     def _select(self, query: dict[str, Any], sort: list[tuple[str, int]] | None = None, limit: int = 0,
                 skip: int = 0) -> list[dict[str, Any]]:
         query = _bson(query)
         found = None
         if sort and limit:
             found = self._in_order(query, sort, limit + skip)
+            if found is None and isinstance(query.get("$or"), list):
+                found = self._in_order_or(query, sort, limit + skip)
         if found is None:
             found = [d for d in self._candidates(query) if matches(d, query)]
         if sort:

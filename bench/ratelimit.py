@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from syncd.providers.slack.sim import SlackSimulator, us_to_ts
@@ -25,8 +26,13 @@ from syncd.providers.slack.sim import SlackSimulator, us_to_ts
 class RateLimited:
     """ASGI wrapper of a simulator: ``rate`` requests per window of ``window_s`` seconds."""
 
-    def __init__(self, app: Any, rate: int, window_s: float = 1.0, latency_s: float = 0.15):
+    def __init__(self, app: Any, rate: int, window_s: float = 1.0, latency_s: float = 0.15,
+                 cost: Callable[[str, str], int] | None = None):
+        """``rate`` units per window; a request costs ``cost(method, path)`` units (default 1)."""
         self.app, self.rate, self.window_s, self.latency_s = app, rate, window_s, latency_s
+        self.cost = cost or (lambda method, path: 1)
+        #: Units admitted per window, from the first window on.
+        self.use: dict[int, int] = {}
         self.lock = threading.Lock()
         self.opened: float | None = None
         self.used = 0
@@ -35,7 +41,11 @@ class RateLimited:
         self.first: float | None = None
         self.last: float | None = None
 
-    def _admit(self) -> float | None:
+    def window_use(self) -> list[int]:
+        """Units admitted in each window from the first to the last that admitted any."""
+        return [self.use.get(w, 0) for w in range(max(self.use) + 1)] if self.use else []
+
+    def _admit(self, units: int = 1) -> float | None:
         """None when the request may go through, else seconds until the window reopens."""
         now = time.monotonic()
         with self.lock:
@@ -43,10 +53,13 @@ class RateLimited:
                 elapsed = 0 if self.opened is None else (now - self.opened) // self.window_s * self.window_s
                 self.opened = now if self.opened is None else self.opened + elapsed
                 self.used = 0
-            if self.used < self.rate:
-                self.used += 1
+            if self.used + units <= self.rate:
+                self.used += units
                 self.first = self.first or now
                 self.last = now
+                assert self.opened is not None
+                window = round((self.opened - self.first) / self.window_s)
+                self.use[window] = self.use.get(window, 0) + units
                 return None
             self.refused += 1
             return self.opened + self.window_s - now
@@ -55,7 +68,7 @@ class RateLimited:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        wait = self._admit()
+        wait = self._admit(self.cost(scope["method"], scope["path"]))
         method = scope["path"].rstrip("/").rsplit("/", 1)[-1]
         await asyncio.sleep(self.latency_s)
         if wait is None:

@@ -10,9 +10,11 @@ round-trips to what they report.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 from datetime import timedelta
 from typing import Any
+from xml.etree import ElementTree
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -34,8 +36,13 @@ def _probes(client: Client) -> Any:
 
         async def bare(request: Request) -> JSONResponse:
             # The floor the webhook endpoint is compared with: the same stack, middleware and
-            # JSON parser, none of the verification, storage or bookkeeping.
-            json.loads(await request.body())
+            # parser (JSON, or XML for platforms that post XML), none of the verification,
+            # storage or bookkeeping.
+            body = await request.body()
+            if body[:1] == b"<":
+                ElementTree.fromstring(body)
+            else:
+                json.loads(body)
             return JSONResponse({"ok": True})
 
         async def stats(request: Request) -> JSONResponse:
@@ -44,8 +51,11 @@ def _probes(client: Client) -> Any:
             inbox: dict[str, int] = {}
             for doc in db["inbox"].docs.values():
                 inbox[doc.get("status")] = inbox.get(doc.get("status"), 0) + 1
+            outbox: dict[str, int] = {}
+            for doc in db["outbox"].docs.values():
+                outbox[doc.get("type")] = outbox.get(doc.get("type"), 0) + 1
             body: dict[str, Any] = {
-                "calls": calls, "totals": client.totals(client.calls), "inbox": inbox,
+                "calls": calls, "totals": client.totals(client.calls), "inbox": inbox, "outbox": outbox,
                 "messages": len(db["messages"].docs) + db["messages"].discarded, "rss_mb": rss_mb(),
                 "poll_jobs": len(daemon.scheduler.get_jobs()) if daemon.scheduler else 0,
                 "connectors": len(engine.ctx.connectors._cache),
@@ -62,6 +72,12 @@ def _probes(client: Client) -> Any:
                 body["stored_ids"] = len(ids)
                 body["distinct_ids"] = len(set(ids))
             return JSONResponse(body)
+
+        async def pending(request: Request) -> JSONResponse:
+            # Polled while a benchmark waits for the inbox to drain: read from the index's
+            # status bucket, so the probe costs the measured daemon next to nothing.
+            index = db["inbox"].indexes["inbox_due_order"]
+            return JSONResponse({"pending": len(index.first.get("pending", ()))})
 
         async def seed(request: Request) -> JSONResponse:
             """Integrations as a finished import leaves them: active, chats imported, a poll
@@ -102,6 +118,7 @@ def _probes(client: Client) -> Any:
         at = next(i for i, r in enumerate(routes) if getattr(r, "path", "") == "/webhooks/{platform}/{integration_id}")
         routes.insert(at, bare_route)
         app.add_api_route("/bench/stats", stats, methods=["GET"], include_in_schema=False)
+        app.add_api_route("/bench/pending", pending, methods=["GET"], include_in_schema=False)
         app.add_api_route("/bench/seed", seed, methods=["POST"], include_in_schema=False)
 
     return attach
@@ -116,16 +133,26 @@ async def main(port: int, options: dict[str, Any]) -> None:
         mongodb_uri="mongodb://bench-double/syncd", http_host=LOOPBACK, http_port=port,
         public_url=f"http://{LOOPBACK}:{port}", admin_token=ADMIN_TOKEN, app_webhook_secret=APP_SECRET,
         secret_key=SECRET_KEY, log_level=options.get("log_level", "WARNING"),
-        **{k: v for k, v in options.items() if k not in ("slim", "timestamps", "log_level")},
+        **{k: v for k, v in options.items() if k not in ("slim", "timestamps", "log_level", "profile")},
     )
-    await daemon_module.serve(settings, store=store, on_built=_probes(client))
+    if not options.get("profile"):
+        await daemon_module.serve(settings, store=store, on_built=_probes(client))
+        return
+    # A cProfile of the whole daemon, written when it stops (SIGTERM): where its CPU goes.
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        await daemon_module.serve(settings, store=store, on_built=_probes(client))
+    finally:
+        profiler.disable()
+        profiler.dump_stats(options["profile"])
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mode", default="default")
-    parser.add_argument("--options", default="{}", help="JSON: Settings fields, plus slim/timestamps")
+    parser.add_argument("--options", default="{}", help="JSON: Settings fields, plus slim/timestamps/profile (a file for cProfile stats)")
     args = parser.parse_args()
     daemon_module.run(main(args.port, json.loads(args.options)))
 

@@ -52,6 +52,7 @@ async def queue_callbacks(
     were before this write (by platform id), so echoes of its sends and edits stay quiet."""
     if not ctx.settings.app_callback_url:
         return
+    items: list[OutboxItem] = []
     for kind, message in changed:
         if message.origin == "app" and kind == "created":
             continue  # the app created it; it already knows
@@ -70,10 +71,12 @@ async def queue_callbacks(
             "platform": message.platform,
             "message": message_view(message),
         }
-        await ctx.store.outbox_put(OutboxItem(
+        items.append(OutboxItem(
             customer_id=message.customer_id, idempotency_key=key, type=CALLBACK,
             payload=payload, integration_id=integration.id,
         ))
+    # One round-trip for the batch's callbacks, not one each.
+    await ctx.store.outbox_put_many(items)
     # Queued (or not owed): the marks the write left go. Dying before this line queues them
     # again from the sweep under the same ids, which the outbox keeps once.
     await ctx.store.callbacks_queued(message.id for _, message in changed)

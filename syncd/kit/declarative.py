@@ -71,6 +71,8 @@ class ManifestConnector(Connector):
     #: Items per page asked where a request says ``{pageSize}``; ``None``: the manifest's
     #: ``api.pageSize``. Set on a class or a connector to shrink pages (tests, benchmarks).
     page_limit: ClassVar[int | None] = None
+    #: Whether a webhook template of the manifest reads ``{formSorted}`` (set by ``bind``).
+    signs_form: ClassVar[bool] = True
 
     @classmethod
     def bind(cls, manifest: Manifest) -> type[ManifestConnector]:
@@ -87,6 +89,9 @@ class ManifestConnector(Connector):
             "shared_webhook_account": manifest.webhook.shared.account if manifest.webhook.shared else None,
             "token_connect_credential": (manifest.connect.creation_token.credential
                                          if manifest.connect.creation_token else None),
+            # Only a manifest whose webhook templates sign the sorted form pays for parsing
+            # every delivery's body as a form.
+            "signs_form": "{formSorted}" in manifest.webhook.model_dump_json(),
         }
         if every.full_sync_s is not None:
             attrs["full_sync_every_s"] = every.full_sync_s
@@ -414,7 +419,8 @@ class ManifestConnector(Connector):
     def _delivery_scope(self, request: WebhookRequest) -> dict[str, Any]:
         return self.scope(header=request.headers, query=request.query, url=request.url,
                           publicUrl=signatures.public_url(self.ctx.webhook_url, request),
-                          formSorted=signatures.form_sorted(request), delivery=self._signed_document(request))
+                          formSorted=signatures.form_sorted(request) if self.signs_form else "",
+                          delivery=self._signed_document(request))
 
     def _signed_document(self, request: WebhookRequest) -> Any:
         """The parsed delivery, where a verifier reads its signature from it (else not parsed);

@@ -16,6 +16,7 @@ and, when missing, drops the parameter it fills.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -52,6 +53,30 @@ class Intervals(Strict):
     full_sync_s: float | None = Field(default=None, gt=0)
 
 
+class RateLimit(Strict):
+    """The platform's documented request budget for one account: ``requests`` per ``perS``
+    seconds (quota units where ``costs`` are given). A documented fact, with its ``source``;
+    the benchmarks measure an import against it."""
+
+    requests: int = Field(gt=0)
+    per_s: float = Field(gt=0)
+    #: Quota units a request costs, by a regular expression searched in ``METHOD /path`` of
+    #: the request (the first that matches counts); a request none matches costs 1.
+    costs: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    #: Whose budget it is, in the documentation's words ("per method and workspace").
+    scope: str | None = None
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _patterns(self) -> RateLimit:
+        for pattern in self.costs:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"costs: {pattern!r} is not a regular expression ({exc})") from None
+        return self
+
+
 class Api(Strict):
     #: The documented API root; ``SYNCD_<BASE_URL_KEY>_BASE_URL`` replaces it.
     root: str = Field(pattern=r"^https?://")
@@ -63,6 +88,9 @@ class Api(Strict):
     timeout_s: float | None = Field(None, gt=0)
     #: Items per page asked of list and history requests, where the request says ``{pageSize}``.
     page_size: int = Field(100, gt=0)
+    #: The platform's documented request budget (see ``RateLimit``); the benchmarks measure
+    #: imports against it, the engine does not pace by it.
+    rate_limit: RateLimit | None = None
     #: A credential holding the root, for a platform whose API lives at a URL it hands over when
     #: it connects (each customer's own instance); used when set, before any configured root.
     #: While it is empty every request fails as unauthorised (nothing can be reached yet).

@@ -135,6 +135,20 @@ class Trial:
         is sent, so only a poll can find it. Simulators of platforms that poll answer this."""
         raise NotImplementedError(f"{type(self).__name__} cannot write a message without a delivery")
 
+    def trial_delivery(self, n: int) -> Any | None:
+        """After ``trial_seed``: new inbound message number ``n`` (a distinct message for each
+        ``n``, from someone other than the account), as the platform posts it to the trial
+        integration's webhook: an object with the raw ``body``, its ``headers`` and, where the
+        platform signs a query, ``query``. None: this simulator builds none (the benchmarks
+        say so instead of measuring it)."""
+        return None
+
+    def trial_history(self, chats: int, messages: int) -> int | None:
+        """History to import: ``chats`` chats of ``messages`` messages each from other people
+        (fewer where the platform serves fewer); returns how many messages an import can read.
+        None: this simulator seeds none (the benchmarks say so instead of measuring it)."""
+        return None
+
     def trial_base_urls(self, url: str) -> dict[str, str]:
         """``SYNCD_<KEY>_BASE_URL`` values that point syncd at this simulator served at ``url``."""
         return {key: url.rstrip("/") + path for key, path in self.trial_roots.items()}

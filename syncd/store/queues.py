@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from syncd.models import InboxItem, OutboxItem, new_id
-from syncd.store.documents import _AFTER, StoreBase, _doc, _strip
+from syncd.store.documents import _AFTER, _DUP_KEY, StoreBase, _doc, _strip
 
 _INBOX_STATES = ("pending", "done", "failed")
 _OUTBOX_STATES = ("queued", "sending", "sent", "dead")
@@ -126,6 +126,17 @@ class QueuesStore(StoreBase):
             if doc is None:
                 raise
             return OutboxItem.model_validate(_strip(doc)), False
+
+    async def outbox_put_many(self, items: list[OutboxItem]) -> None:
+        """Queue several items in one round-trip; those whose idempotency key is already
+        queued are kept as they are."""
+        if not items:
+            return
+        try:
+            await self.outbox.insert_many([_doc(item) for item in items], ordered=False)
+        except BulkWriteError as exc:
+            if any(error.get("code") != _DUP_KEY for error in exc.details.get("writeErrors", [])):
+                raise
 
     async def outbox_claim(self, now: datetime, lease_s: float, *, types: list[str] | None = None,
                            exclude_types: list[str] | None = None) -> OutboxItem | None:

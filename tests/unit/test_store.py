@@ -398,6 +398,15 @@ async def test_an_event_posted_twice_is_queued_once(store):
     assert await store.outbox_counts("cust-1") == {"queued": 1, "sending": 0, "sent": 0, "dead": 0}
 
 
+async def test_several_outbox_items_are_queued_at_once_and_a_queued_key_is_kept_as_it_was(store):
+    first, _ = await store.outbox_put(outbox_item("evt-1"))
+    await store.outbox_put_many([outbox_item("evt-1"), outbox_item("evt-2"), outbox_item("evt-3")])
+    await store.outbox_put_many([])
+    assert (await store.find_outbox("cust-1", "evt-1")).id == first.id
+    assert await store.find_outbox("cust-1", "evt-3") is not None
+    assert await store.outbox_counts("cust-1") == {"queued": 3, "sending": 0, "sent": 0, "dead": 0}
+
+
 async def test_an_outbox_item_of_a_crashed_worker_is_taken_over(store):
     item, _ = await store.outbox_put(outbox_item())
     claimed = await store.outbox_claim(T0, 30)

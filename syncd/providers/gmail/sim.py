@@ -193,6 +193,16 @@ class GmailSimulator(Trial):
     def trial_inbound(self, text: str) -> None:
         self.add_incoming(self._trial_thread, "Ana Lima <ana@customer.example>", "Re: Order #1001", text)
 
+    def trial_history(self, chats: int, messages: int) -> int:
+        box = self._box(None)
+        for c in range(chats):
+            thread = None
+            for m in range(messages):
+                sent = self.add_incoming(thread, f"Person {m % 3} <person{m % 3}@customer.example>",
+                                         f"History thread {c}", f"Message {m} of thread {c}")
+                thread = thread or box.messages[sent].thread_id
+        return chats * messages
+
     # -- setup and mutations (tests, demo) -------------------------------------------------
     def add_mailbox(self, address: str, token: str, refresh_token: str | None = None) -> Mailbox:
         box = self.mailboxes.setdefault(address.lower(), Mailbox(address))

@@ -93,6 +93,11 @@ class LineSimulator(Trial):
     def trial_credentials(self) -> dict[str, str]:
         return {"channelAccessToken": self.token, "channelSecret": self.secret}
 
+    def trial_delivery(self, n: int) -> LineDelivery:
+        user_id = f"U{n % 20:032x}"
+        self.users.setdefault(user_id, f"Friend {n % 20}")
+        return self.deliver(self.message(user_id, f"trial message {n}"))
+
     # -- the API ------------------------------------------------------------------------------
     @staticmethod
     def _error(status: int, message: str, **more: Any) -> JSONResponse:

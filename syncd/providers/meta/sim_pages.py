@@ -187,6 +187,21 @@ class PageMessagingSimulator(MetaGraphSimulator):
     def trial_inbound(self, text: str) -> None:
         self.add_message(next(iter(self.people)), text)
 
+    def trial_history(self, chats: int, messages: int) -> int:
+        # The Conversations API details only a conversation's 20 most recent messages.
+        messages = min(messages, DETAIL_WINDOW)
+        start = int((self.clock() - 3600) * 1000) - chats * messages * 1000
+        for c in range(chats):
+            user_id = self.add_person(f"{880000 + c}", f"History Person {c}")
+            for m in range(messages):
+                self.add_message(user_id, f"history message {m} of conversation {c}",
+                                 at_ms=start + (c * messages + m) * 1000)
+        return chats * messages
+
+    def trial_delivery(self, n: int) -> MetaDelivery:
+        people = sorted(self.people) or [self.add_person("5001", "Ana Lima")]
+        return self.user_message(people[n % len(people)], f"trial message {n}")
+
     def add_person(self, user_id: str, name: str) -> str:
         self.people[user_id] = Person(user_id, name)
         self.conversations.setdefault(user_id, self._new_conversation_id())

@@ -157,6 +157,23 @@ class SlackSimulator(Trial):
     def trial_inbound(self, text: str) -> None:
         self.add_message(self.ids["general"], text, self.ids["bob"])
 
+    def trial_history(self, chats: int, messages: int) -> int:
+        # Written straight into the channels: add_message re-sorts a channel on every message.
+        people = [self.add_user(f"history{n}", f"History {n}", email=f"history{n}@example.com") for n in range(5)]
+        start = int(self.clock()) - chats * messages - 86_400
+        for c in range(chats):
+            channel = self.add_channel(f"history-{c:04d}")
+            base = (start + c * messages) * 1_000_000
+            self.messages[channel] = [
+                {"type": "message", "user": people[m % len(people)], "team": self.team_id,
+                 "text": f"message {m} in channel {c}: the quarterly numbers are in the shared folder",
+                 "ts": us_to_ts(base + m * 1_000_000 + 1)} for m in range(messages)]
+        return chats * messages
+
+    def trial_delivery(self, n: int) -> SlackDelivery:
+        channel = self.ids["general"] if n % 2 else self.ids["secret"]
+        return self.post_user_message(channel, f"trial message {n}", self.ids[("alice", "bob", "carol")[n % 3]])
+
     # -- building the workspace -----------------------------------------------------------
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}0SIM{next(self._ids):05d}"

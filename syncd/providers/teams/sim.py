@@ -175,6 +175,14 @@ class TeamsSimulator(Trial):
         ids = self._trial_ids
         self.post(ids["group"], ids["alex"], text, content_type="text", notify=False)
 
+    def trial_history(self, chats: int, messages: int) -> int:
+        people = [self.add_user(f"History Person{n}", f"history{n}@contoso.example") for n in range(3)]
+        for c in range(chats):
+            chat = self.add_chat(people[:2], topic=f"History {c}", chat_type="group")
+            for m in range(messages):
+                self.post(chat, people[m % 2], f"<p>history message {m} of chat {c}</p>", notify=False)
+        return chats * messages
+
     # -- building the tenant (tests, demo) ---------------------------------------------------
     def _now_ms(self) -> int:
         self._last_ms = max(int(self.clock() * 1000), self._last_ms + 1)

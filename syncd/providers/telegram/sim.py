@@ -141,6 +141,9 @@ class TelegramSimulator(Trial):
     def trial_chat(self) -> str | None:
         return str(self.ids["group"]) if "group" in self.ids else None
 
+    def trial_delivery(self, n: int) -> TelegramDelivery:
+        return self.user_message(self.ids["group"], self.ids[("alice", "bob")[n % 2]], f"trial message {n}")
+
     # -- building the world -----------------------------------------------------------------
     def add_bot(self, token: str, first_name: str, username: str) -> SimBot:
         bot_id = int(token.partition(":")[0])

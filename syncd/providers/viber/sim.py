@@ -80,6 +80,9 @@ class ViberSimulator(Trial):
     def trial_credentials(self) -> dict[str, Any]:
         return {"token": self.token}
 
+    def trial_delivery(self, n: int) -> ViberDelivery:
+        return self.user_message(f"01234567890A{n % 20:04d}=", f"trial message {n}", name=f"Subscriber {n % 20}")
+
     # -- the API ------------------------------------------------------------------------------
     async def _guard(self, request: Request, endpoint: str) -> tuple[dict[str, Any] | None, JSONResponse | None]:
         fault = await self.faults.check(endpoint)

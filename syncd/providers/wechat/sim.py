@@ -101,6 +101,9 @@ class WeChatSimulator(Trial):
         return {"appId": self.app_id, "appSecret": self.app_secret, "token": self.token,
                 "encodingAesKey": self.encoding_aes_key}
 
+    def trial_delivery(self, n: int) -> WeChatDelivery:
+        return self.user_message(f"oTRIAL{n % 20:022d}", f"trial message {n}")
+
     def expire_token(self) -> None:
         """The current access token expires now (the next call answers 42001)."""
         if self.access_token:

@@ -79,6 +79,9 @@ class WhatsAppSimulator(MetaGraphSimulator):
         return {"accessToken": min(self.valid_tokens), "phoneNumberId": self.phone_number_id,
                 "appSecret": self.app_secret, "verifyToken": self.verify_token}
 
+    def trial_delivery(self, n: int) -> MetaDelivery:
+        return self.incoming_text(f"1555010{n % 20:04d}", f"trial message {n}", name=f"Customer {n % 20}")
+
     # -- the truth --------------------------------------------------------------------------------
     def truth(self, wa_id: str | None = None) -> list[dict[str, Any]]:
         """Every message sent or received (of one customer), oldest first."""

@@ -1,0 +1,188 @@
+"""Benchmark: each platform's initial import against its own documented rate limit.
+
+For every platform whose manifest declares history, found by discovery so that a platform
+added later is covered without editing this file: its simulator seeds many chats
+(``Trial.trial_history``) and is served behind :class:`bench.ratelimit.RateLimited`, holding
+every request to the budget the manifest declares (``api.rateLimit``: requests, or quota units
+with their ``costs``, per ``perS`` seconds), 429 + ``Retry-After`` beyond it, each answer after
+150 ms. The daemon imports from ``POST /integrations`` until every chat is done.
+
+The budget is enforced in windows shorter than the documented one where that one is long
+(Slack's 50 per minute becomes 5 per 6 s): the same rate, granted in finer steps, which is
+stricter than the platform (no client can burst a minute's budget at once). The figure is the
+share of the budget the import used in every full window between its first and its last
+request, with failed pages, duplicates and missing messages counted from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bench.common import Daemon, Record, base_url_env
+from bench.ratelimit import RateLimited
+from syncd.kit.loader import load_all
+from syncd.kit.manifest import Manifest, RateLimit
+from syncd.providers import simulator as simulator_of
+from syncd.sim.base import ServerThread
+
+NAME = "import_limits"
+TARGET = 0.95
+#: Requests of the most common cost a window grants at least (a window is never under 1 s).
+MIN_PER_WINDOW = 5
+PER_CHAT = 10
+
+
+@dataclass(frozen=True)
+class Size:
+    windows: int  # full budget windows the import should last
+    latency_s: float = 0.15
+    #: At most this many platforms, the quickest to import first; None: every one. The test
+    #: suite's smoke run takes one.
+    platforms: int | None = None
+
+
+QUICK = Size(windows=2)
+FULL = Size(windows=8)
+TINY = Size(windows=1, latency_s=0.02, platforms=1)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A manifest's rate limit as the limiter enforces it: ``units`` per ``window_s``."""
+
+    units: int
+    window_s: float
+    costs: tuple[tuple[re.Pattern[str], int], ...]
+
+    @classmethod
+    def of(cls, limit: RateLimit) -> Budget:
+        costs = tuple((re.compile(p), c) for p, c in limit.costs.items())
+        # History is read with GETs: a window grants a few of the dearest of those.
+        typical = max((c for p, c in limit.costs.items() if p.lstrip("^").startswith("GET")), default=1)
+        window = max(1.0, limit.per_s * MIN_PER_WINDOW * typical / limit.requests)
+        return cls(max(1, round(limit.requests * window / limit.per_s)), window, costs)
+
+    def cost(self, method: str, path: str) -> int:
+        line = f"{method} {path}"
+        return next((c for pattern, c in self.costs if pattern.search(line)), 1)
+
+
+def platforms() -> tuple[dict[str, Manifest], dict[str, str]]:
+    measured, skipped = {}, {}
+    for name, loaded in sorted(load_all().items()):
+        manifest = loaded.manifest
+        if not manifest.capabilities.history:
+            continue
+        if manifest.api is None or manifest.api.rate_limit is None:
+            skipped[name] = "its manifest declares no rate limit (api.rateLimit)"
+            continue
+        try:
+            simulator_of(name)
+        except KeyError:
+            skipped[name] = "no simulator"
+            continue
+        measured[name] = manifest
+    return measured, skipped
+
+
+def _chats(manifest: Manifest, limit: RateLimit, size: Size) -> tuple[int, int]:
+    """Chats of one history page each (at most ``PER_CHAT`` messages: seeding stays short, and
+    the figure is the budget used, not messages per page),
+    enough for ``size.windows`` full windows and one more."""
+    assert manifest.api is not None
+    typical = max((c for p, c in limit.costs.items() if p.lstrip("^").startswith("GET")), default=1)
+    budget = Budget.of(limit)
+    chats = max(2, budget.units // typical * (size.windows + 1))
+    return chats, min(manifest.api.page_size, PER_CHAT)
+
+
+def _duration(manifest: Manifest, size: Size) -> tuple[float, int]:
+    """How long an import of ``manifest``'s platform takes at ``size`` (its windows), and how
+    many messages it seeds."""
+    assert manifest.api is not None and manifest.api.rate_limit is not None
+    chats, per_chat = _chats(manifest, manifest.api.rate_limit, size)
+    return Budget.of(manifest.api.rate_limit).window_s * (size.windows + 1), chats * per_chat
+
+
+async def measure(platform: str, manifest: Manifest, size: Size) -> dict[str, Any] | str:
+    assert manifest.api is not None and manifest.api.rate_limit is not None
+    budget = Budget.of(manifest.api.rate_limit)
+    sim = simulator_of(platform)
+    chats, per_chat = _chats(manifest, manifest.api.rate_limit, size)
+    expected = sim.trial_history(chats, per_chat)
+    if expected is None:
+        return "its simulator seeds no history (trial_history)"
+    limited = RateLimited(sim, budget.units, window_s=budget.window_s, latency_s=size.latency_s,
+                          cost=budget.cost)
+    with ServerThread(limited) as served:
+        base_urls = sim.trial_base_urls(served.url)
+        async with Daemon(base_urls=base_urls, env=base_url_env(base_urls)) as daemon:
+            started = time.monotonic()
+            created = await daemon.call("POST", "/integrations", json={
+                "platform": platform, "customerId": f"bench-import-{platform}",
+                "credentials": sim.trial_credentials()})
+            integration = created["integration"]["id"]
+            # Bounded: an import that uses a tenth of its budget is reported, not waited for.
+            deadline = started + 30 + 10 * (size.windows + 2) * budget.window_s
+            timed_out = False
+            while True:
+                stats = await daemon.stats(integration=integration)
+                phases = [s["phase"] for s in stats["sync"]]
+                if len(phases) > 1 and not any(p in ("pending", "importing") for p in phases):
+                    break
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
+                await asyncio.sleep(0.05)
+            elapsed = time.monotonic() - started
+            stats = await daemon.stats(integration=integration, ids=1)
+    used = limited.window_use()
+    full = used[:-1]  # the last window is cut short by the import's end
+    failed = sum(1 for s in stats["sync"] if s["phase"] != "done" or s["lastError"])
+    return {
+        "budget": f"{budget.units} per {budget.window_s:g} s",
+        "documented": f"{manifest.api.rate_limit.requests} per {manifest.api.rate_limit.per_s:g} s",
+        "budget_use": round(sum(full) / (budget.units * len(full)), 3) if full else None,
+        "windows": len(used), "window_use": used[:12],
+        "messages": expected, "stored": stats["stored_ids"], "messages_per_s": round(stats["stored_ids"] / elapsed, 1),
+        "elapsed_s": round(elapsed, 2), "requests": dict(limited.calls), "refused_429": limited.refused,
+        "failed_pages": failed, "duplicates": stats["stored_ids"] - stats["distinct_ids"],
+        "missing": expected - stats["distinct_ids"], "timed_out": timed_out,
+    }
+
+
+async def run(size: Size = QUICK) -> list[Record]:
+    measured, skipped = platforms()
+    records = []
+    for platform in sorted(measured, key=lambda p: _duration(measured[p], size))[size.platforms:] \
+            if size.platforms is not None else []:
+        skipped[platform] = "left out at this size"
+        del measured[platform]
+    for platform, manifest in measured.items():
+        try:
+            result = await measure(platform, manifest, size)
+        except Exception as exc:  # one platform's failure is its result, not the run's
+            skipped[platform] = f"could not run: {exc}"[:300]
+            continue
+        if isinstance(result, str):
+            skipped[platform] = result
+            continue
+        use = result["budget_use"]
+        clean = result["failed_pages"] == 0 and result["duplicates"] == 0 and result["missing"] == 0
+        records.append(Record(
+            name=f"import_limit_{platform}", value=use if use is not None else 0.0, unit="share of budget",
+            baseline=1.0, ratio=use,
+            target=f">= {TARGET} of {platform}'s documented limit in every full window, 0 failed pages, "
+                   "0 duplicates, 0 missing",
+            meets_target=use is not None and use >= TARGET and clean, details={**result, "platform": platform}))
+    worst = min((r.ratio for r in records if r.ratio is not None), default=0.0)
+    records.append(Record(
+        name=NAME, value=worst, unit="worst share of budget", baseline=None, ratio=worst,
+        target=f">= {TARGET} on every platform with history",
+        meets_target=bool(records) and all(r.meets_target for r in records) and not skipped,
+        details={"platforms": sorted(r.details["platform"] for r in records), "not_measured": skipped}))
+    return records
