@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 from pydantic import BaseModel
 
-from syncd.kit import paging, signatures, templates
+from syncd.kit import handshakes, paging, signatures, signed, templates
 from syncd.kit.auth import ManifestAuth
 from syncd.kit.classify import classifier
 from syncd.kit.connector import Connector, TokenConnection, body_digest
@@ -418,8 +418,8 @@ class ManifestConnector(Connector):
     # -- webhooks -----------------------------------------------------------------------------
     def _delivery_scope(self, request: WebhookRequest) -> dict[str, Any]:
         return self.scope(header=request.headers, query=request.query, url=request.url,
-                          publicUrl=signatures.public_url(self.ctx.webhook_url, request),
-                          formSorted=signatures.form_sorted(request) if self.signs_form else "",
+                          publicUrl=signed.public_url(self.ctx.webhook_url, request),
+                          formSorted=signed.form_sorted(request) if self.signs_form else "",
                           delivery=self._signed_document(request))
 
     def _signed_document(self, request: WebhookRequest) -> Any:
@@ -435,14 +435,14 @@ class ManifestConnector(Connector):
     def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
         hook = self.manifest.webhook
         scope = self._delivery_scope(request) if hook.verify or hook.handshakes else self.scope()
-        shook = signatures.handshake(hook.handshakes, request, scope, verified=False)
+        shook = handshakes.handshake(hook.handshakes, request, scope, verified=False)
         if shook is not None:
             return shook
         if not hook.verify:
             raise SignatureError(f"{self.platform} declares no webhook verification")
         proof = signatures.verify_declared(hook.verify_mode, hook.verify, request, scope, now=self.ctx.clock(),
                                            max_skew_s=self.ctx.webhook_max_skew_s, keys=self.ctx.key_sets)
-        shook = signatures.handshake(hook.handshakes, request, scope, verified=True)
+        shook = handshakes.handshake(hook.handshakes, request, scope, verified=True)
         if shook is not None:
             shook.answer.headers.update(proof)
             return shook

@@ -18,7 +18,7 @@ from syncd import providers
 from syncd.kit import templates
 from syncd.kit.loader import Loaded, load_all
 from syncd.kit.manifest import Verifier
-from syncd.kit.signatures import payload_bytes
+from syncd.kit.signed import payload_bytes
 from syncd.universal import WebhookRequest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

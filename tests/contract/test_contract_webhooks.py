@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from contractsupport import LOADED, PLATFORMS, declares, fixtures, sign, simulator_of
 
-from syncd.kit.signatures import form_sorted
+from syncd.kit.signed import form_sorted
 from syncd.testbed import BASE, Testbed
 from syncd.universal import WebhookRequest
 

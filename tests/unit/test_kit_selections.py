@@ -9,7 +9,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from syncd.kit import signatures, templates
+from syncd.kit import handshakes, templates
 from syncd.kit.classify import classifier
 from syncd.kit.credentials import credentials_model
 from syncd.kit.errors import PermanentError, RateLimited, TransientError
@@ -42,7 +42,7 @@ def test_an_id_as_a_number_equals_its_text_but_nothing_else_is_loosened():
 def echo(query: dict[str, str]) -> int:
     spec = Handshake(type="echo", param="hub.challenge", token="hub.verify_token", expect="{credentials.v}",
                      query={"hub.mode": "subscribe"}, refuse_status=403)
-    answer = signatures.handshake([spec], WebhookRequest("GET", "u", {}, query, b""), {"credentials": {"v": "ok"}},
+    answer = handshakes.handshake([spec], WebhookRequest("GET", "u", {}, query, b""), {"credentials": {"v": "ok"}},
                                   verified=False)
     assert answer is not None and answer.delivery_id is None
     return answer.answer.status_code

@@ -16,7 +16,8 @@ import pytest
 from syncd.kit.declarative import ManifestConnector
 from syncd.kit.errors import SignatureError
 from syncd.kit.manifest import Manifest, Verifier
-from syncd.kit.signatures import payload_bytes, verify_any
+from syncd.kit.signatures import verify_any
+from syncd.kit.signed import payload_bytes
 from syncd.universal import WebhookRequest
 
 KEY = "k3y"
