@@ -135,6 +135,10 @@ class XSimulator(Trial):
                 self.add_event(other, f"message {i} from person {c}", age_s=60 * (messages - i) + c)
         return chats * messages
 
+    def trial_delivery(self, n: int) -> XDelivery:
+        """A DM from one of 20 people, as Account Activity posts and signs it."""
+        return self.incoming(str(6_000_000_000 + n % 20), f"trial message {n}")
+
     # -- the account's data ---------------------------------------------------------------------
     def conversation_with(self, other: str) -> str:
         low, high = sorted((self.user_id, other), key=int)
