@@ -187,7 +187,7 @@ async def _measure_group(sims: dict[str, Any], size: Size, failures: dict[str, s
                 try:
                     results[platform] = await measure(platform, sim, daemon, size)
                 except Exception as exc:  # one platform's failure is its result, not the run's
-                    failures[platform] = f"could not run: {exc}"[:300]
+                    failures[platform] = f"could not run: {exc!r}"[:300]
     return results
 
 

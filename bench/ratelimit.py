@@ -69,6 +69,7 @@ class RateLimited:
             await self.app(scope, receive, send)
             return
         wait = self._admit(self.cost(scope["method"], scope["path"]))
+        reopens = None if wait is None else time.monotonic() + wait
         method = scope["path"].rstrip("/").rsplit("/", 1)[-1]
         await asyncio.sleep(self.latency_s)
         if wait is None:
@@ -76,7 +77,10 @@ class RateLimited:
             await self.app(scope, receive, send)
             return
         body = json.dumps({"ok": False, "error": "ratelimited"}).encode()
-        retry_after = f"{math.ceil(wait * 1000) / 1000:.3f}"
+        # Counted from the answer, as a platform stamps it: the wait at arrival, less the
+        # latency spent since, is when the window really reopens.
+        assert reopens is not None
+        retry_after = f"{math.ceil(max(0.0, reopens - time.monotonic()) * 1000) / 1000:.3f}"
         await send({"type": "http.response.start", "status": 429, "headers": [
             (b"content-type", b"application/json"), (b"retry-after", retry_after.encode()),
             (b"content-length", str(len(body)).encode())]})

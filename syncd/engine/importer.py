@@ -9,6 +9,7 @@ re-fetching at most the page that was in flight.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 from typing import Any
@@ -18,6 +19,7 @@ import structlog
 from syncd import metrics
 from syncd.engine.context import EngineContext, connector_for
 from syncd.engine.ingest import IngestResult, ingest, self_identities
+from syncd.engine.lanes import IMPORT_CONCURRENCY, Lane, Lanes
 from syncd.engine.leases import hold
 from syncd.kit.connector import Connector
 from syncd.kit.errors import AuthError, CursorExpired, ProviderError
@@ -32,11 +34,6 @@ log = structlog.get_logger(__name__)
 ACTIVE_PHASES = ("pending", "importing", "error")
 #: Rounds one drain makes over chats planned while it was importing.
 MAX_ROUNDS = 3
-#: Chats of one integration imported side by side (a connector may set ``import_concurrency``).
-#: One chat's pages follow each other (each needs the previous cursor), so a single chat
-#: cannot use a platform's rate budget while its pages are being fetched and stored; several
-#: can, and the connector's HTTP client keeps them all within the budget together.
-IMPORT_CONCURRENCY = 4
 
 
 def after_page(status: SyncStatus, page: HistoryPage, written: IngestResult | WriteResult) -> SyncStatus:
@@ -210,33 +207,36 @@ class Importer:
             return not self.ctx.stopping.is_set()
 
     async def _import_chats(self, integration: Integration, connector: Connector, due: list[SyncStatus]) -> None:
-        """Import ``due`` chats, up to ``IMPORT_CONCURRENCY`` at a time; the first failure that
-        stops the whole import (credentials rejected) stops the others too, each of which
-        checkpoints its page on the way out."""
-        queue = iter(due)
-        # The other lanes start once one page went through: what a connector does once on
-        # first use (learn its own identity, refresh a token) is then done once, not per lane.
-        warmed = asyncio.Event()
+        """Import ``due`` chats, several at a time (``Lanes``: as many as the platform's
+        declared rate limit takes); the first failure that stops the whole import (credentials
+        rejected) stops the others too, each of which checkpoints its page on the way out."""
+        queue = collections.deque(due)
 
-        async def one_by_one(first: bool) -> None:
+        async def one_by_one(lane: Lane, first: bool) -> None:
             if not first:
-                await warmed.wait()
+                await lanes.warmed.wait()
             try:
-                for status in queue:
+                while queue:
                     if await self.halted(integration.id):
                         return
-                    await self._import_chat(integration, connector, status, warmed)
+                    await self._import_chat(integration, connector, queue.popleft(), lane)
             finally:
-                warmed.set()
+                lanes.warmed.set()
 
-        lanes = min(len(due), max(1, getattr(connector, "import_concurrency", IMPORT_CONCURRENCY)))
-        if lanes <= 1:
-            await one_by_one(True)
+        fixed = getattr(connector, "import_concurrency", None)
+        limit = connector.rate_limit
+        reads = limit.reads_per_s() if limit is not None and fixed is None else None
+        if len(due) <= 1:
+            lanes = Lanes(1, None)
+            await one_by_one(lanes.lane(), True)
             return
         try:
             async with asyncio.TaskGroup() as group:
-                for lane in range(lanes):
-                    group.create_task(one_by_one(lane == 0))
+                lanes = Lanes(min(len(due), fixed or IMPORT_CONCURRENCY), reads,
+                              open_lane=lambda: group.create_task(one_by_one(lanes.lane(), lanes.opened == 1)),
+                              more=lambda: bool(queue))
+                for _ in range(lanes.base):
+                    lanes.open()
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None
 
@@ -280,7 +280,7 @@ class Importer:
         return checkpoint
 
     async def _import_chat(self, integration: Integration, connector: Connector, status: SyncStatus,
-                           warmed: asyncio.Event | None = None) -> None:
+                           lane: Lane | None = None) -> None:
         """Import one chat from its checkpoint; stops when a newer plan supersedes this run."""
         chat = await self.ctx.store.get_chat(status.chat_id) if status.chat_id is not None else None
         if chat is None:
@@ -306,13 +306,15 @@ class Importer:
         # A first import reads pages nobody stored yet: their messages are written without
         # being read first. A page that turns out to be known (a resync) ends the guessing.
         guess_new = seen is None
-        lane = background_lane if status.background else contextlib.nullcontext
+        background = background_lane if status.background else contextlib.nullcontext
         try:
             while True:
                 # A pause (or delete) lets the page in hand finish, then stops at its checkpoint.
                 if await self.halted(integration.id):
                     return
-                with metrics.IMPORT_PAGE_SECONDS.labels(integration.platform).time(), lane():
+                if lane is not None:
+                    lane.reading()
+                with metrics.IMPORT_PAGE_SECONDS.labels(integration.platform).time(), background():
                     page = await connector.fetch_history_page(chat_data(chat), cursor)
                 # A page with more to come is checkpointed; the store writes the checkpoint with
                 # the page's messages where it can (one round-trip), else it is saved below.
@@ -323,8 +325,8 @@ class Importer:
                 guess_new = guess_new and result.unchanged + result.updated == 0
                 # The chat as this page left it (its lastMessageAt), so older pages leave it alone.
                 known.update(result.chats)
-                if warmed is not None:
-                    warmed.set()
+                if lane is not None:
+                    lane.read()
                 if seen is not None:
                     seen.update(m.external_message_id for m in page.messages if m.deleted_at is None)
                 status = after_page(status, page, result)

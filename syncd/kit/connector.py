@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from syncd.kit import signatures
 from syncd.kit.errors import SignatureError
-from syncd.kit.manifest import Webhook
+from syncd.kit.manifest import RateLimit, Webhook
 from syncd.universal import (
     Changes,
     ChatData,
@@ -125,13 +125,16 @@ class Connector(abc.ABC):
     #: The manifest's ``webhook`` section (``with_manifest_webhook``): verifiers declared as data,
     #: which a platform module runs with ``verify_declared``.
     webhook_spec: ClassVar[Webhook] = Webhook()
+    #: The platform's documented request budget (the manifest's ``api.rateLimit``): the
+    #: importer opens as many lanes as reaching it takes. None: a fixed few.
+    rate_limit: ClassVar[RateLimit | None] = None
 
     @classmethod
-    def with_manifest_webhook(cls, webhook: Webhook) -> type[Connector]:
-        """This class with its manifest's webhook section, for a module that is not a
-        ``ManifestConnector`` (which gets the whole manifest by ``bind``)."""
-        return type(cls.__name__, (cls,), {"webhook_spec": webhook, "__module__": cls.__module__,
-                                           "__qualname__": cls.__qualname__})
+    def with_manifest_webhook(cls, webhook: Webhook, rate_limit: RateLimit | None = None) -> type[Connector]:
+        """This class with its manifest's webhook section and rate limit, for a module that is
+        not a ``ManifestConnector`` (which gets the whole manifest by ``bind``)."""
+        return type(cls.__name__, (cls,), {"webhook_spec": webhook, "rate_limit": rate_limit,
+                                           "__module__": cls.__module__, "__qualname__": cls.__qualname__})
 
     @classmethod
     def prepare_credentials(cls, credentials: dict[str, Any], settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

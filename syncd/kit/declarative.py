@@ -83,6 +83,7 @@ class ManifestConnector(Connector):
             "can_edit": caps.edit, "can_delete": caps.delete, "has_history": caps.history,
             "can_poll": caps.poll, "can_list_users": caps.list_users, "maintain_every_s": every.maintain_s, "poll_every_s": every.poll_s,
             "base_url_key": manifest.api.base_url_key if manifest.api else None,
+            "rate_limit": manifest.api.rate_limit if manifest.api else None,
             "keep_headers": tuple(h.lower() for h in manifest.webhook.keep_headers),
             "manual_teardown": manifest.webhook.manual_teardown,
             "secret_query": tuple(v.param for v in manifest.webhook.verify if v.param),

@@ -76,6 +76,12 @@ class RateLimit(Strict):
                 raise ValueError(f"costs: {pattern!r} is not a regular expression ({exc})") from None
         return self
 
+    def reads_per_s(self) -> float:
+        """Reads (GETs, what an import sends) per second the budget allows, each priced at the
+        dearest GET it names: a floor, so the lanes an importer opens for it are not too many."""
+        dearest = max((c for p, c in self.costs.items() if p.lstrip("^").startswith("GET")), default=1)
+        return self.requests / self.per_s / max(1, dearest)
+
 
 class Api(Strict):
     #: The documented API root; ``SYNCD_<BASE_URL_KEY>_BASE_URL`` replaces it.
@@ -88,8 +94,9 @@ class Api(Strict):
     timeout_s: float | None = Field(None, gt=0)
     #: Items per page asked of list and history requests, where the request says ``{pageSize}``.
     page_size: int = Field(100, gt=0)
-    #: The platform's documented request budget (see ``RateLimit``); the benchmarks measure
-    #: imports against it, the engine does not pace by it.
+    #: The platform's documented request budget (see ``RateLimit``): the importer opens enough
+    #: lanes to reach it (it does not pace by it: a 429 does), the benchmarks measure imports
+    #: against it.
     rate_limit: RateLimit | None = None
     #: A credential holding the root, for a platform whose API lives at a URL it hands over when
     #: it connects (each customer's own instance); used when set, before any configured root.

@@ -66,7 +66,8 @@ def connector_for(loaded: Loaded) -> type[Connector]:
     cls = module.CONNECTOR
     if issubclass(cls, ManifestConnector):
         return cls.bind(loaded.manifest)
-    return cls.with_manifest_webhook(loaded.manifest.webhook)
+    api = loaded.manifest.api
+    return cls.with_manifest_webhook(loaded.manifest.webhook, api.rate_limit if api else None)
 
 
 @functools.cache

@@ -91,6 +91,14 @@ class GetchatSimulator(Trial):
     def trial_chat(self) -> str:
         return "4915112345678"
 
+    def trial_history(self, chats: int, messages: int) -> int:
+        """``chats`` customers who each wrote ``messages`` messages."""
+        for c in range(chats):
+            self.seed(f"49151{c:08d}", f"Customer {c}", [(f"message {m} from customer {c}", False)
+                                                          for m in range(messages)])
+        return chats * messages
+
+
     def trial_credentials(self) -> dict[str, str]:
         return {"apiUrl": self.trial_root, "apiToken": self.token}
 

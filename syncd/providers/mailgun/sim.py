@@ -107,6 +107,19 @@ class MailgunSimulator(Trial):
         return {"apiKey": self.api_key, "domain": self.domain, "incomingAddress": self.address,
                 "webhookSigningKey": self.signing_key}
 
+    def trial_history(self, chats: int, messages: int) -> int:
+        """``chats`` threads (one sender each) of ``messages`` stored emails, each a reply to
+        the one before."""
+        now = time.time()
+        for c in range(chats):
+            previous = None
+            for m in range(messages):
+                previous = self.add(f"sender{c}@example.net", f"Thread {c}", f"message {m} of thread {c}",
+                                    reply_to=previous.message_id if previous else None,
+                                    at=now - 3600 + c + m * 0.001)
+        return chats * messages
+
+
     # -- the API ------------------------------------------------------------------------------
     async def _guard(self, request: Request, endpoint: str) -> Response | None:
         fault = await self.faults.check(endpoint)

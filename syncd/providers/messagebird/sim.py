@@ -134,6 +134,14 @@ class MessageBirdSimulator(Trial):
     def trial_chat(self) -> str | None:
         return "31612345678"
 
+    def trial_history(self, chats: int, messages: int) -> int:
+        """``chats`` numbers that each sent ``messages`` SMS to the account."""
+        for c in range(chats):
+            number = f"316{c:08d}"
+            for m in range(messages):
+                self.add("mo", number, f"message {m} from {number}", minutes_ago=10 * (messages - m) + c)
+        return chats * messages
+
     # -- the account's messages -----------------------------------------------------------------
     def add(self, direction: str, counterpart: str, text: str, *, minutes_ago: float = 0,
             status: str | None = None) -> SmsMessage:

@@ -110,6 +110,14 @@ class TwilioSimulator(Trial):
     def trial_chat(self) -> str | None:
         return TRIAL_PEOPLE[0]
 
+    def trial_history(self, chats: int, messages: int) -> int:
+        """``chats`` phone numbers that each texted the number ``messages`` times."""
+        for c in range(chats):
+            for m in range(messages):
+                self.add(f"+1555{c:07d}", f"message {m} from number {c}", inbound=True)
+        return chats * messages
+
+
     # -- the API ------------------------------------------------------------------------------
     @staticmethod
     def _error(status: int, code: int, message: str) -> JSONResponse:

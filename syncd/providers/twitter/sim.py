@@ -125,6 +125,20 @@ class XSimulator(Trial):
     def trial_chat(self) -> str | None:
         return self.conversation_with("9876543210")
 
+    def trial_history(self, chats: int, messages: int) -> int:
+        """``chats`` one-to-one conversations of ``messages`` DMs each, all from the other
+        person, within the last 30 days."""
+        for c in range(chats):
+            other = str(5_000_000_000 + c)
+            self.people[other] = f"Person {c}"
+            for i in range(messages):
+                self.add_event(other, f"message {i} from person {c}", age_s=60 * (messages - i) + c)
+        return chats * messages
+
+    def trial_delivery(self, n: int) -> XDelivery:
+        """A DM from one of 20 people, as Account Activity posts and signs it."""
+        return self.incoming(str(6_000_000_000 + n % 20), f"trial message {n}")
+
     # -- the account's data ---------------------------------------------------------------------
     def conversation_with(self, other: str) -> str:
         low, high = sorted((self.user_id, other), key=int)
