@@ -57,7 +57,10 @@ def _route(scope: dict[str, Any]) -> Any:
 
 def route_fields(scope: dict[str, Any]) -> dict[str, Any]:
     """``route`` (the template) and ``params`` of the route that handled the request, secrets masked."""
-    template = getattr(_route(scope), "path_format", None)
+    return _fields(getattr(_route(scope), "path_format", None), scope)
+
+
+def _fields(template: Any, scope: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(template, str):
         return {"route": None, "path": _unmatched_path(scope.get("path", ""))}
     params = {k: REDACTED if is_secret_key(k) else v for k, v in (scope.get("path_params") or {}).items()}
@@ -70,6 +73,9 @@ class AccessLog:
     def __init__(self, app: Any, enabled: bool = True):
         self.app = app
         self.enabled = enabled
+        #: Endpoint -> route template, for the routes found by their endpoint (a scan of every
+        #: route on each webhook delivery otherwise).
+        self._templates: dict[Any, Any] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -94,9 +100,16 @@ class AccessLog:
             if self.enabled:
                 self._log(scope, status, started, request_id)
 
-    @staticmethod
-    def _log(scope: dict[str, Any], status: int, started: float, request_id: str) -> None:
-        fields = route_fields(scope)
+    def _template(self, scope: dict[str, Any]) -> Any:
+        endpoint = scope.get("endpoint")
+        if "route" in scope or endpoint is None:
+            return getattr(scope.get("route"), "path_format", None)
+        if endpoint not in self._templates:
+            self._templates[endpoint] = getattr(_route(scope), "path_format", None)
+        return self._templates[endpoint]
+
+    def _log(self, scope: dict[str, Any], status: int, started: float, request_id: str) -> None:
+        fields = _fields(self._template(scope), scope)
         client = scope.get("client")
         level = "debug" if fields["route"] in QUIET_ROUTES and status < 400 else "info"
         getattr(log, level)(

@@ -39,13 +39,14 @@ def create_app(engine: Engine) -> FastAPI:
     install_error_handlers(app)
     settings = engine.ctx.settings
 
+    # First: the routes are matched in order, and platform deliveries are the hot path.
+    add_webhook_route(app, engine)
     app.include_router(platforms_router(engine.ctx.connectors, settings, [Depends(admin_dependency(settings))]))
     app.include_router(health_router(engine))
     app.include_router(integrations_router(engine))
     app.include_router(smooch_router(engine))
     app.include_router(chats_router(engine))
     app.include_router(user_platforms_router(engine))
-    add_webhook_route(app, engine)
     app.include_router(events_router(engine))
     app.include_router(deadletters_router(engine))
     app.include_router(connect_router(engine))
