@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import tempfile
 import time
@@ -96,8 +97,8 @@ def figures(trace: dict[str, Any], since: float, interval: float) -> dict[str, A
     late = [lateness for started, lateness in trace["lateness"] if started >= since]
     worst_gap, worst_id = 0.0, None
     for integration, starts in trace["starts"].items():
-        points = sorted(starts) + [trace["now"]]
-        for before, after in zip(points, points[1:], strict=False):
+        points = [*sorted(starts), trace["now"]]
+        for before, after in itertools.pairwise(points):
             if after >= since and after - before > worst_gap:
                 worst_gap, worst_id = after - before, integration
     return {

@@ -20,8 +20,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from bench.common import ADMIN_TOKEN, APP_SECRET, LOOPBACK, SECRET_KEY, rss_mb
+from bench.hooks import PollTrace, dump, fill, preload
 from bench.mongo_double import Client
-from bench.replica_hooks import PollTrace, dump, preload
 from syncd import daemon as daemon_module
 from syncd.config import Settings
 from syncd.daemon import Daemon
@@ -43,6 +43,9 @@ def _probes(client: Client, options: dict[str, Any]) -> Any:
 
         async def polls(request: Request) -> JSONResponse:
             return JSONResponse(trace.report())
+
+        async def filled(request: Request) -> JSONResponse:
+            return JSONResponse({"messages": fill(client, int((await request.json())["count"]))})
 
         async def dumped(request: Request) -> Response:
             return Response(dump(client, request.query_params["integration"]), media_type="application/octet-stream")
@@ -134,6 +137,7 @@ def _probes(client: Client, options: dict[str, Any]) -> Any:
         app.add_api_route("/bench/pending", pending, methods=["GET"], include_in_schema=False)
         app.add_api_route("/bench/seed", seed, methods=["POST"], include_in_schema=False)
         app.add_api_route("/bench/polls", polls, methods=["GET"], include_in_schema=False)
+        app.add_api_route("/bench/fill", filled, methods=["POST"], include_in_schema=False)
         app.add_api_route("/bench/dump", dumped, methods=["GET"], include_in_schema=False)
 
     return attach

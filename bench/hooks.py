@@ -1,7 +1,7 @@
-"""What the one-replica benchmark (``bench/replica.py``) adds to the daemon under test, inside
-its process, only when asked: integrations cloned into the store before the daemon starts (as a
-restarted daemon finds them), and a trace of every scheduled poll taken from the scheduler's
-own times.
+"""What the scale benchmarks add to the daemon under test, inside its process, only when asked:
+integrations cloned into the store before the daemon starts (as a restarted daemon finds them),
+a trace of every scheduled poll taken from the scheduler's own times (``bench/replica.py``),
+and stored messages added in bulk (``bench/cost_growth.py``).
 
 The trace wraps ``Engine.poll`` (the scheduler's job function) on the instance: the moment the
 job starts is the poll's actual start, and its scheduled start is the interval trigger's
@@ -63,6 +63,22 @@ def preload(client: Client, templates: list[bytes], count: int) -> None:
                 elif "customerId" in clone:
                     clone["customerId"] = f"{clone['customerId']}-{n}"
                 db[name]._add(clone)
+
+
+def fill(client: Client, count: int) -> int:
+    """``count`` more stored messages, copies of the first one stored under new ids and
+    external ids, spread over the chats that hold messages already (so the chats the benchmark
+    writes to grow too); written straight into the double, through its indexes. The total."""
+    messages = client["syncd"]["messages"]
+    template = next(iter(messages.docs.values()))
+    chats = sorted({d["chatId"] for d in messages.docs.values()})
+    start = len(messages.docs)
+    for n in range(start, start + count):
+        doc = dict(template, _id=ObjectId(), externalMessageId=f"fill-{n}", chatId=chats[n % len(chats)])
+        doc.pop("appMessageId", None)
+        doc.pop("callbackPending", None)  # no callback is owed for these: the sweep reads none
+        messages._add(doc)
+    return len(messages.docs)
 
 
 class PollTrace:
