@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.common import Daemon, Record, base_url_env, percentile, rss_mb
+from bench.cost_growth import cpu_s
 from bench.pipeline import settled
 from syncd import providers
 from syncd.kit.loader import load_all
@@ -48,7 +49,7 @@ class Size:
     steady_intervals: float = 2
 
 
-QUICK = Size(integrations=2000, interval_s=20, steady_intervals=1.5)
+QUICK = Size(integrations=1000, interval_s=20, steady_intervals=1.5)
 FULL = Size(integrations=10_000, interval_s=60)
 TINY = Size(integrations=12, interval_s=2, steady_intervals=1)
 
@@ -126,26 +127,30 @@ async def measure(size: Size) -> dict[str, Any]:
                           preload={"files": files, "count": size.integrations}) as daemon:
             ready_s = time.monotonic() - spawned
             deadline = time.monotonic() + 60 + 3 * size.interval_s
-            while len((trace := await daemon.call("GET", "/bench/polls"))["starts"]) < size.integrations:
+            while (polled := (await daemon.call("GET", "/bench/polls"))["polled"]) < size.integrations:
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"only {len(trace['starts'])} of {size.integrations} integrations polled")
+                    raise TimeoutError(f"only {polled} of {size.integrations} integrations polled")
                 await asyncio.sleep(0.5)
-            all_polled = trace["now"]
+            all_polled = time.time()  # the same clock as the trace's: this machine's
             polled_s = time.monotonic() - spawned
             rss = rss_mb(daemon.pid)
-            peak = rss
+            peak, cpu = rss, cpu_s(daemon.pid)
             steady_until = time.monotonic() + size.steady_intervals * size.interval_s
             while time.monotonic() < steady_until:
                 await asyncio.sleep(0.5)
                 peak = max(peak, rss_mb(daemon.pid))
-            trace = await daemon.call("GET", "/bench/polls")
+            cpu = cpu_s(daemon.pid) - cpu
             stats = await daemon.stats()
+            trace = await daemon.call("GET", "/bench/polls", params={"full": 1})
+    steady = figures(trace, all_polled, size.interval_s)
     return {
+        "daemon_cpu_share_steady": round(cpu / (size.steady_intervals * size.interval_s), 3),
+        "cpu_ms_per_poll_steady": round(1000 * cpu / steady["polls_steady"], 2) if steady["polls_steady"] else None,
         "integrations": size.integrations, "platforms": names, "not_mixed": left,
         "interval_s": size.interval_s, "ready_s": round(ready_s, 2), "all_polled_after_s": round(polled_s, 1),
         "rss_mb": round(rss, 1), "rss_peak_steady_mb": round(peak, 1), "connectors": stats["connectors"],
         "poll_jobs": stats["poll_jobs"], "steady_s": round(size.steady_intervals * size.interval_s, 1),
-        **figures(trace, all_polled, size.interval_s),
+        **steady,
         "roundtrips": stats["totals"],
     }
 
