@@ -109,6 +109,7 @@ class Daemon:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
+                await self.__aexit__()  # a daemon that never answered is stopped, not orphaned
                 raise RuntimeError("bench server did not start within 60 s")
             await asyncio.sleep(0.05)
 

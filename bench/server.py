@@ -17,9 +17,10 @@ from typing import Any
 from xml.etree import ElementTree
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from bench.common import ADMIN_TOKEN, APP_SECRET, LOOPBACK, SECRET_KEY, rss_mb
+from bench.hooks import PollTrace, dump, fill, preload
 from bench.mongo_double import Client
 from syncd import daemon as daemon_module
 from syncd.config import Settings
@@ -29,10 +30,26 @@ from syncd.store import Store, _fernet
 from syncd.universal import ChatData
 
 
-def _probes(client: Client) -> Any:
+def _probes(client: Client, options: dict[str, Any]) -> Any:
     def attach(daemon: Daemon) -> None:
         app, store, engine = daemon.app, daemon.store, daemon.engine
         db = client["syncd"]
+        if options.get("preload"):  # before the daemon starts: what a restart finds in the store
+            spec = options["preload"]
+            preload(client, [open(path, "rb").read() for path in spec["files"]], int(spec["count"]))
+        trace = PollTrace()
+        if options.get("trace_polls"):
+            trace.wrap(daemon)
+
+        async def polls(request: Request) -> JSONResponse:
+            # Asked every half second while waiting: the count only, not the whole trace.
+            return JSONResponse(trace.report() if request.query_params.get("full") else {"polled": len(trace.starts)})
+
+        async def filled(request: Request) -> JSONResponse:
+            return JSONResponse({"messages": fill(client, int((await request.json())["count"]))})
+
+        async def dumped(request: Request) -> Response:
+            return Response(dump(client, request.query_params["integration"]), media_type="application/octet-stream")
 
         async def bare(request: Request) -> JSONResponse:
             # The floor the webhook endpoint is compared with: the same stack, middleware and
@@ -120,6 +137,9 @@ def _probes(client: Client) -> Any:
         app.add_api_route("/bench/stats", stats, methods=["GET"], include_in_schema=False)
         app.add_api_route("/bench/pending", pending, methods=["GET"], include_in_schema=False)
         app.add_api_route("/bench/seed", seed, methods=["POST"], include_in_schema=False)
+        app.add_api_route("/bench/polls", polls, methods=["GET"], include_in_schema=False)
+        app.add_api_route("/bench/fill", filled, methods=["POST"], include_in_schema=False)
+        app.add_api_route("/bench/dump", dumped, methods=["GET"], include_in_schema=False)
 
     return attach
 
@@ -133,16 +153,16 @@ async def main(port: int, options: dict[str, Any]) -> None:
         mongodb_uri="mongodb://bench-double/syncd", http_host=LOOPBACK, http_port=port,
         public_url=f"http://{LOOPBACK}:{port}", admin_token=ADMIN_TOKEN, app_webhook_secret=APP_SECRET,
         secret_key=SECRET_KEY, log_level=options.get("log_level", "WARNING"),
-        **{k: v for k, v in options.items() if k not in ("slim", "timestamps", "log_level", "profile")},
+        **{k: v for k, v in options.items() if k not in ("slim", "timestamps", "log_level", "profile", "preload", "trace_polls")},
     )
     if not options.get("profile"):
-        await daemon_module.serve(settings, store=store, on_built=_probes(client))
+        await daemon_module.serve(settings, store=store, on_built=_probes(client, options))
         return
     # A cProfile of the whole daemon, written when it stops (SIGTERM): where its CPU goes.
     profiler = cProfile.Profile()
     profiler.enable()
     try:
-        await daemon_module.serve(settings, store=store, on_built=_probes(client))
+        await daemon_module.serve(settings, store=store, on_built=_probes(client, options))
     finally:
         profiler.disable()
         profiler.dump_stats(options["profile"])

@@ -54,14 +54,19 @@ class Daemon:
     async def start(self, *, schedule: bool = True) -> None:
         """Start workers, resume unfinished imports, and (unless told not to) schedule polls."""
         self.engine.start()
-        await self.engine.resume()
-        if schedule:
+        if not schedule:
+            await self.engine.resume()  # else the first reconcile resumes, once
+        else:
             self.scheduler = AsyncIOScheduler(timezone="UTC")
             interval = self.settings.poll_interval_s
             self.scheduler.add_job(self.reconcile, "interval", seconds=interval, id="reconcile",
                                    max_instances=1, coalesce=True)
-            self.scheduler.start()
+            # Paused until every job is in: with thousands of integrations, polls that fire
+            # while the rest are still being scheduled slow every store round-trip of the
+            # start (one event-loop turn each) and push readiness out by minutes.
+            self.scheduler.start(paused=True)
             await self.reconcile()
+            self.scheduler.resume()
 
     async def reconcile(self) -> None:
         """Keep one poll, maintenance and full-sync job per live integration, resume imports that
@@ -86,7 +91,7 @@ class Daemon:
                 # restart) must not all poll in the same instant, every interval.
                 self.scheduler.add_job(
                     self.engine.poll, "interval", args=[integration_id], id=f"poll:{integration_id}",
-                    seconds=every, max_instances=1, coalesce=True,
+                    seconds=every, max_instances=1, coalesce=True, misfire_grace_time=None,
                     next_run_time=now + timedelta(seconds=random.uniform(0, every)),
                 )
             if cls.maintain_every_s and self.scheduler.get_job(f"maintain:{integration_id}") is None:
@@ -94,6 +99,9 @@ class Daemon:
                 self.scheduler.add_job(
                     self.engine.maintain, "interval", args=[integration_id], id=f"maintain:{integration_id}",
                     seconds=cls.maintain_every_s, max_instances=1, coalesce=True, next_run_time=now,
+                    # Run however late: APScheduler drops a run more than 1 s late by default,
+                    # and a busy start then left lapsed subscriptions for a whole interval.
+                    misfire_grace_time=None,
                 )
             period = full_sync_period(cls, integration)
             if period and self.scheduler.get_job(f"full-sync:{integration_id}") is None:

@@ -126,8 +126,9 @@ class Engine:
         replica that died holding the lease), and queue the app callbacks a process died
         before queueing."""
         active = await self.store.list_integrations(status="active")
+        with_work = await self.importer.with_work()
         for integration in active:
-            if await self.importer.has_work(integration.id):
+            if integration.id in with_work:
                 self.importer.kick(integration.id)
         await self.listeners.keep(active)
         owed = await sweep_owed_callbacks(self.ctx)

@@ -171,6 +171,10 @@ class Importer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def with_work(self) -> set[str]:
+        """Every integration :meth:`has_work` is true for, in one store round-trip."""
+        return await self.ctx.store.integrations_in_phases(ACTIVE_PHASES)
+
     async def has_work(self, integration_id: str) -> bool:
         return any(s.phase in ACTIVE_PHASES for s in await self.ctx.store.list_sync_status(integration_id))
 

@@ -332,6 +332,15 @@ async def test_sync_status_is_one_document_per_integration_and_chat(store):
     assert len(await store.list_sync_status("int-1")) == 2
 
 
+async def test_the_integrations_with_unfinished_sync_are_found_in_one_query(store):
+    await store.save_sync_status(SyncStatus(integration_id="int-1", phase="done"))
+    await store.save_sync_status(SyncStatus(integration_id="int-1", chat_id="chat-1", phase="pending"))
+    await store.save_sync_status(SyncStatus(integration_id="int-2", phase="error"))
+    await store.save_sync_status(SyncStatus(integration_id="int-3", phase="done"))
+    assert await store.integrations_in_phases(("pending", "importing", "error")) == {"int-1", "int-2"}
+    assert await store.integrations_in_phases(("importing",)) == set()
+
+
 async def test_updating_one_sync_status_field_leaves_the_others(store):
     await store.save_sync_status(SyncStatus(integration_id="int-1", phase="importing", cursor="p2"))
     updated = await store.update_sync_status("int-1", None, high_watermark={"historyId": "4242"})
