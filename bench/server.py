@@ -14,6 +14,7 @@ import cProfile
 import json
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 from xml.etree import ElementTree
 
 from fastapi import Request
@@ -36,10 +37,15 @@ def _probes(client: Client) -> Any:
 
         async def bare(request: Request) -> JSONResponse:
             # The floor the webhook endpoint is compared with: the same stack, middleware and
-            # parser (JSON, or XML for platforms that post XML), none of the verification,
+            # parser (JSON, a form, or XML, as the platform posts), none of the verification,
             # storage or bookkeeping.
             body = await request.body()
-            if body[:1] == b"<":
+            kind = request.headers.get("content-type", "")
+            if kind.startswith("application/x-www-form-urlencoded"):
+                parse_qsl(body.decode(), keep_blank_values=True)
+            elif kind.startswith("multipart/form-data"):
+                await request.form()
+            elif body[:1] == b"<":
                 ElementTree.fromstring(body)
             else:
                 json.loads(body)

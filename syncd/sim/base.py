@@ -143,6 +143,12 @@ class Trial:
         say so instead of measuring it)."""
         return None
 
+    def trial_webhook_url(self, created: dict[str, Any]) -> str:
+        """Where the platform posts the trial integration's deliveries, from the answer of
+        ``POST /integrations`` that created it: its ``webhookUrl``, unless the platform is given
+        another URL to paste (a plugin URL carrying a secret syncd generated)."""
+        return str(created["integration"]["webhookUrl"])
+
     def trial_history(self, chats: int, messages: int) -> int | None:
         """History to import: ``chats`` chats of ``messages`` messages each from other people
         (fewer where the platform serves fewer); returns how many messages an import can read.
