@@ -52,7 +52,7 @@ class Size:
     daemons: int | None = None
 
 
-QUICK = Size(requests=500, rounds=3, warm=100)
+QUICK = Size(requests=200, rounds=3, warm=50)
 FULL = Size(requests=3000, rounds=5)
 TINY = Size(requests=30, rounds=1, connections=4, warm=10, daemons=1)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.etree import ElementTree
@@ -70,7 +70,8 @@ def _probes(client: Client) -> Any:
                 body["written_at"] = client.messages_written_at()
             if params.get("integration"):
                 body["sync"] = [
-                    {k: d.get(k) for k in ("chatId", "phase", "counts", "lastError")}
+                    {**{k: d.get(k) for k in ("chatId", "phase", "counts", "lastError")},
+                     "finishedAt": _epoch(d.get("finishedAt"))}
                     for d in db["sync_status"].docs.values() if d.get("integrationId") == params["integration"]
                 ]
             if params.get("ids"):  # a full scan: asked for once, at the end
@@ -128,6 +129,13 @@ def _probes(client: Client) -> Any:
         app.add_api_route("/bench/seed", seed, methods=["POST"], include_in_schema=False)
 
     return attach
+
+
+def _epoch(moment: Any) -> float | None:
+    """A stored datetime as seconds since the epoch (the benchmark's process has the same clock)."""
+    if not isinstance(moment, datetime):
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 async def main(port: int, options: dict[str, Any]) -> None:
