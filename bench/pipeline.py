@@ -119,7 +119,7 @@ async def measure(platform: str, sim: Any, daemon: Daemon, size: Size) -> dict[s
         "platform": platform, "customerId": f"bench-{platform}", "credentials": sim.trial_credentials()})
     integration = created["integration"]
     await settled(daemon, integration["id"])
-    path = sim.trial_webhook_url(created).split(f"{LOOPBACK}:{daemon.port}", 1)[-1]
+    path = sim.trial_webhook(created).split(f"{LOOPBACK}:{daemon.port}", 1)[-1]
     count = size.warm + size.requests * size.rounds
     deliveries = [sim.trial_delivery(n) for n in range(count)]
     hooks = [_request(d, path, daemon.port) for d in deliveries]

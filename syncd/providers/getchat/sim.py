@@ -102,7 +102,7 @@ class GetchatSimulator(Trial):
         """A customer's message from one of 20 customers, as the Inbox propagates it."""
         return self.incoming(f"49152{n % 20:08d}", f"trial message {n}")
 
-    def trial_webhook_url(self, created: dict[str, Any]) -> str:
+    def trial_webhook(self, created: dict[str, Any]) -> str:
         """The plugin's webhook: under the plugin URL the creation answer gives to paste."""
         return f"{created['integration']['pluginUrl']}/webhook"
 

@@ -137,6 +137,15 @@ class MessageBirdSimulator(Trial):
     def trial_chat(self) -> str | None:
         return "31612345678"
 
+    def trial_webhook(self, created: dict[str, Any]) -> str:
+        """The inbound URL; kept, since a delivery signs the exact URL it is sent to."""
+        self.webhook_url = str(created["integration"]["webhookUrl"])
+        return self.webhook_url
+
+    def trial_delivery(self, n: int) -> MessageBirdDelivery:
+        """An SMS from one of 20 numbers, posted to the inbound URL and signed (JWT)."""
+        return self.inbound(f"3162{n % 20:08d}", f"trial message {n}")
+
     def trial_history(self, chats: int, messages: int) -> int:
         """``chats`` numbers that each sent ``messages`` SMS to the account."""
         for c in range(chats):
