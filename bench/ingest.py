@@ -31,7 +31,7 @@ class Size:
     connections: int = 32
 
 
-QUICK = Size(requests=2000, rounds=5)
+QUICK = Size(requests=1000, rounds=3)
 FULL = Size(requests=5000, rounds=9)
 TINY = Size(requests=100, rounds=1, connections=8)
 

@@ -28,7 +28,7 @@ class Size:
     seconds: float
 
 
-QUICK = Size(rate=500, seconds=8)
+QUICK = Size(rate=500, seconds=5)
 FULL = Size(rate=500, seconds=30)
 TINY = Size(rate=100, seconds=1)
 

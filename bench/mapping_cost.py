@@ -46,7 +46,7 @@ class Size:
     history: int  # messages per simulated history page
 
 
-QUICK = Size(seconds=0.6, rounds=5, history=100)
+QUICK = Size(seconds=0.15, rounds=3, history=50)
 FULL = Size(seconds=3.0, rounds=7, history=200)
 TINY = Size(seconds=0.02, rounds=2, history=10)
 

@@ -52,7 +52,7 @@ class Size:
     daemons: int | None = None
 
 
-QUICK = Size(requests=500, rounds=3, warm=100)
+QUICK = Size(requests=200, rounds=3, warm=50)
 FULL = Size(requests=3000, rounds=5)
 TINY = Size(requests=30, rounds=1, connections=4, warm=10, daemons=1)
 
@@ -119,7 +119,7 @@ async def measure(platform: str, sim: Any, daemon: Daemon, size: Size) -> dict[s
         "platform": platform, "customerId": f"bench-{platform}", "credentials": sim.trial_credentials()})
     integration = created["integration"]
     await settled(daemon, integration["id"])
-    path = integration["webhookUrl"].split(f"{LOOPBACK}:{daemon.port}", 1)[-1]
+    path = sim.trial_webhook(created).split(f"{LOOPBACK}:{daemon.port}", 1)[-1]
     count = size.warm + size.requests * size.rounds
     deliveries = [sim.trial_delivery(n) for n in range(count)]
     hooks = [_request(d, path, daemon.port) for d in deliveries]

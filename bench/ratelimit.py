@@ -45,6 +45,10 @@ class RateLimited:
         """Units admitted in each window from the first to the last that admitted any."""
         return [self.use.get(w, 0) for w in range(max(self.use) + 1)] if self.use else []
 
+    def window_at(self, moment: float) -> int:
+        """The window (as ``window_use`` counts them) that ``moment`` (monotonic) falls in."""
+        return -1 if self.first is None else int((moment - self.first) // self.window_s)
+
     def _admit(self, units: int = 1) -> float | None:
         """None when the request may go through, else seconds until the window reopens."""
         now = time.monotonic()

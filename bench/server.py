@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qsl
 from xml.etree import ElementTree
 
 from fastapi import Request
@@ -53,10 +54,15 @@ def _probes(client: Client, options: dict[str, Any]) -> Any:
 
         async def bare(request: Request) -> JSONResponse:
             # The floor the webhook endpoint is compared with: the same stack, middleware and
-            # parser (JSON, or XML for platforms that post XML), none of the verification,
+            # parser (JSON, a form, or XML, as the platform posts), none of the verification,
             # storage or bookkeeping.
             body = await request.body()
-            if body[:1] == b"<":
+            kind = request.headers.get("content-type", "")
+            if kind.startswith("application/x-www-form-urlencoded"):
+                parse_qsl(body.decode(), keep_blank_values=True)
+            elif kind.startswith("multipart/form-data"):
+                await request.form()
+            elif body[:1] == b"<":
                 ElementTree.fromstring(body)
             else:
                 json.loads(body)
@@ -81,7 +87,8 @@ def _probes(client: Client, options: dict[str, Any]) -> Any:
                 body["written_at"] = client.messages_written_at()
             if params.get("integration"):
                 body["sync"] = [
-                    {k: d.get(k) for k in ("chatId", "phase", "counts", "lastError")}
+                    {**{k: d.get(k) for k in ("chatId", "phase", "counts", "lastError")},
+                     "finishedAt": _epoch(d.get("finishedAt"))}
                     for d in db["sync_status"].docs.values() if d.get("integrationId") == params["integration"]
                 ]
             if params.get("ids"):  # a full scan: asked for once, at the end
@@ -142,6 +149,13 @@ def _probes(client: Client, options: dict[str, Any]) -> Any:
         app.add_api_route("/bench/dump", dumped, methods=["GET"], include_in_schema=False)
 
     return attach
+
+
+def _epoch(moment: Any) -> float | None:
+    """A stored datetime as seconds since the epoch (the benchmark's process has the same clock)."""
+    if not isinstance(moment, datetime):
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 async def main(port: int, options: dict[str, Any]) -> None:

@@ -77,4 +77,8 @@ class Lane:
         self._last = now
 
     def read(self) -> None:
+        # Until a lane has read twice, its first page (fetched and stored) is the estimate: the
+        # lanes then open as soon as one page went through, not after a second round.
+        if self.lanes.cycle_s is None and self._last is not None:
+            self.lanes.observe(time.monotonic() - self._last)
         self.lanes.page_done()

@@ -143,6 +143,13 @@ class Trial:
         say so instead of measuring it)."""
         return None
 
+    def trial_webhook(self, created: dict[str, Any]) -> str:
+        """The trial integration was created with ``created`` (the answer of ``POST
+        /integrations``): where the platform posts its deliveries. Its ``webhookUrl``, unless
+        the platform is given another URL to paste (a plugin URL carrying a secret syncd
+        generated); a simulator that signs the URL called keeps it for ``trial_delivery``."""
+        return str(created["integration"]["webhookUrl"])
+
     def trial_history(self, chats: int, messages: int) -> int | None:
         """History to import: ``chats`` chats of ``messages`` messages each from other people
         (fewer where the platform serves fewer); returns how many messages an import can read.

@@ -98,6 +98,13 @@ class GetchatSimulator(Trial):
                                                           for m in range(messages)])
         return chats * messages
 
+    def trial_delivery(self, n: int) -> GetchatDelivery:
+        """A customer's message from one of 20 customers, as the Inbox propagates it."""
+        return self.incoming(f"49152{n % 20:08d}", f"trial message {n}")
+
+    def trial_webhook(self, created: dict[str, Any]) -> str:
+        """The plugin's webhook: under the plugin URL the creation answer gives to paste."""
+        return f"{created['integration']['pluginUrl']}/webhook"
 
     def trial_credentials(self) -> dict[str, str]:
         return {"apiUrl": self.trial_root, "apiToken": self.token}

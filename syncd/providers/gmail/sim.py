@@ -92,6 +92,9 @@ class Stored:
     labels: list[str]
     internal_date: int
     history_id: int
+    #: What ``raw`` renders to, per format (``raw`` never changes): parsing and rendering a
+    #: message costs milliseconds, which a served thread of many messages would pay per request.
+    renders: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def mail(self) -> email.message.EmailMessage:
@@ -201,6 +204,8 @@ class GmailSimulator(Trial):
                 sent = self.add_incoming(thread, f"Person {m % 3} <person{m % 3}@customer.example>",
                                          f"History thread {c}", f"Message {m} of thread {c}")
                 thread = thread or box.messages[sent].thread_id
+        for stored in box.messages.values():  # parsed now, as Gmail keeps them, not per request
+            self._rendered(stored)
         return chats * messages
 
     # -- setup and mutations (tests, demo) -------------------------------------------------
@@ -355,23 +360,30 @@ class GmailSimulator(Trial):
 
     # -- resources ----------------------------------------------------------------------------
     def _resource(self, stored: Stored, fmt: str, only_headers: list[str]) -> dict[str, Any]:
-        mail = stored.mail
-        body = mail.get_body(("plain", "html"))
-        snippet = " ".join(body.get_content().split())[:140] if body is not None else ""
-        out: dict[str, Any] = {
-            "id": stored.id, "threadId": stored.thread_id, "labelIds": list(stored.labels),
-            "snippet": snippet, "sizeEstimate": len(stored.raw),
-            "historyId": str(stored.history_id), "internalDate": str(stored.internal_date),
-        }
+        # Labels and the history id change; the rest is the message's bytes, rendered once.
+        out: dict[str, Any] = {"id": stored.id, "threadId": stored.thread_id, "labelIds": list(stored.labels),
+                               "historyId": str(stored.history_id), "internalDate": str(stored.internal_date)}
+        full = self._rendered(stored)
+        out |= {"snippet": full["snippet"], "sizeEstimate": len(stored.raw)}
         if fmt == "raw":
             out["raw"] = _b64url(stored.raw)
         elif fmt == "metadata":
             wanted = {h.lower() for h in only_headers}
-            headers = [{"name": k, "value": str(v)} for k, v in mail.items() if not wanted or k.lower() in wanted]
-            out["payload"] = {"mimeType": mail.get_content_type(), "headers": headers}
+            payload = full["payload"]
+            headers = [h for h in payload["headers"] if not wanted or h["name"].lower() in wanted]
+            out["payload"] = {"mimeType": payload["mimeType"], "headers": headers}
         elif fmt == "full":
-            out["payload"] = self._part(stored, mail, "")
+            out["payload"] = full["payload"]
         return out
+
+    def _rendered(self, stored: Stored) -> dict[str, Any]:
+        """The snippet and ``format=full`` payload of ``stored``, parsed once."""
+        if "full" not in stored.renders:
+            mail = stored.mail
+            body = mail.get_body(("plain", "html"))
+            snippet = " ".join(body.get_content().split())[:140] if body is not None else ""
+            stored.renders["full"] = {"snippet": snippet, "payload": self._part(stored, mail, "")}
+        return stored.renders["full"]
 
     def _part(self, stored: Stored, part: email.message.Message, part_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -119,6 +119,9 @@ class MailgunSimulator(Trial):
                                     at=now - 3600 + c + m * 0.001)
         return chats * messages
 
+    def trial_delivery(self, n: int) -> MailgunDelivery:
+        """An email from one of 20 senders, forwarded by the route and signed."""
+        return self.route_post(f"writer{n % 20}@example.net", f"Trial {n}", f"trial message {n}")
 
     # -- the API ------------------------------------------------------------------------------
     async def _guard(self, request: Request, endpoint: str) -> Response | None:

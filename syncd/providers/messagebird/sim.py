@@ -109,6 +109,9 @@ class MessageBirdSimulator(Trial):
 
     def __post_init__(self) -> None:
         self._order: dict[str, int] = {}  # creation order: ties of the same second stay in order
+        #: ``newest_first`` and its messages by originator and by recipient, for the size of
+        #: ``messages`` and ``_order`` they were built at: every list request would sort them.
+        self._sorted: tuple[tuple[int, int], list[SmsMessage], dict[tuple[str, str], list[SmsMessage]]] | None = None
         self.app = Starlette(routes=[
             Route("/balance", self._balance, methods=["GET"]),
             Route("/messages", self._list, methods=["GET"]),
@@ -134,6 +137,15 @@ class MessageBirdSimulator(Trial):
     def trial_chat(self) -> str | None:
         return "31612345678"
 
+    def trial_webhook(self, created: dict[str, Any]) -> str:
+        """The inbound URL; kept, since a delivery signs the exact URL it is sent to."""
+        self.webhook_url = str(created["integration"]["webhookUrl"])
+        return self.webhook_url
+
+    def trial_delivery(self, n: int) -> MessageBirdDelivery:
+        """An SMS from one of 20 numbers, posted to the inbound URL and signed (JWT)."""
+        return self.inbound(f"3162{n % 20:08d}", f"trial message {n}")
+
     def trial_history(self, chats: int, messages: int) -> int:
         """``chats`` numbers that each sent ``messages`` SMS to the account."""
         for c in range(chats):
@@ -157,7 +169,19 @@ class MessageBirdSimulator(Trial):
         return message
 
     def newest_first(self) -> list[SmsMessage]:
-        return sorted(self.messages.values(), key=lambda m: (m.created, self._order[m.id]), reverse=True)
+        return list(self._index()[1])
+
+    def _index(self) -> tuple[Any, list[SmsMessage], dict[tuple[str, str], list[SmsMessage]]]:
+        # Messages are only added (and, by the demo, popped): their counts tell a stale index.
+        version = (len(self.messages), len(self._order))
+        if self._sorted is None or self._sorted[0] != version:
+            ordered = sorted(self.messages.values(), key=lambda m: (m.created, self._order[m.id]), reverse=True)
+            by: dict[tuple[str, str], list[SmsMessage]] = {}
+            for m in ordered:
+                by.setdefault(("originator", m.originator), []).append(m)
+                by.setdefault(("recipient", m.recipient), []).append(m)
+            self._sorted = (version, ordered, by)
+        return self._sorted
 
     # -- the API --------------------------------------------------------------------------------
     async def _guard(self, request: Request, endpoint: str) -> JSONResponse | None:
@@ -192,7 +216,9 @@ class MessageBirdSimulator(Trial):
             return _error(422, 10, "limit and offset are numbers", "limit")
         if not 0 < limit <= MAX_LIMIT or offset < 0:
             return _error(422, 10, f"limit is 1 to {MAX_LIMIT}, offset at least 0", "limit")
-        found = [m for m in self.newest_first()
+        _, ordered, by = self._index()
+        party = next(((name, q[name]) for name in ("originator", "recipient") if q.get(name) is not None), None)
+        found = [m for m in (ordered if party is None else by.get(party, []))
                  if all(q.get(name) in (None, value) for name, value in (
                      ("originator", m.originator), ("recipient", m.recipient),
                      ("direction", m.direction), ("status", m.status)))]
