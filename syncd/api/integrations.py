@@ -128,6 +128,7 @@ def integrations_router(engine: Engine) -> APIRouter:
             "status": [view(s) for s in statuses],
             "integration": shown(integration),
             "fullSync": engine.full_sync_view(integration, next((s for s in statuses if s.chat_id is None), None)),
+            "listener": await engine.listeners.view(integration),
             "inbox": await store.inbox_counts(integration_id),
             "deadLetters": await store.dead_letter_counts(integration_id),
             "failedDeliveries": [

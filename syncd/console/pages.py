@@ -90,7 +90,7 @@ def add_pages(router: APIRouter, console: Console) -> None:
         health = (await health_of(store, [found]))[0]
         description = _description(console, found.platform)
         return console.render(request, "integration.html", health=health, integration=found,
-                              platform=description,
+                              platform=description, listener=await console.engine.listeners.view(found),
                               webhook_url=console.settings.webhook_url(found.platform, found.id),
                               **await _progress(console, request, integration_id))
 

@@ -17,12 +17,14 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
 from syncd.engine.connectors import UnknownPlatform
 from syncd.engine.context import EngineContext, connector_for
 from syncd.kit.connector import ListenerUnavailable, Listening
+from syncd.logs import KNOWN_SECRETS
 from syncd.models import Integration
 
 log = structlog.get_logger(__name__)
@@ -98,6 +100,25 @@ class Listeners:
     def count(self) -> int:
         return len(self._running)
 
+    async def view(self, integration: Integration) -> dict[str, Any] | None:
+        """The integration's listener for its status: None where its platform has none; the
+        replica holding it (from the lease, so any replica answers), and where that is this
+        one, whether it is connected, how often it connected and dropped, and why it last did."""
+        try:
+            if not self.ctx.connectors.connector_class(integration.platform).can_listen:
+                return None
+        except UnknownPlatform:
+            return None
+        holder = await self.ctx.store.lease_holder(f"listen:{integration.id}")
+        listener = self.get(integration.id)
+        # A listener here that waits for another replica's lease is that replica's to show;
+        # one between two connections (the lease given back) is still this one's.
+        if listener is None or holder not in (None, self.ctx.owner):
+            return {"replica": holder, "here": False, "up": None, "connects": None, "drops": None,
+                    "lastError": None, "unavailable": integration.id in self._unavailable or None}
+        return {"replica": self.ctx.owner, "here": True, "up": listener.is_up, "connects": listener.connects,
+                "drops": listener.drops, "lastError": listener.last_error, "unavailable": False}
+
     # -- the integration's life ------------------------------------------------------------
     def start(self, integration: Integration) -> None:
         """Run the integration's listener if its platform has one and none runs here yet."""
@@ -172,7 +193,9 @@ class Listeners:
                 self._unavailable.add(integration_id)
                 return
             except Exception as exc:  # any failure of the platform's connection is a drop
-                listener.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                # Scrubbed: it is shown in the integration's status, and a server may quote a secret.
+                text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                listener.last_error = KNOWN_SECRETS.scrub(text)
             finally:
                 await self._dropped(listener)
             failures = 1 if listener.connects > connects else failures + 1

@@ -10,13 +10,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from imapsupport import expunge
 
 from syncd.kit.connector import Listening
 from syncd.providers.imap import idle
 from syncd.providers.imap.credentials import ImapCredentials
-from syncd.testbed import Testbed
+from syncd.testbed import ADMIN_TOKEN, BASE, Testbed
 
 
 async def eventually(check: Callable[[], Any], timeout_s: float = 10.0) -> Any:
@@ -58,6 +59,14 @@ async def idling(bed, integration, connects: int = 1) -> None:
     await eventually(up)
 
 
+async def console_page(bed, path: str) -> str:
+    """A console page as a logged-in person sees it."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(bed.daemon.app), base_url=BASE) as browser:
+        login = await browser.post("/ui/login", data={"token": ADMIN_TOKEN}, headers={"origin": BASE})
+        assert login.status_code == 303
+        return (await browser.get(path)).text
+
+
 async def test_mail_delivered_while_idle_is_stored_and_an_expunge_is_a_tombstone(bed, account):
     account.receive("Alice <alice@outside.test>", "Before syncd")
     integration = await bed.create("imap", account.credentials())
@@ -87,9 +96,17 @@ async def test_a_dropped_idle_connection_falls_back_to_polling_and_comes_back(ac
         await idling(bed, integration)
         listener = bed.engine.listeners.get(integration["id"])
 
+        status = (await bed.api.get(f"/integrations/{integration['id']}/status")).json()
+        assert status["listener"]["up"] is True and status["listener"]["here"] is True
+
         account.servers.dovecot.doveadm("kick", account.email)  # the server closes every connection
         await eventually(lambda: not listener.is_up)
         assert listener.drops == 1 and listener.last_error
+        shown = (await bed.api.get(f"/integrations/{integration['id']}/status")).json()["listener"]
+        assert shown["up"] is False and shown["drops"] == 1 and shown["lastError"] == listener.last_error
+        assert account.password not in str(shown)
+        page = await console_page(bed, f"/ui/integrations/{integration['id']}")
+        assert "Push connection" in page and "down, polling meanwhile; dropped 1 time" in page
         during = account.receive("Carol <carol@outside.test>", "While the listener was down")
         await bed.engine.poll(integration["id"])  # a scheduled tick polls again while IDLE is down
         assert await stored(bed, integration, during) is not None

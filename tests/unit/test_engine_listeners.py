@@ -170,3 +170,54 @@ async def test_pause_and_delete_elsewhere_stop_it_and_stopping_never_waits_for_t
     await asyncio.wait_for(listeners.close(), 1.0)  # its listen() would wait forever
     assert listeners.count == 0
     assert await store.lease_holder(f"listen:{integration.id}") is None
+
+
+async def test_the_status_view_names_the_replica_that_listens_and_how_it_fared(store):
+    connector = ScriptedConnector()
+    first, _, integration = await setup(store, connector, lease_ttl_s=5)
+    second = Listeners(EngineContext(first.ctx.settings, store, first.ctx.connectors, owner="replica-b"), Polls())
+    first.start(integration)
+    await eventually(lambda: first.is_up(integration.id))
+    here = await first.view(integration)
+    assert here == {"replica": first.ctx.owner, "here": True, "up": True, "connects": 1, "drops": 0,
+                    "lastError": None, "unavailable": False}
+    # Any replica answers the status: the other one names the holder from the lease.
+    elsewhere = await second.view(integration)
+    assert elsewhere["replica"] == first.ctx.owner and elsewhere["here"] is False and elsewhere["up"] is None
+
+    connector.drop.set()
+    await eventually(lambda: first.get(integration.id).drops == 1)
+    dropped = await first.view(integration)
+    assert dropped["drops"] == 1 and dropped["lastError"] == "ConnectionError: connection reset"
+    await first.close()
+    assert (await second.view(integration))["replica"] is None
+
+
+async def test_a_secret_quoted_by_the_server_is_not_in_the_status_view(store):
+    from syncd.logs import KNOWN_SECRETS
+
+    secret = "imap-password-9f8e7d6c5b4a"
+
+    class Quoting(ScriptedConnector):
+        async def listen(self, signals: Listening) -> None:
+            signals.up()
+            raise ConnectionError(f"AUTHENTICATE failed for {secret}")
+
+    listeners, _, integration = await setup(store, Quoting())
+    KNOWN_SECRETS.add(secret, owner=integration.id)
+    try:
+        listeners.start(integration)
+        await eventually(lambda: (listeners.get(integration.id) or ScriptedConnector()).__dict__.get("drops", 0) >= 1)
+        view = await listeners.view(integration)
+        assert secret not in str(view) and "AUTHENTICATE failed for" in view["lastError"]
+    finally:
+        KNOWN_SECRETS.forget(integration.id)
+        await listeners.close()
+
+
+async def test_a_platform_without_a_listener_has_none_in_its_status(store):
+    class Polling(ScriptedConnector):
+        can_listen = False
+
+    listeners, _, integration = await setup(store, Polling())
+    assert await listeners.view(integration) is None
