@@ -74,9 +74,14 @@ class Sink:
 
 
 def platforms() -> tuple[list[str], dict[str, str]]:
-    """Platforms to measure, and the ones left out with why."""
+    """Platforms to measure, and the ones left out with why. ``SYNCD_BENCH_PLATFORMS=gmail,teams``
+    measures only those (a run's worst ratio is then over them alone)."""
     measured, skipped = [], {}
+    only = {p.strip() for p in os.environ.get("SYNCD_BENCH_PLATFORMS", "").split(",") if p.strip()}
     for name, loaded in sorted(load_all().items()):
+        if only and name not in only:
+            skipped[name] = "not in SYNCD_BENCH_PLATFORMS"
+            continue
         if not loaded.manifest.capabilities.webhooks:
             skipped[name] = "no webhooks"
             continue
