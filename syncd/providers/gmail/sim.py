@@ -200,13 +200,14 @@ class GmailSimulator(Trial):
         self.add_incoming(self._trial_thread, "Ana Lima <ana@customer.example>", "Re: Order #1001", text)
 
     def trial_delivery(self, n: int) -> GmailDelivery:
-        """Email ``n`` arrives (from one of 20 people, in that person's thread) and Gmail
+        """Email ``n`` arrives (from one of ``TRIAL_SENDERS`` people, in their thread) and Gmail
         publishes the mailbox's new historyId: the push carries nothing else, so syncd reads
-        the email through history.list and messages.get. The email exists from this call on,
-        so a delivery must be built when it is due, not ahead of the ones before it."""
+        the email through history.list and messages.get. The email exists from this call on:
+        build a delivery when it is due to be sent, not all of them ahead."""
         box, sender = self._box(None), n % TRIAL_SENDERS
-        stored = box.messages[self.add_incoming(self._trial_threads.get(sender), f"Person {sender} <p{sender}@customer.example>",
-                                                f"Trial thread {sender}", f"trial message {n}")]
+        message_id = self.add_incoming(self._trial_threads.get(sender), f"Person {sender} <p{sender}@customer.example>",
+                                       f"Trial thread {sender}", f"trial message {n}")
+        stored = box.messages[message_id]
         self._trial_threads.setdefault(sender, stored.thread_id)
         self._rendered(stored)  # parsed now, as Gmail keeps it, not when syncd asks for it
         return self.push_notification()
