@@ -139,8 +139,10 @@ class Trial:
         """After ``trial_seed``: new inbound message number ``n`` (a distinct message for each
         ``n``, from someone other than the account), as the platform posts it to the trial
         integration's webhook: an object with the raw ``body``, its ``headers`` and, where the
-        platform signs a query, ``query``. None: this simulator builds none (the benchmarks
-        say so instead of measuring it)."""
+        platform signs a query, ``query``. The message exists at the platform from this call
+        on (a delivery that only announces a change makes syncd read it), so a caller builds
+        each delivery when it is due. None: this simulator builds none (the benchmarks say so
+        instead of measuring it)."""
         return None
 
     def trial_webhook(self, created: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@ it, and what it says works; ``syncd sim`` prints it and serves the simulator for
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shlex
 import socket
@@ -39,6 +40,40 @@ async def test_a_seeded_simulator_s_trial_credentials_import_and_take_an_app_mes
             await tb.settle()
             item = await tb.daemon.store.find_outbox("cust-1", "evt-trial")
             assert item.status == "sent", item.error
+    finally:
+        await tb.stop()
+
+
+async def _maintained(integration_id: str) -> None:
+    """Until the integration's first maintenance run (a subscription, a manifest) is over."""
+    while any(t.get_name() == f"maintain:{integration_id}" and not t.done() for t in asyncio.all_tasks()):
+        await asyncio.sleep(0.01)
+
+
+async def _stored(tb: Testbed, integration: dict) -> int:
+    return sum([len(await tb.messages(chat["id"])) for chat in (await tb.chats(integration)).values()])
+
+
+@pytest.mark.parametrize("platform", ["gmail", "teams", "socialhub"])
+async def test_each_trial_delivery_is_accepted_and_stores_one_new_message_once(platform):
+    """What the pipeline benchmark sends: signed as the platform signs, each delivery a new message."""
+    sim, _ = trial.make(platform)
+    tb = await Testbed.start(sims={platform: sim})
+    try:
+        created = (await tb.api.post("/integrations", json={
+            "platform": platform, "customerId": "cust-1", "credentials": sim.trial_credentials()})).json()
+        integration = created["integration"]
+        await tb.wait_imported(integration["id"])
+        await _maintained(integration["id"])
+        url, before = sim.trial_webhook(created), await _stored(tb, integration)
+        deliveries = [sim.trial_delivery(n) for n in range(3)]
+        for delivery in [*deliveries, deliveries[0]]:  # the last one again: a redelivery
+            query = getattr(delivery, "query", "")
+            answer = await tb.api.post(url + (f"?{query}" if query else ""), content=delivery.body,
+                                       headers=delivery.headers)
+            assert answer.is_success, answer.text
+            await tb.settle()
+        assert await _stored(tb, integration) - before == 3
     finally:
         await tb.stop()
 

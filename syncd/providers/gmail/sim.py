@@ -112,6 +112,8 @@ class Mailbox:
     oldest_start: int = 1000
 
 
+#: How many people write the trial deliveries' emails, each in a thread of their own.
+TRIAL_SENDERS = 20
 #: The push token a testbed or demo integration is created with (the ``?token=`` of pushes).
 PUSH_TOKEN = "testbed-push-token"
 
@@ -153,6 +155,7 @@ class GmailSimulator(Trial):
         self._ids = 0x18D1234A000
         self._last_ms = 0
         self._pushes = 0
+        self._trial_threads: dict[int, str] = {}  # trial sender -> their thread
         self.add_mailbox(address, token, refresh_token)
         routes = [
             Route("/token", self._token, methods=["POST"]),
@@ -195,6 +198,19 @@ class GmailSimulator(Trial):
 
     def trial_inbound(self, text: str) -> None:
         self.add_incoming(self._trial_thread, "Ana Lima <ana@customer.example>", "Re: Order #1001", text)
+
+    def trial_delivery(self, n: int) -> GmailDelivery:
+        """Email ``n`` arrives (from one of ``TRIAL_SENDERS`` people, in their thread) and Gmail
+        publishes the mailbox's new historyId: the push carries nothing else, so syncd reads
+        the email through history.list and messages.get. The email exists from this call on:
+        build a delivery when it is due to be sent, not all of them ahead."""
+        box, sender = self._box(None), n % TRIAL_SENDERS
+        message_id = self.add_incoming(self._trial_threads.get(sender), f"Person {sender} <p{sender}@customer.example>",
+                                       f"Trial thread {sender}", f"trial message {n}")
+        stored = box.messages[message_id]
+        self._trial_threads.setdefault(sender, stored.thread_id)
+        self._rendered(stored)  # parsed now, as Gmail keeps it, not when syncd asks for it
+        return self.push_notification()
 
     def trial_history(self, chats: int, messages: int) -> int:
         box = self._box(None)

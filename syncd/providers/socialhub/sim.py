@@ -31,6 +31,10 @@ from starlette.routing import Route
 
 from syncd.sim.base import Faults, Trial
 
+#: How many tickets ``trial_seed`` opens for agents' replies.
+TRIAL_TICKETS = 20
+#: How long ``trial_webhook`` waits for syncd's ``PATCH /manifest``.
+TRIAL_MANIFEST_WAIT_S = 30
 NETWORK_ITEM_ID = re.compile(r"^[a-zA-Z0-9\/|@&$!?\\()\[\]{}+*~,;.:=_-]{6,256}$")
 
 
@@ -104,6 +108,28 @@ class SocialHubSimulator(Trial):
 
     def trial_credentials(self) -> dict[str, Any]:
         return {"accessToken": self.token}
+
+    def trial_seed(self) -> str:
+        """Tickets of conversations the app wrote to earlier: agents reply to tickets."""
+        for i in range(TRIAL_TICKETS):
+            chat = f"trial-conversation-{i}"
+            self.tickets.append(Ticket(_oid(), f"trial-ticket-{i}", chat, f"hello from {chat}", None))
+        return f"{TRIAL_TICKETS} tickets an agent can reply to; no history (SocialHub has no read API)"
+
+    def trial_webhook(self, created: dict[str, Any]) -> str:
+        """SocialHub posts to the manifest's webhook, and signs with its secret, only once syncd
+        has set them (``PATCH /manifest`` runs beside the integration's start): waits for it."""
+        deadline = time.monotonic() + TRIAL_MANIFEST_WAIT_S
+        while self.webhook is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"syncd set no webhook in the manifest within {TRIAL_MANIFEST_WAIT_S} s")
+            time.sleep(0.02)  # the simulator serves syncd from its own thread meanwhile
+        return str(self.webhook["url"])
+
+    def trial_delivery(self, n: int) -> SocialHubDelivery:
+        """An agent's reply to one of the seeded tickets, signed with the secret syncd set in the
+        channel's manifest (``PATCH /manifest`` when the integration starts)."""
+        return self.reply(f"trial-ticket-{n % TRIAL_TICKETS}", f"trial reply {n}")
 
     # -- the API ------------------------------------------------------------------------------
     @staticmethod

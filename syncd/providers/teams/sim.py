@@ -42,6 +42,8 @@ MAX_TOP = 50
 MAX_SUBSCRIPTION_S = 60 * 60
 TOKEN_LIFETIME_S = 3599
 CHANGE_TYPES = {"created", "updated", "deleted"}
+#: How long ``trial_webhook`` waits for syncd's subscription.
+TRIAL_SUBSCRIPTION_WAIT_S = 30
 _FILTER = re.compile(r"^(lastModifiedDateTime|createdDateTime) (gt|ge|lt|le) (\S+)$")
 
 
@@ -174,6 +176,34 @@ class TeamsSimulator(Trial):
     def trial_inbound(self, text: str) -> None:
         ids = self._trial_ids
         self.post(ids["group"], ids["alex"], text, content_type="text", notify=False)
+
+    def trial_webhook(self, created: dict[str, Any]) -> str:
+        """Graph posts to a subscription's notificationUrl, and only once syncd has made one
+        (``maintain`` runs beside the import): waits for the one covering the trial chat."""
+        box = self._box(self._trial_ids["group"])
+        deadline = time.monotonic() + TRIAL_SUBSCRIPTION_WAIT_S
+        while (sub := self._covering(box)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no subscription covers the trial chat within {TRIAL_SUBSCRIPTION_WAIT_S} s")
+            time.sleep(0.02)  # the simulator serves syncd from its own thread meanwhile
+        return str(sub["notificationUrl"])
+
+    def trial_delivery(self, n: int) -> TeamsDelivery:
+        """A colleague's message in the trial group chat and Graph's notification of it (no
+        resource data: syncd fetches the message), with the subscription's clientState. Before
+        syncd subscribed Graph would send nothing; that notification carries no clientState."""
+        ids = self._trial_ids
+        message = self.post(ids["group"], ids[("alex", "lee")[n % 2]], f"<p>trial message {n}</p>", notify=False)
+        box = self._box(ids["group"])
+        sub = self._covering(box)
+        if sub is None:
+            resource = self.resource_of(box, message)
+            return self._delivery("", [{"changeType": "created", "resource": resource, "tenantId": self.tenant_id}])
+        return self.notification(ids["group"], message["id"], subscription_id=sub["id"])
+
+    def _covering(self, box: Box) -> dict[str, Any] | None:
+        return next((s for s in self._live().values() if "created" in s["changeType"].split(",")
+                     and self._covers(s, box)), None)
 
     def trial_history(self, chats: int, messages: int) -> int:
         people = [self.add_user(f"History Person{n}", f"history{n}@contoso.example") for n in range(3)]
