@@ -115,9 +115,11 @@ def _duration(manifest: Manifest, size: Size) -> tuple[float, int]:
 
 
 async def measure(platform: str, manifest: Manifest, size: Size,
-                  started_import: Callable[[], None] | None = None) -> dict[str, Any] | str:
+                  started_import: Callable[[], None] | None = None,
+                  go: asyncio.Event | None = None) -> dict[str, Any] | str:
     """The import of ``platform``'s seeded history; ``started_import`` is called once the daemon
-    is up and the import under way."""
+    is up and the import under way. With ``go``, the simulator is seeded and the daemon started
+    at once, and the import waits for it."""
     assert manifest.api is not None and manifest.api.rate_limit is not None
     budget = Budget.of(manifest.api.rate_limit, size.per_window)
     sim = simulator_of(platform)
@@ -134,8 +136,10 @@ async def measure(platform: str, manifest: Manifest, size: Size,
     with ServerThread(limited) as served:
         base_urls = sim.trial_base_urls(served.url)
         async with Daemon(base_urls=base_urls, env=base_url_env(base_urls)) as daemon:
+            up = time.monotonic() - seeded
+            if go is not None:
+                await go.wait()
             started = time.monotonic()
-            up = started - seeded
             created = await daemon.call("POST", "/integrations", json={
                 "platform": platform, "customerId": f"bench-import-{platform}",
                 "credentials": sim.trial_credentials()})
@@ -200,8 +204,9 @@ async def run(size: Size = QUICK) -> list[Record]:
     # of those platforms runs beside the others (its own daemon, simulator and limiter), so a
     # quick run does not wait out X's windows after Slack's. The platforms whose budgets take
     # many requests a second keep the daemon and their simulator busy: they run one after
-    # another, from when every waiting import is under way, so that no daemon's start (a few
-    # seconds of CPU) competes with their measurement.
+    # another, each import from when every waiting one is under way, so that no daemon's start
+    # (a few seconds of CPU) competes with their measurement (the first one's seeding and daemon
+    # start go on meanwhile).
     waiting = [p for p in measured if _duration(measured[p], size)[0] > size.windows + 1]  # windows over 1 s
     under_way: set[str] = set()
     all_under_way = asyncio.Event()
@@ -211,18 +216,17 @@ async def run(size: Size = QUICK) -> list[Record]:
         if under_way >= set(waiting):
             all_under_way.set()
 
-    async def one(platform: str) -> None:
+    async def one(platform: str, go: asyncio.Event | None = None) -> None:
         try:
-            results[platform] = await measure(platform, measured[platform], size, lambda: started(platform))
+            results[platform] = await measure(platform, measured[platform], size, lambda: started(platform), go)
         except Exception as exc:  # one platform's failure is its result, not the run's
             results[platform] = f"could not run: {exc}"[:300]
         finally:
             started(platform)
 
     async def one_by_one(names: list[str]) -> None:
-        await all_under_way.wait()
         for platform in names:
-            await one(platform)
+            await one(platform, go=all_under_way)
 
     if not waiting:
         all_under_way.set()
