@@ -150,7 +150,14 @@ class Importer:
     async def _drain_until_quiet(self, integration_id: str) -> bool:
         while True:
             self._kicked_again.discard(integration_id)
-            drained = await self.drain(integration_id)
+            try:
+                drained = await self.drain(integration_id)
+            except Exception:
+                # A bug, not a platform's answer (those end in a chat's status): logged now, not
+                # when the task is collected at shutdown. The chats keep their checkpoints, and
+                # the next reconcile resumes them.
+                log.exception("import stopped by an unexpected error", integration_id=integration_id)
+                return False
             if integration_id not in self._kicked_again or self.ctx.stopping.is_set():
                 return drained
 
@@ -220,9 +227,9 @@ class Importer:
             if not first:
                 await lanes.warmed.wait()
             try:
-                while queue:
-                    if await self.halted(integration.id):
-                        return
+                # The queue is looked at after the halt check, not before: that check reads the
+                # store, and another lane may take the last chat meanwhile.
+                while queue and not await self.halted(integration.id) and queue:
                     await self._import_chat(integration, connector, queue.popleft(), lane)
             finally:
                 lanes.warmed.set()

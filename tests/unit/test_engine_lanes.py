@@ -32,3 +32,36 @@ def test_lanes_stay_within_bounds() -> None:
     slow = Lanes(4, reads_per_s=1.0)
     slow.observe(0.1)
     assert slow.wanted() == 4
+
+
+def test_lanes_that_look_at_the_last_chat_together_import_it_once() -> None:
+    """Every lane looks whether the import was halted (a store read) before it takes a chat:
+    two lanes that both saw one chat left must not both take it. A lane that found the queue
+    empty once it had looked used to fail the whole import (IndexError), cancelling the other
+    lanes mid-chat; their chats then waited for the next reconcile."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from syncd.engine.importer import Importer
+
+    async def go() -> None:
+        importer = Importer(SimpleNamespace())  # type: ignore[arg-type]
+        imported: list[str] = []
+
+        async def halted(integration_id: str) -> bool:
+            await asyncio.sleep(0)  # the store read: other lanes run meanwhile
+            return False
+
+        async def import_chat(integration: Any, connector: Any, status: str, lane: Any = None) -> None:
+            await asyncio.sleep(0)
+            imported.append(status)
+            lane.read()
+
+        importer.halted = halted  # type: ignore[method-assign]
+        importer._import_chat = import_chat  # type: ignore[method-assign]
+        connector = SimpleNamespace(rate_limit=None)
+        chats = [f"chat-{n}" for n in range(7)]
+        await importer._import_chats(SimpleNamespace(id="i1"), connector, chats)  # type: ignore[arg-type]
+        assert sorted(imported) == chats
+
+    asyncio.run(go())
