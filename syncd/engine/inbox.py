@@ -82,7 +82,9 @@ class Inbox:
         self.worker = Worker(ctx, "inbox", self.work_once)
         self._streaming_until = 0.0
         self._receiving = 0  # deliveries being verified and stored right now
-        self._working = False  # the last claim found deliveries: a backlog is being worked off
+        #: Deliveries wait or are being worked off: set when one is stored, cleared when a
+        #: claim finds none (a hint for ``idle``, not a count).
+        self._working = False
 
     async def receive(self, integration: Integration, request: WebhookRequest) -> WebhookAnswer:
         """Verify and store one delivery; raises ``SignatureError`` for a bad signature."""
@@ -123,6 +125,7 @@ class Inbox:
         ))
         _webhooks_counted(integration.platform, "accepted" if stored else "duplicate").inc()
         if stored:
+            self._working = True
             self.worker.wake()
         return accepted.answer
 
