@@ -13,7 +13,13 @@ rounds of the same run:
 - accepted: deliveries acknowledged per second;
 - processed: deliveries taken from the signed POST to a stored, deduplicated message with its
   app callback queued, per second, backlog included (the time to drain the inbox after the
-  round counts).
+  round counts);
+- ``processed_cpu_ratio``: the same as the daemon's CPU seconds (bare run over webhook run and
+  drain), little moved by neighbours' load;
+- ``delivered_ratio`` (no target): to every callback received by the app's sink.
+
+Each round's callbacks are all sent before the next bare run starts (outside the timed
+windows), so that work left over from the measured side does not slow the baseline.
 
 The platform's own API (where a delivery makes the connector fetch the message) is the
 simulator in this process.
