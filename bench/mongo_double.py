@@ -322,7 +322,9 @@ class _Index:
                 self._string_only = field
 
     def _entry(self, doc: dict[str, Any]) -> tuple:
-        return (_rank(_get(doc, self.fields[1])), _rank(doc["_id"]), doc["_id"])
+        # In the compound key's order, as a server's index keeps it: a claim sorted by the
+        # key's later fields too reads one entry, not every tie on the second field.
+        return (*(_rank(_get(doc, f)) for f in self.fields[1:]), _rank(doc["_id"]), doc["_id"])
 
     def key(self, doc: dict[str, Any]) -> tuple | None:
         if self._string_only is not None:
@@ -579,6 +581,11 @@ class Collection:
             if values is None or len(values) != 1:
                 continue
             entries = index.ordered.get(_hashable(values[0]), [])
+            # The sort fields the index orders by (a tie on all of them is a tie for the sort).
+            covered = 1
+            while covered < len(sort) and covered + 1 < len(index.fields) \
+                    and sort[covered] == (index.fields[covered + 1], direction):
+                covered += 1
             bound = query.get(field)
             stop = None
             if direction > 0 and isinstance(bound, dict):
@@ -587,8 +594,9 @@ class Collection:
                     stop = _rank(limit)
             found: list[dict[str, Any]] = []
             last = None
-            for rank, _, doc_id in (entries if direction > 0 else reversed(entries)):
-                if stop is not None and rank > stop:
+            for entry in (entries if direction > 0 else reversed(entries)):
+                rank, doc_id = entry[:covered], entry[-1]
+                if stop is not None and rank[0] > stop:
                     break
                 if len(found) >= enough and rank != last:
                     break

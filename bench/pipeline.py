@@ -13,7 +13,13 @@ rounds of the same run:
 - accepted: deliveries acknowledged per second;
 - processed: deliveries taken from the signed POST to a stored, deduplicated message with its
   app callback queued, per second, backlog included (the time to drain the inbox after the
-  round counts).
+  round counts);
+- ``processed_cpu_ratio``: the same as the daemon's CPU seconds (bare run over webhook run and
+  drain), little moved by neighbours' load;
+- ``delivered_ratio`` (no target): to every callback received by the app's sink.
+
+Each round's callbacks are all sent before the next bare run starts (outside the timed
+windows), so that work left over from the measured side does not slow the baseline.
 
 The platform's own API (where a delivery makes the connector fetch the message) is the
 simulator in this process.
@@ -30,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.common import LOOPBACK, Daemon, Record, base_url_env
+from bench.cost_growth import cpu_s
 from bench.load import closed_loop, request_bytes
 from syncd.kit.loader import load_all
 from syncd.providers import simulator as simulator_of
@@ -98,20 +105,27 @@ def platforms() -> tuple[list[str], dict[str, str]]:
     return measured, skipped
 
 
-async def settled(daemon: Daemon, integration: str | None = None, timeout_s: float = 300) -> None:
-    """Until no inbox item is pending and (with ``integration``) no chat is still importing."""
+async def settled(daemon: Daemon, integration: str | None = None, timeout_s: float = 300,
+                  callbacks: bool = False) -> None:
+    """Until no inbox item is pending and (with ``integration``) no chat is still importing,
+    (with ``callbacks``) every queued callback delivered. Without ``integration`` the daemon
+    itself waits and answers once it is so (``/bench/pending?wait=``): the drain's end is seen
+    within a millisecond, at the cost of one request rather than one every 20 ms."""
     deadline = time.monotonic() + timeout_s
     while True:
         if integration:
             stats = await daemon.stats(integration=integration)
             busy = stats["inbox"].get("pending") or any(s["phase"] in ("pending", "importing") for s in stats["sync"])
         else:
-            busy = (await daemon.call("GET", "/bench/pending"))["pending"]
+            counts = await daemon.call("GET", "/bench/pending", params={
+                "wait": min(10.0, max(0.0, deadline - time.monotonic())), **({"callbacks": 1} if callbacks else {})})
+            busy = counts["pending"] or (callbacks and counts["callbacks"])
         if not busy:
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"not settled: {busy}")
-        await asyncio.sleep(0.02)
+        if integration:
+            await asyncio.sleep(0.02)
 
 
 def _request(delivery: Any, path: str, port: int) -> bytes:
@@ -138,16 +152,28 @@ async def measure(platform: str, sim: Any, daemon: Daemon, size: Size) -> dict[s
     hooks, bare = due(slice(0, size.warm))
     await closed_loop(daemon.port, hooks, connections=size.connections)
     await closed_loop(daemon.port, bare, connections=size.connections)
-    await settled(daemon)
-    accepted, processed, bare_rates, failed = [], [], [], 0
+    # Each round's callbacks are sent before the next bare round starts: left running, they
+    # would slow the baseline. Their sending is timed on its own (``delivered_ratio``).
+    await settled(daemon, callbacks=True)
+    accepted, processed, delivered, bare_rates, failed = [], [], [], [], 0
+    cpu: list[float] = []
+    pid = daemon.process.pid if daemon.process else None
     for r in range(size.rounds):
         part = slice(size.warm + r * size.requests, size.warm + (r + 1) * size.requests)
         hooks, bare = due(part)
+        marks = [cpu_s(pid) if pid else 0.0]
         base = await closed_loop(daemon.port, bare, connections=size.connections)
+        marks.append(cpu_s(pid) if pid else 0.0)
         hook = await closed_loop(daemon.port, hooks, connections=size.connections)
         started = time.monotonic()
         await settled(daemon)
         drain_s = time.monotonic() - started
+        marks.append(cpu_s(pid) if pid else 0.0)
+        if marks[2] > marks[1]:
+            cpu.append((marks[1] - marks[0]) / (marks[2] - marks[1]))
+        await settled(daemon, callbacks=True)
+        sent_s = time.monotonic() - started
+        delivered.append(size.requests / (hook.elapsed_s + sent_s) / base.rate if base.rate else 0.0)
         bare_rates.append(base.rate)
         accepted.append(hook.rate / base.rate if base.rate else 0.0)
         processed.append(size.requests / (hook.elapsed_s + drain_s) / base.rate if base.rate else 0.0)
@@ -158,6 +184,12 @@ async def measure(platform: str, sim: Any, daemon: Daemon, size: Size) -> dict[s
         "accepted_ratio": round(statistics.median(accepted), 3),
         "processed_ratio": round(statistics.median(processed), 3),
         "round_processed_ratios": [round(x, 3) for x in processed],
+        # The daemon's CPU seconds for the bare round over those from the webhook round's
+        # first request to its inbox drained (``/proc``, 10 ms ticks): what the ratio would be
+        # on an idle machine, little moved by neighbours' load.
+        "processed_cpu_ratio": round(statistics.median(cpu), 3) if cpu else None,
+        # To every callback delivered to the app's sink too (no target: a figure to watch).
+        "delivered_ratio": round(statistics.median(delivered), 3),
         "deliveries": count, "stored": after["messages"] - before["messages"],
         "duplicates": after["stored_ids"] - after["distinct_ids"],
         "callbacks_queued": sum(after["outbox"].values()) - sum(before["outbox"].values()),

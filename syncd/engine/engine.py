@@ -68,7 +68,7 @@ class Engine:
         self.inbox = Inbox(ctx, self.poller)
         self.exporter = Exporter(ctx)
         self.callbacks = CallbackSender(ctx, transport=callback_transport)
-        self.outbox = Outbox(ctx, self.exporter, self.callbacks)
+        self.outbox = Outbox(ctx, self.exporter, self.callbacks, yield_to=self.inbox.idle)
         self.lifecycle = Lifecycle(ctx, self.importer)
         self.dead_letters = DeadLetters(ctx, events=self.outbox.events, deliveries=self.inbox.worker)
         self._polls: set[asyncio.Task[Any]] = set()

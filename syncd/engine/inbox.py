@@ -51,6 +51,9 @@ STREAM_S = 0.25
 #: acknowledgement spans several passes, each of them short.)
 QUIET_S = 0.002
 DEFER_MAX_S = 0.25
+#: Work that can wait (the app's callbacks) lets the deliveries go first while any are being
+#: received or worked off (``Inbox.idle``), waiting at most this long at a time.
+YIELD_MAX_S = 1.0
 
 
 @functools.cache
@@ -79,6 +82,9 @@ class Inbox:
         self.worker = Worker(ctx, "inbox", self.work_once)
         self._streaming_until = 0.0
         self._receiving = 0  # deliveries being verified and stored right now
+        #: Deliveries wait or are being worked off: set when one is stored, cleared when a
+        #: claim finds none (a hint for ``idle``, not a count).
+        self._working = False
 
     async def receive(self, integration: Integration, request: WebhookRequest) -> WebhookAnswer:
         """Verify and store one delivery; raises ``SignatureError`` for a bad signature."""
@@ -119,6 +125,7 @@ class Inbox:
         ))
         _webhooks_counted(integration.platform, "accepted" if stored else "duplicate").inc()
         if stored:
+            self._working = True
             self.worker.wake()
         return accepted.answer
 
@@ -139,6 +146,17 @@ class Inbox:
                 # What is left waits on the store: wait with it rather than spin.
                 await asyncio.sleep(QUIET_S)
 
+    async def idle(self, max_s: float = YIELD_MAX_S) -> None:
+        """Until no delivery is being received or worked off, at most ``max_s``. A burst's
+        deliveries are stored, deduplicated and handed to the app's callback queue before the
+        worker that sends those callbacks (an HTTP request each) takes the CPU from them."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max_s
+        while loop.time() < deadline:
+            if not (self._receiving or self._working):
+                return
+            await asyncio.sleep(QUIET_S)
+
     async def work_once(self) -> bool:
         """Claim a batch of due deliveries and process them: one claim, one message write
         per integration and one completion for the whole batch, however many it holds."""
@@ -147,6 +165,7 @@ class Inbox:
             await asyncio.sleep(LINGER_S)
         await self._quiet_loop()
         items = await self.ctx.store.inbox_claim_many(self.ctx.now(), self.ctx.settings.lease_ttl_s, BATCH)
+        self._working = bool(items)
         if not items:
             return False
         self._streaming_until = loop.time() + STREAM_S if len(items) < BATCH else 0.0

@@ -81,9 +81,11 @@ async def ingest(
         existing = by_id.get(chat_data.external_chat_id)
         if restricted and (existing is None or not existing.imported):
             continue
+        imported = None if restricted else True
+        if existing is not None and store.chat_holds(existing, integration.id, chat_data, imported=imported):
+            continue  # the chat (stored, or written earlier in this batch) already says so
         by_id[chat_data.external_chat_id] = await store.upsert_chat(
-            integration.customer_id, integration.id, integration.platform, chat_data,
-            imported=None if restricted else True,
+            integration.customer_id, integration.id, integration.platform, chat_data, imported=imported,
         )
 
     self_ids, self_emails = identities or await self_identities(ctx, integration)

@@ -17,7 +17,7 @@ import httpx
 
 from syncd.engine.context import EngineContext
 from syncd.kit.errors import PermanentError, TransientError
-from syncd.models import Integration, Message, OutboxItem
+from syncd.models import Integration, Message, OutboxItem, new_id, utcnow
 
 CALLBACK = "callback"
 #: How long a written change may wait for its callbacks to be queued before the sweep takes
@@ -53,6 +53,7 @@ async def queue_callbacks(
     if not ctx.settings.app_callback_url:
         return
     items: list[OutboxItem] = []
+    now = utcnow()
     for kind, message in changed:
         if message.origin == "app" and kind == "created":
             continue  # the app created it; it already knows
@@ -71,9 +72,12 @@ async def queue_callbacks(
             "platform": message.platform,
             "message": message_view(message),
         }
-        items.append(OutboxItem(
-            customer_id=message.customer_id, idempotency_key=key, type=CALLBACK,
-            payload=payload, integration_id=integration.id,
+        # Every value is of its field's type already: built without a validation pass, every
+        # field given (a default left to ``model_construct`` costs more than validating).
+        items.append(OutboxItem.model_construct(
+            id=new_id(), customer_id=message.customer_id, idempotency_key=key, type=CALLBACK,
+            payload=payload, integration_id=integration.id, status="queued", attempts=0,
+            next_attempt_at=now, lease_until=None, result=None, error=None, created_at=now, updated_at=now,
         ))
     # One round-trip for the batch's callbacks, not one each.
     await ctx.store.outbox_put_many(items)

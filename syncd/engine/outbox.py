@@ -10,6 +10,8 @@ acknowledges them (their backoff is capped, never dead-lettered).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import structlog
 from pydantic import ValidationError
 
@@ -25,11 +27,20 @@ from syncd.models import OutboxItem
 log = structlog.get_logger(__name__)
 
 
+#: Callbacks sent between two waits for ``yield_to``: under a lasting stream of deliveries the
+#: app still hears of them at this many per ``YIELD_MAX_S`` at the least.
+CALLBACKS_BETWEEN_YIELDS = 50
+
+
 class Outbox:
-    def __init__(self, ctx: EngineContext, exporter: Exporter, callbacks: CallbackSender):
+    def __init__(self, ctx: EngineContext, exporter: Exporter, callbacks: CallbackSender,
+                 yield_to: Callable[[], Awaitable[None]] | None = None):
         self.ctx = ctx
         self.exporter = exporter
         self.callbacks = callbacks
+        #: Awaited before callbacks are sent (``Inbox.idle``): ingest goes first.
+        self.yield_to = yield_to
+        self._sent_since_yield = CALLBACKS_BETWEEN_YIELDS
         self.events = Worker(ctx, "outbox", self.export_once)
         self.notify = Worker(ctx, "callbacks", self.callback_once)
 
@@ -41,9 +52,14 @@ class Outbox:
         return True
 
     async def callback_once(self) -> bool:
+        if self.yield_to is not None and self._sent_since_yield >= CALLBACKS_BETWEEN_YIELDS:
+            await self.yield_to()
+            self._sent_since_yield = 0
         item = await self.ctx.store.outbox_claim(self.ctx.now(), self.ctx.settings.lease_ttl_s, types=[CALLBACK])
         if item is None:
+            self._sent_since_yield = CALLBACKS_BETWEEN_YIELDS  # the next burst yields first
             return False
+        self._sent_since_yield += 1
         await self._handle(item, self.callbacks.deliver, dead_letter=False)
         return True
 

@@ -43,6 +43,21 @@ class ChatsStore(StoreBase):
             update["$max"] = {"lastMessageAt": data.last_message_at}
         return Chat.model_validate(_strip(await self._upsert(self.chats, key, update)))
 
+    @staticmethod
+    def chat_holds(chat: Chat, integration_id: str, data: ChatData, *, imported: bool | None = None) -> bool:
+        """Whether ``upsert_chat`` of ``data`` would leave ``chat`` (as stored) as it is: a
+        webhook batch names the same chat with every delivery, and a write that changes
+        nothing is a round-trip for nothing."""
+        last = data.last_message_at
+        return (chat.integration_id == integration_id
+                and (data.name is None or chat.name == data.name)
+                and (data.kind is None or chat.kind == data.kind)
+                and (not data.participants or chat.participants == list(data.participants))
+                and (not imported or chat.imported)
+                # Stored dates keep milliseconds: a later microsecond is no later there.
+                and (last is None or (chat.last_message_at is not None
+                                      and chat.last_message_at >= last.replace(microsecond=last.microsecond // 1000 * 1000))))
+
     async def get_chat(self, id: str) -> Chat | None:
         doc = await self.chats.find_one({"_id": id})
         return Chat.model_validate(_strip(doc)) if doc else None
