@@ -52,6 +52,8 @@ from syncd.universal import (
     WebhookRequest,
 )
 
+#: A webhook template that reads the request URL (``{urlQuery}`` reads the query alone).
+_READS_URL = re.compile(r"\{(url|publicUrl)\}")
 #: Answers of ``fetch`` requests kept per connector before the cache starts over.
 _FETCH_CACHE_MAX = 1000
 
@@ -136,7 +138,7 @@ class ManifestConnector(Connector):
             "signs_form": "{formSorted}" in webhook_text,
             # Likewise the request URL (built from the ASGI scope) for those that read it, and
             # the parsed body for those whose signature is in it.
-            "reads_url": "{url" in webhook_text or "{publicUrl" in webhook_text,
+            "reads_url": bool(_READS_URL.search(webhook_text)),
             "signs_document": any(v.path for v in manifest.webhook.verify),
         }
         if every.full_sync_s is not None:

@@ -23,7 +23,10 @@ def request_values(request: WebhookRequest) -> dict[str, str]:
     """What payload templates read of the request itself: ``urlQuery`` (``?`` and the query
     exactly as received, or nothing; after ``{webhookUrl}`` it makes the public URL that was
     called) and ``querySorted`` (the query's parameters sorted by name, form-encoded)."""
-    query = urlsplit(request.url).query if "?" in request.url else ""
+    if request.raw_query is not None:
+        query = request.raw_query
+    else:
+        query = urlsplit(request.url).query if "?" in request.url else ""
     return {"urlQuery": f"?{query}" if query else "", "querySorted": urlencode(sorted(request.query.items()))}
 
 
