@@ -22,7 +22,7 @@ from typing import Any
 
 import structlog
 
-from syncd.logs import REDACTED, bound, is_secret_key
+from syncd.logs import REDACTED, is_secret_key
 
 _LOGGER = "syncd.access"
 log = structlog.get_logger(_LOGGER)
@@ -104,10 +104,12 @@ class AccessLog:
             await send(message)
 
         started = time.perf_counter()
+        # Bound and reset by token: ``bound`` reads the whole context first, on every request.
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            with bound(request_id=request_id):
-                await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
         finally:
+            structlog.contextvars.reset_contextvars(**tokens)
             # Access lines are INFO (DEBUG for quiet routes): with INFO filtered, none is written.
             if self.enabled and _writes_info():
                 self._log(scope, status, started, request_id)
