@@ -497,7 +497,8 @@ class ManifestConnector(Connector):
         hook = self.manifest.webhook
         document = _ParsedOnce(self.parse_body, request)
         scope = self._delivery_scope(request, document) if hook.verify or hook.handshakes else self.scope()
-        shook = handshakes.handshake(hook.handshakes, request, scope, verified=False)
+        # Only a GET can be a handshake answered before verification (see ``handshakes``).
+        shook = handshakes.handshake(hook.handshakes, request, scope, verified=False) if request.method == "GET" else None
         if shook is not None:
             return shook
         if not hook.verify:
