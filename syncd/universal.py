@@ -154,10 +154,14 @@ class WebhookRequest:
     body: bytes
     #: Received at the platform's shared webhook URL (verified with the platform-level secret).
     shared: bool = False
+    #: The query exactly as received (what ``url`` carries after its ``?``), where the endpoint
+    #: has it without building the URL; ``None``: read from ``url``.
+    raw_query: str | None = None
 
     if TYPE_CHECKING:
         def __init__(self, method: str, url: str | Callable[[], str], headers: dict[str, str],
-                     query: dict[str, str], body: bytes, shared: bool = False) -> None: ...
+                     query: dict[str, str], body: bytes, shared: bool = False,
+                     raw_query: str | None = None) -> None: ...
 
 
 @dataclass

@@ -14,16 +14,18 @@ it is sent back in ``X-Request-ID`` and bound to every line the request logs.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import structlog
 
-from syncd.logs import REDACTED, bound, is_secret_key
+from syncd.logs import REDACTED, is_secret_key
 
-log = structlog.get_logger("syncd.access")
+_LOGGER = "syncd.access"
+log = structlog.get_logger(_LOGGER)
 
 #: Requests of health probes and scrapers, every few seconds per replica: logged at DEBUG
 #: unless they fail, so they do not drown the lines that matter.
@@ -39,7 +41,16 @@ def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
             text = value.decode("latin-1")
             if _REQUEST_ID.match(text):
                 return text
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # as unguessable as a UUID4's hex, without building a UUID
+
+
+def _writes_info() -> bool:
+    """Whether an INFO line of this logger is written. Where structlog filters by the stdlib
+    level (``configure_logging``), a filtered line would still have its fields built first;
+    anywhere else (``capture_logs`` in tests, no configuration) every line is kept."""
+    if structlog.stdlib.filter_by_level not in structlog.get_config()["processors"]:
+        return True
+    return logging.getLogger(_LOGGER).isEnabledFor(logging.INFO)
 
 
 def _unmatched_path(path: str) -> str:
@@ -93,11 +104,14 @@ class AccessLog:
             await send(message)
 
         started = time.perf_counter()
+        # Bound and reset by token: ``bound`` reads the whole context first, on every request.
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            with bound(request_id=request_id):
-                await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_with_id)
         finally:
-            if self.enabled:
+            structlog.contextvars.reset_contextvars(**tokens)
+            # Access lines are INFO (DEBUG for quiet routes): with INFO filtered, none is written.
+            if self.enabled and _writes_info():
                 self._log(scope, status, started, request_id)
 
     def _template(self, scope: dict[str, Any]) -> Any:

@@ -39,8 +39,10 @@ def create_app(engine: Engine) -> FastAPI:
     install_error_handlers(app)
     settings = engine.ctx.settings
 
-    # First: the routes are matched in order, and platform deliveries are the hot path.
+    # First: the routes are matched in order, and platform deliveries are the hot path (the
+    # platforms' plugin routes take deliveries too).
     add_webhook_route(app, engine)
+    app.include_router(plugins_router(engine))
     app.include_router(platforms_router(engine.ctx.connectors, settings, [Depends(admin_dependency(settings))]))
     app.include_router(health_router(engine))
     app.include_router(integrations_router(engine))
@@ -50,7 +52,6 @@ def create_app(engine: Engine) -> FastAPI:
     app.include_router(events_router(engine))
     app.include_router(deadletters_router(engine))
     app.include_router(connect_router(engine))
-    app.include_router(plugins_router(engine))
     app.include_router(console_router(engine))
     app.include_router(docs_router())
 

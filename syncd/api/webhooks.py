@@ -36,6 +36,7 @@ def _delivery(request: Request, body: bytes, *, shared: bool = False) -> Webhook
         method=scope["method"], url=lambda: str(request.url),
         headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
         query=dict(request.query_params) if scope.get("query_string") else {}, body=body, shared=shared,
+        raw_query=scope.get("query_string", b"").decode(),  # as the request URL has it
     )
 
 

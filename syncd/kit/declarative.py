@@ -8,11 +8,13 @@ the whole connector. The class attributes the engine reads (``has_history``, ``c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, urlsplit
@@ -50,6 +52,8 @@ from syncd.universal import (
     WebhookRequest,
 )
 
+#: A webhook template that reads the request URL (``{urlQuery}`` reads the query alone).
+_READS_URL = re.compile(r"\{(url|publicUrl)\}")
 #: Answers of ``fetch`` requests kept per connector before the cache starts over.
 _FETCH_CACHE_MAX = 1000
 
@@ -58,6 +62,36 @@ _MODELS: dict[str, type[BaseModel]] = {"message": MessageData, "chat": ChatData,
 
 def _scope_credentials(credentials: BaseModel) -> dict[str, Any]:
     return credentials.model_dump(by_alias=True)
+
+
+class _ParsedOnce:
+    """``parse(request)`` run at most once for one delivery (verifying, answering a challenge
+    and picking the delivery id each read it); its ``MalformedDelivery`` is raised again to
+    each reader. Every reader gets the same document: they only read it."""
+
+    def __init__(self, parse: Callable[[WebhookRequest], Any], request: WebhookRequest):
+        self.parse, self.request = parse, request
+        self.value: Any = None
+        self.error: MalformedDelivery | None = None
+        self.done = False
+
+    def __call__(self) -> Any:
+        if not self.done:
+            try:
+                self.value = self.parse(self.request)
+            except MalformedDelivery as exc:
+                self.error = exc
+            self.done = True
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def as_json(self) -> Any:
+        """The document, or ``None`` when the body is not JSON (what a JSON challenge reads)."""
+        try:
+            return self()
+        except MalformedDelivery:
+            return None
 
 
 class _RefreshRefused(Exception):
@@ -71,13 +105,20 @@ class ManifestConnector(Connector):
     #: Items per page asked where a request says ``{pageSize}``; ``None``: the manifest's
     #: ``api.pageSize``. Set on a class or a connector to shrink pages (tests, benchmarks).
     page_limit: ClassVar[int | None] = None
+    #: The manifest's settings defaults (set by ``bind``).
+    setting_defaults: ClassVar[dict[str, Any]] = {}
     #: Whether a webhook template of the manifest reads ``{formSorted}`` (set by ``bind``).
     signs_form: ClassVar[bool] = True
+    #: Whether one reads ``{url}`` or ``{publicUrl}`` (set by ``bind``).
+    reads_url: ClassVar[bool] = True
+    #: Whether a verifier reads its signature from the parsed body (set by ``bind``).
+    signs_document: ClassVar[bool] = True
 
     @classmethod
     def bind(cls, manifest: Manifest) -> type[ManifestConnector]:
         """This class (or a platform module's subclass) made for ``manifest``."""
         caps, every = manifest.capabilities, manifest.intervals
+        webhook_text = manifest.webhook.model_dump_json()
         attrs: dict[str, Any] = {
             "manifest": manifest, "platform": manifest.platform, "webhook_spec": manifest.webhook,
             "can_edit": caps.edit, "can_delete": caps.delete, "has_history": caps.history,
@@ -92,7 +133,13 @@ class ManifestConnector(Connector):
                                          if manifest.connect.creation_token else None),
             # Only a manifest whose webhook templates sign the sorted form pays for parsing
             # every delivery's body as a form.
-            "signs_form": "{formSorted}" in manifest.webhook.model_dump_json(),
+            "setting_defaults": {name: spec.default for name, spec in manifest.settings.items()
+                                 if spec.default is not None},
+            "signs_form": "{formSorted}" in webhook_text,
+            # Likewise the request URL (built from the ASGI scope) for those that read it, and
+            # the parsed body for those whose signature is in it.
+            "reads_url": bool(_READS_URL.search(webhook_text)),
+            "signs_document": any(v.path for v in manifest.webhook.verify),
         }
         if every.full_sync_s is not None:
             attrs["full_sync_every_s"] = every.full_sync_s
@@ -187,10 +234,18 @@ class ManifestConnector(Connector):
     def scope(self, **more: Any) -> dict[str, Any]:
         """What templates read: credentials, settings, the webhook URL, the page size, ``more``."""
         page_size = self.page_limit or (self.manifest.api.page_size if self.manifest.api else 100)
-        defaults = {name: spec.default for name, spec in self.manifest.settings.items() if spec.default is not None}
-        return {"credentials": _scope_credentials(self.credentials), "settings": {**defaults, **self.settings},
+        return {"credentials": self._credentials_view(), "settings": {**self.setting_defaults, **self.settings},
                 "webhookUrl": self.ctx.webhook_url, "pageSize": page_size, "environment": environment(self.manifest),
                 **more}
+
+    def _credentials_view(self) -> dict[str, Any]:
+        """The credentials as templates read them, dumped once per credentials object (every
+        webhook delivery reads them; a refresh replaces the object, so it is dumped again).
+        Templates only read it."""
+        cached = self.__dict__.get("_credentials_dumped")
+        if cached is None or cached[0] is not self.credentials:
+            cached = self.__dict__["_credentials_dumped"] = (self.credentials, _scope_credentials(self.credentials))
+        return cast(dict[str, Any], cached[1])
 
     def _url(self, spec: Request, scope: dict[str, Any], next_url: str | None) -> str:
         if next_url is not None:
@@ -417,41 +472,51 @@ class ManifestConnector(Connector):
             return
 
     # -- webhooks -----------------------------------------------------------------------------
-    def _delivery_scope(self, request: WebhookRequest) -> dict[str, Any]:
-        return self.scope(header=request.headers, query=request.query, url=request.url,
-                          publicUrl=signed.public_url(self.ctx.webhook_url, request),
+    def _delivery_scope(self, request: WebhookRequest, document: Callable[[], Any] | None = None) -> dict[str, Any]:
+        """What verifiers and handshakes read of a delivery. ``document``: the parsed body, where
+        the caller already has it (else parsed here if a verifier reads it). The request URL is
+        read only where a webhook template of the manifest does (building it costs a request)."""
+        reads_url = self.reads_url
+        return self.scope(header=request.headers, query=request.query,
+                          url=request.url if reads_url else None,
+                          publicUrl=signed.public_url(self.ctx.webhook_url, request) if reads_url else None,
                           formSorted=signed.form_sorted(request) if self.signs_form else "",
-                          delivery=self._signed_document(request))
+                          delivery=self._signed_document(request, document))
 
-    def _signed_document(self, request: WebhookRequest) -> Any:
+    def _signed_document(self, request: WebhookRequest, document: Callable[[], Any] | None = None) -> Any:
         """The parsed delivery, where a verifier reads its signature from it (else not parsed);
         a body that cannot be read cannot carry a signature: ``MalformedDelivery`` (400)."""
-        if not any(v.path for v in self.manifest.webhook.verify):
+        if not self.signs_document:
             return None
-        return self.parse_body(request)
+        return document() if document is not None else self.parse_body(request)
 
     def webhook_scope(self, request: WebhookRequest) -> dict[str, Any]:
         return self._delivery_scope(request)
 
     def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
         hook = self.manifest.webhook
-        scope = self._delivery_scope(request) if hook.verify or hook.handshakes else self.scope()
-        shook = handshakes.handshake(hook.handshakes, request, scope, verified=False)
+        document = _ParsedOnce(self.parse_body, request)
+        scope = self._delivery_scope(request, document) if hook.verify or hook.handshakes else self.scope()
+        # Only a GET can be a handshake answered before verification (see ``handshakes``).
+        shook = handshakes.handshake(hook.handshakes, request, scope, verified=False) if request.method == "GET" else None
         if shook is not None:
             return shook
         if not hook.verify:
             raise SignatureError(f"{self.platform} declares no webhook verification")
         proof = signatures.verify_declared(hook.verify_mode, hook.verify, request, scope, now=self.ctx.clock(),
                                            max_skew_s=self.ctx.webhook_max_skew_s, keys=self.ctx.key_sets)
-        shook = handshakes.handshake(hook.handshakes, request, scope, verified=True)
+        shook = handshakes.handshake(hook.handshakes, request, scope, verified=True,
+                                     document=document.as_json if hook.format == "json" else None)
         if shook is not None:
             shook.answer.headers.update(proof)
             return shook
         answer = WebhookAnswer(hook.answer_status, hook.answer_body if hook.answer_body is not None else {"ok": True},
                                hook.answer_media_type, proof)
         try:
-            body = self.parse_body(request)
-            local = self.scope(body=body)
+            body = document()
+            # The delivery's scope already holds what the selections read (credentials,
+            # settings): no second copy of them per delivery.
+            local = {**scope, "body": body}
             if not all(self.records(selection, body, local) for selection in hook.accept):
                 return WebhookAccepted(None, answer)  # not this integration's: acknowledged, dropped
             return WebhookAccepted(self._delivery_id(request, body), answer)
@@ -601,11 +666,16 @@ def environment(manifest: Manifest) -> dict[str, str]:
     """The manifest's platform-level values: ``SYNCD_<PLATFORM>_<NAME>`` (``webhookSecret`` ->
     ``WEBHOOK_SECRET``), read when used so that a test or an operator's restart sees changes."""
     out: dict[str, str] = {}
-    for name in manifest.environment:
-        value = os.environ.get(f"SYNCD_{manifest.platform.upper()}_{re.sub(r'(?<!^)(?=[A-Z])', '_', name).upper()}")
+    for name, variable in _environment_names(manifest.platform, tuple(manifest.environment)):
+        value = os.environ.get(variable)
         if value:
             out[name] = value
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _environment_names(platform: str, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, f"SYNCD_{platform.upper()}_{re.sub(r'(?<!^)(?=[A-Z])', '_', name).upper()}") for name in names)
 
 
 def _field_of(template: str | None) -> str:

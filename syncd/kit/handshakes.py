@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from typing import Any
 
 from syncd.kit import templates
@@ -23,9 +24,10 @@ def _json(request: WebhookRequest) -> Any:
 
 
 def handshake(handshakes: list[Handshake], request: WebhookRequest, scope: dict[str, Any], *,
-              verified: bool) -> WebhookAccepted | None:
+              verified: bool, document: Callable[[], Any] | None = None) -> WebhookAccepted | None:
     """The answer to a verification request, or ``None``. GET handshakes are answered before
-    signatures are checked (platforms do not sign them); body challenges only once verified."""
+    signatures are checked (platforms do not sign them); body challenges only once verified.
+    ``document``: the body as JSON (``None`` if it is not), where the caller has parsed it."""
     for spec in handshakes:
         if spec.type in ("echo", "crc") and request.method == "GET" and not verified:
             value = request.query.get(spec.param or "")
@@ -39,7 +41,7 @@ def handshake(handshakes: list[Handshake], request: WebhookRequest, scope: dict[
             digest = hmac.new(key.encode(), value.encode(), hashlib.sha256).digest()
             return WebhookAccepted(None, WebhookAnswer(200, {spec.field: spec.prefix + base64.b64encode(digest).decode()}))
         if spec.type == "challenge" and verified and request.method == "POST":
-            body = _json(request)
+            body = document() if document is not None else _json(request)
             if isinstance(body, dict) and spec.when and all(templates.matches(body, c) for c in spec.when):
                 return WebhookAccepted(None, WebhookAnswer(200, templates.render(spec.answer or {}, {**scope, "body": body})))
     return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,26 +23,36 @@ def request_values(request: WebhookRequest) -> dict[str, str]:
     """What payload templates read of the request itself: ``urlQuery`` (``?`` and the query
     exactly as received, or nothing; after ``{webhookUrl}`` it makes the public URL that was
     called) and ``querySorted`` (the query's parameters sorted by name, form-encoded)."""
-    query = urlsplit(request.url).query if "?" in request.url else ""
+    if request.raw_query is not None:
+        query = request.raw_query
+    else:
+        query = urlsplit(request.url).query if "?" in request.url else ""
     return {"urlQuery": f"?{query}" if query else "", "querySorted": urlencode(sorted(request.query.items()))}
+
+
+@lru_cache(maxsize=256)
+def _pieces(template: str) -> tuple[tuple[str, ...], bool]:
+    """``template`` split once into literal text and raw element names (alternating), and
+    whether it reads the request's own query."""
+    return tuple(_RAW.split(template)), "{urlQuery}" in template or "{querySorted}" in template
 
 
 def payload_bytes(template: str, request: WebhookRequest, scope: dict[str, Any]) -> bytes:
     """The signed bytes: ``template`` rendered, with ``{body}`` as the raw body's bytes and
     ``{bodySha256}`` as its raw SHA-256 digest."""
-    if "{urlQuery}" in template or "{querySorted}" in template:
+    pieces, reads_query = _pieces(template)
+    if reads_query:
         scope = {**request_values(request), **scope}
-    pieces = _RAW.split(template)  # literal text and raw element names alternate
-    out = b""
+    out: list[bytes] = []
     for i, piece in enumerate(pieces):
         if i % 2:
-            out += request.body if piece == "body" else hashlib.sha256(request.body).digest()
+            out.append(request.body if piece == "body" else hashlib.sha256(request.body).digest())
             continue
         rendered = templates.render(piece, scope) if piece else ""
         if rendered is None:
             raise SignatureError("a part of the signed payload is missing")
-        out += str(rendered).encode()
-    return out
+        out.append(rendered.encode() if isinstance(rendered, str) else str(rendered).encode())
+    return b"".join(out)
 
 
 def is_form(request: WebhookRequest) -> bool:

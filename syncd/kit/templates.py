@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -42,6 +43,16 @@ def placeholders(template: str) -> list[str]:
     return _PLACEHOLDER.findall(template)
 
 
+@lru_cache(maxsize=4096)
+def _compiled(template: str) -> tuple[str | None, tuple[str, ...], tuple[str, ...]]:
+    """``template`` parsed once (manifests render the same few templates on every request):
+    the one placeholder it is exactly, or ``None``; its literal pieces; and its placeholder
+    names, which sit between the pieces."""
+    whole = _PLACEHOLDER.fullmatch(template)
+    parts = _PLACEHOLDER.split(template)
+    return (whole.group(1) if whole else None), tuple(parts[0::2]), tuple(parts[1::2])
+
+
 def render(template: Any, scope: dict[str, Any], escape: Callable[[str], str] | None = None) -> Any:
     """``template`` with its placeholders filled from ``scope`` (dicts and lists recursively);
     ``escape`` is applied to every value put into a string (a path segment's quoting)."""
@@ -51,17 +62,18 @@ def render(template: Any, scope: dict[str, Any], escape: Callable[[str], str] | 
         return [render(v, scope, escape) for v in template]
     if not isinstance(template, str) or "{" not in template:
         return template
-    whole = _PLACEHOLDER.fullmatch(template)
-    if whole and escape is None:
-        return lookup(scope, whole.group(1))
-    values: dict[str, str] = {}
-    for name in placeholders(template):
+    whole, literals, names = _compiled(template)
+    if whole is not None and escape is None:
+        return lookup(scope, whole)
+    out = [literals[0]]
+    for name, literal in zip(names, literals[1:], strict=True):
         value = lookup(scope, name)
         if value is None:
             return None
         text = value if isinstance(value, str) else str(value)
-        values[name] = escape(text) if escape else text
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+        out.append(escape(text) if escape else text)
+        out.append(literal)
+    return "".join(out)
 
 
 def path_segment(value: str) -> str:

@@ -3,11 +3,13 @@ platform publishes. Times are checked against syncd's clock, claims as the manif
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from typing import TYPE_CHECKING, Any
 
 import jwt
+from jwt.algorithms import HMACAlgorithm
 
 from syncd.kit import templates
 from syncd.kit.errors import SignatureError
@@ -19,14 +21,42 @@ if TYPE_CHECKING:
     from syncd.kit.jwks import KeySets
 
 
+class _KnownKeyHMAC(HMACAlgorithm):
+    """PyJWT's HMAC algorithm, with a key's checks (not empty, not a PEM, SSH or DER key, which
+    parses it as each) made once per key rather than on every token: a platform signs every
+    delivery with the same few secrets."""
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        return _prepared(self.hash_alg, key)
+
+
+@functools.lru_cache(maxsize=256)
+def _prepared(hash_alg: Any, key: str | bytes) -> bytes:
+    # A refused key raises here, and is not cached: it is refused again next time.
+    return HMACAlgorithm(hash_alg).prepare_key(key)
+
+
+def _hmac_jwt() -> jwt.PyJWT:
+    decoder = jwt.PyJWT()
+    for name, hash_alg in (("HS256", HMACAlgorithm.SHA256), ("HS384", HMACAlgorithm.SHA384),
+                           ("HS512", HMACAlgorithm.SHA512)):
+        decoder._jws.unregister_algorithm(name)  # PyJWT's own module wires its global decoder so
+        decoder._jws.register_algorithm(name, _KnownKeyHMAC(hash_alg))
+    return decoder
+
+
+#: Decodes the HMAC-signed JWTs of ``check_jwt`` (only the algorithms a verifier accepts).
+_HMAC_JWT = _hmac_jwt()
+
+
 def check_jwt(verifier: Verifier, token: str, request: WebhookRequest, scope: dict[str, Any], key: str,
               now: float) -> None:
     """An HMAC-signed JWT: its signature with ``key``, its times against syncd's clock, and the
     claims the verifier declares."""
     try:
         # Times are checked below against syncd's clock, not the library's.
-        claims = jwt.decode(token, key, algorithms=verifier.accepted_algorithms(),
-                            options=_unchecked(verifier.require))
+        claims = _HMAC_JWT.decode(token, key, algorithms=verifier.accepted_algorithms(),
+                                  options=_unchecked(verifier.require))
     except jwt.PyJWTError as exc:
         raise SignatureError(f"JWT rejected ({type(exc).__name__})") from None
     _times(claims, verifier.leeway_s, now, "JWT")

@@ -44,3 +44,20 @@ async def test_the_rendered_line_is_one_json_object_without_the_query_or_headers
     assert (line["event"], line["method"], line["route"], line["status"]) == ("http.request", "POST", "/events", 401)
     assert line["logger"] == "syncd.access" and line["level"] == "info" and line["timestamp"].endswith("Z")
     assert TOKEN not in json.dumps(line)
+
+
+async def test_a_filtered_level_writes_no_line_and_the_request_id_is_bound_while_it_runs(stderr_lines):
+    seen: list[object] = []
+
+    def handler(request):
+        seen.append(structlog.contextvars.get_contextvars().get("request_id"))
+        return PlainTextResponse("")
+
+    app = AccessLog(Starlette(routes=[Route("/events", handler, methods=["POST"])]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://syncd.test") as client:
+        await client.post("/events", headers={"x-request-id": "req-1"})
+        configure_logging("WARNING", "json")
+        await client.post("/events", headers={"x-request-id": "req-2"})
+
+    assert [line["request_id"] for line in stderr_lines()] == ["req-1"]  # INFO filtered: no line for req-2
+    assert seen == ["req-1", "req-2"] and "request_id" not in structlog.contextvars.get_contextvars()

@@ -88,3 +88,17 @@ def test_the_leeway_is_one_second_each_side():
 def test_a_claim_is_checked_by_exactly_one_rule():
     with pytest.raises(ValueError):
         Verifier.model_validate({"type": "jwt", "header": "h", "key": "k", "claims": {"x": {}}})
+
+
+def test_a_public_key_configured_as_the_secret_is_refused_every_time():
+    # Its checks are made once per key: a refused key must stay refused, not be remembered as fine.
+    pem = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n-----END PUBLIC KEY-----\n"
+    for _ in range(2):
+        with pytest.raises(SignatureError, match="InvalidKeyError"):
+            check(token(), key=pem)
+
+
+def test_a_key_seen_before_still_refuses_a_token_signed_with_another():
+    check(token())
+    with pytest.raises(SignatureError, match="InvalidSignatureError"):
+        check(token(key="another-signing-key"))

@@ -102,8 +102,9 @@ def _page(request: Request) -> tuple[int, int]:
     return (_int(q.get("page"), 1, "page", low=1, high=10**9) - 1) * limit, limit
 
 
-def _path(integration_id: str, plugin_secret: str) -> None:
-    """Declares the prefix's path parameters (for the API's schema); ``plugin`` checks them."""
+async def _path(integration_id: str, plugin_secret: str) -> None:
+    """Declares the prefix's path parameters (for the API's schema); ``plugin`` checks them.
+    A coroutine: FastAPI runs a plain function dependency in a worker thread, on every request."""
 
 
 def router(host: PluginHost) -> APIRouter:
@@ -126,6 +127,21 @@ def router(host: PluginHost) -> APIRouter:
 
     def provider(integration: Integration) -> dict[str, Any]:
         return {"type": "syncd", "name": integration.name or "syncd", "id": integration.id}
+
+    # First: routes are matched in the order they are declared, and deliveries are the hot path.
+    @api.post("/webhook")
+    async def webhook(request: Request) -> Response:
+        integration, credentials = await plugin(request)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]}
+        headers[SECRET_HEADER] = credentials["pluginSecret"]
+        # The URL is built only if the manifest's verifier reads it.
+        delivery = WebhookRequest(method="POST", url=lambda: str(request.url), headers=headers,
+                                  query=dict(request.query_params), body=await request.body())
+        answer = await host.deliver(integration, delivery)
+        if isinstance(answer.body, dict):
+            return JSONResponse(answer.body, status_code=answer.status_code, headers=answer.headers)
+        return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type,
+                        headers=answer.headers)
 
     @api.get("/")
     async def index(request: Request) -> dict[str, Any]:
@@ -182,19 +198,6 @@ def router(host: PluginHost) -> APIRouter:
                           "not use the Integration API")
         await host.configure(integration.id, {**credentials, "apiUrl": api_root(url), "apiToken": token})
         return JSONResponse(None)
-
-    @api.post("/webhook")
-    async def webhook(request: Request) -> Response:
-        integration, credentials = await plugin(request)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.scope["headers"]}
-        headers[SECRET_HEADER] = credentials["pluginSecret"]
-        delivery = WebhookRequest(method="POST", url=str(request.url), headers=headers,
-                                  query=dict(request.query_params), body=await request.body())
-        answer = await host.deliver(integration, delivery)
-        if isinstance(answer.body, dict):
-            return JSONResponse(answer.body, status_code=answer.status_code, headers=answer.headers)
-        return Response(answer.body or b"", status_code=answer.status_code, media_type=answer.media_type,
-                        headers=answer.headers)
 
     return api
 
