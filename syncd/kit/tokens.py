@@ -38,10 +38,13 @@ def _prepared(hash_alg: Any, key: str | bytes) -> bytes:
 
 def _hmac_jwt() -> jwt.PyJWT:
     decoder = jwt.PyJWT()
+    jws = getattr(decoder, "_jws", None)
+    if jws is None:  # another PyJWT's layout: its own checks on every token, as correct
+        return decoder
     for name, hash_alg in (("HS256", HMACAlgorithm.SHA256), ("HS384", HMACAlgorithm.SHA384),
                            ("HS512", HMACAlgorithm.SHA512)):
-        decoder._jws.unregister_algorithm(name)  # PyJWT's own module wires its global decoder so
-        decoder._jws.register_algorithm(name, _KnownKeyHMAC(hash_alg))
+        jws.unregister_algorithm(name)  # PyJWT's own module wires its global decoder so
+        jws.register_algorithm(name, _KnownKeyHMAC(hash_alg))
     return decoder
 
 
