@@ -13,7 +13,7 @@ import base64
 import functools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -29,6 +29,7 @@ from syncd.models import InboxItem, Integration, new_id
 from syncd.universal import Changes, WebhookAnswer, WebhookRequest
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 #: Headers every stored delivery keeps; a platform adds what its ``parse_webhook`` reads
 #: (``Connector.keep_headers``). Never auth headers.
@@ -54,6 +55,9 @@ DEFER_MAX_S = 0.25
 #: Work that can wait (the app's callbacks) lets the deliveries go first while any are being
 #: received or worked off (``Inbox.idle``), waiting at most this long at a time.
 YIELD_MAX_S = 1.0
+#: How many deliveries of one integration's batch are parsed (and followed up) at once; each
+#: may wait on a platform request. Bounded as an import's lanes are, below platforms' limits.
+SIDE_BY_SIDE = 8
 
 
 @functools.cache
@@ -224,11 +228,12 @@ class Inbox:
                 await self._failed(item, exc)
             return []
         parsed: list[tuple[InboxItem, Changes]] = []
-        for item in items:
-            try:
-                parsed.append((item, await connector.parse_webhook(self._request(item))))
-            except Exception as exc:
-                await self._failed(item, exc)
+        outcomes = await _side_by_side([connector.parse_webhook(self._request(item)) for item in items])
+        for item, outcome in zip(items, outcomes):
+            if isinstance(outcome, Exception):
+                await self._failed(item, outcome)
+            else:
+                parsed.append((item, outcome))
         try:
             await self._ingest(integration, [changes for _, changes in parsed])
         except Exception:
@@ -260,17 +265,18 @@ class Inbox:
         """Tell the platform what was stored; a delivery whose follow-up fails for a while is
         retried (its ingest is idempotent), one the platform refuses is done all the same."""
         told: list[tuple[InboxItem, Changes]] = []
+        outcomes = await _side_by_side([connector.follow_up(changes.follow_ups, stored=True)
+                                        for _, changes in parsed if changes.follow_ups])
+        results = iter(outcomes)
         for item, changes in parsed:
-            try:
-                if changes.follow_ups:
-                    await connector.follow_up(changes.follow_ups, stored=True)
-                told.append((item, changes))
-            except PermanentError as exc:
-                log.warning("the platform refused a follow-up; the delivery is stored", error=str(exc),
+            outcome = next(results) if changes.follow_ups else None
+            if isinstance(outcome, PermanentError):
+                log.warning("the platform refused a follow-up; the delivery is stored", error=str(outcome),
                             integration_id=item.integration_id, delivery_id=item.delivery_id)
-                told.append((item, changes))
-            except Exception as exc:
-                await self._failed(item, exc, _telling(connector, changes, stored=False))
+            elif isinstance(outcome, Exception):
+                await self._failed(item, outcome, _telling(connector, changes, stored=False))
+                continue
+            told.append((item, changes))
         return told
 
     def _request(self, item: InboxItem) -> WebhookRequest:
@@ -284,6 +290,23 @@ class Inbox:
         chats = [c for changes in batch for c in changes.chats]
         if messages or chats:
             await ingest(self.ctx, integration, messages, chats, source="webhook")
+
+
+async def _side_by_side(calls: list[Awaitable[T]]) -> list[T | Exception]:
+    """Each call's result or its failure, in order, at most ``SIDE_BY_SIDE`` running at once:
+    where parsing a delivery fetches its message from the platform (a notification that only
+    names it) or a follow-up calls the platform back, a batch's requests overlap."""
+    gate = asyncio.Semaphore(SIDE_BY_SIDE)
+
+    async def one(call: Awaitable[T]) -> T:
+        async with gate:
+            return await call
+
+    outcomes = await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            raise outcome  # a cancellation is the worker's, not a delivery's failure
+    return outcomes  # type: ignore[return-value]
 
 
 def _telling(connector: Connector, changes: Changes, *, stored: bool) -> Callable[[], Awaitable[None]] | None:

@@ -11,7 +11,9 @@ from types import SimpleNamespace
 from cryptography.fernet import Fernet
 
 from bench.mongo_double import Client
+from syncd.engine import inbox as inbox_module
 from syncd.engine import outbox as outbox_module
+from syncd.engine.context import connector_for
 from syncd.engine.inbox import Inbox
 from syncd.engine.ingest import ingest
 from syncd.engine.outbox import Outbox
@@ -136,3 +138,39 @@ async def test_the_double_reads_a_claim_sorted_by_the_indexs_later_fields_as_a_f
     assert [d["_id"] for d in first] == ["id-49", "id-48", "id-47"]
     claimed = await outbox.find_one_and_update(query, {"$set": {"status": "sending"}}, sort=order)
     assert claimed["_id"] == "id-49"
+
+
+async def test_a_batch_is_parsed_side_by_side_in_order_and_one_failure_fails_alone() -> None:
+    """Deliveries that make the connector ask the platform (a notification naming a message)
+    overlap their requests, at most ``SIDE_BY_SIDE`` at once; the batch is stored in order,
+    and a delivery whose parsing fails is retried alone."""
+    tb = await Testbed.start(run=False)
+    try:
+        ws = tb.slack.seed_workspace()
+        integration = await tb.create_slack()
+        ctx = tb.daemon.engine.ctx
+        connector = await connector_for(ctx, await ctx.store.get_integration(integration["id"]))
+        parse, running, most = connector.parse_webhook, 0, 0
+
+        async def slow(request):
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await asyncio.sleep(0.01)  # the platform's answer
+            running -= 1
+            if b"trial message 3" in request.body:
+                raise ConnectionError("reset")
+            return await parse(request)
+
+        connector.parse_webhook = slow
+        for n in range(12):
+            delivery = tb.slack.post_user_message(ws["general"], f"trial message {n}", ws["bob"])
+            assert (await tb.deliver(integration, delivery)).status_code == 200
+        assert await tb.daemon.engine.inbox.work_once()
+        assert most == inbox_module.SIDE_BY_SIDE
+        counts = await ctx.store.inbox_counts(integration["id"])
+        assert counts["done"] == 11 and counts["pending"] == 1
+        texts = {m["text"] for chat in (await tb.chats(integration)).values() for m in await tb.messages(chat["id"])}
+        assert {f"trial message {n}" for n in range(12) if n != 3} <= texts and "trial message 3" not in texts
+    finally:
+        await tb.stop()
