@@ -82,25 +82,36 @@ def fill(client: Client, count: int) -> int:
 
 
 class PollTrace:
-    """Per integration, the wall-clock start of each scheduled poll; per poll, its lateness."""
+    """Per integration, the wall-clock start of each scheduled poll; per poll, its lateness:
+    when the poll's work began (past the engine's gate, so waiting for a turn counts) minus
+    when the scheduler had it due."""
 
     def __init__(self) -> None:
         self.starts: dict[str, list[float]] = {}
         self.lateness: list[tuple[float, float]] = []  # (start, start - scheduled)
+        self._due: dict[str, float] = {}
 
     def wrap(self, daemon: Any) -> None:
         poll: Callable[[str], Awaitable[None]] = daemon.engine.poll
+        work: Callable[[str], Awaitable[Any]] = daemon.engine.poller.poll
 
-        async def traced(integration_id: str) -> None:
-            started = time.time()
-            self.starts.setdefault(integration_id, []).append(started)
+        async def scheduled(integration_id: str) -> None:
+            # Read as the scheduler fires it: its next run is then exactly one interval on.
             job = daemon.scheduler.get_job(f"poll:{integration_id}") if daemon.scheduler else None
             if job is not None and job.next_run_time is not None:
-                scheduled = job.next_run_time.timestamp() - job.trigger.interval_length
-                self.lateness.append((started, started - scheduled))
+                self._due[integration_id] = job.next_run_time.timestamp() - job.trigger.interval_length
             await poll(integration_id)
 
-        daemon.engine.poll = traced
+        async def started(integration_id: str) -> Any:
+            due = self._due.pop(integration_id, None)
+            if due is not None:  # a scheduled poll (a webhook's asks for none)
+                now = time.time()
+                self.starts.setdefault(integration_id, []).append(now)
+                self.lateness.append((now, now - due))
+            return await work(integration_id)
+
+        daemon.engine.poll = scheduled
+        daemon.engine.poller.poll = started
 
     def report(self) -> dict[str, Any]:
         return {"now": datetime.now(UTC).timestamp(), "starts": self.starts, "lateness": self.lateness}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import random
+import hashlib
 import secrets
 import signal
 import socket
@@ -31,12 +31,22 @@ from syncd.engine.connectors import Connectors, UnknownPlatform
 from syncd.engine.context import EngineContext
 from syncd.engine.engine import Engine, work_budget
 from syncd.engine.lifecycle import check_every, full_sync_period
+from syncd.kit.http import close_shared_clients
 from syncd.kit.loader import api_roots, extra_dir, load_all
 from syncd.logs import configure_logging
 from syncd.serving import server_config
 from syncd.store import Store
 
 log = structlog.get_logger(__name__)
+
+
+def spread(key: str, over_s: float) -> timedelta:
+    """Where in ``over_s`` the first run of ``key``'s job falls: the same on every replica and
+    every restart (a hash of the key), and even over many keys. A thousand integrations added
+    at once (a start, a restart) then neither poll in one instant every interval, nor all
+    renew their subscriptions in the first second."""
+    fraction = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest()) / 2**64
+    return timedelta(seconds=fraction * over_s)
 
 
 class ConfigError(Exception):
@@ -87,18 +97,18 @@ class Daemon:
                 continue  # its mapping file was removed: nothing can run for it
             if cls.can_poll and self.scheduler.get_job(f"poll:{integration_id}") is None:
                 every = cls.poll_every_s or self.settings.poll_interval_s
-                # Spread over the interval: a thousand integrations added at once (a start, a
-                # restart) must not all poll in the same instant, every interval.
                 self.scheduler.add_job(
                     self.engine.poll, "interval", args=[integration_id], id=f"poll:{integration_id}",
                     seconds=every, max_instances=1, coalesce=True, misfire_grace_time=None,
-                    next_run_time=now + timedelta(seconds=random.uniform(0, every)),
+                    next_run_time=now + spread(f"poll:{integration_id}", every),
                 )
             if cls.maintain_every_s and self.scheduler.get_job(f"maintain:{integration_id}") is None:
-                # First run now: subscriptions may have lapsed while no daemon was running.
+                # First run within a poll interval, not a whole maintenance interval (hours for
+                # a watch): subscriptions may have lapsed while no daemon was running.
+                first = spread(f"maintain:{integration_id}", min(cls.maintain_every_s, self.settings.poll_interval_s))
                 self.scheduler.add_job(
                     self.engine.maintain, "interval", args=[integration_id], id=f"maintain:{integration_id}",
-                    seconds=cls.maintain_every_s, max_instances=1, coalesce=True, next_run_time=now,
+                    seconds=cls.maintain_every_s, max_instances=1, coalesce=True, next_run_time=now + first,
                     # Run however late: APScheduler drops a run more than 1 s late by default,
                     # and a busy start then left lapsed subscriptions for a whole interval.
                     misfire_grace_time=None,
@@ -110,8 +120,8 @@ class Daemon:
                 every = check_every(period)
                 self.scheduler.add_job(
                     self.engine.full_sync, "interval", args=[integration_id], id=f"full-sync:{integration_id}",
-                    seconds=every, max_instances=1, coalesce=True,
-                    next_run_time=now + timedelta(seconds=random.uniform(0, every)),
+                    seconds=every, max_instances=1, coalesce=True, misfire_grace_time=None,
+                    next_run_time=now + spread(f"full-sync:{integration_id}", every),
                 )
         await self.engine.resume()
         await self.engine.retry_disconnects()
@@ -274,6 +284,7 @@ async def serve(settings: Settings, *, on_built: Callable[[Daemon], None] | None
         await stopping
         started.cancel()
         await daemon.store.close()
+        await close_shared_clients()
         log.info("syncd stopped")
 
 
