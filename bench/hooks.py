@@ -3,9 +3,9 @@ integrations cloned into the store before the daemon starts (as a restarted daem
 a trace of every scheduled poll taken from the scheduler's own times (``bench/replica.py``),
 and stored messages added in bulk (``bench/cost_growth.py``).
 
-The trace wraps ``Engine.poll`` (the scheduler's job function) on the instance: the moment the
-job starts is the poll's actual start, and its scheduled start is the interval trigger's
-previous fire time (the job's next run time, already advanced, minus its interval).
+The trace wraps ``Engine.poll`` (the scheduler's job function) and ``Poller.poll`` (the poll's
+work, past the engine's gate) on the instances: a poll's lateness is the moment its work
+starts minus the time its job was due (``Job.last_due``), so waiting for the gate counts.
 """
 
 from __future__ import annotations
@@ -96,10 +96,9 @@ class PollTrace:
         work: Callable[[str], Awaitable[Any]] = daemon.engine.poller.poll
 
         async def scheduled(integration_id: str) -> None:
-            # Read as the scheduler fires it: its next run is then exactly one interval on.
             job = daemon.scheduler.get_job(f"poll:{integration_id}") if daemon.scheduler else None
-            if job is not None and job.next_run_time is not None:
-                self._due[integration_id] = job.next_run_time.timestamp() - job.trigger.interval_length
+            if job is not None and job.last_due is not None:
+                self._due[integration_id] = job.last_due
             await poll(integration_id)
 
         async def started(integration_id: str) -> Any:
