@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -97,8 +98,12 @@ class Daemon:
         env = {**os.environ, **self.env, "PYTHONPATH": str(ROOT)}
         command = [sys.executable, "-m", "bench.server", "--port", str(self.port),
                    "--mode", self.mode, "--options", json.dumps(self.options)]
+        # A file, not a pipe: nobody reads a pipe while the daemon runs, and once 64 KB of
+        # warnings (a busy start's late jobs) filled it, the daemon blocked in its next log
+        # write and answered nothing more: the "probe timeouts" of earlier replica runs.
+        self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE)
+                                        stderr=self.log)
         deadline = time.monotonic() + 60
         while True:
             if self.process.poll() is not None:
@@ -114,9 +119,9 @@ class Daemon:
             await asyncio.sleep(0.05)
 
     def _stderr(self) -> str:
-        if self.process is None or self.process.stderr is None:
-            return ""
-        return self.process.stderr.read().decode(errors="replace")[-2000:]
+        self.log.seek(0, os.SEEK_END)
+        self.log.seek(max(0, self.log.tell() - 8000))
+        return self.log.read().decode(errors="replace")[-2000:]
 
     async def __aexit__(self, *exc: object) -> None:
         await self.admin.aclose()
@@ -127,8 +132,7 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 await asyncio.to_thread(self.process.wait, 10)
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
+        self.log.close()
 
     @property
     def pid(self) -> int:

@@ -3,9 +3,9 @@ integrations cloned into the store before the daemon starts (as a restarted daem
 a trace of every scheduled poll taken from the scheduler's own times (``bench/replica.py``),
 and stored messages added in bulk (``bench/cost_growth.py``).
 
-The trace wraps ``Engine.poll`` (the scheduler's job function) on the instance: the moment the
-job starts is the poll's actual start, and its scheduled start is the interval trigger's
-previous fire time (the job's next run time, already advanced, minus its interval).
+The trace wraps ``Engine.poll`` (the scheduler's job function) and ``Poller.poll`` (the poll's
+work, past the engine's gate) on the instances: a poll's lateness is the moment its work
+starts minus the time its job was due (``Job.last_due``), so waiting for the gate counts.
 """
 
 from __future__ import annotations
@@ -82,25 +82,35 @@ def fill(client: Client, count: int) -> int:
 
 
 class PollTrace:
-    """Per integration, the wall-clock start of each scheduled poll; per poll, its lateness."""
+    """Per integration, the wall-clock start of each scheduled poll; per poll, its lateness:
+    when the poll's work began (past the engine's gate, so waiting for a turn counts) minus
+    when the scheduler had it due."""
 
     def __init__(self) -> None:
         self.starts: dict[str, list[float]] = {}
         self.lateness: list[tuple[float, float]] = []  # (start, start - scheduled)
+        self._due: dict[str, float] = {}
 
     def wrap(self, daemon: Any) -> None:
         poll: Callable[[str], Awaitable[None]] = daemon.engine.poll
+        work: Callable[[str], Awaitable[Any]] = daemon.engine.poller.poll
 
-        async def traced(integration_id: str) -> None:
-            started = time.time()
-            self.starts.setdefault(integration_id, []).append(started)
+        async def scheduled(integration_id: str) -> None:
             job = daemon.scheduler.get_job(f"poll:{integration_id}") if daemon.scheduler else None
-            if job is not None and job.next_run_time is not None:
-                scheduled = job.next_run_time.timestamp() - job.trigger.interval_length
-                self.lateness.append((started, started - scheduled))
+            if job is not None and job.last_due is not None:
+                self._due[integration_id] = job.last_due
             await poll(integration_id)
 
-        daemon.engine.poll = traced
+        async def started(integration_id: str) -> Any:
+            due = self._due.pop(integration_id, None)
+            if due is not None:  # a scheduled poll (a webhook's asks for none)
+                now = time.time()
+                self.starts.setdefault(integration_id, []).append(now)
+                self.lateness.append((now, now - due))
+            return await work(integration_id)
+
+        daemon.engine.poll = scheduled
+        daemon.engine.poller.poll = started
 
     def report(self) -> dict[str, Any]:
         return {"now": datetime.now(UTC).timestamp(), "starts": self.starts, "lateness": self.lateness}

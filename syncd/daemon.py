@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import random
+import hashlib
 import secrets
 import signal
 import socket
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import structlog
 import uvicorn
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from fastapi import FastAPI
 from pymongo.errors import PyMongoError
 
@@ -31,12 +30,23 @@ from syncd.engine.connectors import Connectors, UnknownPlatform
 from syncd.engine.context import EngineContext
 from syncd.engine.engine import Engine, work_budget
 from syncd.engine.lifecycle import check_every, full_sync_period
+from syncd.engine.schedule import Schedule
+from syncd.kit.http import close_shared_clients
 from syncd.kit.loader import api_roots, extra_dir, load_all
 from syncd.logs import configure_logging
 from syncd.serving import server_config
 from syncd.store import Store
 
 log = structlog.get_logger(__name__)
+
+
+def spread(key: str, over_s: float) -> float:
+    """Where in ``over_s`` the first run of ``key``'s job falls: the same on every replica and
+    every restart (a hash of the key), and even over many keys. A thousand integrations added
+    at once (a start, a restart) then neither poll in one instant every interval, nor all
+    renew their subscriptions in the first second."""
+    fraction = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest()) / 2**64
+    return fraction * over_s
 
 
 class ConfigError(Exception):
@@ -49,7 +59,7 @@ class Daemon:
     store: Store
     engine: Engine
     app: FastAPI
-    scheduler: AsyncIOScheduler | None = None
+    scheduler: Schedule | None = None
 
     async def start(self, *, schedule: bool = True) -> None:
         """Start workers, resume unfinished imports, and (unless told not to) schedule polls."""
@@ -57,10 +67,9 @@ class Daemon:
         if not schedule:
             await self.engine.resume()  # else the first reconcile resumes, once
         else:
-            self.scheduler = AsyncIOScheduler(timezone="UTC")
+            self.scheduler = Schedule()
             interval = self.settings.poll_interval_s
-            self.scheduler.add_job(self.reconcile, "interval", seconds=interval, id="reconcile",
-                                   max_instances=1, coalesce=True)
+            self.scheduler.add_job(self.reconcile, id="reconcile", every_s=interval, first_at=time.time() + interval)
             # Paused until every job is in: with thousands of integrations, polls that fire
             # while the rest are still being scheduled slow every store round-trip of the
             # start (one event-loop turn each) and push readiness out by minutes.
@@ -79,7 +88,7 @@ class Daemon:
             kind, _, integration_id = job.id.partition(":")
             if kind in ("poll", "maintain", "full-sync") and integration_id not in integrations:
                 job.remove()
-        now = datetime.now(UTC)
+        now = time.time()
         for integration_id, integration in integrations.items():
             try:
                 cls = self.engine.ctx.connectors.connector_class(integration.platform)
@@ -87,33 +96,22 @@ class Daemon:
                 continue  # its mapping file was removed: nothing can run for it
             if cls.can_poll and self.scheduler.get_job(f"poll:{integration_id}") is None:
                 every = cls.poll_every_s or self.settings.poll_interval_s
-                # Spread over the interval: a thousand integrations added at once (a start, a
-                # restart) must not all poll in the same instant, every interval.
-                self.scheduler.add_job(
-                    self.engine.poll, "interval", args=[integration_id], id=f"poll:{integration_id}",
-                    seconds=every, max_instances=1, coalesce=True, misfire_grace_time=None,
-                    next_run_time=now + timedelta(seconds=random.uniform(0, every)),
-                )
+                self.scheduler.add_job(self.engine.poll, args=[integration_id], id=f"poll:{integration_id}",
+                                       every_s=every, first_at=now + spread(f"poll:{integration_id}", every))
             if cls.maintain_every_s and self.scheduler.get_job(f"maintain:{integration_id}") is None:
-                # First run now: subscriptions may have lapsed while no daemon was running.
-                self.scheduler.add_job(
-                    self.engine.maintain, "interval", args=[integration_id], id=f"maintain:{integration_id}",
-                    seconds=cls.maintain_every_s, max_instances=1, coalesce=True, next_run_time=now,
-                    # Run however late: APScheduler drops a run more than 1 s late by default,
-                    # and a busy start then left lapsed subscriptions for a whole interval.
-                    misfire_grace_time=None,
-                )
+                # First run within a poll interval, not a whole maintenance interval (hours for
+                # a watch): subscriptions may have lapsed while no daemon was running.
+                first = spread(f"maintain:{integration_id}", min(cls.maintain_every_s, self.settings.poll_interval_s))
+                self.scheduler.add_job(self.engine.maintain, args=[integration_id], id=f"maintain:{integration_id}",
+                                       every_s=cls.maintain_every_s, first_at=now + first)
             period = full_sync_period(cls, integration)
             if period and self.scheduler.get_job(f"full-sync:{integration_id}") is None:
                 # The job only asks whether a run is due; the due times (with their jitter) are
                 # in the store, shared by every replica.
                 every = check_every(period)
-                self.scheduler.add_job(
-                    self.engine.full_sync, "interval", args=[integration_id], id=f"full-sync:{integration_id}",
-                    seconds=every, max_instances=1, coalesce=True,
-                    next_run_time=now + timedelta(seconds=random.uniform(0, every)),
-                )
-        await self.engine.resume()
+                self.scheduler.add_job(self.engine.full_sync, args=[integration_id], id=f"full-sync:{integration_id}",
+                                       every_s=every, first_at=now + spread(f"full-sync:{integration_id}", every))
+        await self.engine.resume(list(integrations.values()))
         await self.engine.retry_disconnects()
 
     async def stop(self) -> None:
@@ -124,7 +122,7 @@ class Daemon:
         """Stop the scheduler and the engine (within the grace period); the store stays open
         for HTTP requests still being answered."""
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.shutdown()
             self.scheduler = None
         await self.engine.stop()
 
@@ -274,6 +272,7 @@ async def serve(settings: Settings, *, on_built: Callable[[Daemon], None] | None
         await stopping
         started.cancel()
         await daemon.store.close()
+        await close_shared_clients()
         log.info("syncd stopped")
 
 

@@ -72,6 +72,8 @@ class Engine:
         self.lifecycle = Lifecycle(ctx, self.importer)
         self.dead_letters = DeadLetters(ctx, events=self.outbox.events, deliveries=self.inbox.worker)
         self._polls: set[asyncio.Task[Any]] = set()
+        #: Scheduled polls and maintenance runs in hand at once (``poll_concurrency``).
+        self._gate = asyncio.Semaphore(ctx.settings.poll_concurrency)
         self.listeners = Listeners(ctx, self._poll_now)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -121,11 +123,15 @@ class Engine:
         await self.callbacks.aclose()
         await self.ctx.connectors.close()
 
-    async def resume(self) -> None:
+    async def resume(self, known: list[Integration] | None = None) -> None:
         """Continue every unfinished import (after a restart, a crash, a failed page, or a
         replica that died holding the lease), and queue the app callbacks a process died
-        before queueing."""
-        active = await self.store.list_integrations(status="active")
+        before queueing. ``known``: the integrations the caller just read (every active one
+        among them), so 10,000 of them are not read and validated twice."""
+        if known is None:
+            active = await self.store.list_integrations(status="active")
+        else:
+            active = [i for i in known if i.status == "active"]
         with_work = await self.importer.with_work()
         for integration in active:
             if integration.id in with_work:
@@ -141,9 +147,12 @@ class Engine:
         Every replica schedules every integration's poll, so each poll interval is a turn
         that one replica claims (a lease that is left to expire, not released): the other
         replicas' ticks in that interval are skipped instead of polling the platform again.
-        Polls a webhook asks for do not take turns."""
-        if self.ctx.stopping.is_set():
-            return
+        Polls a webhook asks for do not take turns, nor wait for the gate."""
+        async with self._gate:
+            if not self.ctx.stopping.is_set():
+                await self._scheduled_poll(integration_id)
+
+    async def _scheduled_poll(self, integration_id: str) -> None:
         integration = await self.store.get_integration(integration_id)
         if integration is None:
             return
@@ -176,8 +185,11 @@ class Engine:
         """Create or renew what keeps the integration's webhooks flowing (subscriptions,
         watches, the registered webhook URL), under a lease; its state is kept in the
         integration's sync status."""
-        if self.ctx.stopping.is_set():
-            return
+        async with self._gate:
+            if not self.ctx.stopping.is_set():
+                await self._maintain(integration_id)
+
+    async def _maintain(self, integration_id: str) -> None:
         async with hold(self.ctx, f"maintain:{integration_id}") as held:
             if not held:
                 return

@@ -220,7 +220,8 @@ class ManifestConnector(Connector):
             "client_id": templates.render(spec.client_id, scope), "client_secret": templates.render(spec.client_secret, scope),
         })
         url = templates.render(spec.token_url, scope)
-        response = await self.http.client.post(url if "://" in str(url) else f"{self.http.base_url}{url}", data=form)
+        response = await self.http.client.post(url if "://" in str(url) else f"{self.http.base_url}{url}", data=form,
+                                            headers=self.http.headers)
         answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
         if response.status_code != 200 or not isinstance(answer, dict) or not answer.get("access_token"):
             raise _RefreshRefused()

@@ -1,5 +1,6 @@
-"""The shared HTTP layer of every connector: one httpx client per integration, a retry and
-rate-limit policy, and a paginator guard.
+"""The shared HTTP layer of every connector: a per-integration face (auth, headers, rate
+budget, secrets) over an httpx client shared by every integration, a retry and rate-limit
+policy, and a paginator guard.
 
 A connector passes a ``classify`` hook that turns a platform's answer into an exception from
 ``errors.py`` (e.g. an HTTP 200 with ``ok: false``); this module retries what is
@@ -14,6 +15,7 @@ import asyncio
 import contextlib
 import contextvars
 import email.utils
+import http.cookiejar
 import random
 import ssl
 import time
@@ -146,8 +148,71 @@ def shared_tls() -> ssl.SSLContext:
     return _TLS
 
 
+#: Shared clients by event loop, then by (timeout, transport): see :func:`shared_client`.
+_CLIENTS: dict[int, tuple[asyncio.AbstractEventLoop, dict[tuple[str, float, int], httpx.AsyncClient]]] = {}
+
+#: Idle connections a shared client keeps per platform root.
+KEEP_ALIVE = 32
+
+#: One integration's requests in flight at most (each client had a pool of 20 of its own).
+PER_INTEGRATION_CONNECTIONS = 20
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    """A jar that keeps nothing: a client serves many integrations, and a cookie one of them
+    was given must never go out with another's requests."""
+    # The jar itself: httpx copies an ``httpx.Cookies`` into a jar of the default policy.
+    return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+def _new_client(timeout_s: float, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=timeout_s, transport=transport, verify=shared_tls(), cookies=_no_cookies(),
+        headers={"user-agent": "syncd"},
+        # No cap on connections: a listener's long poll holds one for its whole wait, and
+        # thousands of them must not starve the polls. Few idle ones kept: httpcore walks
+        # every connection of the pool on each request (and counts the idle ones once per
+        # idle one), which cost a fifth of the daemon's CPU with 256 kept.
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=KEEP_ALIVE),
+    )
+
+
+def shared_client(origin: str, timeout_s: float,
+                  transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient | None:
+    """The running loop's client for a platform root's ``origin`` (its own pool of
+    connections), ``timeout_s`` and ``transport``; None outside an event loop.
+
+    With a client per integration every integration held its own pool, and its kept-alive
+    connection expired between two polls (httpx keeps one 5 s): each poll paid a new TCP
+    (and TLS) connection, ~30 % of a polling daemon's CPU, and memory per integration.
+    Authentication, headers, the rate budget and the secrets stay per integration
+    (:class:`ProviderHttp`); cookies are kept by no one."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    for loop_id, (other, _) in list(_CLIENTS.items()):
+        if other.is_closed():
+            del _CLIENTS[loop_id]
+    clients = _CLIENTS.setdefault(id(loop), (loop, {}))[1]
+    key = (origin, timeout_s, id(transport))
+    client = clients.get(key)
+    if client is None or client.is_closed:
+        client = clients[key] = _new_client(timeout_s, transport)
+    return client
+
+
+async def close_shared_clients() -> None:
+    """Close the running loop's shared clients (a daemon that stops)."""
+    entry = _CLIENTS.pop(id(asyncio.get_running_loop()), None)
+    for client in (entry[1].values() if entry else ()):
+        await client.aclose()
+
+
 class ProviderHttp:
-    """An httpx client bound to one platform root, with retries and error classification.
+    """One integration's requests to one platform root, with retries and error
+    classification, over the loop's shared httpx client (its own client when made outside an
+    event loop).
 
     Error messages name the method and the path template only: URLs can carry tokens
     (a bot token can sit in the path), so they never reach logs or exceptions.
@@ -174,13 +239,14 @@ class ProviderHttp:
         #: An ``httpx.Auth`` (a manifest's declared authentication), applied to every request.
         self.auth = auth
         self.policy = policy or RetryPolicy()
-        self.client = httpx.AsyncClient(
-            timeout=timeout_s,
-            transport=transport,
-            verify=shared_tls(),
-            headers={"user-agent": "syncd", **(headers or {})},
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
-        )
+        #: Sent with every request of this integration (the client's own are shared).
+        self.headers = {"user-agent": "syncd", **(headers or {})}
+        origin = httpx.URL(self.base_url)
+        self._client_key = (f"{origin.scheme}://{origin.netloc.decode()}", timeout_s, transport)
+        shared = shared_client(*self._client_key)
+        self._owns_client = shared is None
+        self.client = shared or _new_client(timeout_s, transport)
+        self._slots = asyncio.Semaphore(PER_INTEGRATION_CONNECTIONS)
         self.calls = 0
         #: This integration's secret values (its credentials, what it refreshed, whatever it
         #: sent as ``Authorization``): scrubbed from every error a platform answers.
@@ -194,7 +260,8 @@ class ProviderHttp:
         self._background = asyncio.Semaphore(1)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._owns_client:
+            await self.client.aclose()
 
     async def request(
         self,
@@ -279,13 +346,16 @@ class ProviderHttp:
     async def _send(
         self, method: str, url: str, name: str, check: Classifier, kwargs: dict[str, Any]
     ) -> httpx.Response:
-        request = self.client.build_request(method, url, **kwargs)
+        if self.client.is_closed and not self._owns_client:  # the loop's clients were closed
+            self.client = shared_client(*self._client_key) or self.client
+        request = self.client.build_request(method, url, **self._with_headers(kwargs))
         if self.authenticate is not None:
             await self.authenticate(request)
         self._remember_auth(request)
         self.calls += 1
         try:
-            response = await self.client.send(request, auth=self.auth or httpx.USE_CLIENT_DEFAULT)
+            async with self._slots:
+                response = await self.client.send(request, auth=self.auth or httpx.USE_CLIENT_DEFAULT)
         except (httpx.ConnectTimeout, httpx.PoolTimeout):
             self._count("transient")
             raise TransientError(f"{name}: timed out") from None
@@ -308,6 +378,12 @@ class ProviderHttp:
             raise
         self._count("ok")
         return response
+
+    def _with_headers(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with this integration's headers under the ones the call gave."""
+        headers = httpx.Headers(self.headers)
+        headers.update(httpx.Headers(kwargs.get("headers")))
+        return {**kwargs, "headers": headers}
 
     def _remember_auth(self, request: httpx.Request) -> None:
         """Whatever authenticates a request is a secret, however the connector got it (a

@@ -1,0 +1,68 @@
+"""Integrations share one httpx client per event loop (and timeout, transport); what belongs
+to one integration (auth, headers, the rate budget, cookies) stays its own."""
+
+from __future__ import annotations
+
+import httpx
+
+from syncd.kit.errors import RateLimited
+from syncd.kit.http import ProviderHttp, RetryPolicy, bearer, close_shared_clients
+
+
+def recording() -> tuple[httpx.MockTransport, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/limited":
+            return httpx.Response(429, headers={"retry-after": "120"}, json={})
+        # A platform that sets a cookie: no other integration may send it back.
+        return httpx.Response(200, headers={"set-cookie": "session=of-the-first; Path=/"}, json={"ok": True})
+
+    return httpx.MockTransport(answer), seen
+
+
+async def test_integrations_share_a_client_but_not_their_auth_headers_or_cookies():
+    transport, seen = recording()
+    first = ProviderHttp("https://api.example.test", transport=transport, authenticate=bearer("token-one-1234"),
+                         headers={"x-api-version": "1"})
+    second = ProviderHttp("https://api.example.test", transport=transport, authenticate=bearer("token-two-5678"))
+    assert first.client is second.client
+    await first.request("GET", "/a")
+    await second.request("GET", "/b", headers={"x-call": "yes"})
+    one, two = seen
+    assert one.headers["authorization"] == "Bearer token-one-1234" and one.headers["x-api-version"] == "1"
+    assert two.headers["authorization"] == "Bearer token-two-5678" and "x-api-version" not in two.headers
+    assert two.headers["x-call"] == "yes" and two.headers["user-agent"] == "syncd"
+    assert "cookie" not in two.headers
+    await first.aclose()  # one integration going away leaves the shared client open
+    await second.request("GET", "/c")
+    assert len(seen) == 3
+
+
+async def test_a_429_closes_the_gate_of_its_own_integration_only():
+    transport, seen = recording()
+    policy = RetryPolicy(max_retries=0, max_inline_wait_s=1)
+    limited = ProviderHttp("https://api.example.test", transport=transport, policy=policy)
+    other = ProviderHttp("https://api.example.test", transport=transport, policy=policy)
+    try:
+        await limited.request("GET", "/limited")
+    except RateLimited:
+        pass
+    assert (await other.request("GET", "/fine")).status_code == 200
+
+
+async def test_a_client_made_after_the_shared_ones_closed_gets_a_fresh_one():
+    transport, _ = recording()
+    http = ProviderHttp("https://api.example.test", transport=transport)
+    await close_shared_clients()
+    assert http.client.is_closed
+    assert (await http.request("GET", "/again")).status_code == 200
+    assert not http.client.is_closed
+
+
+def test_outside_an_event_loop_a_client_is_its_own():
+    transport, _ = recording()
+    one = ProviderHttp("https://api.example.test", transport=transport)
+    two = ProviderHttp("https://api.example.test", transport=transport)
+    assert one.client is not two.client
