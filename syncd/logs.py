@@ -8,7 +8,7 @@ events; the composition roots (``syncd.daemon``, ``syncd.cli``) call
     with bound(integration_id=integration.id, platform=integration.platform):
         log.info("import.page", chat=chat_id, messages=len(page.messages))
 
-Standard-library loggers (uvicorn, apscheduler, httpx) are routed through the same processor
+Standard-library loggers (uvicorn, httpx) are routed through the same processor
 chain, so an operator gets one JSON object per line whatever emitted it. For uvicorn this
 needs ``uvicorn.Config(..., log_config=None)``; otherwise uvicorn installs its own handlers.
 
@@ -220,10 +220,9 @@ def bound(**kw: Any) -> AbstractContextManager[None]:
     return structlog.contextvars.bound_contextvars(**kw)
 
 
-#: Libraries whose INFO lines are per-request or per-job chatter (httpx logs every request,
-#: apscheduler every run of the sub-second worker jobs); they speak at WARNING unless the
-#: operator asks for DEBUG.
-_CHATTY_LOGGERS = ("httpx", "httpcore", "apscheduler.executors", "apscheduler.scheduler")
+#: Libraries whose INFO lines are per-request chatter (httpx logs every request); they speak
+#: at WARNING unless the operator asks for DEBUG.
+_CHATTY_LOGGERS = ("httpx", "httpcore")
 
 
 class _StderrHandler(logging.StreamHandler):

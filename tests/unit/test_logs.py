@@ -51,8 +51,6 @@ TOUCHED_LOGGERS = (
     "",
     "httpx",
     "httpcore",
-    "apscheduler.executors",
-    "apscheduler.scheduler",
     "uvicorn",
     "uvicorn.error",
     "uvicorn.access",
@@ -238,7 +236,7 @@ def test_exceptions_are_logged_with_their_traceback_masked(log_lines, known_secr
 def test_stdlib_loggers_such_as_uvicorn_come_out_as_json_with_context_and_masking(log_lines, known_secrets):
     with bound(platform="telegram"):
         logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
-        logging.getLogger("apscheduler.jobstores").warning(
+        logging.getLogger("asyncio").warning(
             "job failed calling https://api.telegram.org/bot%s/getUpdates", TELEGRAM_BOT_TOKEN
         )
     started, failed = log_lines()
