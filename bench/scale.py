@@ -30,7 +30,7 @@ class Size:
     messages: int  # per chat of the import
 
 
-QUICK = Size(integrations=1000, poll_interval_s=5, chats=50, messages=400)
+QUICK = Size(integrations=1000, poll_interval_s=5, chats=20, messages=400)
 FULL = Size(integrations=1000, poll_interval_s=10, chats=50, messages=1000)
 TINY = Size(integrations=20, poll_interval_s=1, chats=3, messages=50)
 
