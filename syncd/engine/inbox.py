@@ -13,7 +13,7 @@ import base64
 import functools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
@@ -25,11 +25,11 @@ from syncd.engine.poller import PollBusy, Poller
 from syncd.engine.workers import Worker
 from syncd.kit.connector import Connector
 from syncd.kit.errors import PermanentError, RateLimited, SignatureError
+from syncd.kit.http import settle_bounded
 from syncd.models import InboxItem, Integration, new_id
 from syncd.universal import Changes, WebhookAnswer, WebhookRequest
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
 
 #: Headers every stored delivery keeps; a platform adds what its ``parse_webhook`` reads
 #: (``Connector.keep_headers``). Never auth headers.
@@ -228,7 +228,8 @@ class Inbox:
                 await self._failed(item, exc)
             return []
         parsed: list[tuple[InboxItem, Changes]] = []
-        outcomes = await _side_by_side([connector.parse_webhook(self._request(item)) for item in items])
+        outcomes = await settle_bounded([connector.parse_webhook(self._request(item)) for item in items],
+                                        SIDE_BY_SIDE)
         for item, outcome in zip(items, outcomes):
             if isinstance(outcome, Exception):
                 await self._failed(item, outcome)
@@ -265,8 +266,8 @@ class Inbox:
         """Tell the platform what was stored; a delivery whose follow-up fails for a while is
         retried (its ingest is idempotent), one the platform refuses is done all the same."""
         told: list[tuple[InboxItem, Changes]] = []
-        outcomes = await _side_by_side([connector.follow_up(changes.follow_ups, stored=True)
-                                        for _, changes in parsed if changes.follow_ups])
+        outcomes = await settle_bounded([connector.follow_up(changes.follow_ups, stored=True)
+                                         for _, changes in parsed if changes.follow_ups], SIDE_BY_SIDE)
         results = iter(outcomes)
         for item, changes in parsed:
             outcome = next(results) if changes.follow_ups else None
@@ -290,23 +291,6 @@ class Inbox:
         chats = [c for changes in batch for c in changes.chats]
         if messages or chats:
             await ingest(self.ctx, integration, messages, chats, source="webhook")
-
-
-async def _side_by_side(calls: list[Awaitable[T]]) -> list[T | Exception]:
-    """Each call's result or its failure, in order, at most ``SIDE_BY_SIDE`` running at once:
-    where parsing a delivery fetches its message from the platform (a notification that only
-    names it) or a follow-up calls the platform back, a batch's requests overlap."""
-    gate = asyncio.Semaphore(SIDE_BY_SIDE)
-
-    async def one(call: Awaitable[T]) -> T:
-        async with gate:
-            return await call
-
-    outcomes = await asyncio.gather(*(one(c) for c in calls), return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-            raise outcome  # a cancellation is the worker's, not a delivery's failure
-    return outcomes  # type: ignore[return-value]
 
 
 def _telling(connector: Connector, changes: Changes, *, stored: bool) -> Callable[[], Awaitable[None]] | None:

@@ -20,7 +20,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -39,6 +39,8 @@ from syncd.kit.errors import (
 from syncd.logs import SecretValues
 
 _OUTCOMES: dict[type, str] = {RateLimited: "rate_limited", TransientError: "transient", AuthError: "auth"}
+
+T = TypeVar("T")
 
 Classifier = Callable[[httpx.Response], None]
 #: Called before each request to add auth (e.g. a bearer token refreshed on expiry).
@@ -413,16 +415,26 @@ class Pages:
         return token
 
 
-async def gather_bounded(calls: Iterable[Awaitable[Any]], limit: int) -> list[Any]:
-    """Run ``calls`` at most ``limit`` at a time, in order; the first failure is raised once
-    all have settled (so no request is left running behind the error)."""
+async def settle_bounded(calls: Iterable[Awaitable[T]], limit: int) -> list[T | Exception]:
+    """Run ``calls`` at most ``limit`` at a time; each one's result or its failure, in order.
+    A cancellation is raised, not returned: it is the caller's, not one call's."""
     gate = asyncio.Semaphore(limit)
 
-    async def bounded(call: Awaitable[Any]) -> Any:
+    async def bounded(call: Awaitable[T]) -> T:
         async with gate:
             return await call
 
-    results = await asyncio.gather(*(bounded(c) for c in calls), return_exceptions=True)
+    outcomes = await asyncio.gather(*(bounded(c) for c in calls), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+            raise outcome
+    return outcomes  # type: ignore[return-value]
+
+
+async def gather_bounded(calls: Iterable[Awaitable[Any]], limit: int) -> list[Any]:
+    """Run ``calls`` at most ``limit`` at a time, in order; the first failure is raised once
+    all have settled (so no request is left running behind the error)."""
+    results = await settle_bounded(calls, limit)
     for result in results:
         if isinstance(result, BaseException):
             raise result
