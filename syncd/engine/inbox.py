@@ -101,7 +101,8 @@ class Inbox:
     async def _accept(self, integration: Integration, request: WebhookRequest) -> WebhookAnswer:
         connector = await connector_for(self.ctx, integration)
         try:
-            await connector.prepare_webhook(request)
+            if connector.prepares_webhook:
+                await connector.prepare_webhook(request)
             accepted = connector.accept_webhook(request)
         except SignatureError:
             _webhooks_counted(integration.platform, "rejected").inc()

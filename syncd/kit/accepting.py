@@ -38,14 +38,17 @@ _CONSTANT_NAMES = ("webhookUrl", "pageSize")
 _UNKNOWN = object()  # a template that does not compile to a constant
 _NOT_JSON = object()
 _BODY, _BODY_SHA256 = object(), object()
+_DECODER = json.JSONDecoder()
 
 
 class AcceptPlan:
     """A manifest's accept for one connector's credentials (see the module docstring)."""
 
-    def __init__(self, hook: Webhook, checks: list[Check], challenges: list[list[Predicate]],
-                 accept: list[tuple[str, list[Predicate]]], delivery_id: Callable[[WebhookRequest, Any], str]):
-        self.checks, self.challenges, self.rules, self.delivery_id = checks, challenges, accept, delivery_id
+    def __init__(self, hook: Webhook, checks: list[Check], challenges: list[Predicate],
+                 accept: list[tuple[str, Predicate]], delivery_id: Callable[[WebhookRequest, Any], str]):
+        self.checks, self.rules, self.delivery_id = checks, accept, delivery_id
+        #: Whether a body is one of the challenges (``None``: none declared).
+        self.challenges = _any_of(challenges) if challenges else None
         self.status, self.media_type = hook.answer_status, hook.answer_media_type
         self.body = hook.answer_body
         self.ignore_malformed = hook.malformed == "ignore"
@@ -59,12 +62,9 @@ class AcceptPlan:
         proof: dict[str, str] = {}
         for check in self.checks:
             check(request, now, max_skew_s, proof)
-        try:
-            body = json.loads(request.body)
-        except (ValueError, RecursionError):
-            body = _NOT_JSON
+        body = _json(request.body)
         # A challenge's conditions read the body itself (no parent, no root: ``handshakes``).
-        if body.__class__ is dict and any(all(p(body, None, None) for p in when) for when in self.challenges):
+        if self.challenges is not None and body.__class__ is dict and self.challenges(body, None, None):
             return None  # a handshake: answered by the generic accept, with its template
         answer = WebhookAnswer(self.status, self.body if self.body is not None else {"ok": True},
                                self.media_type, proof)
@@ -72,7 +72,7 @@ class AcceptPlan:
             if body is _NOT_JSON:
                 raise MalformedDelivery("the delivery is not JSON")
             for records, when in self.rules:
-                if not any(isinstance(r, dict) and all(p(r, parent, body) for p in when) for r, parent in _select(body, records)):
+                if not _found(body, records, when):
                     return WebhookAccepted(None, answer)  # not this integration's: acknowledged, dropped
             return WebhookAccepted(self.delivery_id(request, body), answer)
         except MalformedDelivery:
@@ -102,14 +102,14 @@ def compile_accept(hook: Webhook, scope: dict[str, Any],
         if check is None:
             return None
         checks.append(check)
-    challenges: list[list[Predicate]] = []
+    challenges: list[Predicate] = []
     for spec in hook.handshakes:
-        when = _conditions(spec.when, {}) if spec.type == "challenge" and spec.when else []
-        if when is None:
+        when = _conditions(spec.when, {}) if spec.type == "challenge" and spec.when else None
+        if spec.type == "challenge" and spec.when and when is None:
             return None
-        if when:
+        if when is not None:
             challenges.append(when)
-    rules: list[tuple[str, list[Predicate]]] = []
+    rules: list[tuple[str, Predicate]] = []
     for selection in hook.accept:
         when = _conditions(selection.when, scope)
         if when is None:
@@ -237,10 +237,45 @@ def _names(template: Any) -> Iterable[str]:
             yield from _names(value)
 
 
-def _conditions(conditions: list[Condition], scope: dict[str, Any]) -> list[Predicate] | None:
-    """Each condition compiled; ``None`` if one does not compile."""
-    out = [_condition(c, scope) for c in conditions]
-    return None if None in out else [p for p in out if p is not None]
+def _conditions(conditions: list[Condition], scope: dict[str, Any]) -> Predicate | None:
+    """Every condition compiled into one predicate; ``None`` if one does not compile."""
+    compiled = [_condition(c, scope) for c in conditions]
+    predicates = [p for p in compiled if p is not None]
+    if len(predicates) != len(compiled):
+        return None
+    if len(predicates) == 1:
+        return predicates[0]
+
+    def every(record: Any, parent: Any, root: Any) -> bool:
+        return all(predicate(record, parent, root) for predicate in predicates)
+
+    return every
+
+
+def _any_of(predicates: list[Predicate]) -> Predicate:
+    def any_of(record: Any, parent: Any, root: Any) -> bool:
+        return any(p(record, parent, root) for p in predicates)
+
+    return predicates[0] if len(predicates) == 1 else any_of
+
+
+def _found(body: Any, records: str, when: Predicate) -> bool:
+    """Whether ``records`` picks a record of ``body`` that passes ``when`` (``records`` as
+    ``ManifestConnector.records`` reads it)."""
+    if records == ".":
+        return body.__class__ is dict and when(body, None, body)
+    return any(isinstance(r, dict) and when(r, parent, body) for r, parent in templates.select(body, records))
+
+
+def _json(body: bytes) -> Any:
+    """``json.loads(body)`` (the generic ``parse_body``), or ``_NOT_JSON``; a body that starts
+    as a UTF-8 object is decoded as ``json.loads`` would, without its detection."""
+    try:
+        if body[:1] == b"{" and body[1:2] != b"\x00":
+            return _DECODER.decode(body.decode("utf-8", "surrogatepass"))
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        return _NOT_JSON
 
 
 def _condition(condition: Condition, scope: dict[str, Any]) -> Predicate | None:
@@ -256,6 +291,8 @@ def _condition(condition: Condition, scope: dict[str, Any]) -> Predicate | None:
     get = _first(condition.path)
     of = condition.of
     same = templates.same
+    if of == "record" and has_equals and present is None and contains is None and not has_in and not has_not:
+        return lambda record, parent, root: same(get(record), equals)
 
     def predicate(record: Any, parent: Any, root: Any) -> bool:
         value = get(record if of == "record" else parent if of == "parent" else root)
@@ -295,6 +332,8 @@ def _path(path: str) -> Getter:
     steps = tuple(path.split("."))
     if any(step.lstrip("-").isdigit() for step in steps):
         return lambda doc: templates.lookup(doc, path)
+    if len(steps) == 1:
+        return lambda doc: doc.get(path) if isinstance(doc, dict) else None
 
     def get(doc: Any) -> Any:
         for step in steps:
@@ -304,10 +343,6 @@ def _path(path: str) -> Getter:
         return doc
 
     return get
-
-
-def _select(doc: Any, records: str) -> Iterable[tuple[Any, Any]]:
-    return ((doc, None),) if records == "." else templates.select(doc, records)
 
 
 def _delivery_id(hook: Webhook, generic: Callable[[WebhookRequest, Any], str]) -> Callable[[WebhookRequest, Any], str]:
