@@ -6,7 +6,7 @@ id as a path. Every delivery then runs the same checks as ``ManifestConnector.ac
 building a scope or reading the manifest's models.
 
 Only what compiles to exactly the generic accept's outcome is compiled: ``compile_accept``
-gives ``None`` for anything else (JWT, OIDC and token verifiers, a signed URL, form or query,
+gives ``None`` for anything else (JWT and OIDC verifiers, a signed URL, form or query,
 a key derived per delivery, templates that read the environment or the delivery), and the
 generic accept runs. A delivery the plan does not answer itself (a GET, one sent to the shared
 URL, a challenge) also goes the generic way (``AcceptPlan.accept`` gives ``None``).
@@ -98,7 +98,7 @@ def compile_accept(hook: Webhook, scope: dict[str, Any],
                 return None
             if not applies:
                 continue  # the generic ``verify`` skips it too
-        check = _hmac_check(verifier, scope)
+        check = _token_check(verifier, scope) if verifier.type == "token" else _hmac_check(verifier, scope)
         if check is None:
             return None
         checks.append(check)
@@ -161,6 +161,34 @@ def _hmac_check(verifier: Verifier, scope: dict[str, Any]) -> Check | None:
             raise SignatureError(f"{name} does not match")
         if answer_header and key_text:
             proof[answer_header] = key_text
+
+    return check
+
+
+def _token_check(verifier: Verifier, scope: dict[str, Any]) -> Check | None:
+    """``signatures._check`` of a ``token`` verifier (a shared secret in a header or a query
+    parameter), compiled."""
+    if verifier.path or not (verifier.header or verifier.param):
+        return None
+    rendered = _constant(verifier.value, scope)
+    if rendered is _UNKNOWN:
+        return None
+    expected = str(rendered or "").encode()
+    header, param = (verifier.header or "").lower(), verifier.param or ""
+    name, prefix = verifier.header or verifier.param, verifier.prefix
+
+    def check(request: WebhookRequest, now: float, max_skew_s: float, proof: dict[str, str]) -> None:
+        if not expected:
+            raise SignatureError(f"{name} does not match")
+        value = request.headers.get(header) if header else request.query.get(param)
+        if not value:
+            raise SignatureError(f"{name} is missing")
+        if prefix:
+            if not value.startswith(prefix):
+                raise SignatureError(f"{name} has no {prefix!r} prefix")
+            value = value[len(prefix):]
+        if not hmac.compare_digest(value.encode(), expected):
+            raise SignatureError(f"{name} does not match")
 
     return check
 

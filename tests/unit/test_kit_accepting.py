@@ -136,7 +136,6 @@ def test_other_hmac_layouts_compile_to_the_same_answers(verifier):
 
 
 @pytest.mark.parametrize("verifier", [
-    {"type": "token", "header": "X-Token", "value": "{credentials.signingSecret}"},
     {"type": "hmac", "header": "X-Sig", "key": "{credentials.signingSecret}", "payload": "{url}{body}"},
     {"type": "hmac", "header": "X-Sig", "key": "{environment.webhookSecret}", "payload": "{body}"},
     {"type": "hmac", "header": "X-Sig", "key": "{credentials.signingSecret}", "payload": "{formSorted}"},
@@ -145,3 +144,18 @@ def test_other_hmac_layouts_compile_to_the_same_answers(verifier):
 def test_what_the_plan_cannot_say_exactly_is_left_to_the_generic_accept(verifier):
     spec = manifest(verifier)
     assert compile_accept(spec.webhook, connector(spec).scope(), lambda request, body: "id") is None
+
+
+@pytest.mark.parametrize("verifier", [
+    {"type": "token", "header": "X-Token", "value": "{credentials.signingSecret}"},
+    {"type": "token", "param": "token", "prefix": "t:", "value": "{credentials.signingSecret}"},
+    {"type": "token", "header": "X-Token", "value": "{credentials.missing}"},
+])
+@pytest.mark.parametrize("presented", [f"t:{SECRET}", SECRET, "t:wrong", "", None])
+def test_a_shared_token_compiles_to_the_same_answers(verifier, presented):
+    hook = connector(manifest(verifier))
+    assert hook._accept_plan() is not None
+    given = {} if presented is None else {"x-token": presented}
+    query = {} if presented is None else {"token": presented}
+    request = WebhookRequest("POST", "https://syncd.test/hook", given, query, json.dumps(EVENT).encode(), raw_query="")
+    assert outcome(hook.accept_webhook, request) == outcome(hook._accept_declared, request)
