@@ -66,6 +66,23 @@ def _webhooks_counted(platform: str, outcome: str) -> Any:
     return metrics.WEBHOOKS.labels(platform, outcome)
 
 
+_FIELDS = frozenset(InboxItem.model_fields)
+_set = object.__setattr__
+
+
+def _pending_item(**values: Any) -> InboxItem:
+    """``InboxItem.model_construct(**values)`` for the acknowledgement's hot path: every field
+    given, already of its type and in the model's order, so the model is filled as
+    ``model_construct`` fills it, without its pass over the fields and their aliases (which
+    cost more than the rest of storing the delivery)."""
+    item = InboxItem.__new__(InboxItem)
+    _set(item, "__dict__", values)
+    _set(item, "__pydantic_fields_set__", set(_FIELDS))
+    _set(item, "__pydantic_extra__", None)
+    _set(item, "__pydantic_private__", None)
+    return item
+
+
 def _encode(body: bytes) -> str:
     try:
         return body.decode("utf-8")
@@ -101,7 +118,8 @@ class Inbox:
     async def _accept(self, integration: Integration, request: WebhookRequest) -> WebhookAnswer:
         connector = await connector_for(self.ctx, integration)
         try:
-            await connector.prepare_webhook(request)
+            if connector.prepares_webhook:
+                await connector.prepare_webhook(request)
             accepted = connector.accept_webhook(request)
         except SignatureError:
             _webhooks_counted(integration.platform, "rejected").inc()
@@ -110,20 +128,18 @@ class Inbox:
             _webhooks_counted(integration.platform, "handshake").inc()
             return accepted.answer
         now = self.ctx.now()
-        # Every value is already of its field's type (this is the acknowledgement's hot path):
-        # built without a validation pass.
-        stored = await self.ctx.store.inbox_put(InboxItem.model_construct(
+        stored = await self.ctx.store.inbox_put(_pending_item(
             id=new_id(),
             integration_id=integration.id,
             platform=integration.platform,
             delivery_id=accepted.delivery_id,
+            received_at=now,
             body=_encode(request.body),
             headers={k: v for k, v in request.headers.items() if k in _KEEP_HEADERS or k in connector.keep_headers},
             query={k: v for k, v in request.query.items() if k not in connector.secret_query},
-            received_at=now,
-            next_attempt_at=now,
             status="pending",
             attempts=0,
+            next_attempt_at=now,
             lease_until=None,
             error=None,
         ))

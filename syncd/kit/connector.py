@@ -9,6 +9,7 @@ Connectors never touch the store or the engine.
 from __future__ import annotations
 
 import abc
+import functools
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
@@ -248,6 +249,13 @@ class Connector(abc.ABC):
         return {"credentials": self.credentials.model_dump(by_alias=True), "settings": self.settings,
                 "webhookUrl": self.ctx.webhook_url, "header": request.headers, "query": request.query,
                 "url": request.url}
+
+    @functools.cached_property
+    def prepares_webhook(self) -> bool:
+        """Whether ``prepare_webhook`` may have I/O to do for a delivery (an ``oidc`` verifier's
+        keys, or a platform's own preparation); the inbox skips the call when not."""
+        return type(self).prepare_webhook is not Connector.prepare_webhook \
+            or any(v.type == "oidc" for v in self.webhook_spec.verify)
 
     async def prepare_webhook(self, request: WebhookRequest) -> None:
         """The I/O that verifying ``request`` needs before ``accept_webhook``: the published

@@ -23,6 +23,7 @@ import httpx
 from pydantic import BaseModel
 
 from syncd.kit import handshakes, paging, signatures, signed, templates
+from syncd.kit.accepting import AcceptPlan, compile_accept
 from syncd.kit.auth import ManifestAuth
 from syncd.kit.classify import classifier
 from syncd.kit.connector import Connector, TokenConnection, body_digest
@@ -495,6 +496,29 @@ class ManifestConnector(Connector):
         return self._delivery_scope(request)
 
     def accept_webhook(self, request: WebhookRequest) -> WebhookAccepted:
+        plan = self._accept_plan()
+        if plan is not None:
+            accepted = plan.accept(request, self.ctx.clock(), self.ctx.webhook_max_skew_s)
+            if accepted is not None:
+                return accepted
+        return self._accept_declared(request)
+
+    def _accept_plan(self) -> AcceptPlan | None:
+        """The manifest's accept compiled for these credentials and settings (once for each:
+        a refresh replaces the credentials object); ``None`` where it does not compile or a
+        platform module reads deliveries its own way."""
+        cached = self.__dict__.get("_accept_compiled")
+        if cached is None or cached[0] is not self.credentials or cached[1] is not self.settings:
+            cls = type(self)
+            own = all(getattr(cls, name) is getattr(ManifestConnector, name)
+                      for name in ("parse_body", "records", "_delivery_id", "_delivery_scope"))
+            plan = compile_accept(self.manifest.webhook, self.scope(), self._delivery_id) if own else None
+            cached = self.__dict__["_accept_compiled"] = (self.credentials, self.settings, plan)
+        return cast(AcceptPlan | None, cached[2])
+
+    def _accept_declared(self, request: WebhookRequest) -> WebhookAccepted:
+        """The accept as the manifest declares it, read anew for each delivery: whatever the
+        compiled plan (``syncd.kit.accepting``) does not answer."""
         hook = self.manifest.webhook
         document = _ParsedOnce(self.parse_body, request)
         scope = self._delivery_scope(request, document) if hook.verify or hook.handshakes else self.scope()

@@ -105,14 +105,14 @@ def matches(doc: Any, condition: Any, scope: dict[str, Any] | None = None) -> bo
         return False
     if condition.contains is not None and not (isinstance(value, str) and condition.contains in value):
         return False
-    if condition.equals is not None and not _same(value, render(condition.equals, scope)):
+    if condition.equals is not None and not same(value, render(condition.equals, scope)):
         return False
-    if condition.in_ is not None and not any(_same(value, render(v, scope)) for v in condition.in_):
+    if condition.in_ is not None and not any(same(value, render(v, scope)) for v in condition.in_):
         return False
-    return condition.not_equals is None or not _same(value, render(condition.not_equals, scope))
+    return condition.not_equals is None or not same(value, render(condition.not_equals, scope))
 
 
-def _same(value: Any, expected: Any) -> bool:
+def same(value: Any, expected: Any) -> bool:
     """Equal, or the same id written as a JSON number on one side and as text on the other
     (platforms send big ids as numbers; credentials keep them as text)."""
     if value == expected:
