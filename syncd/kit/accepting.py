@@ -144,14 +144,7 @@ def _hmac_check(verifier: Verifier, scope: dict[str, Any]) -> Check | None:
                 raise SignatureError(f"no valid {verifier.timestamp_header}") from None
             if abs(now - stamp) > max_skew_s:
                 raise SignatureError("the delivery is outside the replay window")
-        value = headers.get(header)
-        if not value:
-            raise SignatureError(f"{name} is missing")
-        if prefix:
-            if not value.startswith(prefix):
-                raise SignatureError(f"{name} has no {prefix!r} prefix")
-            value = value[len(prefix):]
-        presented = value.strip()
+        presented = _presented(headers.get(header), name, prefix).strip()
         digest = hmac.digest(key_bytes, _payload(parts, request), algorithm)
         if hexed:
             presented, expected = presented.lower(), digest.hex()
@@ -163,6 +156,17 @@ def _hmac_check(verifier: Verifier, scope: dict[str, Any]) -> Check | None:
             proof[answer_header] = key_text
 
     return check
+
+
+def _presented(value: str | None, name: str | None, prefix: str | None) -> str:
+    """The carried proof without its prefix; refused where it is missing or unprefixed."""
+    if not value:
+        raise SignatureError(f"{name} is missing")
+    if prefix:
+        if not value.startswith(prefix):
+            raise SignatureError(f"{name} has no {prefix!r} prefix")
+        value = value[len(prefix):]
+    return value
 
 
 def _token_check(verifier: Verifier, scope: dict[str, Any]) -> Check | None:
@@ -180,13 +184,7 @@ def _token_check(verifier: Verifier, scope: dict[str, Any]) -> Check | None:
     def check(request: WebhookRequest, now: float, max_skew_s: float, proof: dict[str, str]) -> None:
         if not expected:
             raise SignatureError(f"{name} does not match")
-        value = request.headers.get(header) if header else request.query.get(param)
-        if not value:
-            raise SignatureError(f"{name} is missing")
-        if prefix:
-            if not value.startswith(prefix):
-                raise SignatureError(f"{name} has no {prefix!r} prefix")
-            value = value[len(prefix):]
+        value = _presented(request.headers.get(header) if header else request.query.get(param), name, prefix)
         if not hmac.compare_digest(value.encode(), expected):
             raise SignatureError(f"{name} does not match")
 
