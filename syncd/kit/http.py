@@ -150,8 +150,11 @@ def shared_tls() -> ssl.SSLContext:
 #: Shared clients by event loop, then by (timeout, transport): see :func:`shared_client`.
 _CLIENTS: dict[int, tuple[asyncio.AbstractEventLoop, dict[tuple[str, float, int], httpx.AsyncClient]]] = {}
 
-#: Idle connections a shared client keeps per platform root.
-KEEP_ALIVE = 32
+#: Idle connections a shared client keeps per platform root. httpcore checks every idle
+#: connection (a socket readability poll through anyio's attribute lookup) on every request it
+#: assigns: with 32 that check was 12 % of a polling daemon's CPU. Polls of one root rarely
+#: have more than a few requests in flight at once; a burst above this opens connections anew.
+KEEP_ALIVE = 8
 
 #: One integration's requests in flight at most (each client had a pool of 20 of its own).
 PER_INTEGRATION_CONNECTIONS = 20
