@@ -86,7 +86,9 @@ class Daemon:
     """``python -m bench.server``: the real daemon (``syncd run``'s code path, store double
     inside) in a child process on 127.0.0.1, stopped with SIGTERM when the benchmark ends."""
 
-    def __init__(self, mode: str = "default", *, env: dict[str, str] | None = None, **options: Any):
+    def __init__(self, mode: str = "default", *, env: dict[str, str] | None = None, start_timeout_s: float = 60,
+                 **options: Any):
+        self.start_timeout_s = start_timeout_s
         self.port = free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.mode, self.options, self.env = mode, options, env or {}
@@ -104,7 +106,7 @@ class Daemon:
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                         stderr=self.log)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + self.start_timeout_s
         while True:
             if self.process.poll() is not None:
                 raise RuntimeError(f"bench server exited: {self._stderr()}")
@@ -115,7 +117,7 @@ class Daemon:
                 pass
             if time.monotonic() > deadline:
                 await self.__aexit__()  # a daemon that never answered is stopped, not orphaned
-                raise RuntimeError("bench server did not start within 60 s")
+                raise RuntimeError(f"bench server did not start within {self.start_timeout_s:g} s")
             await asyncio.sleep(0.05)
 
     def _stderr(self) -> str:

@@ -93,7 +93,7 @@ class PollTrace:
 
     def wrap(self, daemon: Any) -> None:
         poll: Callable[[str], Awaitable[None]] = daemon.engine.poll
-        work: Callable[[str], Awaitable[Any]] = daemon.engine.poller.poll
+        work: Callable[..., Awaitable[Any]] = daemon.engine.poller.poll
 
         async def scheduled(integration_id: str) -> None:
             job = daemon.scheduler.get_job(f"poll:{integration_id}") if daemon.scheduler else None
@@ -101,13 +101,13 @@ class PollTrace:
                 self._due[integration_id] = job.last_due
             await poll(integration_id)
 
-        async def started(integration_id: str) -> Any:
+        async def started(integration_id: str, *args: Any) -> Any:
             due = self._due.pop(integration_id, None)
             if due is not None:  # a scheduled poll (a webhook's asks for none)
                 now = time.time()
                 self.starts.setdefault(integration_id, []).append(now)
                 self.lateness.append((now, now - due))
-            return await work(integration_id)
+            return await work(integration_id, *args)
 
         daemon.engine.poll = scheduled
         daemon.engine.poller.poll = started

@@ -40,6 +40,9 @@ from syncd.sim.base import ServerThread
 
 #: ``SYNCD_BENCH_PROFILE=/tmp/prof``: the measured daemon writes its cProfile there when it stops.
 PROFILE = os.environ.get("SYNCD_BENCH_PROFILE")
+#: ``SYNCD_BENCH_TRACEMALLOC=12``: the daemon traces allocations (12 frames deep) and the result
+#: carries its largest allocation sites once every integration has polled (slow: not for timing).
+TRACEMALLOC = int(os.environ.get("SYNCD_BENCH_TRACEMALLOC", 0))
 RSS_MB = 250.0
 READY_S = 15.0
 LATENESS_S = 1.0
@@ -126,7 +129,10 @@ async def measure(size: Size) -> dict[str, Any]:
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="syncd-replica-"))
         files = await templates(names, sims, base_urls, folder)
         spawned = time.monotonic()
-        profile = {"profile": PROFILE} if PROFILE else {}
+        profile: dict[str, Any] = {"profile": PROFILE} if PROFILE else {}
+        if TRACEMALLOC:
+            profile["tracemalloc"] = TRACEMALLOC
+            profile["start_timeout_s"] = 600  # tracing every allocation slows the start tenfold
         async with Daemon(base_urls=base_urls, env=base_url_env(base_urls), slim=True, trace_polls=True, **profile,
                           poll_interval_s=size.interval_s,
                           preload={"files": files, "count": size.integrations}) as daemon:
@@ -139,6 +145,7 @@ async def measure(size: Size) -> dict[str, Any]:
             all_polled = time.time()  # the same clock as the trace's: this machine's
             polled_s = time.monotonic() - spawned
             rss = rss_mb(daemon.pid)
+            memory = await daemon.call("GET", "/bench/memory", params={"types": 1}) if TRACEMALLOC else None
             peak, cpu = rss, cpu_s(daemon.pid)
             steady_until = time.monotonic() + size.steady_intervals * size.interval_s
             while time.monotonic() < steady_until:
@@ -157,6 +164,7 @@ async def measure(size: Size) -> dict[str, Any]:
         "poll_jobs": stats["poll_jobs"], "steady_s": round(size.steady_intervals * size.interval_s, 1),
         **steady,
         "roundtrips": stats["totals"],
+        **({"memory": memory} if memory else {}),
     }
 
 

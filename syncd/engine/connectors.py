@@ -21,7 +21,7 @@ from syncd.kit.errors import scrub_exception
 from syncd.kit.http import RetryPolicy
 from syncd.kit.jwks import KeySets
 from syncd.kit.loader import Loaded
-from syncd.logs import KNOWN_SECRETS, SecretValues, is_secret_key
+from syncd.logs import KNOWN_SECRETS, is_secret_key
 from syncd.models import Integration
 
 
@@ -73,30 +73,38 @@ def _safe_id(key: str, value: Any) -> bool:
     return not _UNSAFE_IN_IDS.search(value) and value not in (".", "..")
 
 
-def guard(connector: Connector, secrets: SecretValues) -> Connector:
-    """Make every exception leaving ``connector``'s engine-facing methods carry no secret
-    value, whatever text the platform put in it: the one place where provider errors meet
-    the engine, which stores, logs and answers them."""
+def _guarded_method(sub: type, name: str, method: Any) -> Any:
+    if inspect.iscoroutinefunction(method):
+        @functools.wraps(method)
+        async def guarded(self: Connector, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await getattr(super(sub, self), name)(*args, **kwargs)
+            except Exception as exc:
+                scrub_exception(exc, self.http.secrets)
+                raise
+        return guarded
+
+    @functools.wraps(method)
+    def guarded_sync(self: Connector, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return getattr(super(sub, self), name)(*args, **kwargs)
+        except Exception as exc:
+            scrub_exception(exc, self.http.secrets)
+            raise
+    return guarded_sync
+
+
+@functools.cache
+def guarded(cls: type[Connector]) -> type[Connector]:
+    """``cls`` with every exception leaving its engine-facing methods carrying no secret value
+    of the connector's HTTP client (its ``secrets``), whatever text the platform put in it:
+    the one place where provider errors meet the engine, which stores, logs and answers them.
+    A subclass built once per platform, not wrappers per connector: a daemon holds thousands
+    of connectors, and thirteen closures each were ~6 KB of every integration."""
+    sub = type(cls.__name__, (cls,), {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
     for name in GUARDED_METHODS:
-        method = getattr(connector, name)
-        if inspect.iscoroutinefunction(method):
-            @functools.wraps(method)
-            async def guarded(*args: Any, __method: Any = method, **kwargs: Any) -> Any:
-                try:
-                    return await __method(*args, **kwargs)
-                except Exception as exc:
-                    scrub_exception(exc, secrets)
-                    raise
-        else:
-            @functools.wraps(method)
-            def guarded(*args: Any, __method: Any = method, **kwargs: Any) -> Any:
-                try:
-                    return __method(*args, **kwargs)
-                except Exception as exc:
-                    scrub_exception(exc, secrets)
-                    raise
-        setattr(connector, name, guarded)
-    return connector
+        setattr(sub, name, _guarded_method(sub, name, getattr(cls, name)))
+    return sub
 
 
 class Connectors:
@@ -217,7 +225,7 @@ class Connectors:
         )
         if self.clock is not None:
             ctx.clock = self.clock
-        return guard(cls(creds, integration.settings, ctx), http.secrets)
+        return guarded(cls)(creds, integration.settings, ctx)
 
     def cached(self, integration_id: str) -> Connector | None:
         return self._cache.get(integration_id)
@@ -237,12 +245,18 @@ class Connectors:
         connector = self._cache.get(integration.id)
         if connector is not None:
             return connector
-        async with self._building.setdefault(integration.id, asyncio.Lock()):
+        lock = self._building.setdefault(integration.id, asyncio.Lock())
+        async with lock:
             connector = self._cache.get(integration.id)
             if connector is None:
                 connector = self.build(integration, await read_credentials(), on_credentials,
                                        refresh_once=refresh_once)
                 self._cache[integration.id] = connector
+                # Built: whoever waits on this lock finds it cached, and so does every later
+                # caller; a lock kept per integration would be held for nothing. (After a
+                # failed build the lock stays, so the next builder still waits its turn.)
+                if self._building.get(integration.id) is lock:
+                    del self._building[integration.id]
             return connector
 
     def remember(self, integration_id: str, connector: Connector) -> Connector:

@@ -154,8 +154,8 @@ class Engine:
 
     async def _scheduled_poll(self, integration_id: str) -> None:
         integration = await self.store.get_integration(integration_id)
-        if integration is None:
-            return
+        if integration is None or integration.status != "active":
+            return  # the poll would find nothing to do; no turn is taken
         try:
             cls = self.ctx.connectors.connector_class(integration.platform)
         except UnknownPlatform:
@@ -168,7 +168,7 @@ class Engine:
             interval = max(interval, cls.listen_poll_every_s)
         if not await self.store.acquire_lease(f"poll-turn:{integration_id}", self.ctx.owner, interval * TURN_SHARE):
             return
-        await self._track(self._poll(integration_id), f"poll:{integration_id}")
+        await self._track(self._poll(integration_id, integration), f"poll:{integration_id}")
 
     async def wait_background(self) -> None:
         """Until the polls and maintenance runs started so far have finished."""
@@ -209,10 +209,10 @@ class Engine:
                 return
             await self.store.update_sync_status(integration_id, None, maintenance=state, maintained_at=self.ctx.now())
 
-    async def _poll(self, integration_id: str) -> bool:
+    async def _poll(self, integration_id: str, integration: Integration | None = None) -> bool:
         """One poll; False when one of this integration is running already."""
         try:
-            await self.poller.poll(integration_id)
+            await self.poller.poll(integration_id, integration)
         except PollBusy:
             return False
         except ProviderError as exc:

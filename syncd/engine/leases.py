@@ -25,18 +25,28 @@ async def hold(ctx: EngineContext, name: str) -> AsyncIterator[bool]:
 
     async def renew() -> None:
         while True:
-            await asyncio.sleep(ttl / 3)
             if not await ctx.store.renew_lease(name, ctx.owner, ttl):
                 log.warning("lease lost", lease=name)
                 return
+            await asyncio.sleep(ttl / 3)
 
-    renewer = asyncio.create_task(renew())
+    # Most holders (a poll) are done long before the first renewal: a timer, and a renewing
+    # task only once it fires, instead of a task started and cancelled around every poll.
+    renewer: asyncio.Task[None] | None = None
+
+    def start_renewing() -> None:
+        nonlocal renewer
+        renewer = asyncio.create_task(renew())
+
+    timer = asyncio.get_running_loop().call_later(ttl / 3, start_renewing)
     try:
         yield True
     finally:
-        renewer.cancel()
-        with contextlib.suppress(BaseException):
-            await renewer
+        timer.cancel()
+        if renewer is not None:
+            renewer.cancel()
+            with contextlib.suppress(BaseException):
+                await renewer
         # Shielded so a cancelled task still gives the lease back instead of waiting out its TTL.
         with contextlib.suppress(Exception):
             await asyncio.shield(ctx.store.release_lease(name, ctx.owner))

@@ -14,6 +14,7 @@ from syncd.engine.importer import Importer, chat_data
 from syncd.engine.ingest import IngestResult, ingest
 from syncd.engine.leases import hold
 from syncd.kit.errors import AuthError, CursorExpired
+from syncd.models import Integration
 
 log = structlog.get_logger(__name__)
 
@@ -32,24 +33,27 @@ class Poller:
         self.importer = importer
         self._running: set[str] = set()
 
-    async def poll(self, integration_id: str) -> IngestResult | None:
+    async def poll(self, integration_id: str, integration: Integration | None = None) -> IngestResult | None:
         """Poll once. ``None`` when there is nothing to poll (inactive, import not started).
-        Raises ``PollBusy`` when this process or another owner is polling it already."""
+        Raises ``PollBusy`` when this process or another owner is polling it already.
+        ``integration``: its document as the caller read it a moment ago (a scheduled poll
+        reads it to find its interval), instead of reading it again under the lease."""
         # The lease is re-entrant for its owner, so it cannot tell this process's scheduled
         # poll from one a webhook asked for.
         if integration_id in self._running:
             raise PollBusy(integration_id)
         self._running.add(integration_id)
         try:
-            return await self._poll(integration_id)
+            return await self._poll(integration_id, integration)
         finally:
             self._running.discard(integration_id)
 
-    async def _poll(self, integration_id: str) -> IngestResult | None:
+    async def _poll(self, integration_id: str, integration: Integration | None) -> IngestResult | None:
         async with hold(self.ctx, f"poll:{integration_id}") as held:
             if not held:
                 raise PollBusy(integration_id)
-            integration = await self.ctx.store.get_integration(integration_id)
+            if integration is None:
+                integration = await self.ctx.store.get_integration(integration_id)
             if integration is None or integration.status != "active":
                 return None
             top = await self.ctx.store.get_sync_status(integration_id)

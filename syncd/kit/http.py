@@ -20,10 +20,9 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from syncd import metrics
 from syncd.kit.errors import (
@@ -153,8 +152,11 @@ def shared_tls() -> ssl.SSLContext:
 #: Shared clients by event loop, then by (timeout, transport): see :func:`shared_client`.
 _CLIENTS: dict[int, tuple[asyncio.AbstractEventLoop, dict[tuple[str, float, int], httpx.AsyncClient]]] = {}
 
-#: Idle connections a shared client keeps per platform root.
-KEEP_ALIVE = 32
+#: Idle connections a shared client keeps per platform root. httpcore checks every idle
+#: connection (a socket readability poll through anyio's attribute lookup) on every request it
+#: assigns: with 32 that check was 12 % of a polling daemon's CPU. Polls of one root rarely
+#: have more than a few requests in flight at once; a burst above this opens connections anew.
+KEEP_ALIVE = 8
 
 #: One integration's requests in flight at most (each client had a pool of 20 of its own).
 PER_INTEGRATION_CONNECTIONS = 20
@@ -283,35 +285,35 @@ class ProviderHttp:
         name = label or f"{method} {path.split('?')[0]}"
         refuse_escaping(url, name)
         check = classify or self.classify
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.policy.max_retries + 1),
-            # A POST whose answer was lost may have been acted on: not sent again blindly.
-            retry=retry_if_exception(lambda e: self._worth_waiting(e) and not (
-                isinstance(e, OutcomeUnknown) and method.upper() == "POST")),
-            wait=lambda rs: self.policy.wait_for(_failure(rs), rs.attempt_number),
-            sleep=self.policy.sleep,
-            reraise=True,
-        )
+        # A plain loop, not tenacity: its per-request objects (retrying state, attempt managers,
+        # futures) were a visible share of every poll's CPU and of the memory of polls in hand.
         # A 429 closes the gate for every request of this client (one integration's budget):
         # the one that got it waits exactly its Retry-After, the others wait with it instead
         # of each collecting a 429 of their own, and all go again when the window reopens.
         holding: asyncio.Event | None = None
+        attempt = 0
         try:
-            async for attempt in retrying:
-                with attempt:
-                    if holding is not None:
-                        self._reopen(holding)
-                        holding = None
-                    try:
-                        return await self._once(method, url, name, check, kwargs)
-                    except RateLimited as exc:
-                        if self._pause is None and self._worth_waiting(exc):
-                            holding = self._pause = asyncio.Event()
+            while True:
+                attempt += 1
+                if holding is not None:
+                    self._reopen(holding)
+                    holding = None
+                try:
+                    return await self._once(method, url, name, check, kwargs)
+                except Exception as exc:
+                    if isinstance(exc, RateLimited) and self._pause is None and self._worth_waiting(exc):
+                        holding = self._pause = asyncio.Event()
+                    if attempt > self.policy.max_retries or not self._retry(exc, method):
                         raise
+                    error: BaseException = exc
+                await self.policy.sleep(self.policy.wait_for(error, attempt))
         finally:
             if holding is not None:
                 self._reopen(holding)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry(self, error: BaseException, method: str) -> bool:
+        # A POST whose answer was lost may have been acted on: not sent again blindly.
+        return self._worth_waiting(error) and not (isinstance(error, OutcomeUnknown) and method.upper() == "POST")
 
     def _reopen(self, pause: asyncio.Event) -> None:
         pause.set()
@@ -450,8 +452,3 @@ def bearer(token: str) -> Authenticator:
     return authenticate
 
 
-def _failure(rs: RetryCallState) -> BaseException:
-    """The error of the attempt tenacity waits after (it retries only on exceptions)."""
-    outcome = rs.outcome
-    assert outcome is not None  # set before tenacity asks how long to wait
-    return cast(BaseException, outcome.exception())

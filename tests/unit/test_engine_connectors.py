@@ -61,3 +61,25 @@ async def test_a_forgotten_connector_is_built_again_from_the_credentials_stored_
     new = await connectors.get(integration, slow_store(reads, {**CREDENTIALS, "botToken": "xoxb-new"}))
     assert new is not old and new.credentials.bot_token == "xoxb-new" and len(reads) == 2
     await connectors.close()
+
+
+async def test_a_built_connector_keeps_no_lock_and_its_errors_leave_without_its_secrets(connectors):
+    integration, reads = Integration(customer_id="c", platform="slack"), []
+    first, second = await asyncio.gather(connectors.get(integration, slow_store(reads)),
+                                         connectors.get(integration, slow_store(reads)))
+    assert first is second and connectors._building == {}
+    # Guarded once per platform (a subclass), not with wrappers on each connector.
+    other = connectors.build(Integration(customer_id="d", platform="slack"), dict(CREDENTIALS))
+    assert type(other) is type(first) and "list_chats" not in vars(first)
+
+    async def failing(*args, **kwargs):
+        raise RuntimeError(f"platform said: bad token {CREDENTIALS['botToken']}")
+
+    type(first).__mro__[1].list_chats, original = failing, type(first).__mro__[1].list_chats
+    try:
+        with pytest.raises(RuntimeError) as caught:
+            await first.list_chats()
+    finally:
+        type(first).__mro__[1].list_chats = original
+    assert CREDENTIALS["botToken"] not in str(caught.value)
+    await connectors.close()

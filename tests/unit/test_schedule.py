@@ -90,3 +90,26 @@ async def test_a_failing_run_leaves_the_job_scheduled():
     await asyncio.sleep(0.1)
     schedule.shutdown()
     assert len(runs) >= 2
+
+
+async def test_jobs_share_one_timer_and_run_in_due_order_an_earlier_one_added_later_included():
+    runs: list[str] = []
+
+    async def tick(name: str) -> None:
+        runs.append(name)
+
+    schedule = Schedule()
+    schedule.start()
+    now = time.time()
+    for n in range(50):
+        schedule.add_job(tick, id=f"late-{n}", every_s=60, args=[f"late-{n}"], first_at=now + 0.08)
+    schedule.add_job(tick, id="early", every_s=60, args=["early"], first_at=now + 0.02)
+    schedule.add_job(tick, id="gone", every_s=60, args=["gone"], first_at=now + 0.01)
+    schedule.remove("gone")
+    await asyncio.sleep(0.05)
+    assert runs == ["early"]
+    await asyncio.sleep(0.1)
+    assert len(runs) == 51 and "gone" not in runs
+    # Each job waits in the heap once, for its next run; the removed one is gone from it.
+    assert len(schedule._heap) == 51 and all(due > now + 59 for due, _, _ in schedule._heap)
+    schedule.shutdown()
