@@ -39,7 +39,7 @@ class Size:
     connections: int = 16
 
 
-QUICK = Size(events=600, integrations=(1, 100, 1000), messages=(1000, 10_000, 100_000))
+QUICK = Size(events=1000, integrations=(1, 100, 1000), messages=(1000, 10_000, 100_000))
 FULL = Size(events=4000, integrations=(1, 100, 10_000), messages=(1000, 10_000, 100_000, 1_000_000))
 TINY = Size(events=40, integrations=(1, 3), messages=(100, 300), connections=4)
 

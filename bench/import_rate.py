@@ -36,7 +36,7 @@ class Size:
 
 # R x page size stays well inside what one daemon core stores per second on a shared machine,
 # so the figure shows how the budget is used, not how fast pages are mapped.
-QUICK = Size(chats=25, messages=400, rate=10)
+QUICK = Size(chats=25, messages=800, rate=10)
 FULL = Size(chats=50, messages=1000, rate=10)
 TINY = Size(chats=3, messages=250, rate=20)
 
