@@ -24,6 +24,7 @@ from typing import Any
 from syncd.kit import signed, templates
 from syncd.kit.errors import MalformedDelivery, SignatureError
 from syncd.kit.manifest import Condition, Verifier, Webhook
+from syncd.kit.signatures import check_window, unprefixed
 from syncd.universal import WebhookAccepted, WebhookAnswer, WebhookRequest
 
 #: A check of one verifier: raises ``SignatureError``, or adds the answer's headers.
@@ -142,9 +143,8 @@ def _hmac_check(verifier: Verifier, scope: dict[str, Any]) -> Check | None:
                 stamp = float(headers.get(stamp_header, "")) / per_unit
             except ValueError:
                 raise SignatureError(f"no valid {verifier.timestamp_header}") from None
-            if abs(now - stamp) > max_skew_s:
-                raise SignatureError("the delivery is outside the replay window")
-        presented = _presented(headers.get(header), name, prefix).strip()
+            check_window(stamp, now, max_skew_s)
+        presented = unprefixed(headers.get(header), name, prefix).strip()
         digest = hmac.digest(key_bytes, _payload(parts, request), algorithm)
         if hexed:
             presented, expected = presented.lower(), digest.hex()
@@ -158,17 +158,6 @@ def _hmac_check(verifier: Verifier, scope: dict[str, Any]) -> Check | None:
     return check
 
 
-def _presented(value: str | None, name: str | None, prefix: str | None) -> str:
-    """The carried proof without its prefix; refused where it is missing or unprefixed."""
-    if not value:
-        raise SignatureError(f"{name} is missing")
-    if prefix:
-        if not value.startswith(prefix):
-            raise SignatureError(f"{name} has no {prefix!r} prefix")
-        value = value[len(prefix):]
-    return value
-
-
 def _token_check(verifier: Verifier, scope: dict[str, Any]) -> Check | None:
     """``signatures._check`` of a ``token`` verifier (a shared secret in a header or a query
     parameter), compiled."""
@@ -179,12 +168,12 @@ def _token_check(verifier: Verifier, scope: dict[str, Any]) -> Check | None:
         return None
     expected = str(rendered or "").encode()
     header, param = (verifier.header or "").lower(), verifier.param or ""
-    name, prefix = verifier.header or verifier.param, verifier.prefix
+    name, prefix = verifier.header or verifier.param or "", verifier.prefix
 
     def check(request: WebhookRequest, now: float, max_skew_s: float, proof: dict[str, str]) -> None:
         if not expected:
             raise SignatureError(f"{name} does not match")
-        value = _presented(request.headers.get(header) if header else request.query.get(param), name, prefix)
+        value = unprefixed(request.headers.get(header) if header else request.query.get(param), name, prefix)
         if not hmac.compare_digest(value.encode(), expected):
             raise SignatureError(f"{name} does not match")
 

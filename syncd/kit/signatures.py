@@ -55,13 +55,24 @@ def _presented(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any
         value = request.headers.get(verifier.header.lower())
     else:
         value = request.query.get(verifier.param or "")
+    return unprefixed(value, _name(verifier), verifier.prefix)
+
+
+def unprefixed(value: str | None, name: str, prefix: str | None) -> str:
+    """The carried proof without its prefix; refused where it is missing or unprefixed."""
     if not value:
-        raise SignatureError(f"{_name(verifier)} is missing")
-    if verifier.prefix:
-        if not value.startswith(verifier.prefix):
-            raise SignatureError(f"{_name(verifier)} has no {verifier.prefix!r} prefix")
-        value = value[len(verifier.prefix):]
+        raise SignatureError(f"{name} is missing")
+    if prefix:
+        if not value.startswith(prefix):
+            raise SignatureError(f"{name} has no {prefix!r} prefix")
+        value = value[len(prefix):]
     return value
+
+
+def check_window(stamp: float, now: float, max_skew_s: float) -> None:
+    """Refuse a delivery stamped outside the replay window."""
+    if abs(now - stamp) > max_skew_s:
+        raise SignatureError("the delivery is outside the replay window")
 
 
 def _fresh(verifier: Verifier, request: WebhookRequest, now: float, max_skew_s: float,
@@ -76,8 +87,7 @@ def _fresh(verifier: Verifier, request: WebhookRequest, now: float, max_skew_s: 
         stamp = float(raw) / (1000 if verifier.timestamp_unit == "ms" else 1)
     except (TypeError, ValueError):
         raise SignatureError(f"no valid {verifier.timestamp_header or verifier.timestamp_path}") from None
-    if abs(now - stamp) > max_skew_s:
-        raise SignatureError("the delivery is outside the replay window")
+    check_window(stamp, now, max_skew_s)
 
 
 def _hmac(verifier: Verifier, request: WebhookRequest, scope: dict[str, Any], key: str) -> None:
