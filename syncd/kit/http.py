@@ -35,6 +35,7 @@ from syncd.kit.errors import (
     TransientError,
     scrub_exception,
 )
+from syncd.kit.transport import AiohttpTransport
 from syncd.logs import SecretValues
 
 _OUTCOMES: dict[type, str] = {RateLimited: "rate_limited", TransientError: "transient", AuthError: "auth"}
@@ -152,12 +153,6 @@ def shared_tls() -> ssl.SSLContext:
 #: Shared clients by event loop, then by (timeout, transport): see :func:`shared_client`.
 _CLIENTS: dict[int, tuple[asyncio.AbstractEventLoop, dict[tuple[str, float, int], httpx.AsyncClient]]] = {}
 
-#: Idle connections a shared client keeps per platform root. httpcore checks every idle
-#: connection (a socket readability poll through anyio's attribute lookup) on every request it
-#: assigns: with 32 that check was 12 % of a polling daemon's CPU. Polls of one root rarely
-#: have more than a few requests in flight at once; a burst above this opens connections anew.
-KEEP_ALIVE = 8
-
 #: One integration's requests in flight at most (each client had a pool of 20 of its own).
 PER_INTEGRATION_CONNECTIONS = 20
 
@@ -170,15 +165,11 @@ def _no_cookies() -> http.cookiejar.CookieJar:
 
 
 def _new_client(timeout_s: float, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        timeout=timeout_s, transport=transport, verify=shared_tls(), cookies=_no_cookies(),
-        headers={"user-agent": "syncd"},
-        # No cap on connections: a listener's long poll holds one for its whole wait, and
-        # thousands of them must not starve the polls. Few idle ones kept: httpcore walks
-        # every connection of the pool on each request (and counts the idle ones once per
-        # idle one), which cost a fifth of the daemon's CPU with 256 kept.
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=KEEP_ALIVE),
-    )
+    """A client over ``transport`` (a test's), else over the network (``transport.py``: no cap
+    on connections, since a listener's long poll holds one for its whole wait and thousands of
+    them must not starve the polls)."""
+    return httpx.AsyncClient(timeout=timeout_s, transport=transport or AiohttpTransport(shared_tls()),
+                             cookies=_no_cookies(), headers={"user-agent": "syncd"})
 
 
 def shared_client(origin: str, timeout_s: float,
