@@ -17,6 +17,8 @@ import httpx
 
 from syncd.engine.context import EngineContext
 from syncd.kit.errors import PermanentError, TransientError
+from syncd.kit.http import shared_tls
+from syncd.kit.transport import AiohttpTransport
 from syncd.models import Integration, Message, OutboxItem, new_id, utcnow
 
 CALLBACK = "callback"
@@ -127,7 +129,8 @@ class CallbackSender:
 
     def __init__(self, ctx: EngineContext, transport: httpx.AsyncBaseTransport | None = None):
         self.ctx = ctx
-        self.client = httpx.AsyncClient(timeout=ctx.settings.http_timeout_s, transport=transport)
+        self.client = httpx.AsyncClient(timeout=ctx.settings.http_timeout_s,
+                                        transport=transport or AiohttpTransport(shared_tls()))
 
     async def deliver(self, item: OutboxItem) -> dict[str, Any]:
         url = self.ctx.settings.app_callback_url

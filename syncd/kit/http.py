@@ -151,7 +151,7 @@ def shared_tls() -> ssl.SSLContext:
 
 
 #: Shared clients by event loop, then by (timeout, transport): see :func:`shared_client`.
-_CLIENTS: dict[int, tuple[asyncio.AbstractEventLoop, dict[tuple[str, float, int], httpx.AsyncClient]]] = {}
+_CLIENTS: dict[int, tuple[asyncio.AbstractEventLoop, dict[tuple[str, float, int], SharedClient]]] = {}
 
 #: One integration's requests in flight at most (each client had a pool of 20 of its own).
 PER_INTEGRATION_CONNECTIONS = 20
@@ -164,16 +164,21 @@ def _no_cookies() -> http.cookiejar.CookieJar:
     return http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
 
 
-def _new_client(timeout_s: float, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
-    """A client over ``transport`` (a test's), else over the network (``transport.py``: no cap
-    on connections, since a listener's long poll holds one for its whole wait and thousands of
-    them must not starve the polls)."""
-    return httpx.AsyncClient(timeout=timeout_s, transport=transport or AiohttpTransport(shared_tls()),
-                             cookies=_no_cookies(), headers={"user-agent": "syncd"})
+class SharedClient(httpx.AsyncClient):
+    """An httpx client that names its transport: ``ProviderHttp`` builds requests with the
+    client (its timeout and default headers) and sends them through ``wire`` itself."""
+
+    def __init__(self, timeout_s: float, transport: httpx.AsyncBaseTransport | None):
+        #: A test's transport, else the network (``transport.py``: no cap on connections,
+        #: since a listener's long poll holds one for its whole wait and thousands of them
+        #: must not starve the polls).
+        self.wire = transport or AiohttpTransport(shared_tls())
+        super().__init__(timeout=timeout_s, transport=self.wire, cookies=_no_cookies(),
+                         headers={"user-agent": "syncd"})
 
 
 def shared_client(origin: str, timeout_s: float,
-                  transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient | None:
+                  transport: httpx.AsyncBaseTransport | None) -> SharedClient | None:
     """The running loop's client for a platform root's ``origin`` (its own pool of
     connections), ``timeout_s`` and ``transport``; None outside an event loop.
 
@@ -193,7 +198,7 @@ def shared_client(origin: str, timeout_s: float,
     key = (origin, timeout_s, id(transport))
     client = clients.get(key)
     if client is None or client.is_closed:
-        client = clients[key] = _new_client(timeout_s, transport)
+        client = clients[key] = SharedClient(timeout_s, transport)
     return client
 
 
@@ -240,7 +245,7 @@ class ProviderHttp:
         self._client_key = (f"{origin.scheme}://{origin.netloc.decode()}", timeout_s, transport)
         shared = shared_client(*self._client_key)
         self._owns_client = shared is None
-        self.client = shared or _new_client(timeout_s, transport)
+        self.client = shared or SharedClient(timeout_s, transport)
         self._slots = asyncio.Semaphore(PER_INTEGRATION_CONNECTIONS)
         self.calls = 0
         #: This integration's secret values (its credentials, what it refreshed, whatever it
@@ -350,7 +355,7 @@ class ProviderHttp:
         self.calls += 1
         try:
             async with self._slots:
-                response = await self.client.send(request, auth=self.auth or httpx.USE_CLIENT_DEFAULT)
+                response = await self._exchange(request)
         except (httpx.ConnectTimeout, httpx.PoolTimeout):
             self._count("transient")
             raise TransientError(f"{name}: timed out") from None
@@ -372,6 +377,34 @@ class ProviderHttp:
             scrub_exception(exc, self.secrets)
             raise
         self._count("ok")
+        return response
+
+    async def _exchange(self, request: httpx.Request) -> httpx.Response:
+        """``request`` through the client's transport, with this integration's ``httpx.Auth``:
+        what ``AsyncClient.send`` does, less what costs a platform request CPU and is never
+        used here (redirects are not followed, cookies are kept by no one, no event hooks)."""
+        if self.auth is None:
+            return await self._round_trip(request)
+        await request.aread()  # an auth that signs the body reads it
+        flow = self.auth.async_auth_flow(request)
+        try:
+            request = await flow.__anext__()
+            while True:
+                response = await self._round_trip(request)
+                try:
+                    request = await flow.asend(response)
+                except StopAsyncIteration:
+                    return response
+        finally:
+            await flow.aclose()
+
+    async def _round_trip(self, request: httpx.Request) -> httpx.Response:
+        response = await self.client.wire.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
         return response
 
     def _with_headers(self, kwargs: dict[str, Any]) -> dict[str, Any]:
