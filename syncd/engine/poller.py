@@ -38,23 +38,29 @@ class Poller:
         self.importer = importer
         self._running: set[str] = set()
 
-    async def poll(self, integration_id: str, integration: Integration | None = None) -> IngestResult | None:
+    async def poll(self, integration_id: str, integration: Integration | None = None, *,
+                   turn_s: float | None = None) -> IngestResult | None:
         """Poll once. ``None`` when there is nothing to poll (inactive, import not started).
-        Raises ``PollBusy`` when this process or another owner is polling it already.
+        Raises ``PollBusy`` when this process or another owner is polling it already, or
+        when ``turn_s`` is given and another owner has taken this interval's turn.
         ``integration``: its document as the caller read it a moment ago (a scheduled poll
-        reads it to find its interval), instead of reading it again under the lease."""
+        reads it to find its interval), instead of reading it again under the lease.
+        ``turn_s``: a scheduled poll's turn (``poll-turn:<id>``, left to expire), taken for
+        that long in the lease's own round-trip."""
         # The lease is re-entrant for its owner, so it cannot tell this process's scheduled
         # poll from one a webhook asked for.
         if integration_id in self._running:
             raise PollBusy(integration_id)
         self._running.add(integration_id)
         try:
-            return await self._poll(integration_id, integration)
+            return await self._poll(integration_id, integration, turn_s)
         finally:
             self._running.discard(integration_id)
 
-    async def _poll(self, integration_id: str, integration: Integration | None) -> IngestResult | None:
-        async with hold(self.ctx, f"poll:{integration_id}") as held:
+    async def _poll(self, integration_id: str, integration: Integration | None,
+                    turn_s: float | None) -> IngestResult | None:
+        turn = (f"poll-turn:{integration_id}", turn_s) if turn_s is not None else None
+        async with hold(self.ctx, f"poll:{integration_id}", turn=turn) as held:
             if not held:
                 raise PollBusy(integration_id)
             if integration is None:

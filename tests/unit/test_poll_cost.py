@@ -58,6 +58,9 @@ async def test_a_poll_that_finds_nothing_writes_nothing_but_its_leases(bed: Test
 
     assert calls[("chats", "find")] == 1  # it did poll (the chats it polls are read)
     assert _writes_outside_leases(calls) == {}
+    # The interval's turn and the poll's lease in one round-trip, the lease given back in one.
+    assert {key: n for key, n in calls.items() if key[0] == "leases"} == \
+        {("leases", "bulk_write"): 1, ("leases", "delete_one"): 1}
     assert calls[("user_platforms", "find")] == 0  # the identities are read only for messages
     after = await bed.daemon.store.get_sync_status(integration)
     assert after.high_watermark == status.high_watermark and after.updated_at == status.updated_at
@@ -88,3 +91,18 @@ async def test_an_unchanged_mark_is_written_again_once_the_status_is_old(bed: Te
     after = await bed.daemon.store.get_sync_status(integration)
     assert after.high_watermark == status.high_watermark and after.updated_at > status.updated_at
 
+
+
+async def test_a_replica_polls_in_no_interval_whose_turn_another_took(bed: Testbed) -> None:
+    integration, _ = await _settled_slack(bed)  # this replica's scheduled poll took the turn
+    other = await bed.replica(store=bed.daemon.store)
+    bed.slack.faults.reset()
+
+    await other.engine.poll(integration)
+    await other.engine.wait_background()
+    assert bed.slack.faults.calls["conversations.history"] == 0
+
+    bed.clock.advance(bed.daemon.settings.poll_interval_s)  # the next interval: a turn again
+    await other.engine.poll(integration)
+    await other.engine.wait_background()
+    assert bed.slack.faults.calls["conversations.history"] == 4  # one read of each chat
