@@ -36,7 +36,8 @@ class LeasesStore(StoreBase):
                 for name, ttl_s in leases], ordered=True)
             return True
         except BulkWriteError as exc:
-            if all(error.get("code") == 11000 for error in exc.details.get("writeErrors", [])):
+            errors = exc.details.get("writeErrors") or []
+            if errors and all(error.get("code") == 11000 for error in errors):
                 return False  # a lease exists, unexpired, with another owner
             raise
 
