@@ -101,13 +101,13 @@ class PollTrace:
                 self._due[integration_id] = job.last_due
             await poll(integration_id)
 
-        async def started(integration_id: str, *args: Any) -> Any:
+        async def started(integration_id: str, *args: Any, **kwargs: Any) -> Any:
             due = self._due.pop(integration_id, None)
             if due is not None:  # a scheduled poll (a webhook's asks for none)
                 now = time.time()
                 self.starts.setdefault(integration_id, []).append(now)
                 self.lateness.append((now, now - due))
-            return await work(integration_id, *args)
+            return await work(integration_id, *args, **kwargs)
 
         daemon.engine.poll = scheduled
         daemon.engine.poller.poll = started

@@ -166,9 +166,9 @@ class Engine:
             if not self.listeners.safety_poll_due(integration_id, cls.listen_poll_every_s):
                 return
             interval = max(interval, cls.listen_poll_every_s)
-        if not await self.store.acquire_lease(f"poll-turn:{integration_id}", self.ctx.owner, interval * TURN_SHARE):
-            return
-        await self._track(self._poll(integration_id, integration), f"poll:{integration_id}")
+        # The turn is taken with the poll's lease, in one round-trip.
+        await self._track(self._poll(integration_id, integration, turn_s=interval * TURN_SHARE),
+                          f"poll:{integration_id}")
 
     async def wait_background(self) -> None:
         """Until the polls and maintenance runs started so far have finished."""
@@ -209,10 +209,12 @@ class Engine:
                 return
             await self.store.update_sync_status(integration_id, None, maintenance=state, maintained_at=self.ctx.now())
 
-    async def _poll(self, integration_id: str, integration: Integration | None = None) -> bool:
-        """One poll; False when one of this integration is running already."""
+    async def _poll(self, integration_id: str, integration: Integration | None = None, *,
+                    turn_s: float | None = None) -> bool:
+        """One poll; False when one of this integration is running already (or, with
+        ``turn_s``, another replica took this interval's turn)."""
         try:
-            await self.poller.poll(integration_id, integration)
+            await self.poller.poll(integration_id, integration, turn_s=turn_s)
         except PollBusy:
             return False
         except ProviderError as exc:

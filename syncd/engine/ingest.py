@@ -88,7 +88,8 @@ async def ingest(
             integration.customer_id, integration.id, integration.platform, chat_data, imported=imported,
         )
 
-    self_ids, self_emails = identities or await self_identities(ctx, integration)
+    # Most polls find nothing: the account's identities are read only when a message needs them.
+    self_ids, self_emails = identities or (await self_identities(ctx, integration) if messages else (set(), set()))
     messages = await ctx.users.name_senders(ctx, integration, messages)
     rows: list[Message] = []
     for data in messages:

@@ -15,11 +15,17 @@ log = structlog.get_logger(__name__)
 
 
 @contextlib.asynccontextmanager
-async def hold(ctx: EngineContext, name: str) -> AsyncIterator[bool]:
+async def hold(ctx: EngineContext, name: str, *, turn: tuple[str, float] | None = None) -> AsyncIterator[bool]:
     """``async with hold(ctx, "import:abc") as held:`` — ``held`` is False when another
-    owner has it (the body should then skip the work). Released on exit, also on error."""
+    owner has it (the body should then skip the work). Released on exit, also on error.
+
+    ``turn``: ``(name, ttl_s)`` of a lease taken first, in the same round-trip, and left to
+    expire rather than released (a scheduled poll's turn of its interval); ``held`` is False
+    when another owner has either."""
     ttl = ctx.settings.lease_ttl_s
-    if not await ctx.store.acquire_lease(name, ctx.owner, ttl):
+    taken = await ctx.store.acquire_leases([turn, (name, ttl)], ctx.owner) if turn is not None \
+        else await ctx.store.acquire_lease(name, ctx.owner, ttl)
+    if not taken:
         yield False
         return
 

@@ -7,6 +7,8 @@ a lease so two replicas never poll the same integration at once.
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 
 from syncd.engine.context import EngineContext, connector_for
@@ -14,13 +16,16 @@ from syncd.engine.importer import Importer, chat_data
 from syncd.engine.ingest import IngestResult, ingest
 from syncd.engine.leases import hold
 from syncd.kit.errors import AuthError, CursorExpired
-from syncd.models import Integration
+from syncd.models import Integration, SyncStatus
 
 log = structlog.get_logger(__name__)
 
 
 #: Back-to-back polls one scheduled poll may make while the connector says more is waiting.
 MAX_ROUNDS = 10
+#: How old the integration's sync status may get before a poll that found nothing writes its
+#: unchanged mark again, only to refresh ``updatedAt`` (the console's "last sync activity").
+MARK_REFRESH_S = 300.0
 
 
 class PollBusy(Exception):
@@ -33,23 +38,29 @@ class Poller:
         self.importer = importer
         self._running: set[str] = set()
 
-    async def poll(self, integration_id: str, integration: Integration | None = None) -> IngestResult | None:
+    async def poll(self, integration_id: str, integration: Integration | None = None, *,
+                   turn_s: float | None = None) -> IngestResult | None:
         """Poll once. ``None`` when there is nothing to poll (inactive, import not started).
-        Raises ``PollBusy`` when this process or another owner is polling it already.
+        Raises ``PollBusy`` when this process or another owner is polling it already, or
+        when ``turn_s`` is given and another owner has taken this interval's turn.
         ``integration``: its document as the caller read it a moment ago (a scheduled poll
-        reads it to find its interval), instead of reading it again under the lease."""
+        reads it to find its interval), instead of reading it again under the lease.
+        ``turn_s``: a scheduled poll's turn (``poll-turn:<id>``, left to expire), taken for
+        that long in the lease's own round-trip."""
         # The lease is re-entrant for its owner, so it cannot tell this process's scheduled
         # poll from one a webhook asked for.
         if integration_id in self._running:
             raise PollBusy(integration_id)
         self._running.add(integration_id)
         try:
-            return await self._poll(integration_id, integration)
+            return await self._poll(integration_id, integration, turn_s)
         finally:
             self._running.discard(integration_id)
 
-    async def _poll(self, integration_id: str, integration: Integration | None) -> IngestResult | None:
-        async with hold(self.ctx, f"poll:{integration_id}") as held:
+    async def _poll(self, integration_id: str, integration: Integration | None,
+                    turn_s: float | None) -> IngestResult | None:
+        turn = (f"poll-turn:{integration_id}", turn_s) if turn_s is not None else None
+        async with hold(self.ctx, f"poll:{integration_id}", turn=turn) as held:
             if not held:
                 raise PollBusy(integration_id)
             if integration is None:
@@ -75,17 +86,28 @@ class Poller:
                 except AuthError as exc:
                     await self.ctx.store.update_integration(integration_id, status="error", status_reason=str(exc))
                     raise
-                result.add(await ingest(self.ctx, integration, polled.changes.messages, polled.changes.chats,
-                                        source="poll", known_chats={c.external_chat_id: c for c in chats}))
+                found = await ingest(self.ctx, integration, polled.changes.messages, polled.changes.chats,
+                                     source="poll", known_chats={c.external_chat_id: c for c in chats})
+                result.add(found)
+                if self._mark_due(top, state, polled.state, found):
+                    # Only the mark is written: the importer owns the other fields of this document.
+                    top = await self.ctx.store.update_sync_status(integration_id, None, high_watermark=polled.state)
                 state = polled.state
-                # Only the mark is written: the importer owns the other fields of this document.
-                await self.ctx.store.update_sync_status(integration_id, None, high_watermark=state)
                 if polled.changes.resync_requested:
                     await self.restart(integration_id)
                     break
                 if not polled.changes.poll_requested or self.ctx.stopping.is_set():
                     break
             return result
+
+    def _mark_due(self, top: SyncStatus, before: Any, after: Any, found: IngestResult) -> bool:
+        """Whether a round's mark is written: it moved, or the round changed something, or the
+        stored status is older than ``MARK_REFRESH_S``. A round that found nothing at an
+        unchanged mark (most polls) writes nothing; the refresh keeps the status's
+        ``updatedAt``, the console's "last sync activity", within that age."""
+        if after != before or found.inserted or found.updated or found.deleted:
+            return True
+        return (self.ctx.now() - top.updated_at).total_seconds() >= MARK_REFRESH_S
 
     async def restart(self, integration_id: str) -> None:
         """The platform can no longer say what changed since our mark: take a new mark and

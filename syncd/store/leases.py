@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pymongo.errors import DuplicateKeyError
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from syncd.store.documents import _AFTER, StoreBase
 
@@ -22,6 +23,23 @@ class LeasesStore(StoreBase):
             return True
         except DuplicateKeyError:
             return False  # the lease exists, unexpired, with another owner
+
+    async def acquire_leases(self, leases: list[tuple[str, float]], owner: str) -> bool:
+        """Take ``(name, ttl_s)`` leases in order, in one round-trip: True when every one was
+        taken. The first that another owner holds stops it; the ones before it stay taken (a
+        scheduled poll's turn of its interval, then the poll's own lease)."""
+        now = self.clock()
+        try:
+            await self.leases.bulk_write([
+                UpdateOne({"_id": name, "$or": [{"expiresAt": {"$lt": now}}, {"owner": owner}]},
+                          {"$set": {"owner": owner, "expiresAt": now + timedelta(seconds=ttl_s)}}, upsert=True)
+                for name, ttl_s in leases], ordered=True)
+            return True
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors") or []
+            if errors and all(error.get("code") == 11000 for error in errors):
+                return False  # a lease exists, unexpired, with another owner
+            raise
 
     async def renew_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         result = await self.leases.update_one(

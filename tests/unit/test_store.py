@@ -462,6 +462,24 @@ async def test_a_renewed_lease_outlives_its_first_expiry(store):
     assert not await store.acquire_lease("poll:int-1", "replica-b", 30)
 
 
+async def test_leases_taken_together_stop_at_the_first_another_owner_holds(store):
+    store.clock = clock = Clock(datetime.now(UTC))
+    assert await store.acquire_leases([("poll-turn:int-1", 54), ("poll:int-1", 30)], "replica-a")
+    assert (await store.lease_holder("poll-turn:int-1"), await store.lease_holder("poll:int-1")) == \
+        ("replica-a", "replica-a")
+    assert await store.acquire_leases([("poll-turn:int-1", 54), ("poll:int-1", 30)], "replica-a")  # re-entrant
+    # The turn is another's: the lease after it is not even tried.
+    await store.release_lease("poll:int-1", "replica-a")
+    assert not await store.acquire_leases([("poll-turn:int-1", 54), ("poll:int-1", 30)], "replica-b")
+    assert await store.lease_holder("poll:int-1") is None
+    # The turn is free but the lease after it is held: the turn stays taken, the answer is False.
+    clock.advance(55)
+    assert await store.acquire_lease("poll:int-1", "replica-a", 30)
+    assert not await store.acquire_leases([("poll-turn:int-1", 54), ("poll:int-1", 30)], "replica-b")
+    assert (await store.lease_holder("poll-turn:int-1"), await store.lease_holder("poll:int-1")) == \
+        ("replica-b", "replica-a")
+
+
 async def test_releasing_leases(store):
     for name in ("import:int-1", "poll:int-1"):
         await store.acquire_lease(name, "replica-a", 30)

@@ -136,6 +136,20 @@ async def test_outbox_and_leases_hand_work_to_one_owner(mongo_store):
     assert await mongo_store.acquire_lease("import:int-1", "replica-b", 30)
 
 
+async def test_leases_taken_together_stop_where_another_owner_holds_one(mongo_store):
+    mongo_store.clock = clock = Clock()
+    clock.now = datetime.now(UTC)  # the server's TTL monitor removes leases long expired by its clock
+    turn_and_lease = [("poll-turn:int-1", 54), ("poll:int-1", 30)]
+    assert await mongo_store.acquire_leases(turn_and_lease, "replica-a")
+    await mongo_store.release_lease("poll:int-1", "replica-a")
+    assert not await mongo_store.acquire_leases(turn_and_lease, "replica-b")  # the turn is a's
+    assert await mongo_store.lease_holder("poll:int-1") is None
+    clock.now += timedelta(seconds=55)
+    assert await mongo_store.acquire_lease("poll:int-1", "replica-a", 30)
+    assert not await mongo_store.acquire_leases(turn_and_lease, "replica-b")  # the lease is a's
+    assert await mongo_store.lease_holder("poll-turn:int-1") == "replica-b"
+
+
 def plan(started_at: datetime = T0) -> SyncStatus:
     return SyncStatus(integration_id="int-1", chat_id="chat-1", external_chat_id=CHANNEL,
                       phase="importing", started_at=started_at)
