@@ -348,6 +348,7 @@ class ProviderHttp:
     ) -> httpx.Response:
         if self.client.is_closed and not self._owns_client:  # the loop's clients were closed
             self.client = shared_client(*self._client_key) or self.client
+        url, kwargs = with_query(url, kwargs)
         request = self.client.build_request(method, url, **self._with_headers(kwargs))
         if self.authenticate is not None:
             await self.authenticate(request)
@@ -423,6 +424,18 @@ class ProviderHttp:
 
     def _count(self, outcome: str) -> None:
         metrics.PROVIDER_REQUESTS.labels(self.platform or "unknown", outcome).inc()
+
+
+def with_query(url: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``params`` written into a URL that has no query yet, as httpx would encode them: httpx
+    parses a URL again to merge its params, and URL parsing was a fifth of a polling daemon's
+    CPU."""
+    params = kwargs.get("params")
+    if params is None or "?" in url:
+        return url, kwargs
+    query = str(httpx.QueryParams(params))
+    rest = {k: v for k, v in kwargs.items() if k != "params"}
+    return (f"{url}?{query}" if query else url), rest
 
 
 class Pages:

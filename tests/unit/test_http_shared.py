@@ -3,10 +3,13 @@ to one integration (auth, headers, the rate budget, cookies) stays its own."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+import pytest
 
 from syncd.kit.errors import RateLimited
-from syncd.kit.http import ProviderHttp, RetryPolicy, bearer, close_shared_clients
+from syncd.kit.http import ProviderHttp, RetryPolicy, bearer, close_shared_clients, with_query
 
 
 def recording() -> tuple[httpx.MockTransport, list[httpx.Request]]:
@@ -66,3 +69,21 @@ def test_outside_an_event_loop_a_client_is_its_own():
     one = ProviderHttp("https://api.example.test", transport=transport)
     two = ProviderHttp("https://api.example.test", transport=transport)
     assert one.client is not two.client
+
+
+@pytest.mark.parametrize("params", [
+    {"channel": "C1", "oldest": "1700000000.000100"},
+    {"q": "a b&c=d/é", "flag": True, "off": False, "none": None, "n": 3, "f": 1.5},
+    [("k", "1"), ("k", "2"), ("$filter", "lastModifiedDateTime gt 2026-01-01T00:00:00Z")],
+    {}, {"empty": ""},
+])
+def test_params_written_into_the_url_match_what_httpx_builds(params: Any):
+    url, rest = with_query("https://graph.example.test/v1.0/chats/19:abc@thread.v2/messages", {"params": params, "json": {}})
+    ours = httpx.Request("GET", url)
+    theirs = httpx.Request("GET", "https://graph.example.test/v1.0/chats/19:abc@thread.v2/messages", params=params)
+    assert str(ours.url) == str(theirs.url) and rest == {"json": {}}
+
+
+def test_params_are_left_to_httpx_when_the_url_has_a_query_already():
+    kwargs = {"params": {"b": "2"}}
+    assert with_query("https://api.example.test/x?a=1", kwargs) == ("https://api.example.test/x?a=1", kwargs)
