@@ -40,6 +40,11 @@ from syncd.store import Store
 log = structlog.get_logger(__name__)
 
 
+#: A restarted daemon's first maintenance runs (subscriptions, watches) are spread over this
+#: many poll intervals.
+MAINTAIN_SPREAD_POLLS = 5
+
+
 def spread(key: str, over_s: float) -> float:
     """Where in ``over_s`` the first run of ``key``'s job falls: the same on every replica and
     every restart (a hash of the key), and even over many keys. A thousand integrations added
@@ -99,9 +104,12 @@ class Daemon:
                 self.scheduler.add_job(self.engine.poll, args=[integration_id], id=f"poll:{integration_id}",
                                        every_s=every, first_at=now + spread(f"poll:{integration_id}", every))
             if cls.maintain_every_s and self.scheduler.get_job(f"maintain:{integration_id}") is None:
-                # First run within a poll interval, not a whole maintenance interval (hours for
-                # a watch): subscriptions may have lapsed while no daemon was running.
-                first = spread(f"maintain:{integration_id}", min(cls.maintain_every_s, self.settings.poll_interval_s))
+                # First run within a few poll intervals, not a whole maintenance interval (hours
+                # for a watch): subscriptions may have lapsed while no daemon was running, and
+                # polls cover until they are back. Not within one: a restart of thousands of
+                # integrations would make every first poll wait behind every maintenance run.
+                first = spread(f"maintain:{integration_id}",
+                               min(cls.maintain_every_s, MAINTAIN_SPREAD_POLLS * self.settings.poll_interval_s))
                 self.scheduler.add_job(self.engine.maintain, args=[integration_id], id=f"maintain:{integration_id}",
                                        every_s=cls.maintain_every_s, first_at=now + first)
             period = full_sync_period(cls, integration)
