@@ -428,7 +428,7 @@ class ProviderHttp:
 
 def with_query(url: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """``params`` written into a URL that has no query yet, as httpx would encode them: httpx
-    parses a URL again to merge its params, and URL parsing was a fifth of a polling daemon's
+    parses a URL again to merge its params, and URL parsing was a tenth of a polling daemon's
     CPU."""
     params = kwargs.get("params")
     if params is None or "?" in url:

@@ -286,14 +286,14 @@ async def test_poll_finds_a_new_chat_and_names_it(teams, sim, ids, clock):
 async def test_poll_asks_graph_for_changes_after_the_mark_minus_the_lookback(teams, sim, ids, clock):
     state = (await teams.poll(None, [], 0)).state
     seen: list[httpx.Request] = []
-    transport = teams.http.client._transport
+    transport = teams.http.client.wire
 
     class Spy(httpx.AsyncBaseTransport):
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             seen.append(request)
             return await transport.handle_async_request(request)
 
-    teams.http.client._transport = Spy()
+    teams.http.client.wire = Spy()
     await teams.poll(state, [ChatData(external_chat_id=ids["dm"])], 300)
     [listed] = [r for r in seen if r.url.path == f"/v1.0/chats/{ids['dm']}/messages"]
     assert listed.url.params["$orderby"] == "lastModifiedDateTime desc"
@@ -359,14 +359,14 @@ async def test_the_login_root_comes_from_the_environment(sim, clock, monkeypatch
     monkeypatch.setenv("SYNCD_MICROSOFT_LOGIN_BASE_URL", "https://login.sim.example/")
     seen: list[str] = []
     teams = make(sim, clock, accessToken=None, expiresAt=None)
-    transport = teams.http.client._transport
+    transport = teams.http.client.wire
 
     class Spy(httpx.AsyncBaseTransport):
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             seen.append(str(request.url))
             return await transport.handle_async_request(request)
 
-    teams.http.client._transport = Spy()
+    teams.http.client.wire = Spy()
     await teams.identify()
     assert seen[0] == f"https://login.sim.example/{sim.tenant_id}/oauth2/v2.0/token"
     await teams.close()
