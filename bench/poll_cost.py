@@ -20,18 +20,15 @@ import asyncio
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from typing import Any
 
 from bench.common import SECRET_KEY
 from bench.hooks import PollTrace, preload
 from bench.mongo_double import Client
-from bench.replica import templates
+from bench.replica import served_templates
 from syncd.config import Settings
 from syncd.daemon import build
-from syncd.providers import simulator as simulator_of
-from syncd.sim.base import ServerThread
 from syncd.store import Store, _fernet
 from syncd.universal import Changes, PollResult
 
@@ -85,15 +82,8 @@ async def _round(daemon: Any, ids: list[str]) -> int:
 
 
 async def main(names: list[str]) -> None:
-    sims = {name: simulator_of(name) for name in names}
-    for sim in sims.values():
-        sim.trial_seed()
     with contextlib.ExitStack() as stack:
-        base_urls: dict[str, str] = {}
-        for sim in sims.values():
-            base_urls.update(sim.trial_base_urls(stack.enter_context(ServerThread(sim)).url))
-        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="syncd-poll-cost-"))
-        files = await templates(names, sims, base_urls, folder)
+        _, files = await served_templates(stack, names)
         for name, path in zip(names, files, strict=True):
             with open(path, "rb") as template:
                 print(name, await measure(template.read()), flush=True)

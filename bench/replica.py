@@ -117,17 +117,22 @@ def figures(trace: dict[str, Any], since: float, interval: float) -> dict[str, A
     }
 
 
-async def measure(size: Size) -> dict[str, Any]:
-    names, left = platforms()
+async def served_templates(stack: contextlib.ExitStack, names: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The simulators of ``names``, seeded and served until ``stack`` closes: their base URLs,
+    and one template file per platform (see :func:`templates`)."""
     sims = {name: simulator_of(name) for name in names}
+    base_urls: dict[str, str] = {}
     for sim in sims.values():
         sim.trial_seed()
+        base_urls.update(sim.trial_base_urls(stack.enter_context(ServerThread(sim)).url))
+    folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="syncd-templates-"))
+    return base_urls, await templates(names, sims, base_urls, folder)
+
+
+async def measure(size: Size) -> dict[str, Any]:
+    names, left = platforms()
     with contextlib.ExitStack() as stack:
-        base_urls: dict[str, str] = {}
-        for sim in sims.values():
-            base_urls.update(sim.trial_base_urls(stack.enter_context(ServerThread(sim)).url))
-        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="syncd-replica-"))
-        files = await templates(names, sims, base_urls, folder)
+        base_urls, files = await served_templates(stack, names)
         spawned = time.monotonic()
         profile: dict[str, Any] = {"profile": PROFILE} if PROFILE else {}
         if TRACEMALLOC:

@@ -9,7 +9,7 @@ import gzip
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -135,9 +135,8 @@ async def test_no_answer_in_time_is_an_unknown_outcome(server: str):
         await http.request("POST", "/slow", json={})
 
 
-@pytest.fixture
-def hangs_up() -> Iterator[str]:
-    """A server that reads a request and closes the connection without answering."""
+def raw_server(handle: Callable[[socket.socket], None]) -> tuple[socket.socket, str]:
+    """A listener on loopback whose every connection ``handle`` is given, in a thread."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -148,11 +147,21 @@ def hangs_up() -> Iterator[str]:
                 conn, _ = listener.accept()
             except OSError:
                 return
-            conn.recv(65536)
+            handle(conn)
             conn.close()
 
     threading.Thread(target=serve, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.fixture
+def hangs_up() -> Iterator[str]:
+    """A server that reads a request and closes the connection without answering."""
+    def read_only(conn: socket.socket) -> None:
+        conn.recv(65536)
+
+    listener, url = raw_server(read_only)
+    yield url
     listener.close()
 
 
@@ -167,24 +176,15 @@ async def test_a_connection_dropped_before_the_answer_is_an_unknown_outcome(hang
 def proxy() -> Iterator[tuple[str, list[bytes]]]:
     """A forward proxy that answers every request itself and records its request line."""
     lines: list[bytes] = []
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    body = b'{"proxied":true}'
 
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            lines.append(conn.recv(65536).split(b"\r\n", 1)[0])
-            body = b'{"proxied":true}'
-            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                         b"content-length: %d\r\n\r\n%s" % (len(body), body))
-            conn.close()
+    def answer(conn: socket.socket) -> None:
+        lines.append(conn.recv(65536).split(b"\r\n", 1)[0])
+        conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                     b"content-length: %d\r\n\r\n%s" % (len(body), body))
 
-    threading.Thread(target=serve, daemon=True).start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}", lines
+    listener, url = raw_server(answer)
+    yield url, lines
     listener.close()
 
 
