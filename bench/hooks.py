@@ -1,7 +1,9 @@
-"""What the scale benchmarks add to the daemon under test, inside its process, only when asked:
-integrations cloned into the store before the daemon starts (as a restarted daemon finds them),
-a trace of every scheduled poll taken from the scheduler's own times (``bench/replica.py``),
-and stored messages added in bulk (``bench/cost_growth.py``).
+"""What the benchmarks add to the daemon under test, only when asked: integrations cloned into
+the store before the daemon starts (as a restarted daemon finds them), a trace of every
+scheduled poll taken from the scheduler's own times (``bench/replica.py``), stored messages
+added in bulk (``bench/cost_growth.py``), and what the probes read of the double. The
+functions that take the double as ``client`` run where it is (``Client.run``): in the
+daemon's process, or in the double's own (``bench/double_process.py``).
 
 The trace wraps ``Engine.poll`` (the scheduler's job function) and ``Poller.poll`` (the poll's
 work, past the engine's gate) on the instances: a poll's lateness is the moment its work
@@ -10,6 +12,8 @@ starts minus the time its job was due (``Job.last_due``), so waiting for the gat
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import pickle
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +22,7 @@ from typing import Any
 
 from bson import ObjectId
 
+from bench.common import rss_mb
 from bench.mongo_double import Client
 
 #: Collections an integration's state lives in; messages, inbox, outbox and leases are not cloned.
@@ -114,3 +119,95 @@ class PollTrace:
 
     def report(self) -> dict[str, Any]:
         return {"now": datetime.now(UTC).timestamp(), "starts": self.starts, "lateness": self.lateness}
+
+
+def double_stats(client: Client, params: dict[str, str]) -> dict[str, Any]:
+    """Round-trips counted so far, inbox and outbox by state, messages stored; with
+    ``written``, when each message was first written; with ``integration``, its sync
+    status; with ``ids``, stored against distinct external ids (a full scan)."""
+    db = client["syncd"]
+    inbox: dict[str, int] = {}
+    for doc in db["inbox"].docs.values():
+        inbox[doc.get("status")] = inbox.get(doc.get("status"), 0) + 1
+    outbox: dict[str, int] = {}
+    for doc in db["outbox"].docs.values():
+        outbox[doc.get("type")] = outbox.get(doc.get("type"), 0) + 1
+    body: dict[str, Any] = {
+        "calls": {f"{c}.{op}": n for (c, op), n in sorted(client.calls.items())},
+        "totals": client.totals(client.calls), "inbox": inbox, "outbox": outbox,
+        "messages": len(db["messages"].docs) + db["messages"].discarded,
+    }
+    if params.get("written"):
+        body["written_at"] = client.messages_written_at()
+    if params.get("integration"):
+        body["sync"] = [
+            {**{k: d.get(k) for k in ("chatId", "phase", "counts", "lastError")},
+             "finishedAt": _epoch(d.get("finishedAt"))}
+            for d in db["sync_status"].docs.values() if d.get("integrationId") == params["integration"]
+        ]
+    if params.get("ids"):
+        ids = [d.get("externalMessageId") for d in db["messages"].docs.values()]
+        body["stored_ids"] = len(ids)
+        body["distinct_ids"] = len(set(ids))
+    return body
+
+
+def pending_counts(client: Client) -> dict[str, int]:
+    """Deliveries not yet processed, and callbacks queued or being sent, from the indexes'
+    status buckets (no scan)."""
+    db = client["syncd"]
+    inbox = db["inbox"].indexes["inbox_due_order"].first
+    outbox = db["outbox"].indexes["outbox_due_order"].first
+    return {"pending": len(inbox.get("pending", ())),
+            "callbacks": len(outbox.get("queued", ())) + len(outbox.get("sending", ()))}
+
+
+async def wait_pending(client: Client, keys: list[str], wait_s: float) -> dict[str, int]:
+    """:func:`pending_counts` once none of ``keys`` counts anything, or after ``wait_s``:
+    checked every millisecond where the double is, answered once."""
+    deadline = time.monotonic() + wait_s
+    counts = pending_counts(client)
+    while any(counts[k] for k in keys) and time.monotonic() < deadline:
+        await asyncio.sleep(0.001)
+        counts = pending_counts(client)
+    return counts
+
+
+def process_rss(_client: Client) -> float:
+    """The resident memory of the process this runs in, in MiB."""
+    return rss_mb()
+
+
+def _epoch(moment: Any) -> float | None:
+    """A stored datetime as seconds since the epoch (the benchmark's process has the same clock)."""
+    if not isinstance(moment, datetime):
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+class GcPauses:
+    """How long each garbage collection stopped the daemon, by generation: the count, the
+    total and the longest, and every full (generation 2) collection with its wall-clock end."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self.by_generation: dict[int, list[float]] = {0: [0, 0.0, 0.0], 1: [0, 0.0, 0.0], 2: [0, 0.0, 0.0]}
+        self.full: list[tuple[float, float]] = []
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = time.perf_counter() - self._started
+        count_total_max = self.by_generation[info["generation"]]
+        count_total_max[0] += 1
+        count_total_max[1] += pause
+        count_total_max[2] = max(count_total_max[2], pause)
+        if info["generation"] == 2:
+            self.full.append((time.time(), round(pause, 4)))
+
+    def report(self) -> dict[str, Any]:
+        return {"by_generation": {str(g): {"count": int(c), "total_s": round(t, 3), "max_s": round(m, 4)}
+                                  for g, (c, t, m) in self.by_generation.items()},
+                "full": self.full[-50:]}

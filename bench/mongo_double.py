@@ -850,6 +850,12 @@ class Client:
     def close(self) -> None:
         pass
 
+    async def run(self, fn: Any, *args: Any) -> Any:
+        """``fn(self, *args)``, awaited if it is a coroutine function: how the benchmark's
+        probes read the double, here or in its own process (``bench/double_process.py``)."""
+        result = fn(self, *args)
+        return await result if asyncio.iscoroutine(result) else result
+
     async def bulk_write(self, models: list[Any], session: Any = None, ordered: bool = True,
                          verbose_results: bool = False, bypass_document_validation: Any = None,
                          comment: Any = None, let: Any = None, write_concern: Any = None) -> ClientBulkWriteResult:

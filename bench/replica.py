@@ -1,7 +1,7 @@
 """Benchmark: one replica at scale (issue 16, target 3).
 
 Integrations of mixed platforms on one daemon (``syncd run``'s code path, the counting store
-double inside). The platforms are found by discovery: every platform that polls on the
+double in a process of its own, where MongoDB would be: ``bench/double_process.py``). The platforms are found by discovery: every platform that polls on the
 configured interval and has a simulator. For each, a first daemon creates the simulator's
 trial integration through ``POST /integrations`` and finishes its import; its documents
 (integration with encrypted credentials, chats, sync marks, identities) are the template.
@@ -9,7 +9,8 @@ The measured daemon starts with ``size.integrations`` copies of them, round-robi
 in its store, as a restarted daemon finds them, and every poll goes to the simulators over
 loopback. Four figures:
 
-- RSS of the daemon once every integration has polled once (it holds each one's connector);
+- RSS of the daemon once every integration has polled once (it holds each one's connector;
+  the documents are in the double's process, reported beside it with that process's CPU);
 - ready: from spawning the process to its ``/healthz`` answering (every poll scheduled);
 - p99 poll lateness at steady state (after every integration polled once): the scheduler's
   job start minus the time it was scheduled for, from the daemon's own clock;
@@ -103,6 +104,10 @@ def figures(trace: dict[str, Any], since: float, interval: float) -> dict[str, A
     """Lateness of the polls that started at or after ``since``; each integration's largest gap
     between polls ending at or after it, the gap still open at the end included."""
     late = [lateness for started, lateness in trace["lateness"] if started >= since]
+    buckets: dict[int, list[float]] = {}
+    for started, lateness in trace["lateness"]:
+        if started >= since:
+            buckets.setdefault(int((started - since) // 10), []).append(lateness)
     worst_gap, worst_id = 0.0, None
     for integration, starts in trace["starts"].items():
         points = [*sorted(starts), trace["now"]]
@@ -114,6 +119,7 @@ def figures(trace: dict[str, Any], since: float, interval: float) -> dict[str, A
         "lateness_p99_s": round(percentile(late, 99), 4), "lateness_max_s": round(max(late, default=0.0), 4),
         "largest_gap_s": round(worst_gap, 3), "largest_gap_ratio": round(worst_gap / interval, 3),
         "largest_gap_integration": worst_id,
+        "lateness_p99_by_10s": [round(percentile(buckets[k], 99), 3) for k in sorted(buckets)],
     }
 
 
@@ -138,7 +144,8 @@ async def measure(size: Size) -> dict[str, Any]:
         if TRACEMALLOC:
             profile["tracemalloc"] = TRACEMALLOC
             profile["start_timeout_s"] = 600  # tracing every allocation slows the start tenfold
-        async with Daemon(base_urls=base_urls, env=base_url_env(base_urls), slim=True, trace_polls=True, **profile,
+        async with Daemon(base_urls=base_urls, env=base_url_env(base_urls), double_process=True, trace_polls=True,
+                          **profile,
                           poll_interval_s=size.interval_s,
                           preload={"files": files, "count": size.integrations}) as daemon:
             ready_s = time.monotonic() - spawned
@@ -151,12 +158,13 @@ async def measure(size: Size) -> dict[str, Any]:
             polled_s = time.monotonic() - spawned
             rss = rss_mb(daemon.pid)
             memory = await daemon.call("GET", "/bench/memory", params={"types": 1}) if TRACEMALLOC else None
-            peak, cpu = rss, cpu_s(daemon.pid)
+            double_pid = (await daemon.stats())["double_process"]["pid"]
+            peak, cpu, double_cpu = rss, cpu_s(daemon.pid), cpu_s(double_pid)
             steady_until = time.monotonic() + size.steady_intervals * size.interval_s
             while time.monotonic() < steady_until:
                 await asyncio.sleep(0.5)
                 peak = max(peak, rss_mb(daemon.pid))
-            cpu = cpu_s(daemon.pid) - cpu
+            cpu, double_cpu = cpu_s(daemon.pid) - cpu, cpu_s(double_pid) - double_cpu
             stats = await daemon.stats()
             trace = await daemon.call("GET", "/bench/polls", params={"full": 1})
     steady = figures(trace, all_polled, size.interval_s)
@@ -168,7 +176,10 @@ async def measure(size: Size) -> dict[str, Any]:
         "rss_mb": round(rss, 1), "rss_peak_steady_mb": round(peak, 1), "connectors": stats["connectors"],
         "poll_jobs": stats["poll_jobs"], "steady_s": round(size.steady_intervals * size.interval_s, 1),
         **steady,
-        "roundtrips": stats["totals"],
+        "roundtrips": stats["totals"], "gc_pauses": stats["gc"],
+        "double_process": {"rss_mb": round(stats["double_process"]["rss_mb"], 1),
+                           "cpu_share_steady": round(double_cpu / (size.steady_intervals * size.interval_s), 3),
+                           "messages": stats["messages"]},
         **({"memory": memory} if memory else {}),
     }
 

@@ -10,13 +10,12 @@ round-trips to what they report.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import gc
 import json
 import tracemalloc
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.etree import ElementTree
@@ -25,7 +24,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from bench.common import ADMIN_TOKEN, APP_SECRET, LOOPBACK, SECRET_KEY, rss_mb
-from bench.hooks import PollTrace, dump, fill, preload
+from bench.double_process import RemoteClient
+from bench.hooks import GcPauses, PollTrace, double_stats, dump, fill, preload, process_rss, wait_pending
 from bench.mongo_double import Client
 from syncd import daemon as daemon_module
 from syncd.config import Settings
@@ -34,15 +34,16 @@ from syncd.models import Chat, Integration, SyncStatus, UserPlatform
 from syncd.store import Store, _fernet
 from syncd.universal import ChatData
 
+#: Options of the benchmark's own, not ``Settings`` fields.
+BENCH_OPTIONS = frozenset({"slim", "timestamps", "log_level", "profile", "preload", "trace_polls", "tracemalloc",
+                           "double_process"})
 
-def _probes(client: Client, options: dict[str, Any]) -> Any:
+
+def _probes(client: Client | RemoteClient, options: dict[str, Any]) -> Any:
     def attach(daemon: Daemon) -> None:
         app, store, engine = daemon.app, daemon.store, daemon.engine
-        db = client["syncd"]
-        if options.get("preload"):  # before the daemon starts: what a restart finds in the store
-            spec = options["preload"]
-            preload(client, [open(path, "rb").read() for path in spec["files"]], int(spec["count"]))
         trace = PollTrace()
+        pauses = GcPauses()
         if options.get("trace_polls"):
             trace.wrap(daemon)
 
@@ -51,10 +52,11 @@ def _probes(client: Client, options: dict[str, Any]) -> Any:
             return JSONResponse(trace.report() if request.query_params.get("full") else {"polled": len(trace.starts)})
 
         async def filled(request: Request) -> JSONResponse:
-            return JSONResponse({"messages": fill(client, int((await request.json())["count"]))})
+            return JSONResponse({"messages": await client.run(fill, int((await request.json())["count"]))})
 
         async def dumped(request: Request) -> Response:
-            return Response(dump(client, request.query_params["integration"]), media_type="application/octet-stream")
+            return Response(await client.run(dump, request.query_params["integration"]),
+                            media_type="application/octet-stream")
 
         async def bare(request: Request) -> JSONResponse:
             # The floor the webhook endpoint is compared with: the same stack, middleware and
@@ -73,32 +75,13 @@ def _probes(client: Client, options: dict[str, Any]) -> Any:
             return JSONResponse({"ok": True})
 
         async def stats(request: Request) -> JSONResponse:
-            params = request.query_params
-            calls = {f"{c}.{op}": n for (c, op), n in sorted(client.calls.items())}
-            inbox: dict[str, int] = {}
-            for doc in db["inbox"].docs.values():
-                inbox[doc.get("status")] = inbox.get(doc.get("status"), 0) + 1
-            outbox: dict[str, int] = {}
-            for doc in db["outbox"].docs.values():
-                outbox[doc.get("type")] = outbox.get(doc.get("type"), 0) + 1
-            body: dict[str, Any] = {
-                "calls": calls, "totals": client.totals(client.calls), "inbox": inbox, "outbox": outbox,
-                "messages": len(db["messages"].docs) + db["messages"].discarded, "rss_mb": rss_mb(),
-                "poll_jobs": len(daemon.scheduler.get_jobs()) if daemon.scheduler else 0,
-                "connectors": len(engine.ctx.connectors._cache),
-            }
-            if params.get("written"):
-                body["written_at"] = client.messages_written_at()
-            if params.get("integration"):
-                body["sync"] = [
-                    {**{k: d.get(k) for k in ("chatId", "phase", "counts", "lastError")},
-                     "finishedAt": _epoch(d.get("finishedAt"))}
-                    for d in db["sync_status"].docs.values() if d.get("integrationId") == params["integration"]
-                ]
-            if params.get("ids"):  # a full scan: asked for once, at the end
-                ids = [d.get("externalMessageId") for d in db["messages"].docs.values()]
-                body["stored_ids"] = len(ids)
-                body["distinct_ids"] = len(set(ids))
+            body = await client.run(double_stats, dict(request.query_params))
+            body.update({
+                "rss_mb": rss_mb(), "poll_jobs": len(daemon.scheduler.get_jobs()) if daemon.scheduler else 0,
+                "connectors": len(engine.ctx.connectors._cache), "gc": pauses.report(),
+            })
+            if isinstance(client, RemoteClient):
+                body["double_process"] = {"pid": client.process.pid, "rss_mb": await client.run(process_rss)}
             return JSONResponse(body)
 
         async def pending(request: Request) -> JSONResponse:
@@ -107,19 +90,10 @@ def _probes(client: Client, options: dict[str, Any]) -> Any:
             none (or after S seconds; with ``callbacks=1`` the callbacks count too): one
             request per wait instead of one per poll, so waiting costs the measured daemon
             next to nothing and ends within ~1 ms of the inbox emptying."""
-            inbox = db["inbox"].indexes["inbox_due_order"].first
-            outbox = db["outbox"].indexes["outbox_due_order"].first
-
-            def counts() -> dict[str, int]:
-                return {"pending": len(inbox.get("pending", ())),
-                        "callbacks": len(outbox.get("queued", ())) + len(outbox.get("sending", ()))}
-
             wait = float(request.query_params.get("wait", 0))
-            keys = ("pending", "callbacks") if request.query_params.get("callbacks") else ("pending",)
-            deadline = asyncio.get_running_loop().time() + wait
-            while any(counts()[k] for k in keys) and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.001)
-            return JSONResponse(counts())
+            keys = ["pending", "callbacks"] if request.query_params.get("callbacks") else ["pending"]
+            counts = await client.run(wait_pending, keys, wait)
+            return JSONResponse(counts)
 
         async def seed(request: Request) -> JSONResponse:
             """Integrations as a finished import leaves them: active, chats imported, a poll
@@ -190,25 +164,29 @@ def _probes(client: Client, options: dict[str, Any]) -> Any:
     return attach
 
 
-def _epoch(moment: Any) -> float | None:
-    """A stored datetime as seconds since the epoch (the benchmark's process has the same clock)."""
-    if not isinstance(moment, datetime):
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+async def _double(options: dict[str, Any]) -> Client | RemoteClient:
+    """The counting double: in this process, or with ``double_process`` in its own (where
+    MongoDB would be). In this process the memory benchmarks drop message documents
+    (``slim``), which MongoDB would hold in its own process."""
+    discard = ["messages"] if options.get("slim") else []
+    if options.get("double_process"):
+        return await RemoteClient.spawn(discard=discard, timestamps=bool(options.get("timestamps")))
+    return Client(discard=frozenset(discard), timestamps=bool(options.get("timestamps")))
 
 
 async def main(port: int, options: dict[str, Any]) -> None:
     if options.get("tracemalloc"):
         tracemalloc.start(int(options["tracemalloc"]))
-    # The memory benchmark drops message documents: MongoDB holds them in its own process.
-    client = Client(discard=frozenset({"messages"}) if options.get("slim") else frozenset(),
-                    timestamps=bool(options.get("timestamps")))
+    client = await _double(options)
+    if options.get("preload"):  # before the daemon starts: what a restart finds in the store
+        spec = options["preload"]
+        await client.run(preload, [open(path, "rb").read() for path in spec["files"]], int(spec["count"]))
     store = Store(client, client["syncd"], _fernet(SECRET_KEY))
     settings = Settings(
         mongodb_uri="mongodb://bench-double/syncd", http_host=LOOPBACK, http_port=port,
         public_url=f"http://{LOOPBACK}:{port}", admin_token=ADMIN_TOKEN, app_webhook_secret=APP_SECRET,
         secret_key=SECRET_KEY, log_level=options.get("log_level", "WARNING"),
-        **{k: v for k, v in options.items() if k not in ("slim", "timestamps", "log_level", "profile", "preload", "trace_polls", "tracemalloc")},
+        **{k: v for k, v in options.items() if k not in BENCH_OPTIONS},
     )
     if not options.get("profile"):
         await daemon_module.serve(settings, store=store, on_built=_probes(client, options))

@@ -241,6 +241,9 @@ class ProviderHttp:
         self.policy = policy or RetryPolicy()
         #: Sent with every request of this integration (the client's own are shared).
         self.headers = {"user-agent": "syncd", **(headers or {})}
+        #: The client these were merged for, its headers with this integration's over them,
+        #: and its timeout (see ``_build``).
+        self._defaults: tuple[httpx.AsyncClient, httpx.Headers, dict[str, Any]] | None = None
         origin = httpx.URL(self.base_url)
         self._client_key = (f"{origin.scheme}://{origin.netloc.decode()}", timeout_s, transport)
         shared = shared_client(*self._client_key)
@@ -349,7 +352,7 @@ class ProviderHttp:
         if self.client.is_closed and not self._owns_client:  # the loop's clients were closed
             self.client = shared_client(*self._client_key) or self.client
         url, kwargs = with_query(url, kwargs)
-        request = self.client.build_request(method, url, **self._with_headers(kwargs))
+        request = self._build(method, url, kwargs)
         if self.authenticate is not None:
             await self.authenticate(request)
         self._remember_auth(request)
@@ -408,11 +411,27 @@ class ProviderHttp:
             await response.aclose()
         return response
 
-    def _with_headers(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """``kwargs`` with this integration's headers under the ones the call gave."""
-        headers = httpx.Headers(self.headers)
-        headers.update(httpx.Headers(kwargs.get("headers")))
-        return {**kwargs, "headers": headers}
+    def _build(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Request:
+        """The request ``client.build_request`` would make: the client's headers, this
+        integration's over them, the call's over those, and the client's timeout. Built here
+        for the calls every poll makes (an absolute URL, headers and a body at most): the
+        client merges cookies, params and a base URL that are never used here, and copies
+        every header set twice, a visible share of a polling daemon's CPU."""
+        client = self.client
+        if not _PLAIN_CALL.issuperset(kwargs):
+            headers = httpx.Headers(self.headers)
+            headers.update(httpx.Headers(kwargs.get("headers")))
+            return client.build_request(method, url, **{**kwargs, "headers": headers})
+        if self._defaults is None or self._defaults[0] is not client:
+            merged = httpx.Headers(client.headers)
+            merged.update(self.headers)
+            self._defaults = (client, merged, client.timeout.as_dict())
+        _, defaults, timeout = self._defaults
+        headers = defaults.copy()
+        if kwargs.get("headers"):
+            headers.update(kwargs["headers"])
+        return httpx.Request(method, url, headers=headers, content=kwargs.get("content"), data=kwargs.get("data"),
+                             files=kwargs.get("files"), json=kwargs.get("json"), extensions={"timeout": timeout})
 
     def _remember_auth(self, request: httpx.Request) -> None:
         """Whatever authenticates a request is a secret, however the connector got it (a
@@ -424,6 +443,10 @@ class ProviderHttp:
 
     def _count(self, outcome: str) -> None:
         metrics.PROVIDER_REQUESTS.labels(self.platform or "unknown", outcome).inc()
+
+
+#: What a request may carry for ``ProviderHttp._build`` to make it without the client.
+_PLAIN_CALL = frozenset({"headers", "content", "data", "files", "json"})
 
 
 def with_query(url: str, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]]:

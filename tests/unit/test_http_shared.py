@@ -87,3 +87,37 @@ def test_params_written_into_the_url_match_what_httpx_builds(params: Any):
 def test_params_are_left_to_httpx_when_the_url_has_a_query_already():
     kwargs = {"params": {"b": "2"}}
     assert with_query("https://api.example.test/x?a=1", kwargs) == ("https://api.example.test/x?a=1", kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"headers": {"Accept": "application/json", "X-Call": "1"}},
+    {"headers": {"user-agent": "call's own", "x-integration": "overridden"}},
+    {"json": {"text": "hé", "n": [1, 2]}},
+    {"content": b"raw bytes", "headers": {"content-type": "application/octet-stream"}},
+    {"data": {"a": "1", "b": "x y"}},
+    {"files": {"f": ("a.txt", b"hello", "text/plain")}, "data": {"k": "v"}},
+    {"timeout": 5.0},
+    {"params": {"q": "1"}, "headers": {"x": "y"}},
+])
+async def test_a_request_is_built_as_the_client_builds_it(kwargs: dict[str, Any]):
+    http = ProviderHttp("https://api.example.test/v1", headers={"x-integration": "mine"})
+    try:
+        url = "https://api.example.test/v1/items?cursor=a%20b"
+        ours = http._build("POST", url, dict(kwargs))
+        headers = httpx.Headers(http.headers)
+        headers.update(httpx.Headers(kwargs.get("headers")))
+        theirs = http.client.build_request("POST", url, **{**kwargs, "headers": headers})
+        assert str(ours.url) == str(theirs.url)
+        assert ours.headers.multi_items() == theirs.headers.multi_items() or (
+            "files" in kwargs and _without_boundary(ours) == _without_boundary(theirs))
+        assert ours.extensions == theirs.extensions
+        if "files" not in kwargs:  # a multipart body's boundary is random
+            assert await ours.aread() == await theirs.aread()
+    finally:
+        await http.aclose()
+        await close_shared_clients()
+
+
+def _without_boundary(request: httpx.Request) -> list[tuple[str, str]]:
+    return [(k, v.split("boundary=")[0]) for k, v in request.headers.multi_items() if k != "content-length"]
