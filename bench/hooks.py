@@ -94,6 +94,7 @@ class PollTrace:
     def __init__(self) -> None:
         self.starts: dict[str, list[float]] = {}
         self.lateness: list[tuple[float, float]] = []  # (start, start - scheduled)
+        self.durations: list[tuple[float, float]] = []  # (start, how long the poll's work took)
         self._due: dict[str, float] = {}
 
     def wrap(self, daemon: Any) -> None:
@@ -108,17 +109,22 @@ class PollTrace:
 
         async def started(integration_id: str, *args: Any, **kwargs: Any) -> Any:
             due = self._due.pop(integration_id, None)
-            if due is not None:  # a scheduled poll (a webhook's asks for none)
-                now = time.time()
-                self.starts.setdefault(integration_id, []).append(now)
-                self.lateness.append((now, now - due))
-            return await work(integration_id, *args, **kwargs)
+            if due is None:  # a webhook's poll, not a scheduled one
+                return await work(integration_id, *args, **kwargs)
+            now = time.time()
+            self.starts.setdefault(integration_id, []).append(now)
+            self.lateness.append((now, now - due))
+            try:
+                return await work(integration_id, *args, **kwargs)
+            finally:
+                self.durations.append((now, time.time() - now))
 
         daemon.engine.poll = scheduled
         daemon.engine.poller.poll = started
 
     def report(self) -> dict[str, Any]:
-        return {"now": datetime.now(UTC).timestamp(), "starts": self.starts, "lateness": self.lateness}
+        return {"now": datetime.now(UTC).timestamp(), "starts": self.starts, "lateness": self.lateness,
+                "durations": self.durations}
 
 
 def double_stats(client: Client, params: dict[str, str]) -> dict[str, Any]:

@@ -104,6 +104,7 @@ def figures(trace: dict[str, Any], since: float, interval: float) -> dict[str, A
     """Lateness of the polls that started at or after ``since``; each integration's largest gap
     between polls ending at or after it, the gap still open at the end included."""
     late = [lateness for started, lateness in trace["lateness"] if started >= since]
+    took = [duration for started, duration in trace["durations"] if started >= since]
     buckets: dict[int, list[float]] = {}
     for started, lateness in trace["lateness"]:
         if started >= since:
@@ -119,6 +120,7 @@ def figures(trace: dict[str, Any], since: float, interval: float) -> dict[str, A
         "lateness_p99_s": round(percentile(late, 99), 4), "lateness_max_s": round(max(late, default=0.0), 4),
         "largest_gap_s": round(worst_gap, 3), "largest_gap_ratio": round(worst_gap / interval, 3),
         "largest_gap_integration": worst_id,
+        "poll_wall_p50_s": round(percentile(took, 50), 4), "poll_wall_p99_s": round(percentile(took, 99), 4),
         "lateness_p99_by_10s": [round(percentile(buckets[k], 99), 3) for k in sorted(buckets)],
     }
 
@@ -159,17 +161,21 @@ async def measure(size: Size) -> dict[str, Any]:
             rss = rss_mb(daemon.pid)
             memory = await daemon.call("GET", "/bench/memory", params={"types": 1}) if TRACEMALLOC else None
             double_pid = (await daemon.stats())["double_process"]["pid"]
-            peak, cpu, double_cpu = rss, cpu_s(daemon.pid), cpu_s(double_pid)
+            peak, cpu, double_cpu, sims_cpu = rss, cpu_s(daemon.pid), cpu_s(double_pid), cpu_s(os.getpid())
             steady_until = time.monotonic() + size.steady_intervals * size.interval_s
             while time.monotonic() < steady_until:
                 await asyncio.sleep(0.5)
                 peak = max(peak, rss_mb(daemon.pid))
             cpu, double_cpu = cpu_s(daemon.pid) - cpu, cpu_s(double_pid) - double_cpu
+            sims_cpu = cpu_s(os.getpid()) - sims_cpu
             stats = await daemon.stats()
             trace = await daemon.call("GET", "/bench/polls", params={"full": 1})
     steady = figures(trace, all_polled, size.interval_s)
     return {
         "daemon_cpu_share_steady": round(cpu / (size.steady_intervals * size.interval_s), 3),
+        # The simulators (and this benchmark) in this process: the platforms' side, on the
+        # same two cores.
+        "simulators_cpu_share_steady": round(sims_cpu / (size.steady_intervals * size.interval_s), 3),
         "cpu_ms_per_poll_steady": round(1000 * cpu / steady["polls_steady"], 2) if steady["polls_steady"] else None,
         "integrations": size.integrations, "platforms": names, "not_mixed": left,
         "interval_s": size.interval_s, "ready_s": round(ready_s, 2), "all_polled_after_s": round(polled_s, 1),
