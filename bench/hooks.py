@@ -193,12 +193,13 @@ def _epoch(moment: Any) -> float | None:
 
 class GcPauses:
     """How long each garbage collection stopped the daemon, by generation: the count, the
-    total and the longest, and every full (generation 2) collection with its wall-clock end."""
+    total and the longest; and every full (generation 2) collection and every pause of 50 ms
+    or more, with its wall-clock end and generation."""
 
     def __init__(self) -> None:
         self._started = 0.0
         self.by_generation: dict[int, list[float]] = {0: [0, 0.0, 0.0], 1: [0, 0.0, 0.0], 2: [0, 0.0, 0.0]}
-        self.full: list[tuple[float, float]] = []
+        self.full: list[tuple[float, int, float]] = []
         gc.callbacks.append(self._on_gc)
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
@@ -210,10 +211,10 @@ class GcPauses:
         count_total_max[0] += 1
         count_total_max[1] += pause
         count_total_max[2] = max(count_total_max[2], pause)
-        if info["generation"] == 2:
-            self.full.append((time.time(), round(pause, 4)))
+        if info["generation"] == 2 or pause >= 0.05:
+            self.full.append((time.time(), info["generation"], round(pause, 4)))
 
     def report(self) -> dict[str, Any]:
         return {"by_generation": {str(g): {"count": int(c), "total_s": round(t, 3), "max_s": round(m, 4)}
                                   for g, (c, t, m) in self.by_generation.items()},
-                "full": self.full[-50:]}
+                "long_or_full": self.full[-100:]}

@@ -57,7 +57,7 @@ class Size:
     steady_intervals: float = 2
 
 
-QUICK = Size(integrations=500, interval_s=10, steady_intervals=1.5)
+QUICK = Size(integrations=500, interval_s=10, steady_intervals=1)
 FULL = Size(integrations=10_000, interval_s=60)
 TINY = Size(integrations=12, interval_s=2, steady_intervals=1)
 

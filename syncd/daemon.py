@@ -36,6 +36,7 @@ from syncd.kit.loader import api_roots, extra_dir, load_all
 from syncd.logs import configure_logging
 from syncd.serving import server_config
 from syncd.store import Store
+from syncd.store.integrations import YIELD_EVERY
 
 log = structlog.get_logger(__name__)
 
@@ -93,8 +94,11 @@ class Daemon:
             kind, _, integration_id = job.id.partition(":")
             if kind in ("poll", "maintain", "full-sync") and integration_id not in integrations:
                 job.remove()
+        await asyncio.sleep(0)
         now = time.time()
-        for integration_id, integration in integrations.items():
+        for n, (integration_id, integration) in enumerate(integrations.items(), 1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # polls due meanwhile run, not wait for all 10,000
             try:
                 cls = self.engine.ctx.connectors.connector_class(integration.platform)
             except UnknownPlatform:
