@@ -59,7 +59,7 @@ class Size:
     daemons: int | None = None
 
 
-QUICK = Size(requests=100, rounds=3, warm=20)
+QUICK = Size(requests=300, rounds=3, warm=50)
 FULL = Size(requests=3000, rounds=5)
 TINY = Size(requests=30, rounds=1, connections=4, warm=10, daemons=1)
 

@@ -1,7 +1,8 @@
 """A Slack workspace that allows R Web API requests per second, and its seeding.
 
-Every API method shares one budget of R requests per one-second window, the window opening
-with the first request; beyond it Slack's own answer comes back: HTTP 429, ``Retry-After``
+R requests per one-second window, the window opening with its first request: one budget that
+every API method shares, or (``per_method``) one budget per Web API method, as Slack's tiers
+are documented (``FACTS.md``: "Tiers per method"). Beyond it Slack's own answer comes back: HTTP 429, ``Retry-After``
 and ``{"ok": false, "error": "ratelimited"}``. ``Retry-After`` says exactly when the window
 reopens (to the millisecond: a whole-second value would make any client lose up to a second
 per window, whatever it does). Refused requests do not use up the budget. Every answer takes
@@ -27,15 +28,18 @@ class RateLimited:
     """ASGI wrapper of a simulator: ``rate`` requests per window of ``window_s`` seconds."""
 
     def __init__(self, app: Any, rate: int, window_s: float = 1.0, latency_s: float = 0.15,
-                 cost: Callable[[str, str], int] | None = None):
-        """``rate`` units per window; a request costs ``cost(method, path)`` units (default 1)."""
+                 cost: Callable[[str, str], int] | None = None, per_method: bool = False):
+        """``rate`` units per window; a request costs ``cost(method, path)`` units (default 1).
+        With ``per_method`` each API method (the path's last part) has a budget of its own."""
         self.app, self.rate, self.window_s, self.latency_s = app, rate, window_s, latency_s
         self.cost = cost or (lambda method, path: 1)
-        #: Units admitted per window, from the first window on.
+        self.per_method = per_method
+        #: Units admitted per window, from the first window on (with one shared budget; with a
+        #: budget per method, their windows open at different moments).
         self.use: dict[int, int] = {}
         self.lock = threading.Lock()
-        self.opened: float | None = None
-        self.used = 0
+        #: Per budget ("" when shared): when its window opened, and the units it admitted.
+        self.windows: dict[str, list[Any]] = {}
         self.calls: Counter[str] = Counter()
         self.refused = 0
         self.first: float | None = None
@@ -49,32 +53,32 @@ class RateLimited:
         """The window (as ``window_use`` counts them) that ``moment`` (monotonic) falls in."""
         return -1 if self.first is None else int((moment - self.first) // self.window_s)
 
-    def _admit(self, units: int = 1) -> float | None:
-        """None when the request may go through, else seconds until the window reopens."""
+    def _admit(self, units: int = 1, method: str = "") -> float | None:
+        """None when the request may go through, else seconds until its window reopens."""
         now = time.monotonic()
         with self.lock:
-            if self.opened is None or now >= self.opened + self.window_s:
-                elapsed = 0 if self.opened is None else (now - self.opened) // self.window_s * self.window_s
-                self.opened = now if self.opened is None else self.opened + elapsed
-                self.used = 0
-            if self.used + units <= self.rate:
-                self.used += units
+            budget = self.windows.setdefault(method if self.per_method else "", [None, 0])
+            opened = budget[0]
+            if opened is None or now >= opened + self.window_s:
+                budget[0] = now if opened is None else opened + (now - opened) // self.window_s * self.window_s
+                budget[1] = 0
+            if budget[1] + units <= self.rate:
+                budget[1] += units
                 self.first = self.first or now
                 self.last = now
-                assert self.opened is not None
-                window = round((self.opened - self.first) / self.window_s)
+                window = round((budget[0] - self.first) / self.window_s)
                 self.use[window] = self.use.get(window, 0) + units
                 return None
             self.refused += 1
-            return self.opened + self.window_s - now
+            return budget[0] + self.window_s - now
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        wait = self._admit(self.cost(scope["method"], scope["path"]))
-        reopens = None if wait is None else time.monotonic() + wait
         method = scope["path"].rstrip("/").rsplit("/", 1)[-1]
+        wait = self._admit(self.cost(scope["method"], scope["path"]), method)
+        reopens = None if wait is None else time.monotonic() + wait
         await asyncio.sleep(self.latency_s)
         if wait is None:
             self.calls[method] += 1
@@ -94,8 +98,8 @@ class RateLimited:
 def seed(sim: SlackSimulator, chats: int, messages: int, *, start: int = 1_600_000_000) -> list[str]:
     """``chats`` public channels of ``messages`` messages each (distinct ts, people talking).
 
-    Built directly in the simulator's state: its ``add_message`` re-sorts a channel on every
-    message, which is fine for tests and far too slow for a hundred thousand."""
+    Built directly in the simulator's state, a channel at a time: ``add_message`` keeps a
+    channel in order one insertion at a time, which is slow for a hundred thousand."""
     people = [sim.add_user(f"user{n}", f"User {n}", email=f"user{n}@example.com") for n in range(5)]
     channels = []
     for c in range(chats):

@@ -22,10 +22,16 @@ class EngineHost:
         self.engine = engine
 
     async def integration(self, platform: str, integration_id: str) -> tuple[Integration, dict[str, Any]] | None:
+        found = await self.live(platform, integration_id)
+        if found is None:
+            return None
+        return found, await self.engine.store.get_credentials(integration_id)
+
+    async def live(self, platform: str, integration_id: str) -> Integration | None:
         found = await self.engine.store.get_integration(integration_id)
         if found is None or found.platform != platform or found.status == "deleted":
             return None
-        return found, await self.engine.store.get_credentials(integration_id)
+        return found
 
     async def contacts(self, customer_id: str) -> tuple[list[UserPlatform], list[Chat]]:
         store = self.engine.store

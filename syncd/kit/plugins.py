@@ -24,6 +24,10 @@ class PluginHost(Protocol):
     async def integration(self, platform: str, integration_id: str) -> tuple[Integration, dict[str, Any]] | None:
         """The live integration ``integration_id`` of ``platform`` and its credentials, else ``None``."""
 
+    async def live(self, platform: str, integration_id: str) -> Integration | None:
+        """The live integration ``integration_id`` of ``platform``, without its credentials
+        (read from a short-lived cache: the hot path of deliveries), else ``None``."""
+
     async def contacts(self, customer_id: str) -> tuple[list[UserPlatform], list[Chat]]:
         """The customer's known accounts (``user_platforms``) and chats, across their platforms."""
 
@@ -32,4 +36,5 @@ class PluginHost(Protocol):
         Raises the engine's error for credentials that are invalid or rejected."""
 
     async def deliver(self, integration: Integration, request: WebhookRequest) -> WebhookAnswer:
-        """A webhook delivery, handled as if it came to ``/webhooks/{platform}/{id}``."""
+        """A webhook delivery, handled as if it came to ``/webhooks/{platform}/{id}``: verified by
+        the integration's connector (``SignatureError`` if it fails), then stored."""

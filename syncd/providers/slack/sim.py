@@ -19,6 +19,7 @@ optional ``on_echo`` hook before the API answer returns.
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import hmac
 import itertools
@@ -241,8 +242,8 @@ class SlackSimulator(Trial):
             # A reply to a reply joins the root's thread, as in the Slack clients.
             root = self._find(channel, self._find(channel, thread_ts).get("thread_ts") or thread_ts)
             record.update(thread_ts=root["ts"], parent_user_id=root["user"])
-        self.messages[channel].append(record)
-        self.messages[channel].sort(key=lambda m: ts_to_us(m["ts"]))
+        # In ts order; most arrive last, and a re-sort of every message per insert was quadratic.
+        bisect.insort(self.messages[channel], record, key=lambda m: ts_to_us(m["ts"]))
         return record
 
     def seed_workspace(self) -> dict[str, str]:
