@@ -197,12 +197,15 @@ class Connectors:
         http.secrets.add(*secrets)
         KNOWN_SECRETS.add(*secrets, owner=integration.id)
 
+        # The closures below keep the connector's lifetime: they hold the id, not the model.
+        integration_id = integration.id
+
         async def remember(new: dict[str, Any]) -> None:
             # A refreshed token is as secret as the one it replaces; the old one stays known
             # until the connector is forgotten (a late error may still quote it).
             fresh = secret_values(cls.Credentials, new)
             http.secrets.add(*fresh)
-            KNOWN_SECRETS.add(*fresh, owner=integration.id)
+            KNOWN_SECRETS.add(*fresh, owner=integration_id)
             if on_credentials is not None:
                 await on_credentials(new)
 
@@ -210,7 +213,7 @@ class Connectors:
             new: dict[str, Any] = await refresh_once(refresh, usable)
             fresh = secret_values(cls.Credentials, new)
             http.secrets.add(*fresh)
-            KNOWN_SECRETS.add(*fresh, owner=integration.id)
+            KNOWN_SECRETS.add(*fresh, owner=integration_id)
             return new
 
         ctx = ConnectorContext(

@@ -58,20 +58,22 @@ async def connector_for(ctx: EngineContext, integration: Integration) -> Connect
     (new ones put by an operator, another replica's refresh) is not stored, and the connector
     is rebuilt from what is. Token refreshes run under a lease, one replica at a time
     (``refresh_once``)."""
+    # The closures below live as long as the connector: they hold the id, not the model.
+    integration_id = integration.id
     version = 0
 
     async def read() -> dict:
         nonlocal version
-        credentials, version = await ctx.store.get_versioned_credentials(integration.id)
+        credentials, version = await ctx.store.get_versioned_credentials(integration_id)
         return credentials
 
     async def save(credentials: dict) -> None:
         nonlocal version
-        stored = await ctx.store.set_credentials(integration.id, credentials, based_on=version)
+        stored = await ctx.store.set_credentials(integration_id, credentials, based_on=version)
         if stored is None:
             log.warning("refreshed credentials not stored: newer ones were stored meanwhile",
-                        integration_id=integration.id)
-            await ctx.connectors.forget(integration.id, close=False)
+                        integration_id=integration_id)
+            await ctx.connectors.forget(integration_id, close=False)
             return
         version = stored
 
@@ -82,13 +84,13 @@ async def connector_for(ctx: EngineContext, integration: Integration) -> Connect
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 2 * ctx.settings.lease_ttl_s
         while True:
-            async with hold(ctx, f"refresh:{integration.id}") as held:
-                current, current_version = await ctx.store.get_versioned_credentials(integration.id)
+            async with hold(ctx, f"refresh:{integration_id}") as held:
+                current, current_version = await ctx.store.get_versioned_credentials(integration_id)
                 if current_version != version and usable(current):
                     version = current_version  # another replica refreshed meanwhile: its grant is ours
                     return current
                 if held:
-                    return await _refresh_stored(ctx, integration.id, refresh, current, current_version)
+                    return await _refresh_stored(ctx, integration_id, refresh, current, current_version)
             if loop.time() > deadline:
                 raise TransientError("another replica's token refresh did not finish; retrying later")
             await asyncio.sleep(ctx.settings.worker_poll_s)

@@ -24,6 +24,7 @@ What this module exports is the whole public surface.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -72,7 +73,8 @@ class Store(IntegrationsStore, UserPlatformsStore, ChatsStore, MessagesStore, Up
         self.inbox = db["inbox"]
         self.outbox = db["outbox"]
         self.leases = db["leases"]
-        self._integration_cache: dict[str, tuple[float, Integration]] = {}
+        #: In the order the entries were stored, so the expired ones are at the front.
+        self._integration_cache: OrderedDict[str, tuple[float, Integration]] = OrderedDict()
         #: Whether one ``client.bulk_write`` may span collections; asked of the server on
         #: first need (see :meth:`writes_across_collections`).
         self._across_collections: bool | None = None

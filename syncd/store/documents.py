@@ -3,6 +3,7 @@ the collections and clock of :class:`StoreBase`, and the upsert that survives a 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -51,7 +52,7 @@ class StoreBase:
     inbox: Any
     outbox: Any
     leases: Any
-    _integration_cache: dict[str, tuple[float, Integration]]
+    _integration_cache: OrderedDict[str, tuple[float, Integration]]
     _across_collections: bool | None
 
     async def _upsert(self, collection: Any, key: dict, update: dict) -> dict:

@@ -43,10 +43,16 @@ class IntegrationsStore(StoreBase):
                                             "credentialsVersion": 1})
 
     def _remember(self, id: str, integration: Integration | None) -> Integration | None:
+        cache = self._integration_cache
+        cache.pop(id, None)
         if integration is None:
-            self._integration_cache.pop(id, None)
             return None
-        self._integration_cache[id] = (time.monotonic(), integration)
+        now = time.monotonic()
+        cache[id] = (now, integration)
+        # Expired copies are dropped as new ones come in: each integration is read again only
+        # at its next poll, and 10,000 stale copies were ~2 KB each of the daemon's memory.
+        while (oldest := next(iter(cache))) != id and now - cache[oldest][0] >= INTEGRATION_CACHE_S:
+            del cache[oldest]
         return _own_copy(integration)
 
     async def get_integration(self, id: str) -> Integration | None:

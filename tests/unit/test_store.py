@@ -20,6 +20,7 @@ from syncd.models import (
     UserPlatform,
 )
 from syncd.store import Store
+from syncd.store.integrations import INTEGRATION_CACHE_S
 from syncd.universal import ChatData
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -256,6 +257,26 @@ async def test_credentials_are_encrypted_at_rest_and_read_back(store):
     with pytest.raises(ValueError) as refused:
         await other_key.get_credentials(integration.id)
     assert "xoxb" not in str(refused.value)
+
+
+async def test_an_integration_read_again_within_seconds_comes_from_the_cache_and_stale_copies_are_dropped(
+        store, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("syncd.store.integrations.time.monotonic", lambda: clock[0])
+    first, second = (Integration(customer_id="cust-1", platform="slack", name=n) for n in ("A", "B"))
+    for integration in (first, second):
+        await store.insert_integration(integration, {"botToken": "xoxb-1"})
+    assert (await store.get_integration(first.id)).name == "A"
+    await store.integrations.update_one({"_id": first.id}, {"$set": {"name": "changed elsewhere"}})
+    clock[0] += INTEGRATION_CACHE_S / 2
+    assert (await store.get_integration(first.id)).name == "A"  # another replica's write, not seen yet
+    clock[0] += INTEGRATION_CACHE_S
+    assert (await store.get_integration(second.id)).name == "B"
+    assert list(store._integration_cache) == [second.id]  # the first's stale copy is gone
+    assert (await store.get_integration(first.id)).name == "changed elsewhere"
+    copy = await store.get_integration(first.id)
+    copy.settings["x"] = 1
+    assert (await store.get_integration(first.id)).settings == {}
 
 
 async def test_integrations_are_listed_without_deleted_ones_unless_asked(store):
