@@ -199,7 +199,7 @@ class GcPauses:
     def __init__(self) -> None:
         self._started = 0.0
         self.by_generation: dict[int, list[float]] = {0: [0, 0.0, 0.0], 1: [0, 0.0, 0.0], 2: [0, 0.0, 0.0]}
-        self.full: list[tuple[float, int, float]] = []
+        self.long_or_full: list[tuple[float, int, float]] = []
         gc.callbacks.append(self._on_gc)
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
@@ -212,9 +212,9 @@ class GcPauses:
         count_total_max[1] += pause
         count_total_max[2] = max(count_total_max[2], pause)
         if info["generation"] == 2 or pause >= 0.05:
-            self.full.append((time.time(), info["generation"], round(pause, 4)))
+            self.long_or_full.append((time.time(), info["generation"], round(pause, 4)))
 
     def report(self) -> dict[str, Any]:
         return {"by_generation": {str(g): {"count": int(c), "total_s": round(t, 3), "max_s": round(m, 4)}
                                   for g, (c, t, m) in self.by_generation.items()},
-                "long_or_full": self.full[-100:]}
+                "long_or_full": self.long_or_full[-100:]}

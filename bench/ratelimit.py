@@ -19,9 +19,18 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from syncd.providers.slack.sim import SlackSimulator, us_to_ts
+
+
+@dataclass
+class _Window:
+    """One budget's current window: when it opened, and the units it has admitted."""
+
+    opened: float
+    used: int = 0
 
 
 class RateLimited:
@@ -38,8 +47,8 @@ class RateLimited:
         #: budget per method, their windows open at different moments).
         self.use: dict[int, int] = {}
         self.lock = threading.Lock()
-        #: Per budget ("" when shared): when its window opened, and the units it admitted.
-        self.windows: dict[str, list[Any]] = {}
+        #: Per budget ("" when shared): its current window.
+        self.windows: dict[str, _Window] = {}
         self.calls: Counter[str] = Counter()
         self.refused = 0
         self.first: float | None = None
@@ -57,20 +66,19 @@ class RateLimited:
         """None when the request may go through, else seconds until its window reopens."""
         now = time.monotonic()
         with self.lock:
-            budget = self.windows.setdefault(method if self.per_method else "", [None, 0])
-            opened = budget[0]
-            if opened is None or now >= opened + self.window_s:
-                budget[0] = now if opened is None else opened + (now - opened) // self.window_s * self.window_s
-                budget[1] = 0
-            if budget[1] + units <= self.rate:
-                budget[1] += units
+            budget = self.windows.setdefault(method if self.per_method else "", _Window(opened=now))
+            if now >= budget.opened + self.window_s:
+                budget.opened += (now - budget.opened) // self.window_s * self.window_s
+                budget.used = 0
+            if budget.used + units <= self.rate:
+                budget.used += units
                 self.first = self.first or now
                 self.last = now
-                window = round((budget[0] - self.first) / self.window_s)
+                window = round((budget.opened - self.first) / self.window_s)
                 self.use[window] = self.use.get(window, 0) + units
                 return None
             self.refused += 1
-            return budget[0] + self.window_s - now
+            return budget.opened + self.window_s - now
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
