@@ -9,6 +9,8 @@ that only a real server would show come out. Off by default (the default suite s
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 
 import pytest
@@ -27,6 +29,42 @@ async def make_double_store(secret_key: str | None = None, cls: type[Store] = St
     store = cls(client, client["syncd"], _fernet(secret_key or "test-secret-key"))
     await store.ensure_indexes()
     return store
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The collected tests (half a million objects) live as long as the session: frozen out of
+    the collector, they are not walked again by every full collection, which would otherwise
+    stall each test's event loop for up to a second as they add up."""
+    gc.collect()
+    gc.freeze()
+
+
+def _fastapi_callable_caches() -> list[functools._lru_cache_wrapper]:
+    """FastAPI's module-level caches keyed by endpoint and dependency callables (4,096 each in
+    0.165): they keep every app a test builds alive, with its engine and mappings, until a
+    worker holds a million objects and each full garbage collection stalls its event loop for
+    a second or two. A daemon builds one app; a test worker builds hundreds."""
+    from fastapi.dependencies import models
+
+    caches = (getattr(models, name, None) for name in dir(models) if name.endswith("_cached"))
+    return [cache for cache in caches if hasattr(cache, "cache_clear")]
+
+
+def forget_apps() -> None:
+    for cache in _fastapi_callable_caches():
+        cache.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _forget_each_tests_apps():
+    yield
+    forget_apps()
+
+
+@pytest.fixture
+def forget_fastapi_apps():
+    """What runs after every test, for a test that checks it frees what the test built."""
+    return forget_apps
 
 
 @pytest.fixture

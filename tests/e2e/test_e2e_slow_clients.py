@@ -6,6 +6,7 @@ connection that never sends anything is closed too."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import time
 
@@ -62,14 +63,21 @@ async def test_slow_and_idle_clients_are_closed_and_healthz_stays_fast() -> None
         kept_alive = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}")
 
         worst = 0.0
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            deadline = time.monotonic() + READ_TIMEOUT_S + 1.5
-            assert (await kept_alive.get("/healthz")).status_code == 200
-            while time.monotonic() < deadline:
-                started = time.monotonic()
-                assert (await client.get("/healthz")).status_code == 200
-                worst = max(worst, time.monotonic() - started)
-                await asyncio.sleep(0.1)
+        # What is timed is the server among slow clients: not a full collection of the garbage
+        # that earlier tests in this process left (up to a second on a busy CI worker).
+        gc.collect()
+        gc.disable()
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                deadline = time.monotonic() + READ_TIMEOUT_S + 1.5
+                assert (await kept_alive.get("/healthz")).status_code == 200
+                while time.monotonic() < deadline:
+                    started = time.monotonic()
+                    assert (await client.get("/healthz")).status_code == 200
+                    worst = max(worst, time.monotonic() - started)
+                    await asyncio.sleep(0.1)
+        finally:
+            gc.enable()
         assert worst < 0.5, f"/healthz took {worst:.2f}s while slow clients were connected"
         for group, name in ((idle, "idle"), (headers, "header trickle"), (bodies, "body trickle")):
             still_open = [n for n, (reader, _) in enumerate(group) if not await _closed(reader)]
