@@ -7,8 +7,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from syncd.engine.errors import Conflict, EngineError, Invalid, NotFound, Unavailable
 
@@ -34,6 +35,12 @@ STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: 
 
 #: The status each kind of engine refusal answers with (the first match along its classes).
 ENGINE_STATUSES: dict[type[EngineError], int] = {NotFound: 404, Invalid: 422, Conflict: 409, Unavailable: 503}
+
+
+#: The status logged for a request whose client went away before its body was read whole (a slow
+#: client dropped at its read deadline, a caller that gave up): nginx's "client closed request".
+#: Nothing reaches the client; it is not a server error, and nothing of the request was stored.
+CLIENT_CLOSED = 499
 
 
 def engine_status(exc: EngineError) -> int:
@@ -83,6 +90,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = STATUS_CODES.get(exc.status_code, "error")
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(_: Request, exc: ClientDisconnect) -> Response:
+        return Response(status_code=CLIENT_CLOSED)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -4,6 +4,7 @@ that a URL, a header or a path carries."""
 from __future__ import annotations
 
 import httpx
+import pytest
 import structlog
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
@@ -119,3 +120,38 @@ async def test_switched_off_nothing_is_logged_and_the_request_id_still_answers(m
         response = await tb.api.get("/integrations")
 
     assert requests_logged(logs) == [] and response.headers["x-request-id"]
+
+
+def _asgi_post(path: str) -> dict:
+    return {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+            "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+            "headers": [(b"host", b"syncd"), (b"content-type", b"application/json"), (b"content-length", b"200")],
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8080)}
+
+
+@pytest.mark.parametrize("where", ["/events", "the platform's webhook"])
+async def test_a_client_gone_before_its_body_arrived_is_logged_499_not_a_server_error(tb, slack, where):
+    """A slow client dropped at its read deadline, or a caller that gave up mid-body: the app
+    sees ``http.disconnect``. That is the client's doing, so the access log says 499 (not 500),
+    no error is logged, nothing is sent on the dead connection and nothing is stored."""
+    path = "/events" if where == "/events" else f"/webhooks/slack/{slack['id']}"
+    arriving = iter([{"type": "http.request", "body": b'{"type": "event_callback", ', "more_body": True},
+                     {"type": "http.disconnect"}])
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return next(arriving)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    before = await tb.daemon.store.db.messages.count_documents({})
+    with capture_logs() as logs:
+        await tb.daemon.app(_asgi_post(path), receive, send)
+
+    [line] = requests_logged(logs)
+    assert (line["status"], line["log_level"]) == (499, "info")
+    assert line["route"] == ("/events" if where == "/events" else "/webhooks/{platform}/{integration_id}")
+    assert [e for e in logs if e["log_level"] in ("error", "critical", "exception")] == []
+    assert await tb.daemon.store.db.messages.count_documents({}) == before
+    assert await tb.daemon.store.db.inbox.count_documents({}) == 0
