@@ -23,7 +23,8 @@ from typing import Any
 
 from syncd.kit import signed, templates
 from syncd.kit.errors import MalformedDelivery, SignatureError
-from syncd.kit.manifest import Condition, Verifier, Webhook
+from syncd.kit.manifest_base import Condition
+from syncd.kit.manifest_webhook import Verifier, Webhook
 from syncd.kit.signatures import check_window, unprefixed
 from syncd.universal import WebhookAccepted, WebhookAnswer, WebhookRequest
 

@@ -20,7 +20,8 @@ from pydantic import BaseModel
 
 from syncd.kit import signatures
 from syncd.kit.errors import SignatureError
-from syncd.kit.manifest import RateLimit, Webhook
+from syncd.kit.manifest import RateLimit
+from syncd.kit.manifest_webhook import Webhook
 from syncd.universal import (
     Changes,
     ChatData,

@@ -37,7 +37,8 @@ from syncd.kit.errors import (
     SignatureError,
 )
 from syncd.kit.http import Pages, ProviderHttp, RetryPolicy
-from syncd.kit.manifest import EventRule, Manifest, Request, Selection
+from syncd.kit.manifest import Manifest, Request
+from syncd.kit.manifest_webhook import EventRule, Selection
 from syncd.universal import (
     Changes,
     ChatData,

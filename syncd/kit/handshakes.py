@@ -12,7 +12,7 @@ from typing import Any
 
 from syncd.kit import templates
 from syncd.kit.errors import HandshakeRefused, SignatureError
-from syncd.kit.manifest import Handshake
+from syncd.kit.manifest_webhook import Handshake
 from syncd.universal import WebhookAccepted, WebhookAnswer, WebhookRequest
 
 

@@ -19,7 +19,7 @@ import jwt
 
 from syncd.kit import templates
 from syncd.kit.errors import SignatureError
-from syncd.kit.manifest import Verifier
+from syncd.kit.manifest_webhook import Verifier
 from syncd.kit.signed import is_form, payload_bytes, port_toggled
 from syncd.kit.tokens import check_jwt, check_oidc
 from syncd.universal import WebhookRequest

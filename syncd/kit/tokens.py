@@ -13,7 +13,7 @@ from jwt.algorithms import HMACAlgorithm
 
 from syncd.kit import templates
 from syncd.kit.errors import SignatureError
-from syncd.kit.manifest import Verifier
+from syncd.kit.manifest_webhook import Verifier
 from syncd.kit.signed import payload_bytes
 from syncd.universal import WebhookRequest
 

@@ -17,7 +17,7 @@ import jwt
 from syncd import providers
 from syncd.kit import templates
 from syncd.kit.loader import Loaded, load_all
-from syncd.kit.manifest import Verifier
+from syncd.kit.manifest_webhook import Verifier
 from syncd.kit.signed import payload_bytes
 from syncd.universal import WebhookRequest
 

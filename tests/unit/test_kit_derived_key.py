@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from syncd.kit.errors import SignatureError
-from syncd.kit.manifest import Verifier
+from syncd.kit.manifest_webhook import Verifier
 from syncd.kit.signatures import verify
 from syncd.universal import WebhookRequest
 

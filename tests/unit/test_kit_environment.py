@@ -10,7 +10,8 @@ import pytest
 
 from syncd.kit.declarative import ManifestConnector, environment
 from syncd.kit.errors import SignatureError
-from syncd.kit.manifest import Manifest, Verifier
+from syncd.kit.manifest import Manifest
+from syncd.kit.manifest_webhook import Verifier
 from syncd.kit.signatures import verify
 from syncd.universal import WebhookRequest
 

@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from syncd.kit.errors import SignatureError
-from syncd.kit.manifest import Verifier
+from syncd.kit.manifest_webhook import Verifier
 from syncd.kit.signatures import verify
 from syncd.universal import WebhookRequest
 

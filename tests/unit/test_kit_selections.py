@@ -13,7 +13,9 @@ from syncd.kit import handshakes, templates
 from syncd.kit.classify import classifier
 from syncd.kit.credentials import credentials_model
 from syncd.kit.errors import PermanentError, RateLimited, TransientError
-from syncd.kit.manifest import Condition, ErrorRule, Handshake, Manifest
+from syncd.kit.manifest import ErrorRule, Manifest
+from syncd.kit.manifest_base import Condition
+from syncd.kit.manifest_webhook import Handshake
 from syncd.universal import WebhookRequest
 
 BODY = {"object": "page", "entry": [{"id": 77, "messaging": [{"mid": "m1"}, {"mid": "m2"}]},

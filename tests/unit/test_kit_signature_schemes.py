@@ -15,7 +15,8 @@ import pytest
 
 from syncd.kit.declarative import ManifestConnector
 from syncd.kit.errors import SignatureError
-from syncd.kit.manifest import Manifest, Verifier
+from syncd.kit.manifest import Manifest
+from syncd.kit.manifest_webhook import Verifier
 from syncd.kit.signatures import verify_any
 from syncd.kit.signed import payload_bytes
 from syncd.universal import WebhookRequest

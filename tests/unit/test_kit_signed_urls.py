@@ -12,7 +12,7 @@ import pytest
 
 from syncd.kit import signatures, signed
 from syncd.kit.errors import SignatureError
-from syncd.kit.manifest import Verifier
+from syncd.kit.manifest_webhook import Verifier
 from syncd.universal import WebhookRequest
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
