@@ -39,20 +39,23 @@ class Worker:
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
 
-    def _stopping(self) -> bool:
+    def stopping(self) -> bool:
         return self._stopped or self.ctx.stopping.is_set()
 
     async def _run(self) -> None:
-        while not self._stopping():
+        while not self.stopping():
             try:
                 busy = await self.step()
             except Exception:  # a bug in one item must not stop the loop
                 log.exception("worker step failed", worker=self.name)
                 busy = False
-            if not busy and not self._stopping():
+            if not busy and not self.stopping():
                 self._wake.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.ctx.settings.worker_poll_s)
+                # ``asyncio.timeout``, not ``wait_for``: on Python 3.11 ``wait_for`` swallows a
+                # cancellation that comes as the wake-up does, and the loop would run on.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.ctx.settings.worker_poll_s):
+                        await self._wake.wait()
 
     async def stop(self, grace_s: float) -> None:
         """Let the item in hand finish within ``grace_s``, then cancel."""
