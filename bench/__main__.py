@@ -31,6 +31,7 @@ BENCHMARKS = {
     "scale": "resident memory with 1,000 idle integrations and during a 50-chat import",
     "cost_growth": "CPU and round-trips per webhook event from 1 to 10,000 integrations and 10^3 to 10^6 messages",
     "replica": "one daemon with 10,000 integrations of mixed platforms: memory, start, poll lateness and gaps",
+    "callbacks": "app callbacks per second to an app answering in 20 ms, concurrent vs one at a time",
 }
 
 

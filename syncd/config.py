@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     #: One ``http.request`` line per HTTP request (syncd.api.access_log).
     access_log: bool = True
     outbox_max_attempts: int = Field(default=8, ge=1)
+    #: App callbacks sent at once by a replica, each of another chat (a chat's callbacks go one
+    #: after the other, in the order they were queued): an app that takes 50 ms to answer hears
+    #: of about 20 changes a second per chat in hand, not per replica.
+    callback_concurrency: int = Field(default=8, ge=1, le=256)
     inbox_max_attempts: int = Field(default=8, ge=1)
     retry_base_s: float = Field(default=1.0, ge=0)
     retry_max_s: float = Field(default=300.0, ge=0)

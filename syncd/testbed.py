@@ -42,6 +42,13 @@ class FakeApp:
     received: list[dict[str, Any]] = field(default_factory=list)
     rejected: int = 0
     fail_next: int = 0
+    #: Seconds the app takes to answer each callback (a slow app).
+    delay_s: float = 0.0
+    #: The chats of the callbacks being answered now; the most at once; how often a chat's
+    #: callback came while another of the same chat was still being answered.
+    in_hand: list[str] = field(default_factory=list)
+    most_in_hand: int = 0
+    same_chat_at_once: int = 0
 
     def asgi(self) -> Starlette:
         async def callback(request: Request) -> JSONResponse:
@@ -53,10 +60,22 @@ class FakeApp:
             if self.fail_next > 0:
                 self.fail_next -= 1
                 return JSONResponse({"error": "try later"}, status_code=503)
-            self.received.append(json.loads(body))
+            payload = json.loads(body)
+            await self._answer_slowly(str((payload.get("message") or {}).get("chatId")))
+            self.received.append(payload)
             return JSONResponse({"ok": True})
 
         return Starlette(routes=[Route("/callbacks", callback, methods=["POST"])])
+
+    async def _answer_slowly(self, chat: str) -> None:
+        self.same_chat_at_once += chat in self.in_hand
+        self.in_hand.append(chat)
+        self.most_in_hand = max(self.most_in_hand, len(self.in_hand))
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+        finally:
+            self.in_hand.remove(chat)
 
 
 async def _no_wait(_: float) -> None:

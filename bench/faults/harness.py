@@ -217,7 +217,7 @@ class Mortal:
         self.life.dead = True
         engine = self.daemon.engine
         current = asyncio.current_task()
-        tasks = [t for t in (*engine.importer._tasks.values(), *engine._polls,
+        tasks = [t for t in (*engine.importer._tasks.values(), *engine._polls, *engine.outbox._sending,
                              *(w.task for w in (engine.inbox.worker, engine.outbox.events, engine.outbox.notify)))
                  if t is not None and not t.done() and t is not current]
         for task in tasks:

@@ -99,6 +99,7 @@ class Engine:
         deadline = loop.time() + work_budget(grace)
         for worker in (self.inbox.worker, self.outbox.events, self.outbox.notify):
             await worker.stop(max(0.0, deadline - loop.time()))
+        await self.outbox.drain(max(0.0, deadline - loop.time()))
         importing = self.importer.busy()
         if importing or self._polls or self.listeners.count:
             # Said before waiting, so a slow stop is explained while it happens.

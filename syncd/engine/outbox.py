@@ -10,7 +10,9 @@ acknowledges them (their backoff is capped, never dead-lettered).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from pydantic import ValidationError
@@ -43,6 +45,10 @@ class Outbox:
         self._sent_since_yield = CALLBACKS_BETWEEN_YIELDS
         self.events = Worker(ctx, "outbox", self.export_once)
         self.notify = Worker(ctx, "callbacks", self.callback_once)
+        #: Callbacks in hand: at most ``callback_concurrency``, each of another chat.
+        self._slots = asyncio.Semaphore(ctx.settings.callback_concurrency)
+        self._chats_sending: set[str] = set()
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def export_once(self) -> bool:
         item = await self.ctx.store.outbox_claim(self.ctx.now(), self.ctx.settings.lease_ttl_s, exclude_types=[CALLBACK])
@@ -52,16 +58,51 @@ class Outbox:
         return True
 
     async def callback_once(self) -> bool:
+        """Claim the next callback and start sending it, once fewer than
+        ``callback_concurrency`` are in hand; none of a chat whose callback is in hand."""
         if self.yield_to is not None and self._sent_since_yield >= CALLBACKS_BETWEEN_YIELDS:
             await self.yield_to()
             self._sent_since_yield = 0
-        item = await self.ctx.store.outbox_claim(self.ctx.now(), self.ctx.settings.lease_ttl_s, types=[CALLBACK])
+        await self._slots.acquire()
+        item = None if self.notify.stopping() else await self._claim_callback()
         if item is None:
+            self._slots.release()
             self._sent_since_yield = CALLBACKS_BETWEEN_YIELDS  # the next burst yields first
             return False
         self._sent_since_yield += 1
-        await self._handle(item, self.callbacks.deliver, dead_letter=False)
+        chat = _chat_of(item)
+        self._chats_sending.add(chat)
+        task = asyncio.create_task(self._send_callback(item, chat))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
         return True
+
+    async def _claim_callback(self) -> OutboxItem | None:
+        try:
+            return await self.ctx.store.outbox_claim(self.ctx.now(), self.ctx.settings.lease_ttl_s, types=[CALLBACK],
+                                                     exclude_chats=list(self._chats_sending))
+        except Exception:
+            self._slots.release()
+            raise
+
+    async def _send_callback(self, item: OutboxItem, chat: str) -> None:
+        try:
+            await self._handle(item, self.callbacks.deliver, dead_letter=False)
+        except Exception:  # the store failed to record it: its lease runs out, it is sent again
+            log.exception("callback not recorded", outbox_id=item.id)
+        finally:
+            self._chats_sending.discard(chat)
+            self._slots.release()
+            self.notify.wake()  # the chat's next callback may be due
+
+    async def drain(self, timeout_s: float) -> None:
+        """Let the callbacks in hand finish within ``timeout_s``; the rest are cancelled, and
+        sent again once their leases run out."""
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=timeout_s)
+        for task in set(self._sending):
+            task.cancel()
+        await asyncio.gather(*self._sending, return_exceptions=True)
 
     async def _handle(self, item: OutboxItem, deliver, *, dead_letter: bool) -> None:
         bound = log.bind(outbox_id=item.id, type=item.type, customer_id=item.customer_id,
@@ -96,3 +137,9 @@ class Outbox:
             return
         await self.ctx.store.outbox_done(item.id, result)
         metrics.OUTBOX_EVENTS.labels(item.type, "sent").inc()
+
+
+def _chat_of(item: OutboxItem) -> str:
+    """The chat a callback is about (its id; the callback's own id when it names none)."""
+    message: Any = item.payload.get("message") or {}
+    return str(message.get("chatId") or item.id)

@@ -139,8 +139,10 @@ class QueuesStore(StoreBase):
                 raise
 
     async def outbox_claim(self, now: datetime, lease_s: float, *, types: list[str] | None = None,
-                           exclude_types: list[str] | None = None) -> OutboxItem | None:
-        """The next due item, or one whose worker died mid-send (its lease ran out)."""
+                           exclude_types: list[str] | None = None,
+                           exclude_chats: list[str] | None = None) -> OutboxItem | None:
+        """The next due item, or one whose worker died mid-send (its lease ran out);
+        ``exclude_chats``: not a callback about a message of these chats (one in hand)."""
         query: dict[str, Any] = {"$or": [
             {"status": "queued", "nextAttemptAt": {"$lte": now}},
             {"status": "sending", "leaseUntil": {"$lte": now}}]}
@@ -151,6 +153,8 @@ class QueuesStore(StoreBase):
             type_filter["$nin"] = list(exclude_types)
         if type_filter:
             query["type"] = type_filter
+        if exclude_chats:
+            query["payload.message.chatId"] = {"$nin": list(exclude_chats)}
         doc = await self.outbox.find_one_and_update(
             query,
             {"$set": {"status": "sending", "leaseUntil": now + timedelta(seconds=lease_s),

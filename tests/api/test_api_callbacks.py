@@ -135,3 +135,53 @@ async def test_an_edit_made_on_the_platform_to_the_apps_message_is_called_back(t
     [callback] = await callbacks_for(tb, f"{general}:{sent['ts']}", "message.updated")
     assert callback["message"]["text"] == "fixed by a Slack admin"
     assert callback["message"]["origin"] == "app"
+
+
+async def test_a_slow_app_hears_of_several_chats_at_once_and_of_each_chat_one_change_at_a_time(make_tb):
+    tb = await make_tb(callback_concurrency=3)
+    tb.app.delay_s = 0.05
+    ws = tb.slack.seed_workspace()
+    slack = await tb.create_slack()  # the import's messages: four chats, six of them in #general
+    general = ws["general"]
+    for text in ("first", "second", "third"):
+        await tb.deliver_slack(slack, tb.slack.post_user_message(general, text, ws["bob"]))
+    await drain_inbox(tb)
+    await tb.settle()
+
+    chats = {c["message"]["chatId"] for c in tb.app.received}
+    assert len(chats) == 4 and len(tb.app.received) == len({c["id"] for c in tb.app.received}) >= 12
+    assert tb.app.most_in_hand == 3  # as many as allowed, never more
+    assert tb.app.same_chat_at_once == 0
+    later = [c["message"]["text"] for c in tb.app.received if c["message"]["text"] in ("first", "second", "third")]
+    assert later == ["first", "second", "third"]
+
+
+async def test_one_callback_at_a_time_when_so_configured(make_tb):
+    tb = await make_tb(callback_concurrency=1)
+    tb.app.delay_s = 0.01
+    tb.slack.seed_workspace()
+    await tb.create_slack()
+    await tb.settle()
+    assert len(tb.app.received) >= 9 and tb.app.most_in_hand == 1
+
+
+async def test_callbacks_in_hand_when_the_daemon_stops_are_answered_and_recorded_once(make_tb):
+    # More slots than chats: the worker is idle, not waiting for a slot, when the stop comes.
+    tb = await make_tb(callback_concurrency=8)
+    tb.app.delay_s = 0.5
+    tb.slack.seed_workspace()
+    await tb.create_slack()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while len(tb.app.in_hand) < 2 and loop.time() < deadline:
+        await asyncio.sleep(0.005)
+    assert len(tb.app.in_hand) >= 2
+
+    await tb.engine.stop(grace_s=5)
+
+    assert tb.app.in_hand == []
+    outbox = await tb.daemon.store.outbox_counts()
+    assert not outbox.get("sending")
+    sent = {item.idempotency_key for item in await tb.daemon.store.list_outbox(status="sent")}
+    received = [c["id"] for c in tb.app.received]
+    assert len(received) == len(set(received)) >= 2 and set(received) == sent

@@ -16,8 +16,9 @@ from syncd.engine import outbox as outbox_module
 from syncd.engine.context import connector_for
 from syncd.engine.inbox import Inbox
 from syncd.engine.ingest import ingest
+from syncd.engine.notifier import CALLBACK
 from syncd.engine.outbox import Outbox
-from syncd.models import Chat
+from syncd.models import Chat, OutboxItem
 from syncd.store import Store
 from syncd.store.chats import ChatsStore
 from syncd.testbed import Testbed
@@ -93,32 +94,38 @@ async def test_the_inbox_is_idle_at_once_when_nothing_waits_and_yields_at_most_i
 
 async def test_callbacks_yield_before_a_burst_and_again_after_so_many(monkeypatch) -> None:
     monkeypatch.setattr(outbox_module, "CALLBACKS_BETWEEN_YIELDS", 3)
-    queued = [object() for _ in range(7)]
-    sent: list[object] = []
+    queued = [OutboxItem(customer_id="c1", idempotency_key=f"k{n}", type=CALLBACK,
+                         payload={"message": {"chatId": f"chat-{n}"}}) for n in range(7)]
+    claimed: list[OutboxItem] = []
+    sent: list[OutboxItem] = []
     waits: list[int] = []
 
     async def claim(*_args, **_kwargs):
-        return queued.pop(0) if queued else None
+        if queued:
+            claimed.append(queued.pop(0))
+            return claimed[-1]
+        return None
 
     async def yielded() -> None:
-        waits.append(len(sent))
+        waits.append(len(claimed))
 
-    ctx = SimpleNamespace(store=SimpleNamespace(outbox_claim=claim), now=lambda: T0,
-                          settings=SimpleNamespace(lease_ttl_s=30))
-    outbox = Outbox.__new__(Outbox)
-    outbox.ctx, outbox.yield_to, outbox._sent_since_yield = ctx, yielded, 3
+    ctx = SimpleNamespace(store=SimpleNamespace(outbox_claim=claim), now=lambda: T0, stopping=asyncio.Event(),
+                          settings=SimpleNamespace(lease_ttl_s=30, callback_concurrency=8))
+    outbox = Outbox(ctx, exporter=None, callbacks=SimpleNamespace(deliver=None), yield_to=yielded)
+    outbox._sent_since_yield = 3
 
     async def handle(item, deliver, *, dead_letter):
         sent.append(item)
 
     outbox._handle = handle
-    outbox.callbacks = SimpleNamespace(deliver=None)
     while await outbox.callback_once():
         pass
-    assert len(sent) == 7 and waits == [0, 3, 6]
-    queued.append(object())
+    await outbox.drain(5)
+    assert sent == claimed and len(sent) == 7 and waits == [0, 3, 6]
+    queued.append(OutboxItem(customer_id="c1", idempotency_key="k7", type=CALLBACK, payload={}))
     await outbox.callback_once()  # a new burst after an empty claim yields first
     assert waits == [0, 3, 6, 7]
+    await outbox.drain(5)
 
 
 async def test_the_double_reads_a_claim_sorted_by_the_indexs_later_fields_as_a_full_sort_does() -> None:
