@@ -64,26 +64,27 @@ class Outbox:
             await self.yield_to()
             self._sent_since_yield = 0
         await self._slots.acquire()
-        item = None if self.notify.stopping() else await self._claim_callback()
-        if item is None:
-            self._slots.release()
-            self._sent_since_yield = CALLBACKS_BETWEEN_YIELDS  # the next burst yields first
-            return False
-        self._sent_since_yield += 1
+        sending = False
+        try:
+            item = None if self.notify.stopping() else await self.ctx.store.outbox_claim(
+                self.ctx.now(), self.ctx.settings.lease_ttl_s, types=[CALLBACK], exclude_chats=list(self._chats_sending))
+            if item is None:
+                self._sent_since_yield = CALLBACKS_BETWEEN_YIELDS  # the next burst yields first
+                return False
+            self._sent_since_yield += 1
+            self._start_sending(item)
+            sending = True
+            return True
+        finally:
+            if not sending:
+                self._slots.release()
+
+    def _start_sending(self, item: OutboxItem) -> None:
         chat = _chat_of(item)
         self._chats_sending.add(chat)
         task = asyncio.create_task(self._send_callback(item, chat))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
-        return True
-
-    async def _claim_callback(self) -> OutboxItem | None:
-        try:
-            return await self.ctx.store.outbox_claim(self.ctx.now(), self.ctx.settings.lease_ttl_s, types=[CALLBACK],
-                                                     exclude_chats=list(self._chats_sending))
-        except Exception:
-            self._slots.release()
-            raise
 
     async def _send_callback(self, item: OutboxItem, chat: str) -> None:
         try:
