@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import Record
+from bench.common import SECRET_KEY, Record
 from bench.mongo_double import Client
 from syncd.config import Settings
 from syncd.store import Store, _fernet
@@ -36,16 +36,14 @@ FULL = Size(chats=48, messages=50, latency_s=0.02)
 TINY = Size(chats=4, messages=3, latency_s=0.005)
 
 
-async def _double_store() -> Store:
+def _double_store() -> Store:
     client = Client()
-    store = Store(client, client["syncd"], _fernet("bench-secret-key"))
-    await store.ensure_indexes()
-    return store
+    return Store(client, client["syncd"], _fernet(SECRET_KEY))  # indexes: created by ``build``
 
 
 async def measure(size: Size, concurrency: int) -> dict[str, Any]:
     """Callbacks per second to the slow app after an import, and what the app saw."""
-    tb = await Testbed.start(store=await _double_store(), callback_concurrency=concurrency, shutdown_grace_s=30)
+    tb = await Testbed.start(store=_double_store(), callback_concurrency=concurrency, shutdown_grace_s=30)
     try:
         tb.slack.seed_workspace()
         tb.slack.trial_history(size.chats, size.messages)

@@ -9,7 +9,6 @@ that only a real server would show come out. Off by default (the default suite s
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
 
@@ -39,20 +38,17 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
-def _fastapi_callable_caches() -> list[functools._lru_cache_wrapper]:
-    """FastAPI's module-level caches keyed by endpoint and dependency callables (4,096 each in
-    0.165): they keep every app a test builds alive, with its engine and mappings, until a
-    worker holds a million objects and each full garbage collection stalls its event loop for
+def forget_apps() -> None:
+    """Clear FastAPI's module-level caches keyed by endpoint and dependency callables (4,096
+    each in 0.165): they keep every app a test builds alive, with its engine and mappings, until
+    a worker holds a million objects and each full garbage collection stalls its event loop for
     a second or two. A daemon builds one app; a test worker builds hundreds."""
     from fastapi.dependencies import models
 
-    caches = (getattr(models, name, None) for name in dir(models) if name.endswith("_cached"))
-    return [cache for cache in caches if hasattr(cache, "cache_clear")]
-
-
-def forget_apps() -> None:
-    for cache in _fastapi_callable_caches():
-        cache.cache_clear()
+    for name in dir(models):
+        cache = getattr(models, name)
+        if name.endswith("_cached") and hasattr(cache, "cache_clear"):
+            cache.cache_clear()
 
 
 @pytest.fixture(autouse=True)

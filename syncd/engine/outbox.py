@@ -45,10 +45,9 @@ class Outbox:
         self._sent_since_yield = CALLBACKS_BETWEEN_YIELDS
         self.events = Worker(ctx, "outbox", self.export_once)
         self.notify = Worker(ctx, "callbacks", self.callback_once)
-        #: Callbacks in hand: at most ``callback_concurrency``, each of another chat.
+        #: Callbacks in hand, each with its chat: at most ``callback_concurrency``, no chat twice.
         self._slots = asyncio.Semaphore(ctx.settings.callback_concurrency)
-        self._chats_sending: set[str] = set()
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sending: dict[asyncio.Task[None], str] = {}
 
     async def export_once(self) -> bool:
         item = await self.ctx.store.outbox_claim(self.ctx.now(), self.ctx.settings.lease_ttl_s, exclude_types=[CALLBACK])
@@ -67,7 +66,7 @@ class Outbox:
         sending = False
         try:
             item = None if self.notify.stopping() else await self.ctx.store.outbox_claim(
-                self.ctx.now(), self.ctx.settings.lease_ttl_s, types=[CALLBACK], exclude_chats=list(self._chats_sending))
+                self.ctx.now(), self.ctx.settings.lease_ttl_s, types=[CALLBACK], exclude_chats=list(self._sending.values()))
             if item is None:
                 self._sent_since_yield = CALLBACKS_BETWEEN_YIELDS  # the next burst yields first
                 return False
@@ -80,21 +79,20 @@ class Outbox:
                 self._slots.release()
 
     def _start_sending(self, item: OutboxItem) -> None:
-        chat = _chat_of(item)
-        self._chats_sending.add(chat)
-        task = asyncio.create_task(self._send_callback(item, chat))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        task = asyncio.create_task(self._send_callback(item))
+        self._sending[task] = _chat_of(item)
+        task.add_done_callback(self._sent)
 
-    async def _send_callback(self, item: OutboxItem, chat: str) -> None:
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        del self._sending[task]
+        self._slots.release()
+        self.notify.wake()  # the chat's next callback may be due
+
+    async def _send_callback(self, item: OutboxItem) -> None:
         try:
             await self._handle(item, self.callbacks.deliver, dead_letter=False)
         except Exception:  # the store failed to record it: its lease runs out, it is sent again
             log.exception("callback not recorded", outbox_id=item.id)
-        finally:
-            self._chats_sending.discard(chat)
-            self._slots.release()
-            self.notify.wake()  # the chat's next callback may be due
 
     async def drain(self, timeout_s: float) -> None:
         """Let the callbacks in hand finish within ``timeout_s``; the rest are cancelled, and
